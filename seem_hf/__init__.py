@@ -1,0 +1,28 @@
+"""seem_hf: SEEM, LSeg and DETR-panoptic as Hugging Face transformers models.
+
+Importing the package registers every model with transformers' Auto classes.
+"""
+
+from .models.auto import register_auto_classes
+from .models.detr_panoptic import (
+    DetrPanopticConfig,
+    DetrPanopticForSegmentation,
+    DetrPanopticImageProcessor,
+    DetrPanopticPreTrainedModel,
+    DetrPanopticProcessor,
+    DetrPanopticSegmentationOutput,
+)
+
+__version__ = "0.1.0"
+
+register_auto_classes()
+
+__all__ = [
+    "DetrPanopticConfig",
+    "DetrPanopticForSegmentation",
+    "DetrPanopticImageProcessor",
+    "DetrPanopticPreTrainedModel",
+    "DetrPanopticProcessor",
+    "DetrPanopticSegmentationOutput",
+    "__version__",
+]

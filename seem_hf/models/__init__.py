@@ -1,0 +1,1 @@
+"""The seem_hf models, one folder each in transformers' layout."""

@@ -1,0 +1,283 @@
+"""Mask post-processing shared by every seem_hf model: pure functions over class and mask logits.
+
+Inputs are the per-query outputs of a mask-classification model: `class_logits` (batch, queries, labels + 1),
+the last label being "no object", and `mask_logits` (batch, queries, height, width). Results use transformers'
+formats, so the image processors can hand them to `pipeline("image-segmentation")` unchanged:
+
+- semantic: a (height, width) tensor of label ids per image;
+- instance and panoptic: `{"segmentation": (height, width) int32 segment ids, "segments_info": [{"id",
+  "label_id", "was_fused", "score"}]}`, ids starting at 1, 0 where no segment won, and -1 everywhere when no
+  query passed the score threshold.
+
+Two panoptic rules are offered:
+
+- `panoptic_segmentation` (MaskFormer rule, the one transformers' DETR and Mask2Former processors use): keep
+  queries whose best non-void score exceeds `threshold` (0.5); weigh each kept query's mask probabilities by
+  its score; give every pixel to the query of highest weighted probability; keep a query's segment when the
+  pixels it won are more than `overlap_mask_area_threshold` (0.8) of its own mask (weighted probability
+  >= `mask_threshold`, 0.5), so that a mask mostly hidden behind others does not leave a sliver; fuse the
+  segments of labels in `label_ids_to_fuse`.
+- `detr_panoptic_segmentation` (the original DETR `PostProcessPanoptic`, with which DETR's PQ 43.4 was
+  measured): keep queries whose score exceeds 0.85; give every pixel to the kept query of highest mask logit
+  (the original's softmax over queries has the same argmax); merge all segments of one stuff label; drop
+  segments of at most `min_area` (4) pixels and repeat until none is that small.
+
+The results equal transformers' (tested), but the work is vectorised: one bilinear resize of the kept masks,
+`max` instead of `argmax` over queries (the same indices, several times faster on CPU), areas from one
+`bincount`, and, for semantic maps, only the labels that can win somewhere are resized (see
+`_labels_that_can_win`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+# Defaults, named after the papers that set them.
+MASKFORMER_SCORE_THRESHOLD = 0.5
+MASKFORMER_MASK_THRESHOLD = 0.5
+MASKFORMER_OVERLAP_THRESHOLD = 0.8
+DETR_PANOPTIC_SCORE_THRESHOLD = 0.85
+DETR_PANOPTIC_MIN_AREA = 4
+
+
+def _check_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, target_sizes) -> None:
+    if class_logits.ndim != 3 or mask_logits.ndim != 4:
+        raise ValueError(
+            "Expected class logits (batch, queries, labels + 1) and mask logits (batch, queries, height, width), "
+            f"got shapes {tuple(class_logits.shape)} and {tuple(mask_logits.shape)}."
+        )
+    if class_logits.shape[:2] != mask_logits.shape[:2]:
+        raise ValueError(
+            f"Class logits {tuple(class_logits.shape)} and mask logits {tuple(mask_logits.shape)} disagree on "
+            "batch size or number of queries."
+        )
+    if class_logits.shape[-1] < 2:
+        raise ValueError("Class logits need at least one label besides the final 'no object' entry.")
+    if target_sizes is not None:
+        if len(target_sizes) != class_logits.shape[0]:
+            raise ValueError(
+                f"Got {len(target_sizes)} target sizes for a batch of {class_logits.shape[0]}: pass one "
+                "(height, width) per image."
+            )
+        for size in target_sizes:
+            height, width = (int(v) for v in size)
+            if height <= 0 or width <= 0:
+                raise ValueError(f"Target sizes must be positive (height, width), got {tuple(size)}.")
+
+
+def _target_size(target_sizes, index: int, mask_logits: torch.Tensor) -> tuple[int, int]:
+    if target_sizes is None:
+        return tuple(mask_logits.shape[-2:])
+    return tuple(int(v) for v in target_sizes[index])
+
+
+def _resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (channels, h, w) maps, as transformers does (align_corners=False)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+def _labels_that_can_win(scores: torch.Tensor, slack: float = 1e-5) -> torch.Tensor:
+    """Indices of the channels of `scores` (channels, h, w) that can be the per-pixel maximum after a
+    bilinear resize to any size.
+
+    A bilinearly resized pixel is a convex combination of a 2x2 window of source pixels. Within a window, a
+    channel's resized value lies between its minimum and its maximum over the window, so the winning value is at
+    least the largest window-minimum of any channel. A channel whose window-maximum falls below that bound in
+    every window can never win, and resizing it is wasted work. `slack` widens the test by a relative margin, so
+    rounding in the interpolation weights cannot exclude a true winner.
+    """
+    padded = F.pad(scores[None], (0, 1, 0, 1), mode="replicate")
+    window_max = F.max_pool2d(padded, kernel_size=2, stride=1)[0]
+    window_min = -F.max_pool2d(-padded, kernel_size=2, stride=1)[0]
+    winner_floor = window_min.max(0).values
+    can_win = window_max >= winner_floor - slack * winner_floor.abs()
+    return can_win.flatten(1).any(1).nonzero().flatten()
+
+
+def semantic_segmentation(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    target_sizes: Sequence[tuple[int, int]] | None = None,
+    return_segmentation_scores: bool = False,
+) -> list:
+    """Per-pixel labels: `argmax_c sum_q softmax(class_q)[c] * sigmoid(mask_q)` over the real labels, after a
+    bilinear resize to each target size. With `return_segmentation_scores`, each item is a dict with
+    `segmentation` and the resized per-label `segmentation_scores` (labels, height, width)."""
+    _check_outputs(class_logits, mask_logits, target_sizes)
+    class_probs = class_logits.softmax(-1)[..., :-1]
+    scores = torch.einsum("bqc,bqhw->bchw", class_probs, mask_logits.sigmoid())
+    results = []
+    for index in range(scores.shape[0]):
+        size = _target_size(target_sizes, index, mask_logits)
+        if return_segmentation_scores:
+            resized = _resize(scores[index], size)
+            results.append({"segmentation": resized.max(0).indices, "segmentation_scores": resized})
+            continue
+        candidates = _labels_that_can_win(scores[index])
+        winners = _resize(scores[index, candidates], size).max(0).indices
+        results.append(candidates[winners])
+    return results
+
+
+def _keep_confident_queries(class_logits: torch.Tensor, threshold: float):
+    """Per query: (scores, labels, keep), where keep marks queries whose best class is a real
+    label with probability above `threshold` (the "no object" class counts in the softmax, as in DETR)."""
+    scores, labels = class_logits.softmax(-1).max(-1)
+    keep = labels.ne(class_logits.shape[-1] - 1) & (scores > threshold)
+    return scores, labels, keep
+
+
+def _empty_result(size: tuple[int, int], device) -> dict:
+    return {"segmentation": torch.full(size, -1, dtype=torch.int32, device=device), "segments_info": []}
+
+
+def _assign_segment_ids(
+    query_labels: Iterable[int], query_scores: Iterable[float], kept: Iterable[bool], label_ids_to_fuse
+) -> tuple[list[int], list[dict]]:
+    """Give each kept query a segment id (1, 2, ...) in query order; queries of a label in `label_ids_to_fuse`
+    share the id of the first one. Returns the id per query (0 for dropped ones) and the segments' info."""
+    ids, segments, fused_ids = [], [], {}
+    for label, score, keep in zip(query_labels, query_scores, kept):
+        if not keep:
+            ids.append(0)
+            continue
+        should_fuse = label in label_ids_to_fuse
+        if should_fuse and label in fused_ids:
+            ids.append(fused_ids[label])
+            continue
+        segment_id = len(segments) + 1
+        segments.append({"id": segment_id, "label_id": label, "was_fused": should_fuse, "score": round(score, 6)})
+        if should_fuse:
+            fused_ids[label] = segment_id
+        ids.append(segment_id)
+    return ids, segments
+
+
+def panoptic_segmentation(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    threshold: float = MASKFORMER_SCORE_THRESHOLD,
+    mask_threshold: float = MASKFORMER_MASK_THRESHOLD,
+    overlap_mask_area_threshold: float = MASKFORMER_OVERLAP_THRESHOLD,
+    label_ids_to_fuse: Iterable[int] | None = None,
+    target_sizes: Sequence[tuple[int, int]] | None = None,
+) -> list[dict]:
+    """Panoptic (or, with no labels to fuse, instance) segmentation by the MaskFormer rule; see the module
+    docstring. Equal to transformers' `post_process_panoptic_segmentation` of DETR and MaskFormer."""
+    _check_outputs(class_logits, mask_logits, target_sizes)
+    label_ids_to_fuse = set(label_ids_to_fuse or ())
+    all_scores, all_labels, all_keep = _keep_confident_queries(class_logits, threshold)
+    results = []
+    for index in range(class_logits.shape[0]):
+        size = _target_size(target_sizes, index, mask_logits)
+        keep = all_keep[index]
+        if not keep.any():
+            results.append(_empty_result(size, mask_logits.device))
+            continue
+        scores, labels = all_scores[index, keep], all_labels[index, keep]
+        # Resizing is linear, so weighing before the resize gives the same maps for a fraction of the work.
+        weighted = _resize(mask_logits[index, keep].sigmoid() * scores[:, None, None], size)
+        owner = weighted.max(0).indices
+        won_area = torch.bincount(owner.flatten(), minlength=len(scores))
+        own_area = (weighted >= mask_threshold).sum((1, 2), dtype=torch.int32)
+        ratio = won_area / own_area.clamp(min=1)
+        valid = (won_area > 0) & (own_area > 0) & (ratio.double() > overlap_mask_area_threshold)
+        ids, segments = _assign_segment_ids(labels.tolist(), scores.tolist(), valid.tolist(), label_ids_to_fuse)
+        lookup = torch.tensor(ids, dtype=torch.int32, device=owner.device)
+        results.append({"segmentation": lookup[owner], "segments_info": segments})
+    return results
+
+
+def instance_segmentation(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    threshold: float = MASKFORMER_SCORE_THRESHOLD,
+    mask_threshold: float = MASKFORMER_MASK_THRESHOLD,
+    overlap_mask_area_threshold: float = MASKFORMER_OVERLAP_THRESHOLD,
+    target_sizes: Sequence[tuple[int, int]] | None = None,
+) -> list[dict]:
+    """Instance segmentation: the panoptic MaskFormer rule with no label fused, as transformers' DETR does."""
+    return panoptic_segmentation(
+        class_logits, mask_logits, threshold, mask_threshold, overlap_mask_area_threshold, (), target_sizes
+    )
+
+
+def detr_panoptic_segmentation(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    threshold: float = DETR_PANOPTIC_SCORE_THRESHOLD,
+    label_ids_to_fuse: Iterable[int] | None = None,
+    target_sizes: Sequence[tuple[int, int]] | None = None,
+    min_area: int = DETR_PANOPTIC_MIN_AREA,
+) -> list[dict]:
+    """Panoptic segmentation by the original DETR rule; see the module docstring.
+
+    `label_ids_to_fuse` are the stuff labels (all of one stuff label become one segment). Two deliberate
+    differences from the original code: segment ids start at 1 (the original used 0, which panopticapi reads
+    as void), and the stuff merge is kept when small segments are dropped (the original forgot it after the
+    first pass). Masks are resized bilinearly straight to the target size before the per-pixel argmax.
+    """
+    _check_outputs(class_logits, mask_logits, target_sizes)
+    label_ids_to_fuse = set(label_ids_to_fuse or ())
+    all_scores, all_labels, all_keep = _keep_confident_queries(class_logits, threshold)
+    results = []
+    for index in range(class_logits.shape[0]):
+        size = _target_size(target_sizes, index, mask_logits)
+        keep = all_keep[index]
+        if not keep.any():
+            results.append(_empty_result(size, mask_logits.device))
+            continue
+        scores, labels = all_scores[index, keep].tolist(), all_labels[index, keep].tolist()
+        masks = _resize(mask_logits[index, keep], size).clone()
+        # Every stuff query points at the first query of its label; thing queries point at themselves.
+        first_of_label = {}
+        representative = []
+        for query, label in enumerate(labels):
+            if label in label_ids_to_fuse:
+                representative.append(first_of_label.setdefault(label, query))
+            else:
+                representative.append(query)
+        representative = torch.tensor(representative, device=masks.device)
+        alive = torch.ones(len(labels), dtype=torch.bool, device=masks.device)
+        while True:
+            owner = representative[masks.max(0).indices]
+            area = torch.bincount(owner.flatten(), minlength=len(labels))
+            # A merged stuff segment's area is counted on its representative only.
+            too_small = alive & (representative == torch.arange(len(labels), device=masks.device))
+            too_small &= area <= min_area
+            # Members of a merged stuff segment go with their representative.
+            too_small = too_small[representative] & alive
+            if not too_small.any():
+                break
+            alive &= ~too_small
+            if not alive.any():
+                break
+            masks[too_small] = float("-inf")
+        if not alive.any():
+            results.append(_empty_result(size, mask_logits.device))
+            continue
+        is_representative = (alive & (representative == torch.arange(len(labels), device=masks.device))).tolist()
+        ids, segments = _assign_segment_ids(labels, scores, is_representative, ())
+        for segment in segments:
+            segment["was_fused"] = segment["label_id"] in label_ids_to_fuse
+        lookup = torch.tensor(ids, dtype=torch.int32, device=owner.device)[representative]
+        results.append({"segmentation": lookup[owner], "segments_info": segments})
+    return results
+
+
+__all__ = [
+    "DETR_PANOPTIC_MIN_AREA",
+    "DETR_PANOPTIC_SCORE_THRESHOLD",
+    "MASKFORMER_MASK_THRESHOLD",
+    "MASKFORMER_OVERLAP_THRESHOLD",
+    "MASKFORMER_SCORE_THRESHOLD",
+    "detr_panoptic_segmentation",
+    "instance_segmentation",
+    "panoptic_segmentation",
+    "semantic_segmentation",
+]
