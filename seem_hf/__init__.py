@@ -13,11 +13,15 @@ from .models.detr_panoptic import (
     DetrPanopticSegmentationOutput,
 )
 
+from .pipelines import ArrayImageSegmentationPipeline, register_pipeline
+
 __version__ = "0.1.0"
 
 register_auto_classes()
+register_pipeline()
 
 __all__ = [
+    "ArrayImageSegmentationPipeline",
     "DetrPanopticConfig",
     "DetrPanopticForSegmentation",
     "DetrPanopticImageProcessor",

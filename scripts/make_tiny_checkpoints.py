@@ -1,0 +1,55 @@
+"""Regenerate the tiny random-weight checkpoints under tests/fixtures/ (deterministic: same seed, same weights).
+
+    python scripts/make_tiny_checkpoints.py [--output-dir tests/fixtures]
+
+Each folder is a complete `save_pretrained` checkpoint: config, safetensors weights, processor and the code
+that lets it load with `trust_remote_code=True` where seem_hf is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import torch
+
+from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor, DetrPanopticProcessor
+from seem_hf.testing import FIXTURES, TINY_COLORS, TINY_IMAGE_SIZE, TINY_THINGS, tiny_detr_panoptic_config
+
+
+def make_tiny_detr_panoptic(output_dir: Path) -> Path:
+    torch.manual_seed(0)
+    config = tiny_detr_panoptic_config()
+    model = DetrPanopticForSegmentation(config).eval()
+    with torch.no_grad():
+        # At initialisation every query gives the same near-uniform prediction, so no post-processing would
+        # return a segment. Sharper cross-attention and query embeddings make the queries differ, a
+        # "no object" bias and a steeper mask output make some of them confident.
+        model.detr.model.query_position_embeddings.weight.normal_(0, 1)
+        for layer in model.detr.model.decoder.layers:
+            layer.encoder_attn.q_proj.weight.mul_(10)
+            layer.encoder_attn.k_proj.weight.mul_(10)
+            layer.encoder_attn.v_proj.weight.mul_(5)
+        model.detr.class_labels_classifier.weight.normal_(0, 1)
+        model.detr.class_labels_classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, -6.0]))
+        model.mask_head.output_conv.weight.mul_(30)
+    image_processor = DetrPanopticImageProcessor(
+        id2label=config.id2label, thing_label_ids=TINY_THINGS, label_colors=TINY_COLORS, size=dict(TINY_IMAGE_SIZE)
+    )
+    folder = output_dir / "tiny-random-detr_panoptic"
+    shutil.rmtree(folder, ignore_errors=True)
+    model.save_pretrained(folder)
+    DetrPanopticProcessor(image_processor=image_processor).save_pretrained(folder)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", type=Path, default=FIXTURES)
+    arguments = parser.parse_args()
+    print(make_tiny_detr_panoptic(arguments.output_dir))
+
+
+if __name__ == "__main__":
+    main()

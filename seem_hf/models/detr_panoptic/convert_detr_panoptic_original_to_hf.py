@@ -1,0 +1,187 @@
+"""Convert an original facebookresearch/detr panoptic checkpoint (`detr-r50-panoptic-*.pth`) to a seem_hf folder.
+
+    python -m seem_hf.models.detr_panoptic.convert_detr_panoptic_original_to_hf \
+        --checkpoint detr-r50-panoptic-00ce5173.pth --output-dir detr-r50-panoptic \
+        [--categories panoptic_coco_categories.json]
+
+The original `DETRsegm` module names (`detr.backbone.0.body.*` torchvision ResNet, `detr.transformer.*` with
+fused `in_proj` attention weights, `detr.class_embed`, `detr.bbox_embed`, `detr.query_embed`,
+`detr.input_proj`, `bbox_attention.{q,k}_linear`, `mask_head.{lay1..5,gn1..5,adapter1..3,out_lay}`) are mapped
+onto [`DetrPanopticForSegmentation`]; the architecture (backbone depth, widths, layer and query counts, label
+count) is read off the tensor shapes. Loading is strict: a key left over or missing is an error that names it.
+Not imported by the model; kept beside it, as transformers does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import torch
+from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+
+from .configuration_detr_panoptic import DetrPanopticConfig, native_resnet_config
+from .image_processing_detr_panoptic import DetrPanopticImageProcessor
+from .modeling_detr_panoptic import DetrPanopticForSegmentation, timm_resnet_key_mapping
+from .processing_detr_panoptic import DetrPanopticProcessor
+
+# Original transformer names -> transformers' DETR names (applied in order, each a regex substitution).
+_TRANSFORMER_RENAMES = [
+    (r"^detr\.backbone\.0\.body\.", "detr.model.backbone.model."),
+    (r"^detr\.input_proj\.", "detr.model.input_projection."),
+    (r"^detr\.query_embed\.", "detr.model.query_position_embeddings."),
+    (r"^detr\.class_embed\.", "detr.class_labels_classifier."),
+    (r"^detr\.bbox_embed\.", "detr.bbox_predictor."),
+    (r"^detr\.transformer\.decoder\.norm\.", "detr.model.decoder.layernorm."),
+    (r"^detr\.transformer\.", "detr.model."),
+    (r"\.multihead_attn\.", ".encoder_attn."),
+    (r"\.out_proj\.", ".o_proj."),
+    (r"\.linear1\.", ".mlp.fc1."),
+    (r"\.linear2\.", ".mlp.fc2."),
+    (r"(encoder\.layers\.\d+)\.norm1\.", r"\1.self_attn_layer_norm."),
+    (r"(encoder\.layers\.\d+)\.norm2\.", r"\1.final_layer_norm."),
+    (r"(decoder\.layers\.\d+)\.norm1\.", r"\1.self_attn_layer_norm."),
+    (r"(decoder\.layers\.\d+)\.norm2\.", r"\1.encoder_attn_layer_norm."),
+    (r"(decoder\.layers\.\d+)\.norm3\.", r"\1.final_layer_norm."),
+]
+_FUSED_ATTENTION = re.compile(r"^(.*)\.in_proj_(weight|bias)$")
+
+
+def _mask_head_renames() -> list[tuple[str, str]]:
+    """transformers' own renames of the legacy mask-head names (`mask_head.lay1` -> `mask_head.conv1.conv`...)."""
+    renames = []
+    for transform in get_checkpoint_conversion_mapping("DetrForSegmentation"):
+        for source, target in zip(transform.source_patterns, transform.target_patterns):
+            renames.append((r"^" + re.escape(source) + r"\.", target + "."))
+    return renames
+
+
+def convert_original_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an original DETR-panoptic state dict to [`DetrPanopticForSegmentation`]'s names, splitting the fused
+    attention projections (`in_proj_weight` = [query; key; value]) into `q_proj`, `k_proj`, `v_proj`."""
+    renames = (
+        _TRANSFORMER_RENAMES
+        + list(timm_resnet_key_mapping(prefix=r"backbone\.model\.").items())
+        + _mask_head_renames()
+    )
+    converted = {}
+    for key, tensor in state_dict.items():
+        new_key = key
+        for pattern, replacement in renames:
+            new_key = re.sub(pattern, replacement, new_key)
+        fused = _FUSED_ATTENTION.match(new_key)
+        if fused:
+            prefix, kind = fused.groups()
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):
+                converted[f"{prefix}.{name}.{kind}"] = part.clone()
+        else:
+            converted[new_key] = tensor
+    return converted
+
+
+def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overrides) -> DetrPanopticConfig:
+    """The [`DetrPanopticConfig`] whose model has the shapes of an original DETR-panoptic state dict."""
+
+    def count(pattern: str) -> int:
+        return len({match.group(1) for key in state_dict if (match := re.match(pattern, key))})
+
+    blocks_in_layer3 = count(r"^detr\.backbone\.0\.body\.layer3\.(\d+)\.")
+    backbone_name = {6: "resnet50", 23: "resnet101"}.get(blocks_in_layer3)
+    if backbone_name is None:
+        raise ValueError(f"Unrecognised backbone: layer3 has {blocks_in_layer3} blocks (ResNet-50 has 6, -101 has 23).")
+    d_model = state_dict["detr.query_embed.weight"].shape[1]
+    # The mask head reads the projected features concatenated with one attention map per head.
+    heads = state_dict["mask_head.lay1.weight"].shape[1] - d_model
+    arguments = dict(
+        backbone_config=native_resnet_config(backbone_name),
+        num_labels=state_dict["detr.class_embed.weight"].shape[0] - 1,
+        num_queries=state_dict["detr.query_embed.weight"].shape[0],
+        d_model=d_model,
+        encoder_layers=count(r"^detr\.transformer\.encoder\.layers\.(\d+)\."),
+        decoder_layers=count(r"^detr\.transformer\.decoder\.layers\.(\d+)\."),
+        encoder_ffn_dim=state_dict["detr.transformer.encoder.layers.0.linear1.weight"].shape[0],
+        decoder_ffn_dim=state_dict["detr.transformer.decoder.layers.0.linear1.weight"].shape[0],
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+    )
+    arguments.update(overrides)
+    return DetrPanopticConfig(**arguments)
+
+
+def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read an original `.pth` safely (`weights_only=True`); returns its `model` state dict."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    state_dict = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ValueError(f"{path} does not hold a DETR state dict (expected a dict of tensors, or one under 'model').")
+    return state_dict
+
+
+def load_converted(model: DetrPanopticForSegmentation, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load converted weights strictly, raising a `ValueError` that lists every missing and unexpected key."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = sorted(
+        f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in set(expected) & set(state_dict)
+        if state_dict[key].shape != expected[key].shape
+    )
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            "The checkpoint does not match DetrPanopticForSegmentation.\n"
+            f"Missing keys ({len(missing)}): {missing}\nUnexpected keys ({len(unexpected)}): {unexpected}\n"
+            f"Shape mismatches ({len(mismatched)}): {mismatched}"
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def vocabulary(num_labels: int, categories: list[dict] | None = None) -> dict:
+    """Label names, thing ids and colours. From COCO-panoptic `categories` (id, name, isthing, color) when
+    given; otherwise the original DETR's rule: ids up to 90 are things, names are `LABEL_<id>`."""
+    if categories:
+        by_id = {int(c["id"]): c for c in categories}
+        unknown = [i for i in by_id if not 0 <= i < num_labels]
+        if unknown:
+            raise ValueError(f"Category ids {unknown} are outside the model's {num_labels} labels.")
+        id2label = {i: by_id[i]["name"] if i in by_id else f"LABEL_{i}" for i in range(num_labels)}
+        things = [i for i, c in by_id.items() if c.get("isthing")]
+        colors = {i: list(c["color"]) for i, c in by_id.items() if "color" in c}
+        return {"id2label": id2label, "thing_label_ids": things, "label_colors": colors or None}
+    return {
+        "id2label": {i: f"LABEL_{i}" for i in range(num_labels)},
+        "thing_label_ids": list(range(min(num_labels, 91))),
+        "label_colors": None,
+    }
+
+
+def convert(checkpoint: str | Path, output_dir: str | Path, categories: str | Path | None = None) -> Path:
+    """Convert `checkpoint` and write a complete folder (config, safetensors weights, processor, code)."""
+    state_dict = load_original_checkpoint(checkpoint)
+    config = config_from_original_state_dict(state_dict)
+    category_list = json.loads(Path(categories).read_text())["categories"] if categories else None
+    labels = vocabulary(config.num_labels, category_list)
+    config.id2label = labels["id2label"]
+    config.label2id = {name: i for i, name in labels["id2label"].items()}
+    model = DetrPanopticForSegmentation(config).eval()
+    load_converted(model, convert_original_state_dict(state_dict))
+    output_dir = Path(output_dir)
+    model.save_pretrained(output_dir)
+    processor = DetrPanopticProcessor(DetrPanopticImageProcessor(panoptic_rule="detr", **labels))
+    processor.save_pretrained(output_dir)
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="original DETR panoptic .pth")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--categories", help="COCO-panoptic JSON whose 'categories' name the labels")
+    arguments = parser.parse_args(argv)
+    print(f"Wrote {convert(arguments.checkpoint, arguments.output_dir, arguments.categories)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Tiny configurations for tests, fixtures and the demo (transformers' tester sizes: hidden 32, 1-2 layers,
+12 queries, a toy ResNet), and the script-made tiny checkpoints shipped under `tests/fixtures/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import ResNetConfig
+
+from seem_hf.models.detr_panoptic import DetrPanopticConfig
+
+TINY_LABELS = {0: "sky", 1: "grass", 2: "circle", 3: "square", 4: "triangle"}
+TINY_THINGS = [2, 3, 4]
+TINY_COLORS = {0: [135, 206, 235], 1: [60, 160, 60], 2: [220, 40, 40], 3: [40, 80, 220], 4: [240, 200, 40]}
+TINY_IMAGE_SIZE = {"shortest_edge": 96, "longest_edge": 128}
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+
+
+def tiny_resnet_config() -> ResNetConfig:
+    """The toy ResNet of transformers' DETR tests, with all four stages as outputs."""
+    return ResNetConfig(
+        hidden_sizes=[10, 20, 30, 40],
+        depths=[1, 1, 2, 1],
+        embedding_size=10,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+
+
+def tiny_detr_panoptic_config(**overrides) -> DetrPanopticConfig:
+    """A DETR-panoptic config small enough for a forward in milliseconds on CPU."""
+    arguments = dict(
+        backbone_config=tiny_resnet_config(),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=8,
+        decoder_attention_heads=8,
+        encoder_ffn_dim=16,
+        decoder_ffn_dim=16,
+        num_queries=12,
+        id2label=dict(TINY_LABELS),
+    )
+    arguments.update(overrides)
+    return DetrPanopticConfig(**arguments)
+
+
+__all__ = ["FIXTURES", "TINY_COLORS", "TINY_IMAGE_SIZE", "TINY_LABELS", "TINY_THINGS", "tiny_detr_panoptic_config", "tiny_resnet_config"]
