@@ -22,7 +22,9 @@ Two panoptic rules are offered:
   (the original's softmax over queries has the same argmax); merge all segments of one stuff label; drop
   segments of at most `min_area` (4) pixels and repeat until none is that small.
 
-The results equal transformers' (tested), but the work is vectorised: one bilinear resize of the kept masks,
+The results equal transformers' (tested) with one fix: transformers lists a fused segment once for every query
+that joined it and, after a fusion, can give the next segment an id already in use; here every segment is
+listed once, with its own id. The work is vectorised: one bilinear resize of the kept masks,
 `max` instead of `argmax` over queries (the same indices, several times faster on CPU), areas from one
 `bincount`, and, for semantic maps, only the labels that can win somewhere are resized (see
 `_labels_that_can_win`).
@@ -41,6 +43,8 @@ MASKFORMER_MASK_THRESHOLD = 0.5
 MASKFORMER_OVERLAP_THRESHOLD = 0.8
 DETR_PANOPTIC_SCORE_THRESHOLD = 0.85
 DETR_PANOPTIC_MIN_AREA = 4
+# Mask logit of a dropped query: below any real logit, and finite so that zero interpolation weights stay zero.
+_DROPPED = -1e30
 
 
 def _check_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, target_sizes) -> None:
@@ -85,18 +89,112 @@ def _labels_that_can_win(scores: torch.Tensor, slack: float = 1e-5) -> torch.Ten
     """Indices of the channels of `scores` (channels, h, w) that can be the per-pixel maximum after a
     bilinear resize to any size.
 
-    A bilinearly resized pixel is a convex combination of a 2x2 window of source pixels. Within a window, a
-    channel's resized value lies between its minimum and its maximum over the window, so the winning value is at
-    least the largest window-minimum of any channel. A channel whose window-maximum falls below that bound in
-    every window can never win, and resizing it is wasted work. `slack` widens the test by a relative margin, so
-    rounding in the interpolation weights cannot exclude a true winner.
+    A bilinearly resized pixel is a convex combination, with weights w_i, of a 2x2 window of source pixels i,
+    so a channel's resized value is at most its maximum over the window. For the set S of channels that win
+    one of the window's pixels, the winning value is at least
+    max_{c in S} sum_i w_i v_ci >= (1/|S|) sum_i w_i sum_{c in S} v_ci >= (1/|S|) min_i sum_{c in S} v_ci,
+    a floor that stays high inside a confident region and on the boundary between two. A channel whose
+    window maximum is below the floor in every window never wins, and resizing it is wasted work. Channels
+    are first screened against the lowest floor with their global maximum (one cheap pass), and only the
+    survivors are tested window by window. `slack` widens the tests by a relative margin, so that rounding in
+    the interpolation weights cannot exclude a true winner.
     """
-    padded = F.pad(scores[None], (0, 1, 0, 1), mode="replicate")
-    window_max = F.max_pool2d(padded, kernel_size=2, stride=1)[0]
-    window_min = -F.max_pool2d(-padded, kernel_size=2, stride=1)[0]
-    winner_floor = window_min.max(0).values
-    can_win = window_max >= winner_floor - slack * winner_floor.abs()
-    return can_win.flatten(1).any(1).nonzero().flatten()
+    height, width = scores.shape[-2:]
+    # Windows are 2x2 source pixels; the last row and column repeat, as the resize clamps at the border.
+    rows = torch.cat([torch.arange(height), torch.tensor([height - 1])]).to(scores.device)
+    cols = torch.cat([torch.arange(width), torch.tensor([width - 1])]).to(scores.device)
+    offsets = [(dy, dx) for dy in (0, 1) for dx in (0, 1)]
+    best = scores.max(0).indices[rows][:, cols]
+    corner_best = [best[dy : dy + height, dx : dx + width] for dy, dx in offsets]
+    distinct = [torch.ones_like(corner_best[0], dtype=torch.bool)]
+    for j in range(1, 4):
+        distinct.append(torch.stack([corner_best[j] != corner_best[k] for k in range(j)]).all(0))
+    set_sums = []
+    for dy, dx in offsets:
+        pixel_rows = rows[dy : dy + height, None]
+        pixel_cols = cols[None, dx : dx + width]
+        set_sums.append(sum(scores[label, pixel_rows, pixel_cols] * keep for label, keep in zip(corner_best, distinct)))
+    floor = torch.stack(set_sums).min(0).values / torch.stack(distinct).sum(0)
+    floor = floor - slack * floor.abs()
+
+    survivors = (scores.amax((1, 2)) >= floor.min()).nonzero().flatten()
+    candidates = scores[survivors][:, rows][:, :, cols]
+    corners = [candidates[:, dy : dy + height, dx : dx + width] for dy, dx in offsets]
+    window_max = torch.maximum(torch.maximum(corners[0], corners[1]), torch.maximum(corners[2], corners[3]))
+    can_win = (window_max >= floor).flatten(1).any(1)
+    return survivors[can_win]
+
+
+def _source_pixels(size_in: int, size_out: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each output row (or column) of a bilinear resize with align_corners=False: the first source index
+    of its 2-pixel window and the weight of the second pixel."""
+    source = ((torch.arange(size_out, dtype=torch.float64, device=device) + 0.5) * (size_in / size_out) - 0.5).clamp(
+        min=0
+    )
+    first = source.floor().long().clamp(max=size_in - 1)
+    return first, (source - first).float()
+
+
+def _resized_owner_and_area(
+    maps: torch.Tensor, size: tuple[int, int], threshold: float | None = None, margin: float = 1e-5
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`(owner, area)` of `maps` (queries, h, w) resized bilinearly to `size`: the per-pixel argmax and, per
+    query, the number of resized pixels >= `threshold` (None when no threshold is given). Equal to resizing
+    then reducing, without resizing.
+
+    Every resized pixel is a convex combination of a 2x2 window of source pixels, so a window where one
+    query's minimum beats every other query's maximum (by `margin`) is owned by that query at every pixel it
+    covers, and a query whose window minimum (maximum) clears (misses) the threshold by `margin` is above
+    (below) it there. Only pixels of the remaining windows, the boundaries, are interpolated one by one.
+    The values computed there may differ from torch's resize in the last bits, so a result can differ from
+    resize-then-argmax only where two queries tie within about 1e-6.
+    """
+    if tuple(maps.shape[-2:]) == tuple(size):
+        area = None if threshold is None else (maps >= threshold).sum((1, 2))
+        return maps.max(0).indices, area
+    queries, height, width = maps.shape
+    rows, row_weight = _source_pixels(height, size[0], maps.device)
+    cols, col_weight = _source_pixels(width, size[1], maps.device)
+    # The last source row and column repeat, as the resize clamps at the border.
+    padded = torch.cat([maps, maps[:, -1:]], dim=1)
+    padded = torch.cat([padded, padded[:, :, -1:]], dim=2)
+    corners = [padded[:, dy : dy + height, dx : dx + width] for dy in (0, 1) for dx in (0, 1)]
+    window_max = torch.maximum(torch.maximum(corners[0], corners[1]), torch.maximum(corners[2], corners[3]))
+    window_min = torch.minimum(torch.minimum(corners[0], corners[1]), torch.minimum(corners[2], corners[3]))
+
+    best_min, best = window_min.max(0)
+    runner_up = window_max.scatter(0, best[None], float("-inf")).max(0).values
+    decided = best_min >= runner_up + margin
+    if threshold is None:
+        area, uncertain = None, torch.zeros_like(window_max, dtype=torch.bool)
+    else:
+        above = window_min >= threshold + margin
+        uncertain = ~above & (window_max >= threshold - margin)
+        pixels_per_window = torch.outer(
+            torch.bincount(rows, minlength=height), torch.bincount(cols, minlength=width)
+        ).to(torch.float64)
+        area = (above.flatten(1).to(torch.float64) @ pixels_per_window.flatten()).round().to(torch.int64)
+    owner = best.index_select(0, rows).index_select(1, cols)
+
+    needs_values = (~decided | uncertain.any(0)).index_select(0, rows).index_select(1, cols)
+    pixel_rows, pixel_cols = needs_values.nonzero(as_tuple=True)
+    if len(pixel_rows):
+        y0, x0 = rows[pixel_rows], cols[pixel_cols]
+        wy, wx = row_weight[pixel_rows], col_weight[pixel_cols]
+        flat = padded.flatten(1)
+        top_left = y0 * (width + 1) + x0
+
+        def corner(dy: int, dx: int) -> torch.Tensor:
+            return flat.index_select(1, top_left + dy * (width + 1) + dx)
+
+        values = (1 - wy) * ((1 - wx) * corner(0, 0) + wx * corner(0, 1)) + wy * (
+            (1 - wx) * corner(1, 0) + wx * corner(1, 1)
+        )
+        undecided = ~decided[y0, x0]
+        owner[pixel_rows[undecided], pixel_cols[undecided]] = values[:, undecided].max(0).indices
+        if area is not None:
+            area += ((values >= threshold) & uncertain[:, y0, x0]).sum(1)
+    return owner, area
 
 
 def semantic_segmentation(
@@ -119,7 +217,7 @@ def semantic_segmentation(
             results.append({"segmentation": resized.max(0).indices, "segmentation_scores": resized})
             continue
         candidates = _labels_that_can_win(scores[index])
-        winners = _resize(scores[index, candidates], size).max(0).indices
+        winners, _ = _resized_owner_and_area(scores[index, candidates], size)
         results.append(candidates[winners])
     return results
 
@@ -180,11 +278,10 @@ def panoptic_segmentation(
             results.append(_empty_result(size, mask_logits.device))
             continue
         scores, labels = all_scores[index, keep], all_labels[index, keep]
-        # Resizing is linear, so weighing before the resize gives the same maps for a fraction of the work.
-        weighted = _resize(mask_logits[index, keep].sigmoid() * scores[:, None, None], size)
-        owner = weighted.max(0).indices
+        # Resizing is linear, so weighing before the resize gives the same maps.
+        weighted = mask_logits[index, keep].sigmoid() * scores[:, None, None]
+        owner, own_area = _resized_owner_and_area(weighted, size, mask_threshold)
         won_area = torch.bincount(owner.flatten(), minlength=len(scores))
-        own_area = (weighted >= mask_threshold).sum((1, 2), dtype=torch.int32)
         ratio = won_area / own_area.clamp(min=1)
         valid = (won_area > 0) & (own_area > 0) & (ratio.double() > overlap_mask_area_threshold)
         ids, segments = _assign_segment_ids(labels.tolist(), scores.tolist(), valid.tolist(), label_ids_to_fuse)
@@ -220,7 +317,7 @@ def detr_panoptic_segmentation(
     `label_ids_to_fuse` are the stuff labels (all of one stuff label become one segment). Two deliberate
     differences from the original code: segment ids start at 1 (the original used 0, which panopticapi reads
     as void), and the stuff merge is kept when small segments are dropped (the original forgot it after the
-    first pass). Masks are resized bilinearly straight to the target size before the per-pixel argmax.
+    first pass). The per-pixel argmax is over mask logits resized bilinearly straight to the target size.
     """
     _check_outputs(class_logits, mask_logits, target_sizes)
     label_ids_to_fuse = set(label_ids_to_fuse or ())
@@ -233,7 +330,7 @@ def detr_panoptic_segmentation(
             results.append(_empty_result(size, mask_logits.device))
             continue
         scores, labels = all_scores[index, keep].tolist(), all_labels[index, keep].tolist()
-        masks = _resize(mask_logits[index, keep], size).clone()
+        masks = mask_logits[index, keep].clone()
         # Every stuff query points at the first query of its label; thing queries point at themselves.
         first_of_label = {}
         representative = []
@@ -245,7 +342,7 @@ def detr_panoptic_segmentation(
         representative = torch.tensor(representative, device=masks.device)
         alive = torch.ones(len(labels), dtype=torch.bool, device=masks.device)
         while True:
-            owner = representative[masks.max(0).indices]
+            owner = representative[_resized_owner_and_area(masks, size)[0]]
             area = torch.bincount(owner.flatten(), minlength=len(labels))
             # A merged stuff segment's area is counted on its representative only.
             too_small = alive & (representative == torch.arange(len(labels), device=masks.device))
@@ -257,7 +354,7 @@ def detr_panoptic_segmentation(
             alive &= ~too_small
             if not alive.any():
                 break
-            masks[too_small] = float("-inf")
+            masks[too_small] = _DROPPED
         if not alive.any():
             results.append(_empty_result(size, mask_logits.device))
             continue
