@@ -67,6 +67,18 @@ class DetrPanopticConfig(DetrConfig):
 
     auxiliary_loss: bool = True
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> DetrPanopticConfig:
+        """Load a config saved by this class or by transformers' DETR (model_type "detr")."""
+        config_dict, kwargs = cls.get_config_dict(pretrained_model_name_or_path, **kwargs)
+        return cls.from_dict(config_dict, **kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> DetrPanopticConfig:
+        if config_dict.get("model_type") == DetrConfig.model_type:
+            config_dict = {**config_dict, "model_type": cls.model_type}
+        return super().from_dict(config_dict, **kwargs)
+
     def __post_init__(self, **kwargs):
         kwargs.pop("use_timm_backbone", None)
         kwargs.pop("use_pretrained_backbone", None)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 
 import torch
+from safetensors import safe_open
 from transformers import DetrForObjectDetection
 from transformers.conversion_mapping import (
     get_checkpoint_conversion_mapping,
@@ -76,23 +78,39 @@ def timm_resnet_key_mapping(prefix: str = r"backbone\.(?:conv_encoder\.)?model\.
     return mapping
 
 
-def _config_uses_timm_backbone(pretrained_model_name_or_path, **hub_kwargs) -> bool:
-    """Whether the checkpoint's own config describes a timm backbone (so its weights carry timm names)."""
+_TIMM_STEM_KEY = re.compile(r"(^|\.)backbone\.(conv_encoder\.)?model\.conv1\.weight$")
+
+
+def _checkpoint_keys(folder: str) -> list[str] | None:
+    """Parameter names of a local safetensors checkpoint (read from the file headers only)."""
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as handle:
+            return list(json.load(handle)["weight_map"])
+    single = os.path.join(folder, "model.safetensors")
+    if os.path.isfile(single):
+        with safe_open(single, framework="pt") as handle:
+            return list(handle.keys())
+    return None
+
+
+def _has_timm_backbone(pretrained_model_name_or_path, **hub_kwargs) -> bool:
+    """Whether a checkpoint's backbone weights carry timm / torchvision ResNet names: read off the weight names
+    of a local safetensors folder, otherwise off the config (a `timm_backbone`, or DETR's timm default)."""
     if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
         return False
     path = os.fspath(pretrained_model_name_or_path)
-    if os.path.isdir(path):
-        config_file = os.path.join(path, "config.json")
-        if not os.path.isfile(config_file):
-            return False
-        with open(config_file, encoding="utf-8") as handle:
-            config = json.load(handle)
-    else:
+    keys = _checkpoint_keys(path) if os.path.isdir(path) else None
+    if keys is not None:
+        return any(_TIMM_STEM_KEY.search(key) for key in keys)
+    try:
         config, _ = DetrPanopticConfig.get_config_dict(path, **hub_kwargs)
+    except OSError:
+        return False
     backbone = config.get("backbone_config")
     if isinstance(backbone, dict):
         return backbone.get("model_type") == "timm_backbone"
-    return backbone is None and config.get("use_timm_backbone", True) and config.get("model_type") == "detr"
+    return config.get("model_type") == "detr" and config.get("use_timm_backbone", True)
 
 
 @dataclass
@@ -126,7 +144,7 @@ class DetrPanopticPreTrainedModel(DetrPreTrainedModel):
         hub_kwargs = {
             name: kwargs[name] for name in ("revision", "token", "cache_dir", "local_files_only") if name in kwargs
         }
-        if key_mapping is None and _config_uses_timm_backbone(pretrained_model_name_or_path, **hub_kwargs):
+        if key_mapping is None and _has_timm_backbone(pretrained_model_name_or_path, **hub_kwargs):
             key_mapping = timm_resnet_key_mapping()
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, key_mapping=key_mapping, **kwargs)
 

@@ -1,0 +1,366 @@
+"""DetrPanopticForSegmentation: shapes, loss, save/load, parity with transformers' DetrForSegmentation, the
+timm checkpoint layout, Auto classes and remote code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageSegmentation,
+    AutoProcessor,
+    DetrConfig,
+    DetrForSegmentation,
+    ResNetConfig,
+)
+
+from seem_hf import (
+    DetrPanopticConfig,
+    DetrPanopticForSegmentation,
+    DetrPanopticImageProcessor,
+    DetrPanopticProcessor,
+    DetrPanopticSegmentationOutput,
+)
+from seem_hf.models.detr_panoptic.modeling_detr_panoptic import timm_resnet_key_mapping
+from seem_hf.testing import tiny_detr_panoptic_config, tiny_resnet_config
+
+from ...helpers import run_without_seem_hf
+
+BN = ("weight", "bias", "running_mean", "running_var")
+TOLERANCE = 1e-5
+
+
+def _inputs(batch: int = 2, height: int = 64, width: int = 96):
+    pixel_values = torch.randn(batch, 3, height, width)
+    pixel_mask = torch.ones(batch, height, width, dtype=torch.long)
+    pixel_mask[-1, :, width * 3 // 4 :] = 0  # the last image is padded on the right
+    return pixel_values, pixel_mask
+
+
+def _labels(batch: int, height: int, width: int):
+    labels = []
+    for _ in range(batch):
+        masks = torch.zeros(2, height, width)
+        masks[0, : height // 2] = 1
+        masks[1, height // 2 :, : width // 3] = 1
+        labels.append(
+            {
+                "class_labels": torch.tensor([0, 3]),
+                "boxes": torch.tensor([[0.5, 0.25, 1.0, 0.5], [1 / 6, 0.75, 1 / 3, 0.5]]),
+                "masks": masks,
+            }
+        )
+    return labels
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return DetrPanopticForSegmentation(tiny_detr_panoptic_config()).eval()
+
+
+def _max_difference(first, second) -> float:
+    return max((first[name] - second[name]).abs().max().item() for name in ("logits", "pred_boxes", "pred_masks"))
+
+
+def test_forward_shapes(model):
+    pixel_values, pixel_mask = _inputs()
+    with torch.no_grad():
+        outputs = model(pixel_values=pixel_values, pixel_mask=pixel_mask)
+    assert isinstance(outputs, DetrPanopticSegmentationOutput)
+    config = model.config
+    assert outputs.logits.shape == (2, config.num_queries, config.num_labels + 1)
+    assert outputs.pred_boxes.shape == (2, config.num_queries, 4)
+    assert outputs.pred_masks.shape == (2, config.num_queries, 64 // 4, 96 // 4)
+    assert outputs.loss is None
+    assert ((outputs.pred_boxes >= 0) & (outputs.pred_boxes <= 1)).all()
+    as_tuple = model(pixel_values=pixel_values, pixel_mask=pixel_mask, return_dict=False)
+    torch.testing.assert_close(as_tuple[0], outputs.logits)
+
+
+def test_padding_does_not_change_the_unpadded_image(model):
+    pixel_values, _ = _inputs(batch=1, height=64, width=64)
+    padded = torch.zeros(1, 3, 64, 96)
+    padded[..., :64] = pixel_values
+    mask = torch.zeros(1, 64, 96, dtype=torch.long)
+    mask[..., :64] = 1
+    with torch.no_grad():
+        alone = model(pixel_values=pixel_values)
+        in_batch = model(pixel_values=padded, pixel_mask=mask)
+    # DETR is not exactly padding-invariant (convolutions see the zeros); the decoder output stays close.
+    assert (alone.logits - in_batch.logits).abs().max() < 1.0
+
+
+def test_loss_is_a_scalar_and_backward_reaches_every_head():
+    torch.manual_seed(0)
+    model = DetrPanopticForSegmentation(tiny_detr_panoptic_config()).train()
+    pixel_values, pixel_mask = _inputs(height=64, width=64)
+    outputs = model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=_labels(2, 64, 64))
+    assert outputs.loss.ndim == 0 and torch.isfinite(outputs.loss)
+    assert {"loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice"} <= set(outputs.loss_dict)
+    assert any(key.endswith("_0") for key in outputs.loss_dict)  # auxiliary decoder losses (released recipe)
+    outputs.loss.backward()
+    for name in ("mask_head.output_conv.weight", "bbox_attention.q_proj.weight", "detr.class_labels_classifier.weight"):
+        gradient = model.get_parameter(name).grad
+        assert gradient is not None and gradient.abs().sum() > 0, name
+
+
+def test_save_and_reload_give_equal_outputs(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin"))
+    reloaded, info = DetrPanopticForSegmentation.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    pixel_values, pixel_mask = _inputs()
+    with torch.no_grad():
+        assert _max_difference(model(pixel_values, pixel_mask), reloaded.eval()(pixel_values, pixel_mask)) == 0
+
+
+def _transformers_reference(tmp_path):
+    """A transformers `DetrForSegmentation` (model_type "detr", native ResNet), saved by transformers."""
+    torch.manual_seed(1)
+    config = DetrConfig(
+        use_timm_backbone=False,
+        backbone_config=tiny_resnet_config(),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=8,
+        decoder_attention_heads=8,
+        encoder_ffn_dim=16,
+        decoder_ffn_dim=16,
+        num_queries=12,
+        num_labels=7,
+    )
+    reference = DetrForSegmentation(config).eval()
+    folder = tmp_path / "transformers-detr"
+    reference.save_pretrained(folder)
+    return reference, folder
+
+
+def test_loads_transformers_detr_checkpoint_with_equal_outputs(tmp_path):
+    reference, folder = _transformers_reference(tmp_path)
+    saved_keys = load_file(folder / "model.safetensors")
+    assert any(key.startswith("mask_head.lay1") for key in saved_keys)  # transformers writes the legacy names
+    ours, info = DetrPanopticForSegmentation.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert ours.config.model_type == "detr_panoptic" and ours.config.num_labels == 7
+    pixel_values, pixel_mask = _inputs()
+    with torch.no_grad():
+        difference = _max_difference(reference(pixel_values, pixel_mask), ours.eval()(pixel_values, pixel_mask))
+    assert difference <= TOLERANCE
+
+
+def test_our_checkpoint_loads_into_transformers(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    reference = DetrForSegmentation(DetrConfig(use_timm_backbone=False, **_detr_fields(config))).eval()
+    missing, unexpected = reference.load_state_dict(
+        DetrPanopticForSegmentation.from_pretrained(tmp_path).state_dict(), strict=False
+    )
+    assert not missing and not unexpected
+    pixel_values, pixel_mask = _inputs()
+    with torch.no_grad():
+        assert _max_difference(model(pixel_values, pixel_mask), reference(pixel_values, pixel_mask)) <= TOLERANCE
+
+
+def _detr_fields(config: dict) -> dict:
+    names = ("d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads")
+    fields = {name: config[name] for name in names + ("encoder_ffn_dim", "decoder_ffn_dim", "num_queries")}
+    fields["backbone_config"] = ResNetConfig(**{k: v for k, v in config["backbone_config"].items() if k != "model_type"})
+    fields["num_labels"] = len(config["id2label"])
+    return fields
+
+
+# timm / torchvision ResNet names, written out for the tiny ResNet (bottleneck blocks, depths 1, 1, 2, 1):
+# the stem, then per block conv1-3 and bn1-3, and a downsample branch where the channel count changes.
+TINY_TIMM_RESNET_BLOCKS = {"layer1.0": False, "layer2.0": True, "layer3.0": True, "layer3.1": False, "layer4.0": True}
+
+
+def _tiny_timm_names() -> set[str]:
+    names = {"conv1.weight"} | {f"bn1.{p}" for p in BN}
+    for block, has_downsample in TINY_TIMM_RESNET_BLOCKS.items():
+        for index in (1, 2, 3):
+            names |= {f"{block}.conv{index}.weight"} | {f"{block}.bn{index}.{p}" for p in BN}
+        if has_downsample:
+            names |= {f"{block}.downsample.0.weight"} | {f"{block}.downsample.1.{p}" for p in BN}
+    return names
+
+
+def _native_to_timm(name: str) -> str:
+    """Inverse of the map under test, written independently: native ResNetBackbone name -> timm name."""
+    parts = name.split(".")
+    if parts[0] == "embedder":  # embedder.embedder.{convolution,normalization}.x
+        return ("conv1." if parts[2] == "convolution" else "bn1.") + parts[-1]
+    stage, block = int(parts[2]) + 1, parts[4]
+    if parts[5] == "shortcut":
+        return f"layer{stage}.{block}.downsample.{0 if parts[6] == 'convolution' else 1}.{parts[-1]}"
+    conv = int(parts[6]) + 1
+    return f"layer{stage}.{block}.{'conv' if parts[7] == 'convolution' else 'bn'}{conv}.{parts[-1]}"
+
+
+def test_timm_layout_checkpoint_loads_without_timm(tmp_path):
+    reference, folder = _transformers_reference(tmp_path)
+    state = load_file(folder / "model.safetensors")
+    prefix = "detr.model.backbone.conv_encoder.model."
+    native = [key for key in state if key.startswith(prefix)]
+    renamed = {prefix + _native_to_timm(key[len(prefix) :]): state[key] for key in native}
+    assert {key[len(prefix) :] for key in renamed} == _tiny_timm_names()
+    timm_state = {key: value for key, value in state.items() if key not in native} | renamed
+    save_file(timm_state, folder / "model.safetensors", metadata={"format": "pt"})
+
+    ours, info = DetrPanopticForSegmentation.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    pixel_values, pixel_mask = _inputs()
+    with torch.no_grad():
+        assert _max_difference(reference(pixel_values, pixel_mask), ours.eval()(pixel_values, pixel_mask)) <= TOLERANCE
+
+
+def test_timm_map_covers_a_full_resnet50_exactly():
+    """On the meta device: timm's ResNet-50 names, mapped, are exactly the native backbone's names."""
+    import re
+
+    timm_names = {"conv1.weight"} | {f"bn1.{p}" for p in BN}
+    for stage, depth in enumerate((3, 4, 6, 3), start=1):
+        for block in range(depth):
+            for index in (1, 2, 3):
+                timm_names |= {f"layer{stage}.{block}.conv{index}.weight"}
+                timm_names |= {f"layer{stage}.{block}.bn{index}.{p}" for p in BN}
+            if block == 0:
+                timm_names |= {f"layer{stage}.0.downsample.0.weight"}
+                timm_names |= {f"layer{stage}.0.downsample.1.{p}" for p in BN}
+    mapping = timm_resnet_key_mapping()
+    mapped = set()
+    for name in timm_names:
+        key = "detr.model.backbone.conv_encoder.model." + name
+        for pattern, replacement in mapping.items():
+            key = re.sub(pattern, replacement, key)
+        mapped.add(key)
+    with torch.device("meta"):
+        model = DetrPanopticForSegmentation(DetrPanopticConfig())
+    native = {key for key in model.state_dict() if key.startswith("detr.model.backbone.")}
+    assert mapped == native
+
+
+def test_timm_style_config_becomes_native_resnet():
+    config = DetrPanopticConfig.from_dict(DetrConfig(num_labels=250).to_dict())  # timm_backbone resnet50
+    assert config.backbone_config.model_type == "resnet"
+    assert list(config.backbone_config.depths) == [3, 4, 6, 3]
+    assert config.backbone_config.out_features == ["stage1", "stage2", "stage3", "stage4"]
+    with pytest.raises(ValueError, match="four stages"):
+        DetrPanopticConfig(backbone_config=ResNetConfig(out_features=["stage4"]))
+    with pytest.raises(ValueError, match="DC5"):
+        DetrPanopticConfig(dilation=True)
+
+
+def test_default_config_is_the_released_model():
+    """Parameter count of the default config equals transformers' DETR-R50 panoptic (meta device)."""
+    with torch.device("meta"):
+        ours = DetrPanopticForSegmentation(DetrPanopticConfig())
+        reference = DetrForSegmentation(
+            DetrConfig(
+                use_timm_backbone=False,
+                backbone_config=ResNetConfig(out_features=["stage1", "stage2", "stage3", "stage4"]),
+                num_labels=250,
+            )
+        )
+    count = sum(p.numel() for p in ours.parameters())
+    assert count == sum(p.numel() for p in reference.parameters())
+    assert abs(count / 1e6 - 42.9) < 0.1
+    config = DetrPanopticConfig()
+    assert (config.num_queries, config.d_model, config.encoder_layers, config.decoder_layers) == (100, 256, 6, 6)
+    assert config.num_labels == 250 and config.auxiliary_loss
+
+
+def test_bad_pixel_values_raise(model):
+    with pytest.raises(ValueError, match="pixel_values"):
+        model(pixel_values=torch.zeros(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="pixel_values"):
+        model(pixel_values=torch.zeros(3, 32, 32))
+
+
+def test_auto_classes_load_the_fixture(tiny_detr_panoptic_folder):
+    assert isinstance(AutoConfig.from_pretrained(tiny_detr_panoptic_folder), DetrPanopticConfig)
+    for auto_class in (AutoModel, AutoModelForImageSegmentation):
+        assert isinstance(auto_class.from_pretrained(tiny_detr_panoptic_folder), DetrPanopticForSegmentation)
+    assert isinstance(AutoImageProcessor.from_pretrained(tiny_detr_panoptic_folder), DetrPanopticImageProcessor)
+    processor = AutoProcessor.from_pretrained(tiny_detr_panoptic_folder)
+    assert isinstance(processor, DetrPanopticProcessor)
+    assert processor.id2label[2] == "circle" and processor.thing_label_ids == [2, 3, 4]
+
+
+def test_fixture_matches_its_script(tmp_path, tiny_detr_panoptic_folder):
+    import importlib.util
+
+    from seem_hf.testing import FIXTURES
+
+    spec = importlib.util.spec_from_file_location("make", FIXTURES.parent.parent / "scripts" / "make_tiny_checkpoints.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    folder = script.make_tiny_detr_panoptic(tmp_path)
+    fresh, shipped = load_file(folder / "model.safetensors"), load_file(tiny_detr_panoptic_folder / "model.safetensors")
+    assert fresh.keys() == shipped.keys()
+    assert all(torch.equal(fresh[key], shipped[key]) for key in fresh)
+    for name in ("config.json", "processor_config.json"):
+        assert json.loads((folder / name).read_text()) == json.loads((tiny_detr_panoptic_folder / name).read_text())
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in tiny_detr_panoptic_folder.iterdir())
+
+
+def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
+    model = DetrPanopticForSegmentation.from_pretrained(tiny_detr_panoptic_folder).eval()
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    DetrPanopticProcessor.from_pretrained(tiny_detr_panoptic_folder).save_pretrained(folder)
+    pixel_values, pixel_mask = _inputs(batch=1)
+    torch.save({"pixel_values": pixel_values, "pixel_mask": pixel_mask}, tmp_path / "inputs.pt")
+    with torch.no_grad():
+        expected = model(pixel_values, pixel_mask)
+    torch.save({"logits": expected.logits, "pred_masks": expected.pred_masks}, tmp_path / "expected.pt")
+    output = run_without_seem_hf(
+        f"""
+        import torch
+        from transformers import (AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageSegmentation,
+                                  AutoProcessor, pipeline)
+        folder = {str(folder)!r}
+        print(type(AutoConfig.from_pretrained(folder, trust_remote_code=True)).__name__)
+        model = AutoModelForImageSegmentation.from_pretrained(folder, trust_remote_code=True).eval()
+        print(type(AutoModel.from_pretrained(folder, trust_remote_code=True)).__name__)
+        print(type(AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)).__name__)
+        processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+        print(type(processor).__name__, processor.id2label[2])
+        inputs = torch.load({str(tmp_path / "inputs.pt")!r}, weights_only=True)
+        expected = torch.load({str(tmp_path / "expected.pt")!r}, weights_only=True)
+        with torch.no_grad():
+            outputs = model(**inputs)
+        print("difference", float((outputs.logits - expected["logits"]).abs().max()),
+              float((outputs.pred_masks - expected["pred_masks"]).abs().max()))
+        import numpy as np
+        from PIL import Image
+        image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8))
+        segmenter = pipeline("image-segmentation", model=folder, trust_remote_code=True)
+        print("pipeline", [s["label"] for s in segmenter(image, subtask="panoptic")])
+        """
+    )
+    lines = output.strip().splitlines()
+    assert lines[0] == "DetrPanopticConfig"
+    assert lines[1] == "DetrPanopticForSegmentation"
+    assert lines[2] == "DetrPanopticImageProcessor"
+    assert lines[3] == "DetrPanopticProcessor circle"
+    assert lines[4] == "difference 0.0 0.0"
+    assert lines[5].startswith("pipeline [") and lines[5] != "pipeline []"
+    assert sorted(p.name for p in folder.glob("*.py")) == [
+        "configuration_detr_panoptic.py",
+        "image_processing_detr_panoptic.py",
+        "image_utils.py",
+        "modeling_detr_panoptic.py",
+        "postprocessing.py",
+        "processing_detr_panoptic.py",
+        "remote_code.py",
+    ]
+    shutil.rmtree(folder)
