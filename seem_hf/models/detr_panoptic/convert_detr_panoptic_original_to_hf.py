@@ -111,8 +111,10 @@ def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overr
 
 
 def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read an original `.pth` safely (`weights_only=True`); returns its `model` state dict."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    """Read an original `.pth` safely (`weights_only=True`); returns its `model` state dict. DETR's training
+    checkpoints also pickle their `argparse.Namespace` of arguments, which is allowed and ignored."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state_dict = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ValueError(f"{path} does not hold a DETR state dict (expected a dict of tensors, or one under 'model').")
@@ -157,10 +159,16 @@ def vocabulary(num_labels: int, categories: list[dict] | None = None) -> dict:
     }
 
 
-def convert(checkpoint: str | Path, output_dir: str | Path, categories: str | Path | None = None) -> Path:
-    """Convert `checkpoint` and write a complete folder (config, safetensors weights, processor, code)."""
+def convert(
+    checkpoint: str | Path,
+    output_dir: str | Path,
+    categories: str | Path | None = None,
+    config: DetrPanopticConfig | None = None,
+) -> Path:
+    """Convert `checkpoint` and write a complete folder (config, safetensors weights, processor, code). The
+    architecture is read off the weights unless `config` is given (for backbones other than ResNet-50/101)."""
     state_dict = load_original_checkpoint(checkpoint)
-    config = config_from_original_state_dict(state_dict)
+    config = config or config_from_original_state_dict(state_dict)
     category_list = json.loads(Path(categories).read_text())["categories"] if categories else None
     labels = vocabulary(config.num_labels, category_list)
     config.id2label = labels["id2label"]
@@ -179,8 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", required=True, help="original DETR panoptic .pth")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--categories", help="COCO-panoptic JSON whose 'categories' name the labels")
+    parser.add_argument("--config", help="a DetrPanopticConfig JSON, instead of reading the architecture off the weights")
     arguments = parser.parse_args(argv)
-    print(f"Wrote {convert(arguments.checkpoint, arguments.output_dir, arguments.categories)}")
+    config = DetrPanopticConfig.from_json_file(arguments.config) if arguments.config else None
+    print(f"Wrote {convert(arguments.checkpoint, arguments.output_dir, arguments.categories, config)}")
 
 
 if __name__ == "__main__":
