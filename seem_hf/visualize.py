@@ -1,0 +1,79 @@
+"""Pictures of segmentation results: the image with each segment tinted in its label's colour, outlined, and
+named at its centre."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+import torch
+
+
+def label_color(label_id: int, label_colors: dict | None = None) -> tuple[int, int, int]:
+    """The label's colour from `label_colors`, or a fixed, well-spread colour derived from its id."""
+    if label_colors and label_id in label_colors:
+        return tuple(int(c) for c in label_colors[label_id])
+    hue = (label_id * 0.61803398875) % 1.0  # golden-ratio steps spread neighbouring ids apart
+    rgb = PIL.Image.new("HSV", (1, 1), (int(hue * 255), 200, 230)).convert("RGB").getpixel((0, 0))
+    return tuple(rgb)
+
+
+def overlay_segments(
+    image: PIL.Image.Image,
+    segmentation: torch.Tensor | np.ndarray,
+    segments_info: list[dict],
+    id2label: dict | None = None,
+    label_colors: dict | None = None,
+    alpha: float = 0.55,
+) -> PIL.Image.Image:
+    """Overlay a panoptic or instance result (`segmentation` of segment ids, `segments_info` with `id` and
+    `label_id`) on `image`. Pixels of no segment (0 or -1) are left as they are."""
+    image = image.convert("RGB")
+    segmentation = np.asarray(segmentation.cpu() if isinstance(segmentation, torch.Tensor) else segmentation)
+    if segmentation.shape != (image.height, image.width):
+        raise ValueError(f"Segmentation {segmentation.shape} does not match the image size {image.size[::-1]}.")
+    pixels = np.asarray(image, dtype=np.float32)
+    tinted = pixels.copy()
+    outline = np.zeros(segmentation.shape, dtype=bool)
+    outline[:-1] |= segmentation[:-1] != segmentation[1:]
+    outline[:, :-1] |= segmentation[:, :-1] != segmentation[:, 1:]
+    for segment in segments_info:
+        inside = segmentation == segment["id"]
+        tinted[inside] = (1 - alpha) * pixels[inside] + alpha * np.array(label_color(segment["label_id"], label_colors))
+    tinted[outline] = 255
+    result = PIL.Image.fromarray(tinted.clip(0, 255).astype(np.uint8))
+    draw = PIL.ImageDraw.Draw(result)
+    for segment in segments_info:
+        rows, cols = np.nonzero(segmentation == segment["id"])
+        if len(rows) == 0:
+            continue
+        name = (id2label or {}).get(segment["label_id"], str(segment["label_id"]))
+        draw.text((float(cols.mean()), float(rows.mean())), name, fill=(255, 255, 255), anchor="mm", stroke_width=2,
+                  stroke_fill=(0, 0, 0))
+    return result
+
+
+def overlay_semantic(
+    image: PIL.Image.Image,
+    semantic: torch.Tensor | np.ndarray,
+    id2label: dict | None = None,
+    label_colors: dict | None = None,
+    alpha: float = 0.55,
+) -> PIL.Image.Image:
+    """Overlay a semantic map (a label id per pixel) on `image`: each label present becomes one segment."""
+    semantic = np.asarray(semantic.cpu() if isinstance(semantic, torch.Tensor) else semantic)
+    labels = [int(label) for label in np.unique(semantic) if label >= 0]
+    segments = [{"id": label + 1, "label_id": label} for label in labels]
+    return overlay_segments(image, semantic + 1, segments, id2label, label_colors, alpha)
+
+
+def save_overlay(picture: PIL.Image.Image, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+    return path
+
+
+__all__ = ["label_color", "overlay_segments", "overlay_semantic", "save_overlay"]

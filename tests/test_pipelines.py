@@ -1,0 +1,83 @@
+"""pipeline("image-segmentation") on a seem_hf checkpoint folder: every subtask, every input form, label names
+from the config, and no "not supported" error from transformers' model-type check."""
+
+import logging
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+import transformers
+from transformers import pipeline
+
+import seem_hf  # noqa: F401  (registers the models and the pipeline)
+from seem_hf import ArrayImageSegmentationPipeline
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    from seem_hf.testing import FIXTURES
+
+    return pipeline("image-segmentation", model=str(FIXTURES / "tiny-random-detr_panoptic"))
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+
+
+def test_builds_our_pipeline_without_error_log(caplog):
+    from seem_hf.testing import FIXTURES
+
+    transformers.logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.ERROR):
+            built = pipeline("image-segmentation", model=str(FIXTURES / "tiny-random-detr_panoptic"))
+    finally:
+        transformers.logging.disable_propagation()
+    assert isinstance(built, ArrayImageSegmentationPipeline)
+    assert not [record for record in caplog.records if "not supported" in record.getMessage()]
+
+
+@pytest.mark.parametrize("subtask", ["panoptic", "instance", "semantic", None])
+def test_subtasks_return_labelled_masks(segmenter, image, subtask):
+    results = segmenter(PIL.Image.fromarray(image), subtask=subtask)
+    assert results, subtask
+    labels = set(segmenter.model.config.id2label.values())
+    for segment in results:
+        assert segment["label"] in labels
+        assert segment["mask"].size == (50, 40) and segment["mask"].mode == "L"
+        assert set(np.unique(np.array(segment["mask"]))) <= {0, 255}
+
+
+def test_every_input_form_gives_the_same_result(segmenter, image, tmp_path):
+    path = tmp_path / "image.png"
+    PIL.Image.fromarray(image).save(path)
+    forms = [
+        PIL.Image.fromarray(image),
+        str(path),
+        image,
+        np.ascontiguousarray(image.transpose(2, 0, 1)),
+        torch.from_numpy(image).permute(2, 0, 1),
+    ]
+    reference = None
+    for form in forms:
+        results = segmenter(form, subtask="panoptic")
+        summary = [(r["label"], r["score"], np.array(r["mask"]).tobytes()) for r in results]
+        reference = reference or summary
+        assert summary == reference
+
+
+def test_grayscale_array_and_bad_input(segmenter, image):
+    gray = image[..., 0]
+    results = segmenter(gray, subtask="semantic")
+    assert results[0]["mask"].size == (50, 40)
+    with pytest.raises(ValueError, match="dimensions"):
+        segmenter(np.zeros((2, 2, 2, 2, 2)))
+    with pytest.raises(ValueError, match="NaN"):
+        segmenter(np.full((8, 8, 3), np.nan, dtype=np.float32))
+
+
+def test_batch_of_images(segmenter, image):
+    results = segmenter([image, image[:20]], subtask="semantic")
+    assert len(results) == 2 and results[1][0]["mask"].size == (50, 20)
