@@ -9,17 +9,17 @@ from seem_hf.visualize import label_color, overlay_segments, overlay_semantic
 
 
 def test_overlay_tints_segments_and_leaves_the_rest():
-    image = PIL.Image.new("RGB", (8, 6), (10, 20, 30))
-    segmentation = np.zeros((6, 8), dtype=np.int32)
-    segmentation[:, 4:] = 1
+    image = PIL.Image.new("RGB", (80, 60), (10, 20, 30))
+    segmentation = np.zeros((60, 80), dtype=np.int32)
+    segmentation[:, 40:] = 1
     picture = overlay_segments(image, segmentation, [{"id": 1, "label_id": 3}], {3: "car"}, {3: [255, 0, 0]})
     pixels = np.asarray(picture)
-    assert picture.size == (8, 6)
+    assert picture.size == (80, 60)
     assert (pixels[0, 0] == (10, 20, 30)).all()  # untouched outside any segment
-    assert pixels[5, 7, 0] > 100 and pixels[5, 7, 1] < 50  # tinted red inside
-    assert (pixels[3, 3] == 255).all()  # the boundary is outlined
+    assert pixels[55, 75, 0] > 100 and pixels[55, 75, 1] < 50  # tinted red inside
+    assert (pixels[5, 39] == 255).all()  # the boundary is outlined
     with pytest.raises(ValueError, match="does not match"):
-        overlay_segments(image, segmentation[:3], [], {})
+        overlay_segments(image, segmentation[:30], [], {})
 
 
 def test_semantic_overlay_and_colours():
