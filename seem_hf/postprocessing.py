@@ -24,9 +24,12 @@ Two panoptic rules are offered:
 
 The results equal transformers' (tested) with one fix: transformers lists a fused segment once for every query
 that joined it and, after a fusion, can give the next segment an id already in use; here every segment is
-listed once, with its own id. The work is vectorised: one bilinear resize of the kept masks,
-`max` instead of `argmax` over queries (the same indices, several times faster on CPU), areas from one
-`bincount`, and, for semantic maps, only the labels that can win somewhere are resized (see
+listed once, with its own id. Where the target size differs from the mask size, values at segment boundaries
+are interpolated here rather than by torch's resize and can differ from it in the last bit, so a pixel whose
+two best queries tie within about 1e-6 may go to the other one (1 pixel in 852,800 in the benchmark). The work
+is vectorised: the argmax over queries and the thresholded areas are read off
+2x2 windows of the low-resolution masks, and only boundary pixels are interpolated (see
+`_resized_owner_and_area`); for semantic maps, only the labels that can win somewhere are considered (see
 `_labels_that_can_win`).
 """
 

@@ -1,0 +1,175 @@
+"""DETR-panoptic against transformers' DetrForSegmentation: same weights, same inputs, one run.
+
+    python benchmarks/detr_panoptic.py [--size 800 1066] [--repeats 3] [--skip-model] [--results benchmarks/RESULTS.md]
+
+Measures, as medians over `--repeats` runs after a warm-up:
+- post-processing alone (panoptic, instance, semantic), on realistic synthetic outputs of the full-size model
+  (100 queries, 250 labels, 20 confident queries owning a Voronoi partition of the stride-4 mask grid),
+  resized to `--size`: seem_hf's image processor against transformers' `DetrImageProcessorPil`;
+- the whole pipeline (pre-process a PIL image, forward, panoptic post-process) of the full-size R50 model
+  with random weights, ours against transformers', and the forward alone.
+Prints a table and the ratios (transformers' time / ours: above 1 means seem_hf is faster), and appends them
+to `--results` with the machine and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import PIL.Image
+import torch
+from transformers import DetrConfig, DetrForSegmentation, DetrImageProcessorPil, ResNetConfig
+
+from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor
+
+
+def median_seconds(function, repeats: int) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def synthetic_outputs(num_queries=100, num_labels=250, height=200, width=266, confident=20, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(1, num_queries, num_labels + 1, generator=generator)
+    masks = torch.randn(1, num_queries, height, width, generator=generator) - 8
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    queries = torch.randperm(num_queries, generator=generator)[:confident]
+    logits[0, queries, torch.randint(0, num_labels, (confident,), generator=generator)] = 10
+    centres = torch.rand(confident, 2, generator=generator) * torch.tensor([height, width])
+    cell = ((rows[None] - centres[:, 0, None, None]) ** 2 + (cols[None] - centres[:, 1, None, None]) ** 2).argmin(0)
+    for index, query in enumerate(queries):
+        inside = cell == index
+        masks[0, query][inside] = 8 + torch.randn(int(inside.sum()), generator=generator)
+    return SimpleNamespace(logits=logits, pred_masks=masks)
+
+
+def benchmark_postprocessing(size, repeats):
+    ours, theirs = DetrPanopticImageProcessor(), DetrImageProcessorPil()
+    outputs = synthetic_outputs(height=size[0] // 4, width=size[1] // 4)
+    stuff = set(range(92, 250))
+    rows = []
+    calls = {
+        "panoptic": (
+            lambda p: p.post_process_panoptic_segmentation(
+                outputs, threshold=0.85, label_ids_to_fuse=stuff, target_sizes=[size]
+            )
+        ),
+        "instance": lambda p: p.post_process_instance_segmentation(outputs, threshold=0.85, target_sizes=[size]),
+        "semantic": lambda p: p.post_process_semantic_segmentation(outputs, target_sizes=[size]),
+    }
+    for name, call in calls.items():
+        reference, result = call(theirs), call(ours)
+        if name == "semantic":
+            differing = int((reference[0] != result[0]).sum())
+        else:
+            differing = int((reference[0]["segmentation"].long() != result[0]["segmentation"].long()).sum())
+        note = f"{differing} of {size[0] * size[1]} pixels differ"
+        their_time = median_seconds(lambda: call(theirs), repeats)
+        our_time = median_seconds(lambda: call(ours), repeats)
+        rows.append((f"post-process {name} {size[0]}x{size[1]}", their_time, our_time, note))
+    detr_time = median_seconds(
+        lambda: ours.post_process_panoptic_segmentation(outputs, target_sizes=[size], rule="detr"), repeats
+    )
+    rows.append((f"post-process panoptic, original DETR rule {size[0]}x{size[1]}", None, detr_time, ""))
+    return rows
+
+
+def benchmark_model(size, repeats):
+    torch.manual_seed(0)
+    config = DetrConfig(
+        use_timm_backbone=False,
+        backbone_config=ResNetConfig(out_features=["stage1", "stage2", "stage3", "stage4"]),
+        num_labels=250,
+    )
+    reference = DetrForSegmentation(config).eval()
+    with tempfile.TemporaryDirectory() as folder:
+        reference.save_pretrained(folder)
+        ours = DetrPanopticForSegmentation.from_pretrained(folder).eval()
+    our_processor, their_processor = DetrPanopticImageProcessor(), DetrImageProcessorPil()
+    rng = np.random.default_rng(0)
+    image = PIL.Image.fromarray(rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8))
+
+    def pipeline(model, processor):
+        inputs = processor(images=image, return_tensors="pt")
+        with torch.inference_mode():
+            outputs = model(pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"])
+        return processor.post_process_panoptic_segmentation(outputs, threshold=0.85, target_sizes=[size])
+
+    inputs = our_processor(images=image, return_tensors="pt")
+    with torch.inference_mode():
+        difference = (ours(**inputs).pred_masks - reference(**inputs).pred_masks).abs().max().item()
+
+    def forward(model):
+        with torch.inference_mode():
+            model(**inputs)
+
+    rows = [
+        (f"forward R50 {size[0]}x{size[1]}", median_seconds(lambda: forward(reference), repeats),
+         median_seconds(lambda: forward(ours), repeats), f"max |pred_masks| difference {difference:.1e}"),
+        (f"whole pipeline R50 {size[0]}x{size[1]}", median_seconds(lambda: pipeline(reference, their_processor), repeats),
+         median_seconds(lambda: pipeline(ours, our_processor), repeats), "pre-process + forward + panoptic"),
+    ]
+    return rows
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), {platform.python_version()}"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, nargs=2, default=[800, 1066], metavar=("HEIGHT", "WIDTH"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--postprocess-repeats", type=int, default=15)
+    parser.add_argument("--skip-model", action="store_true", help="only post-processing (no full-size forward)")
+    parser.add_argument("--results", type=Path, help="append the table to this Markdown file")
+    arguments = parser.parse_args(argv)
+    size = tuple(arguments.size)
+
+    rows = benchmark_postprocessing(size, arguments.postprocess_repeats)
+    if not arguments.skip_model:
+        rows += benchmark_model(size, arguments.repeats)
+    lines = [
+        f"### DETR-panoptic vs transformers ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"Machine: {machine()}  ",
+        f"Command: `python {' '.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))}`",
+        "",
+        "| measurement | transformers (s) | seem_hf (s) | speed-up | note |",
+        "|---|---|---|---|---|",
+    ]
+    for name, theirs, ours, note in rows:
+        if theirs is None:
+            lines.append(f"| {name} | - | {ours:.4f} | - | {note} |")
+        else:
+            lines.append(f"| {name} | {theirs:.4f} | {ours:.4f} | {theirs / ours:.2f}x | {note} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if arguments.results:
+        with open(arguments.results, "a", encoding="utf-8") as handle:
+            handle.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
