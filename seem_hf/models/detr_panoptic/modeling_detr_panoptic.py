@@ -137,16 +137,32 @@ class DetrPanopticPreTrainedModel(DetrPreTrainedModel):
     config: DetrPanopticConfig
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, key_mapping=None, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, key_mapping=None, strict=True, **kwargs):
         """Load a checkpoint written by this class, by transformers' `DetrForSegmentation`, or by a timm-backed
-        DETR; see the module docstring for the layouts. Other arguments are those of
-        `PreTrainedModel.from_pretrained`."""
+        DETR; see the module docstring for the layouts.
+
+        With `strict` (the default), a checkpoint whose weights do not match the model exactly raises a
+        `ValueError` naming every missing and unexpected key, instead of leaving weights silently random;
+        `strict=False` keeps transformers' behaviour (a warning). Other arguments are those of
+        `PreTrainedModel.from_pretrained`.
+        """
         hub_kwargs = {
             name: kwargs[name] for name in ("revision", "token", "cache_dir", "local_files_only") if name in kwargs
         }
         if key_mapping is None and _has_timm_backbone(pretrained_model_name_or_path, **hub_kwargs):
             key_mapping = timm_resnet_key_mapping()
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, key_mapping=key_mapping, **kwargs)
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, key_mapping=key_mapping, output_loading_info=True, **kwargs
+        )
+        problems = {name: sorted(info.get(name) or ()) for name in ("missing_keys", "unexpected_keys")}
+        if strict and any(problems.values()):
+            raise ValueError(
+                f"The checkpoint at {pretrained_model_name_or_path} does not match {cls.__name__}:\n"
+                + "\n".join(f"{name} ({len(keys)}): {keys}" for name, keys in problems.items() if keys)
+                + "\nPass strict=False to load it anyway."
+            )
+        return (model, info) if want_info else model
 
 
 class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):

@@ -157,6 +157,19 @@ def test_loads_transformers_detr_checkpoint_with_equal_outputs(tmp_path):
     assert difference <= TOLERANCE
 
 
+def test_checkpoint_with_unknown_or_missing_keys_is_an_error(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    state["detr.surprise.weight"] = torch.zeros(2)
+    del state["bbox_attention.q_proj.bias"]
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError) as error:
+        DetrPanopticForSegmentation.from_pretrained(tmp_path)
+    assert "detr.surprise.weight" in str(error.value) and "bbox_attention.q_proj.bias" in str(error.value)
+    loaded, info = DetrPanopticForSegmentation.from_pretrained(tmp_path, strict=False, output_loading_info=True)
+    assert "bbox_attention.q_proj.bias" in info["missing_keys"]
+
+
 def test_our_checkpoint_loads_into_transformers(model, tmp_path):
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
