@@ -88,6 +88,19 @@ def _resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
+def _windows(maps: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The 2x2 source windows of a bilinear resize of `maps` (channels, h, w): the maps with their last row
+    and column repeated (the resize clamps at the border), and its four corner views, each (channels, h, w)."""
+    height, width = maps.shape[-2:]
+    padded = torch.cat([maps, maps[:, -1:]], dim=1)
+    padded = torch.cat([padded, padded[:, :, -1:]], dim=2)
+    return padded, [padded[:, dy : dy + height, dx : dx + width] for dy in (0, 1) for dx in (0, 1)]
+
+
+def _window_max(corners: list[torch.Tensor]) -> torch.Tensor:
+    return torch.maximum(torch.maximum(corners[0], corners[1]), torch.maximum(corners[2], corners[3]))
+
+
 def _labels_that_can_win(scores: torch.Tensor, slack: float = 1e-5) -> torch.Tensor:
     """Indices of the channels of `scores` (channels, h, w) that can be the per-pixel maximum after a
     bilinear resize to any size.
@@ -103,17 +116,15 @@ def _labels_that_can_win(scores: torch.Tensor, slack: float = 1e-5) -> torch.Ten
     the interpolation weights cannot exclude a true winner.
     """
     height, width = scores.shape[-2:]
-    # Windows are 2x2 source pixels; the last row and column repeat, as the resize clamps at the border.
     rows = torch.cat([torch.arange(height), torch.tensor([height - 1])]).to(scores.device)
     cols = torch.cat([torch.arange(width), torch.tensor([width - 1])]).to(scores.device)
-    offsets = [(dy, dx) for dy in (0, 1) for dx in (0, 1)]
-    best = scores.max(0).indices[rows][:, cols]
-    corner_best = [best[dy : dy + height, dx : dx + width] for dy, dx in offsets]
+    _, corner_best = _windows(scores.max(0).indices[None])
+    corner_best = [labels[0] for labels in corner_best]
     distinct = [torch.ones_like(corner_best[0], dtype=torch.bool)]
     for j in range(1, 4):
         distinct.append(torch.stack([corner_best[j] != corner_best[k] for k in range(j)]).all(0))
     set_sums = []
-    for dy, dx in offsets:
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
         pixel_rows = rows[dy : dy + height, None]
         pixel_cols = cols[None, dx : dx + width]
         set_sums.append(sum(scores[label, pixel_rows, pixel_cols] * keep for label, keep in zip(corner_best, distinct)))
@@ -121,9 +132,7 @@ def _labels_that_can_win(scores: torch.Tensor, slack: float = 1e-5) -> torch.Ten
     floor = floor - slack * floor.abs()
 
     survivors = (scores.amax((1, 2)) >= floor.min()).nonzero().flatten()
-    candidates = scores[survivors][:, rows][:, :, cols]
-    corners = [candidates[:, dy : dy + height, dx : dx + width] for dy, dx in offsets]
-    window_max = torch.maximum(torch.maximum(corners[0], corners[1]), torch.maximum(corners[2], corners[3]))
+    window_max = _window_max(_windows(scores[survivors])[1])
     can_win = (window_max >= floor).flatten(1).any(1)
     return survivors[can_win]
 
@@ -158,11 +167,8 @@ def _resized_owner_and_area(
     queries, height, width = maps.shape
     rows, row_weight = _source_pixels(height, size[0], maps.device)
     cols, col_weight = _source_pixels(width, size[1], maps.device)
-    # The last source row and column repeat, as the resize clamps at the border.
-    padded = torch.cat([maps, maps[:, -1:]], dim=1)
-    padded = torch.cat([padded, padded[:, :, -1:]], dim=2)
-    corners = [padded[:, dy : dy + height, dx : dx + width] for dy in (0, 1) for dx in (0, 1)]
-    window_max = torch.maximum(torch.maximum(corners[0], corners[1]), torch.maximum(corners[2], corners[3]))
+    padded, corners = _windows(maps)
+    window_max = _window_max(corners)
     window_min = torch.minimum(torch.minimum(corners[0], corners[1]), torch.minimum(corners[2], corners[3]))
 
     best_min, best = window_min.max(0)

@@ -27,9 +27,9 @@ def tiny_resnet_config() -> ResNetConfig:
     )
 
 
-def tiny_detr_panoptic_config(**overrides) -> DetrPanopticConfig:
-    """A DETR-panoptic config small enough for a forward in milliseconds on CPU."""
-    arguments = dict(
+def tiny_detr_arguments() -> dict:
+    """DETR sizes shared by the tiny DETR-panoptic config and the transformers DETR it is compared with."""
+    return dict(
         backbone_config=tiny_resnet_config(),
         d_model=32,
         encoder_layers=1,
@@ -39,10 +39,15 @@ def tiny_detr_panoptic_config(**overrides) -> DetrPanopticConfig:
         encoder_ffn_dim=16,
         decoder_ffn_dim=16,
         num_queries=12,
-        id2label=dict(TINY_LABELS),
     )
+
+
+def tiny_detr_panoptic_config(**overrides) -> DetrPanopticConfig:
+    """A DETR-panoptic config small enough for a forward in milliseconds on CPU."""
+    arguments = dict(tiny_detr_arguments(), id2label=dict(TINY_LABELS))
     arguments.update(overrides)
     return DetrPanopticConfig(**arguments)
 
 
-__all__ = ["FIXTURES", "TINY_COLORS", "TINY_IMAGE_SIZE", "TINY_LABELS", "TINY_THINGS", "tiny_detr_panoptic_config", "tiny_resnet_config"]
+__all__ = ["FIXTURES", "TINY_COLORS", "TINY_IMAGE_SIZE", "TINY_LABELS", "TINY_THINGS", "tiny_detr_arguments", "tiny_detr_panoptic_config",
+           "tiny_resnet_config"]

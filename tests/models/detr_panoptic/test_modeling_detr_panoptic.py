@@ -28,7 +28,7 @@ from seem_hf import (
     DetrPanopticSegmentationOutput,
 )
 from seem_hf.models.detr_panoptic.modeling_detr_panoptic import timm_resnet_key_mapping
-from seem_hf.testing import tiny_detr_panoptic_config, tiny_resnet_config
+from seem_hf.testing import tiny_detr_arguments, tiny_detr_panoptic_config
 
 from ...helpers import run_without_seem_hf
 
@@ -125,19 +125,7 @@ def test_save_and_reload_give_equal_outputs(model, tmp_path):
 def _transformers_reference(tmp_path):
     """A transformers `DetrForSegmentation` (model_type "detr", native ResNet), saved by transformers."""
     torch.manual_seed(1)
-    config = DetrConfig(
-        use_timm_backbone=False,
-        backbone_config=tiny_resnet_config(),
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_attention_heads=8,
-        decoder_attention_heads=8,
-        encoder_ffn_dim=16,
-        decoder_ffn_dim=16,
-        num_queries=12,
-        num_labels=7,
-    )
+    config = DetrConfig(use_timm_backbone=False, num_labels=7, **tiny_detr_arguments())
     reference = DetrForSegmentation(config).eval()
     folder = tmp_path / "transformers-detr"
     reference.save_pretrained(folder)
@@ -161,7 +149,7 @@ def test_checkpoint_with_unknown_or_missing_keys_is_an_error(model, tmp_path):
     model.save_pretrained(tmp_path)
     state = load_file(tmp_path / "model.safetensors")
     state["detr.surprise.weight"] = torch.zeros(2)
-    del state["bbox_attention.q_proj.bias"]
+    del state["bbox_attention.q_linear.bias"]  # saved under the legacy name, as transformers does
     save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError) as error:
         DetrPanopticForSegmentation.from_pretrained(tmp_path)
@@ -323,6 +311,8 @@ def test_fixture_matches_its_script(tmp_path, tiny_detr_panoptic_folder):
     for name in ("config.json", "processor_config.json"):
         assert json.loads((folder / name).read_text()) == json.loads((tiny_detr_panoptic_folder / name).read_text())
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in tiny_detr_panoptic_folder.iterdir())
+    for code in folder.glob("*.py"):  # the shipped remote code is today's code
+        assert code.read_text() == (tiny_detr_panoptic_folder / code.name).read_text(), code.name
 
 
 def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
