@@ -6,8 +6,12 @@ Measures, as medians over `--repeats` runs after a warm-up:
 - post-processing alone (panoptic, instance, semantic), on realistic synthetic outputs of the full-size model
   (100 queries, 250 labels, 20 confident queries owning a Voronoi partition of the stride-4 mask grid),
   resized to `--size`: seem_hf's image processor against transformers' `DetrImageProcessorPil`;
-- the whole pipeline (pre-process a PIL image, forward, panoptic post-process) of the full-size R50 model
-  with random weights, ours against transformers', and the forward alone.
+- the forward of the full-size R50 model with random weights, ours against transformers' (the same modules:
+  the ratio shows the noise), and with the mask head run only on the 20 queries that pass the score
+  threshold (`mask_score_threshold`; random weights make no query confident, so the threshold is set just
+  below the 20th best score, as a trained model on a COCO image would have it);
+- the whole pipeline (pre-process a PIL image, forward, panoptic post-process at that threshold), checking
+  that both give the same segments.
 Prints a table and the ratios (transformers' time / ours: above 1 means seem_hf is faster), and appends them
 to `--results` with the machine and the command.
 """
@@ -101,7 +105,7 @@ def benchmark_postprocessing(size, repeats):
     return rows
 
 
-def benchmark_model(size, repeats):
+def benchmark_model(size, repeats, confident=20):
     torch.manual_seed(0)
     config = DetrConfig(
         use_timm_backbone=False,
@@ -116,25 +120,40 @@ def benchmark_model(size, repeats):
     rng = np.random.default_rng(0)
     image = PIL.Image.fromarray(rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8))
 
-    def pipeline(model, processor):
-        inputs = processor(images=image, return_tensors="pt")
-        with torch.inference_mode():
-            outputs = model(pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"])
-        return processor.post_process_panoptic_segmentation(outputs, threshold=0.85, target_sizes=[size])
-
     inputs = our_processor(images=image, return_tensors="pt")
     with torch.inference_mode():
-        difference = (ours(**inputs).pred_masks - reference(**inputs).pred_masks).abs().max().item()
+        full = ours(**inputs)
+        difference = (full.pred_masks - reference(**inputs).pred_masks).abs().max().item()
+    # Random weights leave no query confident; as a trained model would, let `confident` queries pass the
+    # score threshold (the one just below the confident-th best score), and post-process with it on both sides.
+    scores = full.logits.softmax(-1)[..., :-1].max(-1).values.flatten().sort(descending=True).values
+    threshold = float((scores[confident - 1] + scores[confident]) / 2)
 
-    def forward(model):
+    def forward(model, **kwargs):
         with torch.inference_mode():
-            model(**inputs)
+            return model(**inputs, **kwargs)
 
+    def pipeline(model, processor, **kwargs):
+        inputs = processor(images=image, return_tensors="pt")
+        with torch.inference_mode():
+            outputs = model(pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"], **kwargs)
+        return processor.post_process_panoptic_segmentation(outputs, threshold=threshold, target_sizes=[size])
+
+    theirs_result = pipeline(reference, their_processor)[0]
+    ours_result = pipeline(ours, our_processor, mask_score_threshold=threshold)[0]
+    same = theirs_result["segments_info"] == ours_result["segments_info"] and torch.equal(
+        theirs_result["segmentation"].long(), ours_result["segmentation"].long()
+    )
     rows = [
-        (f"forward R50 {size[0]}x{size[1]}", median_seconds(lambda: forward(reference), repeats),
-         median_seconds(lambda: forward(ours), repeats), f"max |pred_masks| difference {difference:.1e}"),
+        (f"forward R50 {size[0]}x{size[1]}, all 100 queries", median_seconds(lambda: forward(reference), repeats),
+         median_seconds(lambda: forward(ours), repeats), f"max pred_masks difference {difference:.1e}"),
+        (f"forward R50 {size[0]}x{size[1]}, masks of the {confident} confident queries",
+         median_seconds(lambda: forward(reference), repeats),
+         median_seconds(lambda: forward(ours, mask_score_threshold=threshold), repeats), "transformers runs all 100"),
         (f"whole pipeline R50 {size[0]}x{size[1]}", median_seconds(lambda: pipeline(reference, their_processor), repeats),
-         median_seconds(lambda: pipeline(ours, our_processor), repeats), "pre-process + forward + panoptic"),
+         median_seconds(lambda: pipeline(ours, our_processor, mask_score_threshold=threshold), repeats),
+         f"pre-process + forward + panoptic; {len(ours_result['segments_info'])} segments, "
+         + ("same result" if same else "DIFFERENT result")),
     ]
     return rows
 

@@ -7,6 +7,8 @@ checks them and turns grayscale or RGBA into RGB) and behaves exactly as transfo
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import PIL.Image
 from transformers.image_utils import get_image_size, infer_channel_dimension_format
@@ -17,7 +19,27 @@ from seem_hf.image_utils import validate_image
 
 class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
     """`pipeline("image-segmentation")` that also accepts numpy arrays (H, W), (H, W, C), (C, H, W) and torch
-    tensors (C, H, W), besides paths, URLs and PIL images."""
+    tensors (C, H, W), besides paths, URLs and PIL images.
+
+    For panoptic and instance results of a model whose forward takes `mask_score_threshold` (DETR-panoptic),
+    the pipeline's score threshold is passed to it, so masks are computed only for queries that can pass it;
+    the results are those of the full forward.
+    """
+
+    def _sanitize_parameters(self, **kwargs):
+        preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)
+        accepts = "mask_score_threshold" in inspect.signature(self.model.forward).parameters
+        if accepts and kwargs.get("subtask") != "semantic":
+            forward = {**forward, "mask_score_threshold": kwargs.get("threshold", 0.9)}
+        return preprocess, forward, postprocess
+
+    def _forward(self, model_inputs, mask_score_threshold=None):
+        if mask_score_threshold is None:
+            return super()._forward(model_inputs)
+        target_size = model_inputs.pop("target_size")
+        model_outputs = self.model(**model_inputs, mask_score_threshold=mask_score_threshold)
+        model_outputs["target_size"] = target_size
+        return model_outputs
 
     def preprocess(self, image, subtask=None, timeout=None):
         if isinstance(image, (str, PIL.Image.Image)):

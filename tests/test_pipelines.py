@@ -81,3 +81,26 @@ def test_grayscale_array_and_bad_input(segmenter, image):
 def test_batch_of_images(segmenter, image):
     results = segmenter([image, image[:20]], subtask="semantic")
     assert len(results) == 2 and results[1][0]["mask"].size == (50, 20)
+
+
+def test_pipeline_skips_unconfident_masks_with_the_same_result(segmenter, image):
+    """The pipeline passes its threshold to DETR-panoptic's forward; the segments equal a full forward's."""
+    processor = segmenter.image_processor
+    inputs = processor(images=[image], return_tensors="pt")
+    with torch.no_grad():
+        outputs = segmenter.model(**inputs)
+    for subtask, method in (("panoptic", "post_process_panoptic_segmentation"),
+                            ("instance", "post_process_instance_segmentation")):
+        expected = getattr(processor, method)(
+            outputs, threshold=0.9, mask_threshold=0.5, overlap_mask_area_threshold=0.5, target_sizes=[(40, 50)]
+        )[0]
+        results = segmenter(image, subtask=subtask)
+        assert [(r["label"], r["score"]) for r in results] == [
+            (segmenter.model.config.id2label[s["label_id"]], s["score"]) for s in expected["segments_info"]
+        ]
+        for result, info in zip(results, expected["segments_info"]):
+            assert np.array_equal(np.array(result["mask"]) > 0, (expected["segmentation"] == info["id"]).numpy())
+    _, forward, _ = segmenter._sanitize_parameters(subtask="semantic")
+    assert "mask_score_threshold" not in forward
+    _, forward, _ = segmenter._sanitize_parameters(threshold=0.7)
+    assert forward["mask_score_threshold"] == 0.7

@@ -42,6 +42,8 @@ from seem_hf.remote_code import RemoteCodeMixin
 from .configuration_detr_panoptic import DetrPanopticConfig
 
 _MODEL_TYPE = "detr_panoptic"
+# Mask logit of a query the mask head skipped: sigmoid gives exactly 0 in float32.
+SKIPPED_MASK_LOGIT = -1e4
 _CLASS_NAME = "DetrPanopticForSegmentation"
 
 # transformers renames the legacy mask-head keys only for its own classes; a saved `DetrForSegmentation`
@@ -205,6 +207,7 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
         pixel_values: torch.Tensor,
         pixel_mask: torch.Tensor | None = None,
         labels: list[dict] | None = None,
+        mask_score_threshold: float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -216,6 +219,11 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
             0 on padding; all ones when omitted.
         labels (`list[dict]`, *optional*): per image, `class_labels` (N,), `boxes` (N, 4) normalised cxcywh and
             `masks` (N, H, W) binary, for the set-prediction loss.
+        mask_score_threshold (`float`, *optional*): at inference, run the mask head only for queries whose best
+            real class has probability above this value; the others get mask logits of -1e4. The mask head is
+            most of DETR-panoptic's cost and treats queries independently, so panoptic and instance
+            post-processing with a score threshold at least this high give the same result, for a fraction of
+            the time. Ignored when `labels` are given.
         """
         if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
             raise ValueError(
@@ -265,12 +273,14 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
         padding_bias = torch.zeros(mask.shape, dtype=memory.dtype, device=memory.device)
         padding_bias = padding_bias.masked_fill(~mask, torch.finfo(memory.dtype).min)[:, None, None]
         attention_maps = self.bbox_attention(query_states, memory, attention_mask=padding_bias)
-        mask_logits = self.mask_head(
-            features=projected,
-            attention_masks=attention_maps,
-            fpn_features=[features[2][0], features[1][0], features[0][0]],
-        )
-        pred_masks = mask_logits.view(batch_size, -1, *mask_logits.shape[-2:])
+        fpn_features = [features[2][0], features[1][0], features[0][0]]
+        if mask_score_threshold is None or labels is not None:
+            mask_logits = self.mask_head(projected, attention_maps, fpn_features)
+            pred_masks = mask_logits.view(batch_size, -1, *mask_logits.shape[-2:])
+        else:
+            pred_masks = self._masks_of_confident_queries(
+                logits, projected, attention_maps, fpn_features, mask_score_threshold
+            )
 
         loss = loss_dict = auxiliary_outputs = None
         if labels is not None:
@@ -306,6 +316,23 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
             encoder_attentions=encoder_outputs.attentions,
         )
         return output if return_dict else output.to_tuple()
+
+    def _masks_of_confident_queries(self, logits, projected, attention_maps, fpn_features, threshold):
+        """Mask logits of the queries whose best real class scores above `threshold`; -1e4 elsewhere."""
+        scores, classes = logits.softmax(-1).max(-1)
+        confident = (classes != logits.shape[-1] - 1) & (scores > threshold)
+        height, width = fpn_features[-1].shape[-2:]
+        pred_masks = projected.new_full((*logits.shape[:2], height, width), SKIPPED_MASK_LOGIT)
+        for image in range(logits.shape[0]):
+            queries = confident[image].nonzero().flatten()
+            if len(queries):
+                masks = self.mask_head(
+                    projected[image : image + 1],
+                    attention_maps[image : image + 1, queries],
+                    [feature[image : image + 1] for feature in fpn_features],
+                )
+                pred_masks[image, queries] = masks[:, 0]
+        return pred_masks
 
 
 DetrPanopticForSegmentation.register_for_auto_class("AutoModelForImageSegmentation")

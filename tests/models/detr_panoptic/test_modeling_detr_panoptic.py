@@ -367,3 +367,37 @@ def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
         "remote_code.py",
     ]
     shutil.rmtree(folder)
+
+
+def test_mask_head_on_confident_queries_only_gives_the_same_segments(tiny_detr_panoptic_folder):
+    model = DetrPanopticForSegmentation.from_pretrained(tiny_detr_panoptic_folder).eval()
+    processor = DetrPanopticProcessor.from_pretrained(tiny_detr_panoptic_folder)
+    pixel_values, pixel_mask = _inputs()
+    with torch.no_grad():
+        full = model(pixel_values, pixel_mask)
+        threshold = full.logits.softmax(-1)[..., :-1].max(-1).values.median().item()  # about half the queries
+        pruned = model(pixel_values, pixel_mask, mask_score_threshold=threshold)
+    scores, classes = full.logits.softmax(-1).max(-1)
+    confident = (classes != full.logits.shape[-1] - 1) & (scores > threshold)
+    assert 0 < int(confident.sum()) < confident.numel()
+    assert torch.equal(pruned.logits, full.logits)
+    torch.testing.assert_close(pruned.pred_masks[confident], full.pred_masks[confident], atol=1e-5, rtol=1e-5)
+    assert (pruned.pred_masks[~confident] == -1e4).all()
+    sizes = [(64, 96)] * 2
+    for rule in ("maskformer", "detr"):
+        for cut in (threshold, threshold + 0.01):
+            expected = processor.post_process_panoptic_segmentation(full, threshold=cut, target_sizes=sizes, rule=rule)
+            got = processor.post_process_panoptic_segmentation(pruned, threshold=cut, target_sizes=sizes, rule=rule)
+            for a, b in zip(expected, got):
+                assert torch.equal(a["segmentation"], b["segmentation"]) and a["segments_info"] == b["segments_info"]
+    expected = processor.post_process_instance_segmentation(full, threshold=threshold, target_sizes=sizes)
+    got = processor.post_process_instance_segmentation(pruned, threshold=threshold, target_sizes=sizes)
+    assert [r["segments_info"] for r in expected] == [r["segments_info"] for r in got]
+
+
+def test_mask_score_threshold_is_ignored_in_training():
+    torch.manual_seed(0)
+    model = DetrPanopticForSegmentation(tiny_detr_panoptic_config()).train()
+    pixel_values, pixel_mask = _inputs(height=64, width=64)
+    outputs = model(pixel_values, pixel_mask, labels=_labels(2, 64, 64), mask_score_threshold=0.99)
+    assert (outputs.pred_masks != -1e4).all()
