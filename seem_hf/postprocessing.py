@@ -29,13 +29,14 @@ are interpolated here rather than by torch's resize and can differ from it in th
 two best queries tie within about 1e-6 may go to the other one (1 pixel in 852,800 in the benchmark). The work
 is vectorised: the argmax over queries and the thresholded areas are read off
 2x2 windows of the low-resolution masks, and only boundary pixels are interpolated (see
-`_resized_owner_and_area`); for semantic maps, only the labels that can win somewhere are considered (see
+`_resized_argmax`); for semantic maps, only the labels that can win somewhere are considered (see
 `_labels_that_can_win`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -147,12 +148,40 @@ def _source_pixels(size_in: int, size_out: int, device) -> tuple[torch.Tensor, t
     return first, (source - first).float()
 
 
-def _resized_owner_and_area(
+@dataclass
+class _ResizedArgmax:
+    """The per-pixel argmax of maps resized to a target size, stored without the full-size map: the
+    low-resolution argmax of the windows that decide every pixel they cover (`window_owner` where `decided`),
+    and the owners of the other pixels, listed one by one."""
+
+    window_owner: torch.Tensor  # (h, w)
+    decided: torch.Tensor  # (h, w) bool
+    pixels_per_window: torch.Tensor  # (h, w) int64
+    rows: torch.Tensor  # (H,) source window row of each output row
+    cols: torch.Tensor  # (W,)
+    pixel_rows: torch.Tensor  # (n,) output pixels whose owner was computed one by one
+    pixel_cols: torch.Tensor
+    pixel_owner: torch.Tensor
+
+    def counts(self, length: int) -> torch.Tensor:
+        """How many output pixels each index owns."""
+        weights = self.pixels_per_window[self.decided].to(torch.float64)
+        counts = torch.bincount(self.window_owner[self.decided], weights=weights, minlength=length).round().long()
+        return counts + torch.bincount(self.pixel_owner, minlength=length)
+
+    def map(self, lookup: torch.Tensor) -> torch.Tensor:
+        """The full-size map of `lookup[owner]`."""
+        result = lookup[self.window_owner].index_select(0, self.rows).index_select(1, self.cols)
+        result[self.pixel_rows, self.pixel_cols] = lookup[self.pixel_owner]
+        return result
+
+
+def _resized_argmax(
     maps: torch.Tensor, size: tuple[int, int], threshold: float | None = None, margin: float = 1e-5
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`(owner, area)` of `maps` (queries, h, w) resized bilinearly to `size`: the per-pixel argmax and, per
-    query, the number of resized pixels >= `threshold` (None when no threshold is given). Equal to resizing
-    then reducing, without resizing.
+) -> tuple[_ResizedArgmax, torch.Tensor | None]:
+    """The per-pixel argmax of `maps` (queries, h, w) resized bilinearly to `size` and, per query, the number of
+    resized pixels >= `threshold` (None when no threshold is given); equal to resizing then reducing, without
+    resizing.
 
     Every resized pixel is a convex combination of a 2x2 window of source pixels, so a window where one
     query's minimum beats every other query's maximum (by `margin`) is owned by that query at every pixel it
@@ -161,12 +190,25 @@ def _resized_owner_and_area(
     The values computed there may differ from torch's resize in the last bits, so a result can differ from
     resize-then-argmax only where two queries tie within about 1e-6.
     """
-    if tuple(maps.shape[-2:]) == tuple(size):
-        area = None if threshold is None else (maps >= threshold).sum((1, 2))
-        return maps.max(0).indices, area
     queries, height, width = maps.shape
+    if (height, width) == tuple(size):
+        every = torch.arange(height, device=maps.device), torch.arange(width, device=maps.device)
+        none = torch.zeros(0, dtype=torch.long, device=maps.device)
+        argmax = _ResizedArgmax(
+            window_owner=maps.max(0).indices,
+            decided=torch.ones((height, width), dtype=torch.bool, device=maps.device),
+            pixels_per_window=torch.ones((height, width), dtype=torch.long, device=maps.device),
+            rows=every[0],
+            cols=every[1],
+            pixel_rows=none,
+            pixel_cols=none,
+            pixel_owner=none,
+        )
+        return argmax, None if threshold is None else (maps >= threshold).sum((1, 2))
     rows, row_weight = _source_pixels(height, size[0], maps.device)
     cols, col_weight = _source_pixels(width, size[1], maps.device)
+    row_counts, col_counts = torch.bincount(rows, minlength=height), torch.bincount(cols, minlength=width)
+    pixels_per_window = torch.outer(row_counts, col_counts)
     padded, corners = _windows(maps)
     window_max = _window_max(corners)
     window_min = torch.minimum(torch.minimum(corners[0], corners[1]), torch.minimum(corners[2], corners[3]))
@@ -174,36 +216,45 @@ def _resized_owner_and_area(
     best_min, best = window_min.max(0)
     runner_up = window_max.scatter(0, best[None], float("-inf")).max(0).values
     decided = best_min >= runner_up + margin
-    if threshold is None:
-        area, uncertain = None, torch.zeros_like(window_max, dtype=torch.bool)
-    else:
+    needs_values = ~decided
+    area = None
+    if threshold is not None:
         above = window_min >= threshold + margin
         uncertain = ~above & (window_max >= threshold - margin)
-        pixels_per_window = torch.outer(
-            torch.bincount(rows, minlength=height), torch.bincount(cols, minlength=width)
-        ).to(torch.float64)
-        area = (above.flatten(1).to(torch.float64) @ pixels_per_window.flatten()).round().to(torch.int64)
-    owner = best.index_select(0, rows).index_select(1, cols)
+        needs_values |= uncertain.any(0)
+        area = (above.flatten(1).to(torch.float64) @ pixels_per_window.flatten().to(torch.float64)).round().long()
 
-    needs_values = (~decided | uncertain.any(0)).index_select(0, rows).index_select(1, cols)
-    pixel_rows, pixel_cols = needs_values.nonzero(as_tuple=True)
-    if len(pixel_rows):
-        y0, x0 = rows[pixel_rows], cols[pixel_cols]
-        wy, wx = row_weight[pixel_rows], col_weight[pixel_cols]
-        flat = padded.flatten(1)
-        top_left = y0 * (width + 1) + x0
+    # The output pixels of the windows that need values: each window covers a block of rows by columns.
+    window_rows, window_cols = needs_values.nonzero(as_tuple=True)
+    block_height, block_width = row_counts[window_rows], col_counts[window_cols]
+    block_sizes = block_height * block_width
+    block = torch.repeat_interleave(torch.arange(len(window_rows), device=maps.device), block_sizes)
+    offset = torch.arange(len(block), device=maps.device) - (block_sizes.cumsum(0) - block_sizes)[block]
+    first_row, first_col = row_counts.cumsum(0) - row_counts, col_counts.cumsum(0) - col_counts
+    y0, x0 = window_rows[block], window_cols[block]
+    pixel_rows = first_row[y0] + offset // block_width[block]
+    pixel_cols = first_col[x0] + offset % block_width[block]
+    wy, wx = row_weight[pixel_rows], col_weight[pixel_cols]
+    flat = padded.flatten(1)
+    top_left = y0 * (width + 1) + x0
 
-        def corner(dy: int, dx: int) -> torch.Tensor:
-            return flat.index_select(1, top_left + dy * (width + 1) + dx)
+    def corner(dy: int, dx: int) -> torch.Tensor:
+        return flat.index_select(1, top_left + dy * (width + 1) + dx)
 
-        values = (1 - wy) * ((1 - wx) * corner(0, 0) + wx * corner(0, 1)) + wy * (
-            (1 - wx) * corner(1, 0) + wx * corner(1, 1)
-        )
-        undecided = ~decided[y0, x0]
-        owner[pixel_rows[undecided], pixel_cols[undecided]] = values[:, undecided].max(0).indices
-        if area is not None:
-            area += ((values >= threshold) & uncertain[:, y0, x0]).sum(1)
-    return owner, area
+    values = (1 - wy) * ((1 - wx) * corner(0, 0) + wx * corner(0, 1)) + wy * ((1 - wx) * corner(1, 0) + wx * corner(1, 1))
+    if area is not None:
+        area += ((values >= threshold) & uncertain[:, y0, x0]).sum(1)
+    argmax = _ResizedArgmax(
+        window_owner=best,
+        decided=decided & ~needs_values,
+        pixels_per_window=pixels_per_window,
+        rows=rows,
+        cols=cols,
+        pixel_rows=pixel_rows,
+        pixel_cols=pixel_cols,
+        pixel_owner=values.max(0).indices if len(block) else block,
+    )
+    return argmax, area
 
 
 def semantic_segmentation(
@@ -226,8 +277,7 @@ def semantic_segmentation(
             results.append({"segmentation": resized.max(0).indices, "segmentation_scores": resized})
             continue
         candidates = _labels_that_can_win(scores[index])
-        winners, _ = _resized_owner_and_area(scores[index, candidates], size)
-        results.append(candidates[winners])
+        results.append(_resized_argmax(scores[index, candidates], size)[0].map(candidates))
     return results
 
 
@@ -289,13 +339,13 @@ def panoptic_segmentation(
         scores, labels = all_scores[index, keep], all_labels[index, keep]
         # Resizing is linear, so weighing before the resize gives the same maps.
         weighted = mask_logits[index, keep].sigmoid() * scores[:, None, None]
-        owner, own_area = _resized_owner_and_area(weighted, size, mask_threshold)
-        won_area = torch.bincount(owner.flatten(), minlength=len(scores))
+        owner, own_area = _resized_argmax(weighted, size, mask_threshold)
+        won_area = owner.counts(len(scores))
         ratio = won_area / own_area.clamp(min=1)
         valid = (won_area > 0) & (own_area > 0) & (ratio.double() > overlap_mask_area_threshold)
         ids, segments = _assign_segment_ids(labels.tolist(), scores.tolist(), valid.tolist(), label_ids_to_fuse)
-        lookup = torch.tensor(ids, dtype=torch.int32, device=owner.device)
-        results.append({"segmentation": lookup[owner], "segments_info": segments})
+        lookup = torch.tensor(ids, dtype=torch.int32, device=weighted.device)
+        results.append({"segmentation": owner.map(lookup), "segments_info": segments})
     return results
 
 
@@ -351,8 +401,9 @@ def detr_panoptic_segmentation(
         representative = torch.tensor(representative, device=masks.device)
         alive = torch.ones(len(labels), dtype=torch.bool, device=masks.device)
         while True:
-            owner = representative[_resized_owner_and_area(masks, size)[0]]
-            area = torch.bincount(owner.flatten(), minlength=len(labels))
+            owner = _resized_argmax(masks, size)[0]
+            area = torch.zeros(len(labels), dtype=torch.long, device=masks.device)
+            area.index_add_(0, representative, owner.counts(len(labels)))
             # A merged stuff segment's area is counted on its representative only.
             too_small = alive & (representative == torch.arange(len(labels), device=masks.device))
             too_small &= area <= min_area
@@ -371,8 +422,8 @@ def detr_panoptic_segmentation(
         ids, segments = _assign_segment_ids(labels, scores, is_representative, ())
         for segment in segments:
             segment["was_fused"] = segment["label_id"] in label_ids_to_fuse
-        lookup = torch.tensor(ids, dtype=torch.int32, device=owner.device)[representative]
-        results.append({"segmentation": lookup[owner], "segments_info": segments})
+        lookup = torch.tensor(ids, dtype=torch.int32, device=masks.device)[representative]
+        results.append({"segmentation": owner.map(lookup), "segments_info": segments})
     return results
 
 
