@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from transformers.image_processing_outputs import SemanticSegmentationPostProcessorOutput
 
 # Defaults, named after the papers that set them.
 MASKFORMER_SCORE_THRESHOLD = 0.5
@@ -264,8 +265,9 @@ def semantic_segmentation(
     return_segmentation_scores: bool = False,
 ) -> list:
     """Per-pixel labels: `argmax_c sum_q softmax(class_q)[c] * sigmoid(mask_q)` over the real labels, after a
-    bilinear resize to each target size. With `return_segmentation_scores`, each item is a dict with
-    `segmentation` and the resized per-label `segmentation_scores` (labels, height, width)."""
+    bilinear resize to each target size. With `return_segmentation_scores`, each item is transformers'
+    `SemanticSegmentationPostProcessorOutput` with `segmentation` and the resized per-label
+    `segmentation_scores` (labels, height, width)."""
     _check_outputs(class_logits, mask_logits, target_sizes)
     class_probs = class_logits.softmax(-1)[..., :-1]
     scores = torch.einsum("bqc,bqhw->bchw", class_probs, mask_logits.sigmoid())
@@ -274,7 +276,11 @@ def semantic_segmentation(
         size = _target_size(target_sizes, index, mask_logits)
         if return_segmentation_scores:
             resized = _resize(scores[index], size)
-            results.append({"segmentation": resized.max(0).indices, "segmentation_scores": resized})
+            results.append(
+                SemanticSegmentationPostProcessorOutput(
+                    data={"segmentation": resized.max(0).indices, "segmentation_scores": resized}
+                )
+            )
             continue
         candidates = _labels_that_can_win(scores[index])
         results.append(_resized_argmax(scores[index, candidates], size)[0].map(candidates))

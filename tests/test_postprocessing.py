@@ -5,6 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch.nn.functional as F
 from transformers import DetrImageProcessorPil
 
@@ -89,8 +91,9 @@ def test_semantic_equals_transformers(transformers_processor, case):
         outputs, target_sizes=case["target_sizes"], return_segmentation_scores=True
     )
     for a, b in zip(scores, theirs):
-        assert torch.equal(a["segmentation"], b.segmentation)
-        torch.testing.assert_close(a["segmentation_scores"], b.segmentation_scores)
+        assert type(a) is type(b)
+        assert torch.equal(a.segmentation, b.segmentation)
+        torch.testing.assert_close(a.segmentation_scores, b.segmentation_scores)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -204,3 +207,31 @@ def test_image_processor_methods_use_the_shared_functions(tiny_detr_panoptic_fol
     rle = processor.post_process_instance_segmentation(outputs, return_coco_annotation=True)[0]
     assert isinstance(rle["segmentation"], list)
     assert SimpleNamespace  # keeps the import used for readers of the helper
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    queries=st.integers(1, 6),
+    height=st.integers(1, 12),
+    width=st.integers(1, 12),
+    out_height=st.integers(1, 40),
+    out_width=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+    threshold=st.sampled_from([0.2, 0.5, 0.8]),
+)
+def test_resized_argmax_equals_resize_then_argmax(queries, height, width, out_height, out_width, seed, threshold):
+    """Any sizes, up or down, thin or single-pixel: owners, counts and thresholded areas equal those of
+    torch's resize, except at pixels where the two best values tie within rounding (1e-5)."""
+    generator = torch.Generator().manual_seed(seed)
+    maps = torch.rand(queries, height, width, generator=generator)
+    size = (out_height, out_width)
+    argmax, area = postprocessing._resized_argmax(maps, size, threshold)
+    resized = F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
+    owner = argmax.map(torch.arange(queries))
+    expected = resized.max(0).indices
+    top = resized.topk(min(2, queries), dim=0).values
+    near_tie = (top[0] - top[-1] < 1e-5) if queries > 1 else torch.zeros(size, dtype=torch.bool)
+    assert ((owner == expected) | near_tie).all()
+    assert torch.equal(argmax.counts(queries), torch.bincount(owner.flatten(), minlength=queries))
+    near_threshold = ((resized - threshold).abs() < 1e-5).sum((1, 2))
+    assert ((area - (resized >= threshold).sum((1, 2))).abs() <= near_threshold).all()
