@@ -5,7 +5,8 @@ backbone wrapper with frozen batch norm, the DETR encoder-decoder (`DetrForObjec
 multi-head attention map (`DetrMHAttentionMap`), the FPN mask head (`DetrMaskHeadSmallConv`), the weight
 initialisation and the set-prediction loss (`ForSegmentation`: Hungarian matcher, focal + dice mask losses,
 L1 + GIoU box losses). What this file adds is the panoptic model as its own model type, loading of the three
-checkpoint layouts in circulation, and the forward that ties the parts together.
+checkpoint layouts in circulation, and the forward that ties the parts together, with the option of running the
+mask head (most of the model's cost) only on queries confident enough to survive post-processing.
 
 Checkpoint layouts that load with `from_pretrained`:
 - folders written by transformers' `DetrForSegmentation` (`model_type` "detr", legacy key names such as
@@ -42,9 +43,9 @@ from seem_hf.remote_code import RemoteCodeMixin
 from .configuration_detr_panoptic import DetrPanopticConfig
 
 _MODEL_TYPE = "detr_panoptic"
+_CLASS_NAME = "DetrPanopticForSegmentation"
 # Mask logit of a query the mask head skipped: sigmoid gives exactly 0 in float32.
 SKIPPED_MASK_LOGIT = -1e4
-_CLASS_NAME = "DetrPanopticForSegmentation"
 
 # transformers renames the legacy mask-head keys only for its own classes; a saved `DetrForSegmentation`
 # folder would otherwise load into this class with its mask head silently left random.

@@ -312,7 +312,9 @@ def test_fixture_matches_its_script(tmp_path, tiny_detr_panoptic_folder):
         assert json.loads((folder / name).read_text()) == json.loads((tiny_detr_panoptic_folder / name).read_text())
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in tiny_detr_panoptic_folder.iterdir())
     for code in folder.glob("*.py"):  # the shipped remote code is today's code
-        assert code.read_text() == (tiny_detr_panoptic_folder / code.name).read_text(), code.name
+        assert code.read_text() == (tiny_detr_panoptic_folder / code.name).read_text(), (
+            f"{code.name} is stale in the fixture: run scripts/make_tiny_checkpoints.py"
+        )
 
 
 def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):

@@ -1,0 +1,28 @@
+"""Datasets: the COCO-panoptic format with grounding sentences, the bundled synthetic dataset, label vocabularies."""
+
+from .categories import CategorySpec, LabelVocabulary
+from .coco_panoptic import (
+    grounding_mask,
+    load_coco_panoptic,
+    panoptic_targets,
+    semantic_map,
+    validate_coco_panoptic,
+    vocabulary_of,
+)
+from .panoptic_format import id2rgb, rgb2id
+from .shapes import SHAPES_VOCABULARY, make_shapes_dataset
+
+__all__ = [
+    "SHAPES_VOCABULARY",
+    "CategorySpec",
+    "LabelVocabulary",
+    "grounding_mask",
+    "id2rgb",
+    "load_coco_panoptic",
+    "make_shapes_dataset",
+    "panoptic_targets",
+    "rgb2id",
+    "semantic_map",
+    "validate_coco_panoptic",
+    "vocabulary_of",
+]

@@ -1,0 +1,232 @@
+"""The bundled dataset: synthetic scenes of textured stuff (sky, grass, wall, water) and coloured shapes
+(circles, squares, triangles, stars), written in COCO-panoptic layout with grounding sentences and semantic
+maps. Deterministic (same seed, same bytes) and fast, so examples, tests and the demo need no download.
+
+Layout, as COCO's (`<split>` is train or val):
+    <out>/<split>/<image_id>.jpg
+    <out>/annotations/panoptic_<split>.json   and  <out>/annotations/panoptic_<split>/<image_id>.png
+    <out>/annotations/semantic_<split>/<image_id>.png   (contiguous label ids, 255 = void)
+    <out>/annotations/grounding_<split>.json  (COCO-style annotations with RLE masks and `sentences[].raw`)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageDraw
+from pycocotools import mask as mask_utils
+
+from seem_hf.data.categories import CategorySpec, LabelVocabulary
+from seem_hf.data.panoptic_format import id2rgb
+
+SHAPES_VOCABULARY = LabelVocabulary(
+    [
+        CategorySpec("sky", (135, 206, 235), False),
+        CategorySpec("grass", (70, 150, 60), False),
+        CategorySpec("wall", (170, 120, 90), False),
+        CategorySpec("water", (30, 90, 160), False),
+        CategorySpec("circle", (230, 60, 60), True),
+        CategorySpec("square", (60, 90, 230), True),
+        CategorySpec("triangle", (240, 200, 40), True),
+        CategorySpec("star", (170, 70, 210), True),
+    ]
+)
+STUFF = ("sky", "grass", "wall", "water")
+SHAPES = ("circle", "square", "triangle", "star")
+THING_COLORS = {"red": (215, 35, 35), "green": (30, 190, 70), "blue": (35, 70, 225), "yellow": (245, 210, 30)}
+SIZES = {"small": (0.07, 0.11), "large": (0.15, 0.22)}  # radius as a fraction of the image side
+MIN_VISIBLE_PIXELS = 24
+IGNORE_INDEX = 255
+
+
+@dataclass
+class _Thing:
+    shape: str
+    color: str
+    size: str
+    center: tuple[float, float]
+    radius: float
+    mask: np.ndarray | None = None
+
+
+def _texture(name: str, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A textured (height, width, 3) float background for a stuff category."""
+    rows = np.arange(height)[:, None]
+    cols = np.arange(width)[None, :]
+    base = np.array(SHAPES_VOCABULARY.categories[STUFF.index(name)].color, dtype=np.float32)
+    if name == "sky":
+        shade = 25 * (rows / max(height - 1, 1)) + 0 * cols
+    elif name == "grass":
+        shade = 18 * np.sin(cols * rng.uniform(0.6, 1.2) + rng.uniform(0, 6)) + 0 * rows
+    elif name == "wall":
+        brick = ((rows // 12) % 2) * 8
+        shade = -35.0 * (((rows % 12) == 0) | (((cols + brick) % 24) == 0))
+    else:
+        shade = 20 * np.sin(rows * 0.5 + 3 * np.sin(cols * 0.08 + rng.uniform(0, 6)))
+    noise = rng.normal(0, 9, (height, width, 1))
+    return base[None, None] + shade[..., None] + noise
+
+
+def _shape_mask(thing: _Thing, height: int, width: int) -> np.ndarray:
+    canvas = PIL.Image.new("L", (width, height), 0)
+    draw = PIL.ImageDraw.Draw(canvas)
+    (cx, cy), r = thing.center, thing.radius
+    if thing.shape == "circle":
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=1)
+    elif thing.shape == "square":
+        draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=1)
+    elif thing.shape == "triangle":
+        draw.polygon([(cx, cy - r), (cx - r, cy + 0.8 * r), (cx + r, cy + 0.8 * r)], fill=1)
+    else:
+        angles = np.pi / 2 + np.arange(10) * np.pi / 5
+        radii = np.where(np.arange(10) % 2 == 0, r, 0.45 * r)
+        draw.polygon([(cx + q * np.cos(a), cy - q * np.sin(a)) for q, a in zip(radii, angles)], fill=1)
+    return np.asarray(canvas, dtype=bool)
+
+
+def _describe(things: list[_Thing], width: int, height: int) -> list[list[str]]:
+    """Sentences that identify each thing among the others: the simplest description no other thing shares,
+    then one with its place in the image."""
+    sentences = []
+    for thing in things:
+        rows, cols = np.nonzero(thing.mask)
+        across = ("on the left", "in the middle", "on the right")[min(int(3 * cols.mean() / width), 2)]
+        down = ("at the top", "in the middle", "at the bottom")[min(int(3 * rows.mean() / height), 2)]
+        candidates = [
+            (f"the {thing.shape}", lambda o: o.shape == thing.shape),
+            (f"the {thing.color} {thing.shape}", lambda o: (o.shape, o.color) == (thing.shape, thing.color)),
+            (
+                f"the {thing.size} {thing.color} {thing.shape}",
+                lambda o: (o.shape, o.color, o.size) == (thing.shape, thing.color, thing.size),
+            ),
+        ]
+        unique = [text for text, same in candidates if sum(same(other) for other in things) == 1]
+        first = unique[0]  # the last candidate is unique by construction
+        where = across if across != "in the middle" else down
+        sentences.append([first, f"{first} {where}" if where != "in the middle" else f"{first} in the middle"])
+    return sentences
+
+
+def _scene(image_size: int, rng: np.random.Generator):
+    """One image: pixels, per-segment masks (stuff first), category names and grounding sentences."""
+    height = width = image_size
+    stuff = [str(name) for name in rng.choice(STUFF, size=2, replace=False)]
+    split_rows = rng.random() < 0.7
+    boundary = int(rng.integers(height // 4, 3 * height // 4))
+    first = (np.arange(height)[:, None] < boundary) if split_rows else (np.arange(width)[None, :] < boundary)
+    first = np.broadcast_to(first, (height, width))
+    pixels = np.where(first[..., None], _texture(stuff[0], height, width, rng), _texture(stuff[1], height, width, rng))
+
+    things: list[_Thing] = []
+    for _ in range(int(rng.integers(1, 6))):
+        shape, color, size = str(rng.choice(SHAPES)), str(rng.choice(list(THING_COLORS))), str(rng.choice(list(SIZES)))
+        if any((t.shape, t.color, t.size) == (shape, color, size) for t in things):
+            continue  # keep every thing describable without ambiguity
+        radius = rng.uniform(*SIZES[size]) * image_size
+        # Centres may lie a little outside, so shapes touch and cross the borders.
+        center = (float(rng.uniform(-0.05, 1.05) * width), float(rng.uniform(-0.05, 1.05) * height))
+        things.append(_Thing(shape, color, size, center, radius))
+    # Later shapes occlude earlier ones; a shape left with too few visible pixels is not drawn at all.
+    while True:
+        covered = np.zeros((height, width), dtype=bool)
+        for thing in reversed(things):
+            thing.mask = _shape_mask(thing, height, width) & ~covered
+            covered |= thing.mask
+        hidden = [t for t in things if t.mask.sum() < MIN_VISIBLE_PIXELS]
+        if not hidden:
+            break
+        things.remove(hidden[0])
+    for thing in things:
+        shade = rng.normal(0, 6, (height, width, 1))
+        color = np.array(THING_COLORS[thing.color], dtype=np.float32)
+        pixels = np.where(thing.mask[..., None], color + shade, pixels)
+
+    occupied = np.zeros((height, width), dtype=bool)
+    for thing in things:
+        occupied |= thing.mask
+    masks = [first & ~occupied, ~first & ~occupied] + [thing.mask for thing in things]
+    names = stuff + [thing.shape for thing in things]
+    sentences = [[f"the {name}"] for name in stuff] + _describe(things, width, height)
+    keep = [i for i, mask in enumerate(masks) if mask.any()]  # a stuff region may be fully covered
+    image = PIL.Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+    return image, [masks[i] for i in keep], [names[i] for i in keep], [sentences[i] for i in keep]
+
+
+def _write_split(root: Path, split: str, count: int, image_size: int, rng: np.random.Generator, first_id: int):
+    image_dir = root / split
+    panoptic_dir = root / "annotations" / f"panoptic_{split}"
+    semantic_dir = root / "annotations" / f"semantic_{split}"
+    for folder in (image_dir, panoptic_dir, semantic_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    category_ids = {c["name"]: c["id"] for c in SHAPES_VOCABULARY.coco_categories()}
+    images, annotations, groundings = [], [], []
+    for image_id in range(first_id, first_id + count):
+        image, masks, names, sentences = _scene(image_size, rng)
+        stem = f"{image_id:06d}"
+        image.save(image_dir / f"{stem}.jpg", quality=95)
+        ids = np.zeros((image_size, image_size), dtype=np.int64)
+        semantic = np.full((image_size, image_size), IGNORE_INDEX, dtype=np.uint8)
+        segments = []
+        for segment_id, (mask, name, texts) in enumerate(zip(masks, names, sentences), start=1):
+            ids[mask] = segment_id
+            semantic[mask] = category_ids[name] - 1
+            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            bbox = [int(v) for v in mask_utils.toBbox(rle)]
+            area = int(mask.sum())
+            segments.append(
+                {"id": segment_id, "category_id": category_ids[name], "iscrowd": 0, "bbox": bbox, "area": area}
+            )
+            groundings.append(
+                {
+                    "id": len(groundings) + 1,
+                    "image_id": image_id,
+                    "segment_id": segment_id,
+                    "category_id": category_ids[name],
+                    "iscrowd": 0,
+                    "bbox": bbox,
+                    "area": area,
+                    "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+                    "sentences": [{"raw": text, "sent": text} for text in texts],
+                }
+            )
+        PIL.Image.fromarray(id2rgb(ids)).save(panoptic_dir / f"{stem}.png")
+        PIL.Image.fromarray(semantic).save(semantic_dir / f"{stem}.png")
+        images.append({"id": image_id, "file_name": f"{stem}.jpg", "height": image_size, "width": image_size})
+        annotations.append({"image_id": image_id, "file_name": f"{stem}.png", "segments_info": segments})
+    panoptic_json = root / "annotations" / f"panoptic_{split}.json"
+    grounding_json = root / "annotations" / f"grounding_{split}.json"
+    categories = SHAPES_VOCABULARY.coco_categories()
+    panoptic_json.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    grounding_json.write_text(json.dumps({"images": images, "annotations": groundings, "categories": categories}))
+    return {
+        "image_dir": image_dir,
+        "panoptic_dir": panoptic_dir,
+        "panoptic_json": panoptic_json,
+        "semantic_dir": semantic_dir,
+        "grounding_json": grounding_json,
+    }
+
+
+def make_shapes_dataset(
+    out_dir: str | Path, num_train: int = 64, num_val: int = 16, image_size: int = 256, seed: int = 0
+) -> dict[str, dict[str, Path]]:
+    """Write the synthetic shapes dataset under `out_dir` (layout in the module docstring) and return the
+    paths it wrote, per split: `image_dir`, `panoptic_dir`, `panoptic_json`, `semantic_dir`,
+    `grounding_json`. The same arguments always give the same bytes."""
+    if num_train < 0 or num_val < 0:
+        raise ValueError(f"Image counts must be non-negative, got num_train={num_train}, num_val={num_val}.")
+    if not 64 <= image_size <= 2048:
+        raise ValueError(f"image_size must be between 64 and 2048, got {image_size}.")
+    root = Path(out_dir)
+    rng = np.random.default_rng(seed)
+    return {
+        "train": _write_split(root, "train", num_train, image_size, rng, first_id=1),
+        "val": _write_split(root, "val", num_val, image_size, rng, first_id=num_train + 1),
+    }
+
+
+__all__ = ["SHAPES_VOCABULARY", "make_shapes_dataset"]

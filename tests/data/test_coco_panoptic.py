@@ -1,0 +1,237 @@
+"""The bundled dataset, the COCO-panoptic reader and its validator (every bad-data case named)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from seem_hf.data import (
+    SHAPES_VOCABULARY,
+    CategorySpec,
+    LabelVocabulary,
+    grounding_mask,
+    id2rgb,
+    load_coco_panoptic,
+    make_shapes_dataset,
+    panoptic_targets,
+    rgb2id,
+    semantic_map,
+    validate_coco_panoptic,
+)
+from seem_hf.data.validate import main as validate_main
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    return root, make_shapes_dataset(root, num_train=6, num_val=2, image_size=96, seed=3)
+
+
+def _arguments(paths, split="train"):
+    split = paths[split]
+    return split["image_dir"], split["panoptic_dir"], split["panoptic_json"], split["grounding_json"]
+
+
+def _copy(shapes, tmp_path):
+    root, _ = shapes
+    shutil.copytree(root, tmp_path / "copy")
+    copy = tmp_path / "copy"
+    return copy, {
+        "train": {
+            "image_dir": copy / "train",
+            "panoptic_dir": copy / "annotations" / "panoptic_train",
+            "panoptic_json": copy / "annotations" / "panoptic_train.json",
+            "grounding_json": copy / "annotations" / "grounding_train.json",
+        }
+    }
+
+
+def _digest(folder):
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_same_seed_same_bytes(tmp_path, shapes):
+    first = make_shapes_dataset(tmp_path / "a", num_train=3, num_val=1, image_size=64, seed=7)
+    make_shapes_dataset(tmp_path / "b", num_train=3, num_val=1, image_size=64, seed=7)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    make_shapes_dataset(tmp_path / "c", num_train=3, num_val=1, image_size=64, seed=8)
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+    assert sorted(first) == ["train", "val"]
+    assert len(list(first["train"]["image_dir"].glob("*.jpg"))) == 3
+
+
+def test_bundled_dataset_is_sound_and_complete(shapes):
+    _, paths = shapes
+    for split in ("train", "val"):
+        assert validate_coco_panoptic(*_arguments(paths, split)) == []
+    data = json.loads(paths["train"]["panoptic_json"].read_text())
+    assert [c["name"] for c in data["categories"]] == [c.name for c in SHAPES_VOCABULARY.categories]
+    things = [s for a in data["annotations"] for s in a["segments_info"] if s["category_id"] > 4]
+    stuff = [s for a in data["annotations"] for s in a["segments_info"] if s["category_id"] <= 4]
+    assert things and stuff
+    grounding = json.loads(paths["train"]["grounding_json"].read_text())
+    by_image = {}
+    for annotation in grounding["annotations"]:
+        by_image.setdefault(annotation["image_id"], []).append(annotation["sentences"][0]["raw"])
+    for sentences in by_image.values():
+        assert len(sentences) == len(set(sentences))  # each sentence identifies one segment
+
+
+def test_loader_rows_masks_and_semantic_maps(shapes):
+    _, paths = shapes
+    dataset = load_coco_panoptic(*_arguments(paths))
+    data = json.loads(paths["train"]["panoptic_json"].read_text())
+    assert len(dataset) == len(data["annotations"]) == 6  # counts in, counts out
+    row = dataset[0]
+    assert isinstance(row["image"], PIL.Image.Image) and row["image"].size == (96, 96)
+    targets = panoptic_targets(row)
+    assert targets["masks"].shape == (len(row["segments"]), 96, 96)
+    assert not (targets["masks"].sum(0) > 1).any()  # segments never overlap
+    assert targets["masks"].any(0).all()  # the synthetic scenes have no void
+    assert (targets["masks"].sum((1, 2)) == [s["area"] for s in row["segments"]]).all()
+    assert set(targets["labels"].tolist()) <= set(range(len(SHAPES_VOCABULARY)))
+    semantic = semantic_map(row)
+    written = np.asarray(PIL.Image.open(paths["train"]["semantic_dir"] / "000001.png"))
+    assert np.array_equal(semantic, written)
+    for grounding in row["groundings"]:
+        mask = grounding_mask(grounding, row["height"], row["width"])
+        segment = [s for s in row["segments"] if s["id"] == grounding["segment_id"]][0]
+        assert np.array_equal(mask, targets["masks"][row["segments"].index(segment)])
+        assert grounding["sentences"]
+
+
+def test_polygon_groundings_are_read(shapes, tmp_path):
+    _, paths = _copy(shapes, tmp_path)
+    grounding_json = paths["train"]["grounding_json"]
+    data = json.loads(grounding_json.read_text())
+    data["annotations"][0]["segmentation"] = [[10, 10, 40, 10, 40, 30, 10, 30]]
+    grounding_json.write_text(json.dumps(data))
+    row = load_coco_panoptic(*_arguments(paths))[0]
+    mask = grounding_mask(row["groundings"][0], row["height"], row["width"])
+    assert mask[15:25, 15:35].all() and not mask[50:].any()
+
+
+def _expect(paths, *fragments):
+    problems = validate_coco_panoptic(*_arguments(paths))
+    text = "\n".join(problems)
+    for fragment in fragments:
+        assert fragment in text, (fragment, problems)
+    with pytest.raises(ValueError, match=f"{len(problems)} problems"):
+        load_coco_panoptic(*_arguments(paths))
+    return problems
+
+
+def test_png_id_missing_from_json_and_json_segment_missing_from_png(shapes, tmp_path):
+    _, paths = _copy(shapes, tmp_path)
+    panoptic_json = paths["train"]["panoptic_json"]
+    data = json.loads(panoptic_json.read_text())
+    dropped = data["annotations"][0]["segments_info"].pop(0)
+    data["annotations"][1]["segments_info"].append(
+        {"id": 999, "category_id": 1, "iscrowd": 0, "bbox": [0, 0, 1, 1], "area": 1}
+    )
+    panoptic_json.write_text(json.dumps(data))
+    problems = _expect(
+        paths,
+        f"000001.png: segment {dropped['id']}: {dropped['area']} pixels in the PNG but not in segments_info",
+        "000002.png: segment 999: in segments_info but has no pixel in the PNG",
+    )
+    assert len(problems) == 2
+
+
+def test_unknown_category_wrong_area_and_duplicates(shapes, tmp_path):
+    _, paths = _copy(shapes, tmp_path)
+    panoptic_json = paths["train"]["panoptic_json"]
+    data = json.loads(panoptic_json.read_text())
+    segments = data["annotations"][2]["segments_info"]
+    segments[0]["category_id"] = 77
+    segments[1]["area"] += 5
+    segments.append(dict(segments[0]))
+    panoptic_json.write_text(json.dumps(data))
+    _expect(
+        paths,
+        f"000003.png: segment {segments[0]['id']}: unknown category_id 77",
+        f"000003.png: segment {segments[1]['id']}: area {segments[1]['area']} in the JSON",
+        f"000003.png: segment {segments[0]['id']}: listed 2 times",
+    )
+
+
+def test_size_mismatch_missing_and_corrupt_files(shapes, tmp_path):
+    _, paths = _copy(shapes, tmp_path)
+    split = paths["train"]
+    PIL.Image.new("RGB", (50, 40)).save(split["image_dir"] / "000001.jpg")
+    (split["image_dir"] / "000002.jpg").unlink()
+    (split["panoptic_dir"] / "000003.png").write_bytes(b"not a png")
+    _expect(
+        paths,
+        "000001.png: size (96, 96) (H, W) differs from its image 000001.jpg (40, 50)",
+        "000002.jpg: file is missing",
+        "000003.png: cannot be read as an image",
+    )
+
+
+def test_bad_groundings_and_unannotated_images(shapes, tmp_path):
+    _, paths = _copy(shapes, tmp_path)
+    grounding_json = paths["train"]["grounding_json"]
+    data = json.loads(grounding_json.read_text())
+    data["annotations"][0]["segmentation"] = [[1, 1, 5, 5]]
+    data["annotations"][1]["sentences"] = []
+    data["annotations"][2]["image_id"] = 4242
+    grounding_json.write_text(json.dumps(data))
+    panoptic_json = paths["train"]["panoptic_json"]
+    panoptic = json.loads(panoptic_json.read_text())
+    panoptic["annotations"].pop()
+    panoptic_json.write_text(json.dumps(panoptic))
+    _expect(
+        paths,
+        "grounding annotation 1: polygon with 4 coordinates; a polygon needs at least 3 (x, y) points",
+        "grounding annotation 2: needs a non-empty `sentences` list",
+        "grounding annotation 3: image_id 4242 is not in the panoptic JSON",
+        "000006.jpg: image 6 has no panoptic annotation",
+    )
+
+
+def test_missing_or_broken_json(tmp_path):
+    assert "file is missing" in validate_coco_panoptic(tmp_path, tmp_path, tmp_path / "nope.json")[0]
+    (tmp_path / "broken.json").write_text("{")
+    assert "not valid JSON" in validate_coco_panoptic(tmp_path, tmp_path, tmp_path / "broken.json")[0]
+
+
+def test_validate_command(shapes, tmp_path, capsys):
+    _, paths = shapes
+    image_dir, panoptic_dir, panoptic_json, grounding_json = _arguments(paths)
+    assert validate_main([str(image_dir), str(panoptic_dir), str(panoptic_json), "--grounding", str(grounding_json)]) == 0
+    _, broken = _copy(shapes, tmp_path)
+    (broken["train"]["panoptic_dir"] / "000001.png").unlink()
+    image_dir, panoptic_dir, panoptic_json, _ = _arguments(broken)
+    assert validate_main([str(image_dir), str(panoptic_dir), str(panoptic_json)]) == 1
+    assert "000001.png: file is missing" in capsys.readouterr().out
+
+
+def test_panoptic_png_encoding_round_trips():
+    ids = np.array([[0, 1, 255], [256, 65536, 256**3 - 1]])
+    assert np.array_equal(rgb2id(id2rgb(ids)), ids)
+    with pytest.raises(ValueError, match="RGB"):
+        rgb2id(np.zeros((4, 4)))
+
+
+def test_category_spec_and_vocabulary():
+    vocabulary = LabelVocabulary([CategorySpec("road", (1, 2, 3), False), CategorySpec("car", (4, 5, 6), True)])
+    assert vocabulary.id2label == {0: "road", 1: "car"} and vocabulary.thing_label_ids == [1]
+    assert vocabulary.coco_categories()[1] == {
+        "id": 2, "name": "car", "supercategory": "thing", "isthing": 1, "color": [4, 5, 6]
+    }
+    again, contiguous = LabelVocabulary.from_coco(vocabulary.coco_categories())
+    assert again.id2label == vocabulary.id2label and contiguous == {1: 0, 2: 1}
+    with pytest.raises(ValueError, match="Duplicate"):
+        LabelVocabulary([CategorySpec("a", (0, 0, 0), True)] * 2)
+    with pytest.raises(ValueError, match="color"):
+        CategorySpec("a", (0, 0, 300), True)

@@ -1,0 +1,153 @@
+"""Panoptic quality: ground truth against itself, a hand-worked case, and torchmetrics as an independent
+reference on perturbed predictions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from torchmetrics.detection import PanopticQuality
+
+from seem_hf.data import id2rgb, make_shapes_dataset, rgb2id
+from seem_hf.metrics import PanopticQualityAccumulator, pq_compute
+
+CATEGORIES = [
+    {"id": 1, "name": "sky", "isthing": 0, "color": [0, 0, 255]},
+    {"id": 2, "name": "car", "isthing": 1, "color": [255, 0, 0]},
+    {"id": 3, "name": "dog", "isthing": 1, "color": [0, 255, 0]},
+]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pq")
+    return make_shapes_dataset(root, num_train=1, num_val=5, image_size=64, seed=1)["val"]
+
+
+def test_ground_truth_against_itself_is_perfect(shapes):
+    results = pq_compute(shapes["panoptic_json"], shapes["panoptic_dir"], shapes["panoptic_json"], shapes["panoptic_dir"])
+    for name in ("All", "Things", "Stuff"):
+        assert results[name]["pq"] == pytest.approx(1.0) and results[name]["sq"] == pytest.approx(1.0)
+        assert results[name]["rq"] == 1.0 and results[name]["n"] > 0
+    assert results["All"]["n"] == results["Things"]["n"] + results["Stuff"]["n"]
+    assert set(results["per_class"]) == set(range(1, 9))
+
+
+def test_hand_worked_case():
+    """4x4 image. Ground truth: sky (top two rows), car (bottom-left 2x2), dog (bottom-right 2x2, crowd).
+    Prediction: sky over 10 pixels (8 right + 2 of the car) -> IoU 8/10; car over 2 of its 4 pixels -> IoU 0.5,
+    not a match; a dog inside the crowd region -> ignored."""
+    gt = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+    pred = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 5, 7, 7], [1, 5, 7, 7]])
+    gt_segments = [{"id": 1, "category_id": 1, "iscrowd": 0, "area": 8},
+                   {"id": 2, "category_id": 2, "iscrowd": 0, "area": 4},
+                   {"id": 3, "category_id": 3, "iscrowd": 1, "area": 4}]
+    pred_segments = [{"id": 1, "category_id": 1}, {"id": 5, "category_id": 2}, {"id": 7, "category_id": 3}]
+    accumulator = PanopticQualityAccumulator(CATEGORIES)
+    accumulator.update(gt, gt_segments, pred, pred_segments)
+    results = accumulator.compute()
+    assert results["per_class"][1] == {"pq": 0.8, "sq": 0.8, "rq": 1.0}  # TP with IoU 8/10
+    assert results["per_class"][2] == {"pq": 0.0, "sq": 0.0, "rq": 0.0}  # one FN and one FP
+    assert results["per_class"][3] == {"pq": 0.0, "sq": 0.0, "rq": 0.0}  # crowd: nothing counted
+    assert results["Things"]["n"] == 1 and results["Stuff"]["n"] == 1
+    assert results["All"]["pq"] == pytest.approx(0.4)
+
+
+def _perturb(ids: np.ndarray, segments: list[dict], rng) -> tuple[np.ndarray, list[dict]]:
+    """A plausible prediction: shift thing masks, relabel some, drop one, add a spurious blob."""
+    pred = ids.copy()
+    out = []
+    for segment in segments:
+        mask = ids == segment["id"]
+        category = segment["category_id"]
+        if segment["category_id"] >= 5:
+            shift = rng.integers(-6, 7, size=2)
+            pred[mask] = 0
+            pred[np.roll(mask, tuple(shift), axis=(0, 1))] = segment["id"]
+            if rng.random() < 0.2:
+                category = int(rng.integers(5, 9))
+        out.append({"id": segment["id"], "category_id": category})
+    blob = np.zeros_like(mask)
+    y, x = rng.integers(0, ids.shape[0] - 8, size=2)
+    blob[y : y + 8, x : x + 8] = True
+    pred[blob] = 999
+    out.append({"id": 999, "category_id": int(rng.integers(5, 9))})
+    # Pixels a moved thing left go to a stuff segment: torchmetrics also discounts void in predictions, which
+    # panopticapi does not, so the two agree only on void-free predictions (void is covered by the hand case).
+    stuff = next(s["id"] for s in segments if s["category_id"] <= 4)
+    pred[pred == 0] = stuff
+    present = set(np.unique(pred).tolist())
+    return pred, [s for s in out if s["id"] in present]
+
+
+def test_equals_torchmetrics_on_perturbed_predictions(shapes, tmp_path):
+    rng = np.random.default_rng(0)
+    gt_json = json.loads(shapes["panoptic_json"].read_text())
+    categories = gt_json["categories"]
+    things = {c["id"] for c in categories if c["isthing"]}
+    stuffs = {c["id"] for c in categories if not c["isthing"]}
+    # Unknown categories (our -1 for void) become torchmetrics' void, in predictions too.
+    reference = PanopticQuality(things=things, stuffs=stuffs, return_sq_and_rq=True, allow_unknown_preds_category=True)
+    pred_annotations = []
+    (tmp_path / "pred").mkdir()
+    for annotation in gt_json["annotations"]:
+        ids = rgb2id(np.asarray(PIL.Image.open(shapes["panoptic_dir"] / annotation["file_name"])))
+        pred, pred_segments = _perturb(ids, annotation["segments_info"], rng)
+        PIL.Image.fromarray(id2rgb(pred)).save(tmp_path / "pred" / annotation["file_name"])
+        pred_annotations.append({"image_id": annotation["image_id"], "file_name": annotation["file_name"],
+                                 "segments_info": pred_segments})
+
+        def to_pairs(id_map, segments):
+            category = {s["id"]: s["category_id"] for s in segments}
+            pairs = np.zeros((*id_map.shape, 2), dtype=np.int64)
+            for segment_id, category_id in category.items():
+                pairs[id_map == segment_id] = (category_id, segment_id)
+            pairs[id_map == 0] = (-1, 0)  # void
+            return torch.from_numpy(pairs)[None]
+
+        reference.update(to_pairs(pred, pred_segments), to_pairs(ids, annotation["segments_info"]))
+    (tmp_path / "pred.json").write_text(json.dumps({"annotations": pred_annotations, "categories": categories}))
+    ours = pq_compute(shapes["panoptic_json"], shapes["panoptic_dir"], tmp_path / "pred.json", tmp_path / "pred")
+    pq, sq, rq = reference.compute().tolist()
+    assert 0.2 < ours["All"]["pq"] < 0.95  # a real test: neither perfect nor hopeless
+    assert ours["All"]["pq"] == pytest.approx(pq, abs=1e-6)
+    assert ours["All"]["sq"] == pytest.approx(sq, abs=1e-6)
+    assert ours["All"]["rq"] == pytest.approx(rq, abs=1e-6)
+
+
+def test_processes_sum_to_the_single_process_result(shapes):
+    """Two accumulators over halves of the images, summed, equal one over all (what `sync` does)."""
+    gt_json = json.loads(shapes["panoptic_json"].read_text())
+    rng = np.random.default_rng(2)
+    whole, halves = PanopticQualityAccumulator(gt_json["categories"]), [
+        PanopticQualityAccumulator(gt_json["categories"]) for _ in range(2)
+    ]
+    for index, annotation in enumerate(gt_json["annotations"]):
+        ids = rgb2id(np.asarray(PIL.Image.open(shapes["panoptic_dir"] / annotation["file_name"])))
+        pred, segments = _perturb(ids, annotation["segments_info"], rng)
+        whole.update(ids, annotation["segments_info"], pred, segments)
+        halves[index % 2].update(ids, annotation["segments_info"], pred, segments)
+    halves[0].stats += halves[1].stats
+    merged, single = halves[0].compute(), whole.compute()
+    # Counts are exact; IoU sums differ only by summation order (1e-12).
+    for name in ("All", "Things", "Stuff"):
+        assert merged[name]["n"] == single[name]["n"]
+        for key in ("pq", "sq", "rq"):
+            assert merged[name][key] == pytest.approx(single[name][key], abs=1e-12)
+
+
+def test_bad_predictions_are_named():
+    accumulator = PanopticQualityAccumulator(CATEGORIES)
+    gt = np.ones((2, 2), dtype=np.int64)
+    gt_segments = [{"id": 1, "category_id": 1, "iscrowd": 0, "area": 4}]
+    with pytest.raises(KeyError, match="segment 4 is in the predicted PNG"):
+        accumulator.update(gt, gt_segments, np.full((2, 2), 4), [], image="a.png")
+    with pytest.raises(KeyError, match=r"segments \[9\] are in segments_info but not in the PNG"):
+        accumulator.update(gt, gt_segments, gt, [{"id": 1, "category_id": 1}, {"id": 9, "category_id": 1}])
+    with pytest.raises(KeyError, match="unknown category 42"):
+        accumulator.update(gt, gt_segments, gt, [{"id": 1, "category_id": 42}])
+    with pytest.raises(ValueError, match="differ in size"):
+        accumulator.update(gt, gt_segments, np.ones((3, 3)), [{"id": 1, "category_id": 1}])
