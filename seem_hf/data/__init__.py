@@ -5,9 +5,11 @@ from .coco_panoptic import (
     grounding_mask,
     load_coco_panoptic,
     panoptic_targets,
+    semantic_from_panoptic,
     semantic_map,
     validate_coco_panoptic,
     vocabulary_of,
+    write_semantic_maps,
 )
 from .panoptic_format import id2rgb, rgb2id
 from .shapes import SHAPES_VOCABULARY, make_shapes_dataset
@@ -22,7 +24,9 @@ __all__ = [
     "make_shapes_dataset",
     "panoptic_targets",
     "rgb2id",
+    "semantic_from_panoptic",
     "semantic_map",
     "validate_coco_panoptic",
     "vocabulary_of",
+    "write_semantic_maps",
 ]

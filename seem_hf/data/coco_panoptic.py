@@ -18,6 +18,7 @@ import datasets
 import numpy as np
 import PIL.Image
 from pycocotools import mask as mask_utils
+from tqdm.auto import tqdm
 
 from seem_hf.data.categories import LabelVocabulary
 from seem_hf.data.panoptic_format import rgb2id
@@ -118,7 +119,8 @@ def validate_coco_panoptic(
     categories = _check_categories(panoptic_json, data["categories"], problems)
     images = {image["id"]: image for image in data["images"]}
     annotated = set()
-    for annotation in data["annotations"]:
+    annotations = data["annotations"]
+    for annotation in tqdm(annotations, desc=f"checking {panoptic_json.name}", disable=len(annotations) < 100):
         png_path = panoptic_dir / annotation.get("file_name", "<no file_name>")
         image = images.get(annotation.get("image_id"))
         if image is None:
@@ -274,14 +276,44 @@ def panoptic_targets(example: dict) -> dict[str, np.ndarray]:
     }
 
 
+def semantic_from_panoptic(ids: np.ndarray, labels: dict[int, int], ignore_index: int = 255) -> np.ndarray:
+    """(H, W) label per pixel from a segment-id map and `labels` (segment id -> label; crowd segments left out):
+    void, crowd and unlisted pixels become `ignore_index`."""
+    lookup_ids = np.array(sorted(labels), dtype=np.int64)
+    lookup_labels = np.array([labels[i] for i in lookup_ids.tolist()], dtype=np.int64)
+    position = np.searchsorted(lookup_ids, ids).clip(max=max(len(lookup_ids) - 1, 0))
+    found = lookup_ids[position] == ids if len(lookup_ids) else np.zeros(ids.shape, dtype=bool)
+    return np.where(found, lookup_labels[position] if len(lookup_ids) else 0, ignore_index)
+
+
 def semantic_map(example: dict, ignore_index: int = 255) -> np.ndarray:
-    """(H, W) contiguous label per pixel; void and crowd pixels are `ignore_index`."""
+    """(H, W) contiguous label per pixel of a `load_coco_panoptic` row; void and crowd pixels are `ignore_index`."""
     ids = rgb2id(np.asarray(example["panoptic"].convert("RGB")))
-    semantic = np.full(ids.shape, ignore_index, dtype=np.int64)
-    for segment in example["segments"]:
-        if not segment["iscrowd"]:
-            semantic[ids == segment["id"]] = segment["label"]
-    return semantic
+    labels = {s["id"]: s["label"] for s in example["segments"] if not s["iscrowd"]}
+    return semantic_from_panoptic(ids, labels, ignore_index)
+
+
+def write_semantic_maps(
+    panoptic_dir: str | Path, panoptic_json: str | Path, out_dir: str | Path, ignore_index: int = 255
+) -> list[Path]:
+    """Write one semantic PNG per panoptic annotation into `out_dir` (same file names): contiguous label ids
+    in category-id order, void and crowd as `ignore_index`; 8-bit when the labels fit, 16-bit otherwise."""
+    data = json.loads(Path(panoptic_json).read_text(encoding="utf-8"))
+    _, contiguous = LabelVocabulary.from_coco(data["categories"])
+    if len(contiguous) > 65535 or (len(contiguous) >= ignore_index and ignore_index <= 255):
+        raise ValueError(f"{len(contiguous)} labels do not fit below ignore_index {ignore_index}.")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for annotation in tqdm(data["annotations"], desc="semantic maps", disable=len(data["annotations"]) < 100):
+        ids = rgb2id(np.asarray(PIL.Image.open(Path(panoptic_dir) / annotation["file_name"]).convert("RGB")))
+        labels = {s["id"]: contiguous[s["category_id"]] for s in annotation["segments_info"] if not s.get("iscrowd")}
+        semantic = semantic_from_panoptic(ids, labels, ignore_index)
+        dtype = np.uint8 if max(ignore_index, len(contiguous)) <= 255 else np.uint16
+        path = out_dir / Path(annotation["file_name"]).with_suffix(".png").name
+        PIL.Image.fromarray(semantic.astype(dtype)).save(path)
+        written.append(path)
+    return written
 
 
 def grounding_mask(grounding: dict, height: int, width: int) -> np.ndarray:
@@ -300,7 +332,9 @@ __all__ = [
     "grounding_mask",
     "load_coco_panoptic",
     "panoptic_targets",
+    "semantic_from_panoptic",
     "semantic_map",
     "validate_coco_panoptic",
+    "write_semantic_maps",
     "vocabulary_of",
 ]

@@ -21,6 +21,7 @@ import PIL.ImageDraw
 from pycocotools import mask as mask_utils
 
 from seem_hf.data.categories import CategorySpec, LabelVocabulary
+from seem_hf.data.coco_panoptic import write_semantic_maps
 from seem_hf.data.panoptic_format import id2rgb
 
 SHAPES_VOCABULARY = LabelVocabulary(
@@ -160,7 +161,7 @@ def _write_split(root: Path, split: str, count: int, image_size: int, rng: np.ra
     image_dir = root / split
     panoptic_dir = root / "annotations" / f"panoptic_{split}"
     semantic_dir = root / "annotations" / f"semantic_{split}"
-    for folder in (image_dir, panoptic_dir, semantic_dir):
+    for folder in (image_dir, panoptic_dir):
         folder.mkdir(parents=True, exist_ok=True)
     category_ids = {c["name"]: c["id"] for c in SHAPES_VOCABULARY.coco_categories()}
     images, annotations, groundings = [], [], []
@@ -169,11 +170,9 @@ def _write_split(root: Path, split: str, count: int, image_size: int, rng: np.ra
         stem = f"{image_id:06d}"
         image.save(image_dir / f"{stem}.jpg", quality=95)
         ids = np.zeros((image_size, image_size), dtype=np.int64)
-        semantic = np.full((image_size, image_size), IGNORE_INDEX, dtype=np.uint8)
         segments = []
         for segment_id, (mask, name, texts) in enumerate(zip(masks, names, sentences), start=1):
             ids[mask] = segment_id
-            semantic[mask] = category_ids[name] - 1
             rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
             bbox = [int(v) for v in mask_utils.toBbox(rle)]
             area = int(mask.sum())
@@ -194,7 +193,6 @@ def _write_split(root: Path, split: str, count: int, image_size: int, rng: np.ra
                 }
             )
         PIL.Image.fromarray(id2rgb(ids)).save(panoptic_dir / f"{stem}.png")
-        PIL.Image.fromarray(semantic).save(semantic_dir / f"{stem}.png")
         images.append({"id": image_id, "file_name": f"{stem}.jpg", "height": image_size, "width": image_size})
         annotations.append({"image_id": image_id, "file_name": f"{stem}.png", "segments_info": segments})
     panoptic_json = root / "annotations" / f"panoptic_{split}.json"
@@ -202,6 +200,7 @@ def _write_split(root: Path, split: str, count: int, image_size: int, rng: np.ra
     categories = SHAPES_VOCABULARY.coco_categories()
     panoptic_json.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     grounding_json.write_text(json.dumps({"images": images, "annotations": groundings, "categories": categories}))
+    write_semantic_maps(panoptic_dir, panoptic_json, semantic_dir, IGNORE_INDEX)
     return {
         "image_dir": image_dir,
         "panoptic_dir": panoptic_dir,

@@ -235,3 +235,28 @@ def test_category_spec_and_vocabulary():
         LabelVocabulary([CategorySpec("a", (0, 0, 0), True)] * 2)
     with pytest.raises(ValueError, match="color"):
         CategorySpec("a", (0, 0, 300), True)
+
+
+def test_semantic_maps_leave_crowd_and_void_out(shapes, tmp_path):
+    from seem_hf.data.prepare_semantic import main as prepare_main
+
+    _, paths = _copy(shapes, tmp_path)
+    panoptic_json = paths["train"]["panoptic_json"]
+    data = json.loads(panoptic_json.read_text())
+    crowd = data["annotations"][0]["segments_info"][-1]
+    crowd["iscrowd"] = 1
+    panoptic_json.write_text(json.dumps(data))
+    png = np.asarray(PIL.Image.open(paths["train"]["panoptic_dir"] / "000001.png")).copy()
+    png[:5, :5] = 0  # some void
+    PIL.Image.fromarray(png).save(paths["train"]["panoptic_dir"] / "000001.png")
+    prepare_main([str(paths["train"]["panoptic_dir"]), str(panoptic_json), str(tmp_path / "semantic")])
+    semantic = np.asarray(PIL.Image.open(tmp_path / "semantic" / "000001.png"))
+    ids = rgb2id(png)
+    assert (semantic[ids == crowd["id"]] == 255).all() and (semantic[:5, :5] == 255).all()
+    other = data["annotations"][0]["segments_info"][0]
+    if other["id"] != crowd["id"]:
+        assert (semantic[ids == other["id"]] == other["category_id"] - 1).all()
+    from seem_hf.data import write_semantic_maps
+
+    wide = write_semantic_maps(paths["train"]["panoptic_dir"], panoptic_json, tmp_path / "wide", ignore_index=1000)
+    assert np.asarray(PIL.Image.open(wide[0])).max() == 1000  # 16-bit maps when the ignore index needs it
