@@ -13,9 +13,12 @@ from .coco_panoptic import (
 )
 from .panoptic_format import id2rgb, rgb2id
 from .shapes import SHAPES_VOCABULARY, make_shapes_dataset
+from .transforms import Augmented, LargeScaleJitter, panoptic_training_transform
 
 __all__ = [
     "SHAPES_VOCABULARY",
+    "Augmented",
+    "LargeScaleJitter",
     "CategorySpec",
     "LabelVocabulary",
     "grounding_mask",
@@ -23,6 +26,7 @@ __all__ = [
     "load_coco_panoptic",
     "make_shapes_dataset",
     "panoptic_targets",
+    "panoptic_training_transform",
     "rgb2id",
     "semantic_from_panoptic",
     "semantic_map",

@@ -260,3 +260,17 @@ def test_semantic_maps_leave_crowd_and_void_out(shapes, tmp_path):
 
     wide = write_semantic_maps(paths["train"]["panoptic_dir"], panoptic_json, tmp_path / "wide", ignore_index=1000)
     assert np.asarray(PIL.Image.open(wide[0])).max() == 1000  # 16-bit maps when the ignore index needs it
+
+
+def test_augmented_on_the_fly(shapes):
+    from seem_hf.data import LargeScaleJitter, panoptic_training_transform
+
+    _, paths = shapes
+    dataset = load_coco_panoptic(*_arguments(paths))
+    augmented = dataset.with_transform(panoptic_training_transform(LargeScaleJitter(output_size=64), seed=1))
+    first, again = augmented[0], augmented[0]
+    assert first["image"].shape == (64, 64, 3) and first["valid"].shape == (64, 64)
+    assert len(first["labels"]) == len(first["masks"]) == len(dataset[0]["segments"]) - first["segments_dropped"]
+    assert not np.array_equal(first["image"], again["image"])  # fresh randomness on every read
+    replay = dataset.with_transform(panoptic_training_transform(LargeScaleJitter(output_size=64), seed=1))
+    assert np.array_equal(replay[0]["image"], first["image"])  # same seed, same sequence
