@@ -32,7 +32,7 @@ def make_tiny_detr_panoptic(output_dir: Path) -> Path:
             layer.encoder_attn.k_proj.weight.mul_(10)
             layer.encoder_attn.v_proj.weight.mul_(5)
         model.detr.class_labels_classifier.weight.normal_(0, 1)
-        model.detr.class_labels_classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, -6.0]))
+        model.detr.class_labels_classifier.bias.copy_(torch.tensor([0.0] * config.num_labels + [-6.0]))
         model.mask_head.output_conv.weight.mul_(30)
     image_processor = DetrPanopticImageProcessor(
         id2label=config.id2label, thing_label_ids=TINY_THINGS, label_colors=TINY_COLORS, size=dict(TINY_IMAGE_SIZE)

@@ -3,8 +3,8 @@
     ./run demo [--output-dir outputs/demo]
 
 For now the default is the tiny random-weight DETR-panoptic checkpoint shipped for the tests (trained
-defaults come with the bundled dataset); the images are drawn here, deterministically: stuff backgrounds and
-a few shapes.
+defaults come later); the images are the validation split of the bundled shapes dataset, generated on the
+spot (deterministic, a second or two).
 """
 
 from __future__ import annotations
@@ -12,42 +12,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import PIL.Image
-import PIL.ImageDraw
 import torch
 
 from seem_hf import DetrPanopticForSegmentation, DetrPanopticProcessor
+from seem_hf.data import make_shapes_dataset
 from seem_hf.testing import FIXTURES
 from seem_hf.visualize import overlay_segments, overlay_semantic, save_overlay
 
 DEFAULT_DETR_PANOPTIC = FIXTURES / "tiny-random-detr_panoptic"
 
 
-def demo_images(count: int = 3, size: tuple[int, int] = (160, 224), seed: int = 0) -> list[PIL.Image.Image]:
-    """Sky over grass with a circle, a square and a triangle at random places."""
-    rng = np.random.default_rng(seed)
-    images = []
-    height, width = size
-    for _ in range(count):
-        horizon = int(rng.integers(height // 3, 2 * height // 3))
-        pixels = np.zeros((height, width, 3), dtype=np.float32)
-        pixels[:horizon] = (135, 206, 235)
-        pixels[horizon:] = (60, 160, 60)
-        pixels += rng.normal(0, 12, pixels.shape)
-        image = PIL.Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
-        draw = PIL.ImageDraw.Draw(image)
-        for shape, color in (("circle", (220, 40, 40)), ("square", (40, 80, 220)), ("triangle", (240, 200, 40))):
-            radius = int(rng.integers(12, 30))
-            cx, cy = int(rng.integers(radius, width - radius)), int(rng.integers(radius, height - radius))
-            if shape == "circle":
-                draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=color)
-            elif shape == "square":
-                draw.rectangle((cx - radius, cy - radius, cx + radius, cy + radius), fill=color)
-            else:
-                draw.polygon([(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)], fill=color)
-        images.append(image)
-    return images
+def demo_images(output_dir: Path, count: int = 3) -> list[PIL.Image.Image]:
+    """A few validation images of the bundled shapes dataset (written under `output_dir/data`)."""
+    paths = make_shapes_dataset(output_dir / "data", num_train=0, num_val=count, image_size=256, seed=0)
+    return [PIL.Image.open(path).convert("RGB") for path in sorted(paths["val"]["image_dir"].glob("*.jpg"))]
 
 
 def run_detr_panoptic(images, output_dir: Path, checkpoint: Path = DEFAULT_DETR_PANOPTIC) -> list[Path]:
@@ -79,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/demo"))
     arguments = parser.parse_args(argv)
-    images = demo_images()
+    images = demo_images(arguments.output_dir)
     for index, image in enumerate(images):
         save_overlay(image, arguments.output_dir / f"input_{index}.png")
     written = run_detr_panoptic(images, arguments.output_dir)

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from transformers import ResNetConfig
 
+from seem_hf.data.shapes import SHAPES_VOCABULARY
 from seem_hf.models.detr_panoptic import DetrPanopticConfig
 
-TINY_LABELS = {0: "sky", 1: "grass", 2: "circle", 3: "square", 4: "triangle"}
-TINY_THINGS = [2, 3, 4]
-TINY_COLORS = {0: [135, 206, 235], 1: [60, 160, 60], 2: [220, 40, 40], 3: [40, 80, 220], 4: [240, 200, 40]}
+# The tiny checkpoints speak the bundled dataset's vocabulary, so they can be fine-tuned on it as they are.
+TINY_LABELS = SHAPES_VOCABULARY.id2label
+TINY_THINGS = SHAPES_VOCABULARY.thing_label_ids
+TINY_COLORS = SHAPES_VOCABULARY.label_colors
 TINY_IMAGE_SIZE = {"shortest_edge": 96, "longest_edge": 128}
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
@@ -49,5 +51,13 @@ def tiny_detr_panoptic_config(**overrides) -> DetrPanopticConfig:
     return DetrPanopticConfig(**arguments)
 
 
-__all__ = ["FIXTURES", "TINY_COLORS", "TINY_IMAGE_SIZE", "TINY_LABELS", "TINY_THINGS", "tiny_detr_arguments", "tiny_detr_panoptic_config",
-           "tiny_resnet_config"]
+__all__ = [
+    "FIXTURES",
+    "TINY_COLORS",
+    "TINY_IMAGE_SIZE",
+    "TINY_LABELS",
+    "TINY_THINGS",
+    "tiny_detr_arguments",
+    "tiny_detr_panoptic_config",
+    "tiny_resnet_config",
+]

@@ -34,5 +34,5 @@ def test_demo_writes_overlays(tmp_path, capsys):
     demo.main(["--output-dir", str(tmp_path)])
     written = sorted(path.name for path in tmp_path.glob("detr_panoptic_*.png"))
     assert len(written) == 6
-    assert PIL.Image.open(tmp_path / "detr_panoptic_0_panoptic.png").size == (224, 160)
+    assert PIL.Image.open(tmp_path / "detr_panoptic_0_panoptic.png").size == (256, 256)
     assert "DETR-panoptic" in capsys.readouterr().out
