@@ -1,0 +1,46 @@
+"""The DETR-panoptic collator, and Trainer consuming the bundled dataset through it."""
+
+import math
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainingArguments
+
+from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor
+from seem_hf.data import LargeScaleJitter, load_coco_panoptic, make_shapes_dataset, panoptic_training_transform
+from seem_hf.testing import FIXTURES
+from seem_hf.training import DetrPanopticCollator, masks_to_normalized_boxes
+
+
+def test_boxes_from_masks():
+    masks = torch.zeros(2, 10, 20, dtype=torch.bool)
+    masks[0, 2:6, 4:12] = True
+    masks[1, :, :] = True
+    boxes = masks_to_normalized_boxes(masks, 10, 20)
+    torch.testing.assert_close(boxes[0], torch.tensor([8 / 20, 4 / 10, 8 / 20, 4 / 10]))
+    torch.testing.assert_close(boxes[1], torch.tensor([0.5, 0.5, 1.0, 1.0]))
+    assert masks_to_normalized_boxes(torch.zeros(0, 4, 4, dtype=torch.bool), 4, 4).shape == (0, 4)
+
+
+def test_trainer_trains_on_the_bundled_dataset(tmp_path):
+    paths = make_shapes_dataset(tmp_path / "shapes", num_train=4, num_val=0, image_size=96, seed=0)["train"]
+    dataset = load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"])
+    train = dataset.with_transform(panoptic_training_transform(LargeScaleJitter(output_size=96, min_scale=0.5), 0))
+    folder = FIXTURES / "tiny-random-detr_panoptic"
+    model = DetrPanopticForSegmentation.from_pretrained(folder)
+    collator = DetrPanopticCollator(DetrPanopticImageProcessor.from_pretrained(folder))
+    batch = collator([train[0], train[1]])
+    assert batch["pixel_values"].shape == (2, 3, 96, 96) and len(batch["labels"]) == 2
+    first = batch["labels"][0]
+    assert first["masks"].shape[1:] == (96, 96) and len(first["class_labels"]) == len(first["boxes"])
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=2, use_cpu=True, report_to=[],
+        remove_unused_columns=False, logging_steps=1, save_strategy="no", disable_tqdm=True,
+    )
+    before = model.mask_head.output_conv.weight.detach().clone()
+    trainer = Trainer(model=model, args=arguments, train_dataset=train, data_collator=collator)
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 2 and all(math.isfinite(loss) and loss > 0 for loss in losses)
+    assert not torch.equal(before, model.mask_head.output_conv.weight.detach())  # the mask head was trained
+    assert np.isfinite(model.mask_head.output_conv.weight.detach().numpy()).all()
