@@ -321,6 +321,23 @@ def _assign_segment_ids(
     return ids, segments
 
 
+def _segment_each_image(class_logits, mask_logits, threshold, target_sizes, segment_image) -> list[dict]:
+    """The frame both panoptic rules share: check the outputs, keep each image's confident queries and call
+    `segment_image(scores, labels, mask_logits, size)` on them; an image with none gets the empty result."""
+    _check_outputs(class_logits, mask_logits, target_sizes)
+    all_scores, all_labels, all_keep = _keep_confident_queries(class_logits, threshold)
+    results = []
+    for index in range(class_logits.shape[0]):
+        size = _target_size(target_sizes, index, mask_logits)
+        keep = all_keep[index]
+        if keep.any():
+            result = segment_image(all_scores[index, keep], all_labels[index, keep], mask_logits[index, keep], size)
+        else:
+            result = None
+        results.append(result or _empty_result(size, mask_logits.device))
+    return results
+
+
 def panoptic_segmentation(
     class_logits: torch.Tensor,
     mask_logits: torch.Tensor,
@@ -332,27 +349,20 @@ def panoptic_segmentation(
 ) -> list[dict]:
     """Panoptic (or, with no labels to fuse, instance) segmentation by the MaskFormer rule; see the module
     docstring. Equal to transformers' `post_process_panoptic_segmentation` of DETR and MaskFormer."""
-    _check_outputs(class_logits, mask_logits, target_sizes)
     label_ids_to_fuse = set(label_ids_to_fuse or ())
-    all_scores, all_labels, all_keep = _keep_confident_queries(class_logits, threshold)
-    results = []
-    for index in range(class_logits.shape[0]):
-        size = _target_size(target_sizes, index, mask_logits)
-        keep = all_keep[index]
-        if not keep.any():
-            results.append(_empty_result(size, mask_logits.device))
-            continue
-        scores, labels = all_scores[index, keep], all_labels[index, keep]
+
+    def segment_image(scores, labels, masks, size):
         # Resizing is linear, so weighing before the resize gives the same maps.
-        weighted = mask_logits[index, keep].sigmoid() * scores[:, None, None]
+        weighted = masks.sigmoid() * scores[:, None, None]
         owner, own_area = _resized_argmax(weighted, size, mask_threshold)
         won_area = owner.counts(len(scores))
         ratio = won_area / own_area.clamp(min=1)
         valid = (won_area > 0) & (own_area > 0) & (ratio.double() > overlap_mask_area_threshold)
         ids, segments = _assign_segment_ids(labels.tolist(), scores.tolist(), valid.tolist(), label_ids_to_fuse)
         lookup = torch.tensor(ids, dtype=torch.int32, device=weighted.device)
-        results.append({"segmentation": owner.map(lookup), "segments_info": segments})
-    return results
+        return {"segmentation": owner.map(lookup), "segments_info": segments}
+
+    return _segment_each_image(class_logits, mask_logits, threshold, target_sizes, segment_image)
 
 
 def instance_segmentation(
@@ -384,53 +394,37 @@ def detr_panoptic_segmentation(
     as void), and the stuff merge is kept when small segments are dropped (the original forgot it after the
     first pass). The per-pixel argmax is over mask logits resized bilinearly straight to the target size.
     """
-    _check_outputs(class_logits, mask_logits, target_sizes)
     label_ids_to_fuse = set(label_ids_to_fuse or ())
-    all_scores, all_labels, all_keep = _keep_confident_queries(class_logits, threshold)
-    results = []
-    for index in range(class_logits.shape[0]):
-        size = _target_size(target_sizes, index, mask_logits)
-        keep = all_keep[index]
-        if not keep.any():
-            results.append(_empty_result(size, mask_logits.device))
-            continue
-        scores, labels = all_scores[index, keep].tolist(), all_labels[index, keep].tolist()
-        masks = mask_logits[index, keep].clone()
+
+    def segment_image(scores, labels, masks, size):
+        scores, labels, masks = scores.tolist(), labels.tolist(), masks.clone()
+        queries = torch.arange(len(labels), device=masks.device)
         # Every stuff query points at the first query of its label; thing queries point at themselves.
         first_of_label = {}
-        representative = []
-        for query, label in enumerate(labels):
-            if label in label_ids_to_fuse:
-                representative.append(first_of_label.setdefault(label, query))
-            else:
-                representative.append(query)
-        representative = torch.tensor(representative, device=masks.device)
+        representative = torch.tensor(
+            [first_of_label.setdefault(label, q) if label in label_ids_to_fuse else q for q, label in enumerate(labels)],
+            device=masks.device,
+        )
         alive = torch.ones(len(labels), dtype=torch.bool, device=masks.device)
         while True:
             owner = _resized_argmax(masks, size)[0]
             area = torch.zeros(len(labels), dtype=torch.long, device=masks.device)
             area.index_add_(0, representative, owner.counts(len(labels)))
-            # A merged stuff segment's area is counted on its representative only.
-            too_small = alive & (representative == torch.arange(len(labels), device=masks.device))
-            too_small &= area <= min_area
-            # Members of a merged stuff segment go with their representative.
-            too_small = too_small[representative] & alive
+            # A merged stuff segment's area is counted on its representative; its members go with it.
+            too_small = (alive & (representative == queries) & (area <= min_area))[representative] & alive
             if not too_small.any():
                 break
             alive &= ~too_small
             if not alive.any():
-                break
+                return None
             masks[too_small] = _DROPPED
-        if not alive.any():
-            results.append(_empty_result(size, mask_logits.device))
-            continue
-        is_representative = (alive & (representative == torch.arange(len(labels), device=masks.device))).tolist()
-        ids, segments = _assign_segment_ids(labels, scores, is_representative, ())
+        ids, segments = _assign_segment_ids(labels, scores, (alive & (representative == queries)).tolist(), ())
         for segment in segments:
             segment["was_fused"] = segment["label_id"] in label_ids_to_fuse
         lookup = torch.tensor(ids, dtype=torch.int32, device=masks.device)[representative]
-        results.append({"segmentation": owner.map(lookup), "segments_info": segments})
-    return results
+        return {"segmentation": owner.map(lookup), "segments_info": segments}
+
+    return _segment_each_image(class_logits, mask_logits, threshold, target_sizes, segment_image)
 
 
 __all__ = [
