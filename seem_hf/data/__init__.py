@@ -12,7 +12,7 @@ from .coco_panoptic import (
     write_semantic_maps,
 )
 from .panoptic_format import id2rgb, rgb2id
-from .shapes import SHAPES_VOCABULARY, make_shapes_dataset
+from .shapes import SHAPES_VOCABULARY, coco_panoptic_paths, make_shapes_dataset
 from .transforms import Augmented, LargeScaleJitter, panoptic_training_transform
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Augmented",
     "LargeScaleJitter",
     "CategorySpec",
+    "coco_panoptic_paths",
     "LabelVocabulary",
     "grounding_mask",
     "id2rgb",

@@ -158,9 +158,8 @@ def _scene(image_size: int, rng: np.random.Generator):
 
 
 def _write_split(root: Path, split: str, count: int, image_size: int, rng: np.random.Generator, first_id: int):
-    image_dir = root / split
-    panoptic_dir = root / "annotations" / f"panoptic_{split}"
-    semantic_dir = root / "annotations" / f"semantic_{split}"
+    paths = coco_panoptic_paths(root)[split]
+    image_dir, panoptic_dir, semantic_dir = paths["image_dir"], paths["panoptic_dir"], paths["semantic_dir"]
     for folder in (image_dir, panoptic_dir):
         folder.mkdir(parents=True, exist_ok=True)
     category_ids = {c["name"]: c["id"] for c in SHAPES_VOCABULARY.coco_categories()}
@@ -195,18 +194,28 @@ def _write_split(root: Path, split: str, count: int, image_size: int, rng: np.ra
         PIL.Image.fromarray(id2rgb(ids)).save(panoptic_dir / f"{stem}.png")
         images.append({"id": image_id, "file_name": f"{stem}.jpg", "height": image_size, "width": image_size})
         annotations.append({"image_id": image_id, "file_name": f"{stem}.png", "segments_info": segments})
-    panoptic_json = root / "annotations" / f"panoptic_{split}.json"
-    grounding_json = root / "annotations" / f"grounding_{split}.json"
+    paths = coco_panoptic_paths(root)[split]
+    panoptic_json, grounding_json = paths["panoptic_json"], paths["grounding_json"]
     categories = SHAPES_VOCABULARY.coco_categories()
     panoptic_json.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     grounding_json.write_text(json.dumps({"images": images, "annotations": groundings, "categories": categories}))
     write_semantic_maps(panoptic_dir, panoptic_json, semantic_dir, IGNORE_INDEX)
+    return paths
+
+
+def coco_panoptic_paths(root: str | Path, splits: tuple[str, ...] = ("train", "val")) -> dict[str, dict[str, Path]]:
+    """The paths of a dataset in the layout above, per split: `image_dir`, `panoptic_dir`, `panoptic_json`,
+    `semantic_dir`, `grounding_json` (whether or not they exist)."""
+    root = Path(root)
     return {
-        "image_dir": image_dir,
-        "panoptic_dir": panoptic_dir,
-        "panoptic_json": panoptic_json,
-        "semantic_dir": semantic_dir,
-        "grounding_json": grounding_json,
+        split: {
+            "image_dir": root / split,
+            "panoptic_dir": root / "annotations" / f"panoptic_{split}",
+            "panoptic_json": root / "annotations" / f"panoptic_{split}.json",
+            "semantic_dir": root / "annotations" / f"semantic_{split}",
+            "grounding_json": root / "annotations" / f"grounding_{split}.json",
+        }
+        for split in splits
     }
 
 
@@ -228,4 +237,4 @@ def make_shapes_dataset(
     }
 
 
-__all__ = ["SHAPES_VOCABULARY", "make_shapes_dataset"]
+__all__ = ["SHAPES_VOCABULARY", "coco_panoptic_paths", "make_shapes_dataset"]

@@ -1,0 +1,112 @@
+"""A Trainer whose evaluation measures segmentation quality.
+
+transformers' evaluation loop gathers predictions and labels across processes as padded arrays, which cannot
+carry per-image segment lists (and crashes on them under gloo). `SegmentationTrainer.evaluate` instead
+post-processes each batch where it was computed, adds per-image statistics to the seem_hf accumulators, and
+sums those across processes, so any number of processes gives the numbers of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+from transformers import Trainer
+
+from seem_hf.metrics import PanopticQualityAccumulator, SemanticSegmentationAccumulator
+
+
+class SegmentationTrainer(Trainer):
+    """`Trainer` with panoptic evaluation: PQ, SQ, RQ (all, things, stuff), mIoU and the loss.
+
+    Args:
+        categories: COCO-panoptic categories of the label set (category id = label id + 1).
+        postprocess: `(outputs, target_sizes) -> list of {"segmentation", "segments_info"}`, for example the
+            image processor's `post_process_panoptic_segmentation` with the thresholds wanted.
+        Other arguments: those of `Trainer`. Batches must carry `labels` as DETR's (`class_labels`, `masks`).
+    """
+
+    def __init__(self, *args, categories: list[dict], postprocess: Callable, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.categories = categories
+        self.postprocess = postprocess
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        dataloader = self._sharded_eval_dataloader(self.eval_dataset if eval_dataset is None else eval_dataset)
+        model = self.model
+        model.eval()
+        panoptic = PanopticQualityAccumulator(self.categories)
+        semantic = SemanticSegmentationAccumulator(len(self.categories))
+        loss_sum = torch.zeros(2, dtype=torch.float64, device=self.args.device)  # sum of losses, batches
+        for batch in dataloader:
+            batch = self._prepare_inputs(batch)
+            with torch.no_grad():
+                outputs = model(**batch)
+            loss_sum += torch.tensor([float(outputs.loss), 1.0], dtype=torch.float64, device=loss_sum.device)
+            height, width = batch["pixel_values"].shape[-2:]
+            results = self.postprocess(outputs, target_sizes=[(height, width)] * len(batch["labels"]))
+            for result, target, valid in zip(results, batch["labels"], batch["pixel_mask"].bool()):
+                rows, cols = int(valid.any(1).sum()), int(valid.any(0).sum())
+                self._add_image(panoptic, semantic, result, target, rows, cols)
+        panoptic.sync()
+        semantic.sync()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(loss_sum)
+        scores = panoptic.compute()
+        metrics = {f"{metric_key_prefix}_loss": float(loss_sum[0] / loss_sum[1].clamp(min=1))}
+        for name, suffix in (("All", ""), ("Things", "_things"), ("Stuff", "_stuff")):
+            for key in ("pq", "sq", "rq"):
+                metrics[f"{metric_key_prefix}_{key}{suffix}"] = 100 * scores[name][key]
+        semantic_scores = semantic.compute()
+        metrics[f"{metric_key_prefix}_miou"] = 100 * semantic_scores["mean_iou"]
+        metrics[f"{metric_key_prefix}_pixel_accuracy"] = 100 * semantic_scores["pixel_accuracy"]
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def _sharded_eval_dataloader(self, dataset) -> DataLoader:
+        """Each process takes every world_size-th image, so no image is evaluated twice (transformers' loader
+        repeats images to even out batches, which would bias summed statistics)."""
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return DataLoader(
+            Subset(dataset, range(rank, len(dataset), world)),
+            batch_size=self.args.per_device_eval_batch_size,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+        )
+
+    @staticmethod
+    def _add_image(panoptic, semantic, result, target, rows: int, cols: int) -> None:
+        """Compare one image's prediction with its target inside the unpadded region."""
+        masks = target["masks"][:, :rows, :cols].bool().cpu().numpy()
+        labels = target["class_labels"].cpu().numpy()
+        gt_ids = np.zeros((rows, cols), dtype=np.int64)
+        for index, mask in enumerate(masks):
+            gt_ids[mask] = index + 1
+        gt_segments = [
+            {"id": i + 1, "category_id": int(label) + 1, "iscrowd": 0, "area": int((gt_ids == i + 1).sum())}
+            for i, label in enumerate(labels)
+        ]
+        gt_segments = [segment for segment in gt_segments if segment["area"] > 0]
+        pred_ids = result["segmentation"][:rows, :cols].cpu().numpy().astype(np.int64).clip(min=0)
+        present = set(np.unique(pred_ids).tolist())
+        pred_segments = [
+            {"id": info["id"], "category_id": int(info["label_id"]) + 1}
+            for info in result["segments_info"]
+            if info["id"] in present
+        ]
+        panoptic.update(gt_ids, gt_segments, pred_ids, pred_segments)
+        gt_semantic = np.full((rows, cols), 255, dtype=np.int64)
+        pred_semantic = np.zeros((rows, cols), dtype=np.int64)
+        for segment in gt_segments:
+            gt_semantic[gt_ids == segment["id"]] = segment["category_id"] - 1
+        for segment in pred_segments:
+            pred_semantic[pred_ids == segment["id"]] = segment["category_id"] - 1
+        semantic.update(pred_semantic, gt_semantic)
+
+
+__all__ = ["SegmentationTrainer"]
