@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForImageSegmentation
+from transformers import AutoModelForImageSegmentation, AutoProcessor
 
 from seem_hf import DetrPanopticForSegmentation
 from seem_hf.testing import FIXTURES
@@ -44,6 +44,8 @@ def test_trains_evaluates_saves_and_resumes(tmp_path):
     assert metrics == {}
     model = AutoModelForImageSegmentation.from_pretrained(output)
     assert type(model).__name__ == "DetrPanopticForSegmentation"
+    processor = AutoProcessor.from_pretrained(output)
+    assert processor.id2label == model.config.id2label and processor.thing_label_ids == [4, 5, 6, 7]
     assert not torch.equal(
         _weights(output)["mask_head.output_conv.weight"],
         _weights(FIXTURES / "tiny-random-detr_panoptic")["mask_head.output_conv.weight"],
