@@ -65,6 +65,9 @@ def _check_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, target
         )
     if class_logits.shape[-1] < 2:
         raise ValueError("Class logits need at least one label besides the final 'no object' entry.")
+    for name, logits in (("class", class_logits), ("mask", mask_logits)):
+        if not torch.isfinite(logits).all():
+            raise ValueError(f"The {name} logits contain NaN or infinite values; check the model's inputs and dtype.")
     if target_sizes is not None:
         if len(target_sizes) != class_logits.shape[0]:
             raise ValueError(

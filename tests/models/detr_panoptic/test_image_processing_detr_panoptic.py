@@ -5,6 +5,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import DetrImageProcessorPil
 
 from seem_hf import DetrPanopticImageProcessor, DetrPanopticProcessor
@@ -116,3 +118,28 @@ def test_vocabulary_round_trips(tmp_path):
         DetrPanopticImageProcessor(panoptic_rule="oneformer")
     with pytest.raises(ValueError, match="needs `images`"):
         loaded()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    channels=st.sampled_from([None, 1, 2, 3, 4, 5]),
+    channels_first=st.booleans(),
+    dtype=st.sampled_from(["uint8", "float32", "float64", "int32"]),
+    as_tensor=st.booleans(),
+)
+def test_any_array_works_or_raises_a_clear_error(height, width, channels, channels_first, dtype, as_tensor):
+    """Odd sizes (1x1, thin), dtypes, channel counts and orders: a (1, 3, H', W') result or a ValueError."""
+    processor = DetrPanopticImageProcessor(size={"shortest_edge": 32, "longest_edge": 64})
+    shape = (height, width) if channels is None else ((channels, height, width) if channels_first else (height, width, channels))
+    array = (np.random.default_rng(0).random(shape) * (255 if dtype in ("uint8", "int32") else 1)).astype(dtype)
+    image = torch.from_numpy(array) if as_tensor else array
+    try:
+        outputs = processor(images=image, return_tensors="pt")
+    except ValueError as error:
+        assert str(error)  # a message, naming the problem
+        return
+    pixels = outputs["pixel_values"]
+    assert pixels.shape[:2] == (1, 3) and torch.isfinite(pixels).all()
+    assert min(pixels.shape[-2:]) >= 1 and max(pixels.shape[-2:]) <= 64
