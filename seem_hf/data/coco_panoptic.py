@@ -279,11 +279,12 @@ def panoptic_targets(example: dict) -> dict[str, np.ndarray]:
 def semantic_from_panoptic(ids: np.ndarray, labels: dict[int, int], ignore_index: int = 255) -> np.ndarray:
     """(H, W) label per pixel from a segment-id map and `labels` (segment id -> label; crowd segments left out):
     void, crowd and unlisted pixels become `ignore_index`."""
+    if not labels:
+        return np.full(ids.shape, ignore_index, dtype=np.int64)
     lookup_ids = np.array(sorted(labels), dtype=np.int64)
     lookup_labels = np.array([labels[i] for i in lookup_ids.tolist()], dtype=np.int64)
-    position = np.searchsorted(lookup_ids, ids).clip(max=max(len(lookup_ids) - 1, 0))
-    found = lookup_ids[position] == ids if len(lookup_ids) else np.zeros(ids.shape, dtype=bool)
-    return np.where(found, lookup_labels[position] if len(lookup_ids) else 0, ignore_index)
+    position = np.searchsorted(lookup_ids, ids).clip(max=len(lookup_ids) - 1)
+    return np.where(lookup_ids[position] == ids, lookup_labels[position], ignore_index)
 
 
 def semantic_map(example: dict, ignore_index: int = 255) -> np.ndarray:

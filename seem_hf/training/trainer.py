@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from transformers import Trainer
 
+from seem_hf.data.coco_panoptic import semantic_from_panoptic
 from seem_hf.metrics import PanopticQualityAccumulator, SemanticSegmentationAccumulator
 
 
@@ -100,12 +101,9 @@ class SegmentationTrainer(Trainer):
             if info["id"] in present
         ]
         panoptic.update(gt_ids, gt_segments, pred_ids, pred_segments)
-        gt_semantic = np.full((rows, cols), 255, dtype=np.int64)
-        pred_semantic = np.zeros((rows, cols), dtype=np.int64)
-        for segment in gt_segments:
-            gt_semantic[gt_ids == segment["id"]] = segment["category_id"] - 1
-        for segment in pred_segments:
-            pred_semantic[pred_ids == segment["id"]] = segment["category_id"] - 1
+        # Unlabelled target pixels are ignored; unassigned predicted pixels count as label 0.
+        gt_semantic = semantic_from_panoptic(gt_ids, {s["id"]: s["category_id"] - 1 for s in gt_segments}, 255)
+        pred_semantic = semantic_from_panoptic(pred_ids, {s["id"]: s["category_id"] - 1 for s in pred_segments}, 0)
         semantic.update(pred_semantic, gt_semantic)
 
 
