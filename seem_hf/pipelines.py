@@ -30,7 +30,10 @@ class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
         preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)
         accepts = "mask_score_threshold" in inspect.signature(self.model.forward).parameters
         if accepts and kwargs.get("subtask") != "semantic":
-            forward = {**forward, "mask_score_threshold": kwargs.get("threshold", 0.9)}
+            # Masks may be skipped only below the threshold postprocess will apply, so read its default rather
+            # than restating it.
+            default = inspect.signature(self.postprocess).parameters["threshold"].default
+            forward = {**forward, "mask_score_threshold": kwargs.get("threshold", default)}
         return preprocess, forward, postprocess
 
     def _forward(self, model_inputs, mask_score_threshold=None):
