@@ -38,6 +38,8 @@ from transformers.models.detr.modeling_detr import (
     DetrSegmentationOutput,
 )
 
+from seem_hf.loss.matcher import HungarianMatcher
+from seem_hf.loss.set_criterion import SetCriterion
 from seem_hf.remote_code import RemoteCodeMixin
 
 from .configuration_detr_panoptic import DetrPanopticConfig
@@ -168,6 +170,26 @@ class DetrPanopticPreTrainedModel(DetrPreTrainedModel):
         return (model, info) if want_info else model
 
 
+def detr_panoptic_criterion(config: DetrPanopticConfig) -> SetCriterion:
+    """DETR's panoptic set loss on the package's shared criterion: matching on class, L1 and GIoU box costs;
+    cross-entropy, L1, GIoU, and focal + dice mask losses at full resolution on the last decoder round only
+    (DETR skips the auxiliary rounds' masks, which would need the mask head per round)."""
+    return SetCriterion(
+        config.num_labels,
+        HungarianMatcher(class_cost=config.class_cost, bbox_cost=config.bbox_cost, giou_cost=config.giou_cost),
+        weights={
+            "loss_ce": 1.0,
+            "loss_bbox": config.bbox_loss_coefficient,
+            "loss_giou": config.giou_loss_coefficient,
+            "loss_mask": config.mask_loss_coefficient,
+            "loss_dice": config.dice_loss_coefficient,
+        },
+        eos_coefficient=config.eos_coefficient,
+        mask_loss="focal",
+        auxiliary_mask_losses=False,
+    )
+
+
 class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
     """DETR with a mask head: one class, one box and one mask per object query.
 
@@ -285,20 +307,24 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
 
         loss = loss_dict = auxiliary_outputs = None
         if labels is not None:
-            auxiliary_class = auxiliary_boxes = None
             if self.config.auxiliary_loss:
-                intermediate = decoder_outputs.intermediate_hidden_states
-                auxiliary_class = self.detr.class_labels_classifier(intermediate)
-                auxiliary_boxes = self.detr.bbox_predictor(intermediate).sigmoid()
-            loss, loss_dict, auxiliary_outputs = self.loss_function(
+                intermediate = decoder_outputs.intermediate_hidden_states[:-1]
+                auxiliary_outputs = [
+                    {"logits": round_logits, "pred_boxes": round_boxes}
+                    for round_logits, round_boxes in zip(
+                        self.detr.class_labels_classifier(intermediate),
+                        self.detr.bbox_predictor(intermediate).sigmoid(),
+                    )
+                ]
+            loss, loss_dict = detr_panoptic_criterion(self.config)(
                 logits,
                 labels,
-                pixel_values.device,
-                pred_boxes,
-                pred_masks,
-                self.config,
-                auxiliary_class,
-                auxiliary_boxes,
+                mask_logits=pred_masks,
+                pred_boxes=pred_boxes,
+                auxiliary_outputs=[
+                    {"class_logits": round_outputs["logits"], "pred_boxes": round_outputs["pred_boxes"]}
+                    for round_outputs in auxiliary_outputs or ()
+                ],
             )
 
         output = DetrPanopticSegmentationOutput(

@@ -171,6 +171,24 @@ def test_our_checkpoint_loads_into_transformers(model, tmp_path):
         assert _max_difference(model(pixel_values, pixel_mask), reference(pixel_values, pixel_mask)) <= TOLERANCE
 
 
+def test_loss_equals_transformers_detr_for_segmentation(model, tmp_path):
+    """Our loss runs on the package's shared matcher and criterion; transformers' runs its own DETR loss."""
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    reference = DetrForSegmentation(
+        DetrConfig(use_timm_backbone=False, auxiliary_loss=True, **_detr_fields(config))
+    ).eval()
+    reference.load_state_dict(model.state_dict())
+    pixel_values, pixel_mask = _inputs(height=64, width=64)
+    labels = _labels(2, 64, 64)
+    with torch.no_grad():
+        ours, theirs = model(pixel_values, pixel_mask, labels=labels), reference(pixel_values, pixel_mask, labels=labels)
+    assert set(ours.loss_dict) == set(theirs.loss_dict)
+    for name, value in theirs.loss_dict.items():
+        torch.testing.assert_close(ours.loss_dict[name], value.reshape(ours.loss_dict[name].shape), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.loss, theirs.loss, rtol=1e-5, atol=1e-5)
+
+
 def _detr_fields(config: dict) -> dict:
     names = ("d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads")
     fields = {name: config[name] for name in names + ("encoder_ffn_dim", "decoder_ffn_dim", "num_queries")}
@@ -363,10 +381,14 @@ def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
         "configuration_detr_panoptic.py",
         "image_processing_detr_panoptic.py",
         "image_utils.py",
+        "mask_losses.py",
+        "matcher.py",
         "modeling_detr_panoptic.py",
+        "point_sampling.py",
         "postprocessing.py",
         "processing_detr_panoptic.py",
         "remote_code.py",
+        "set_criterion.py",
     ]
     shutil.rmtree(folder)
 
