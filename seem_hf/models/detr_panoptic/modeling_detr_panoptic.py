@@ -217,6 +217,17 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
         self.post_init()
 
     _extra_auto_classes = ("AutoModel", "AutoModelForImageSegmentation")
+    # Where `seem_hf.adapters` puts adapters (regular expressions over module names): bottlenecks after every
+    # attention and MLP block of the transformer, LoRA on the attention map's query and the mask head's convolutions;
+    # the class and box predictors and the query embeddings train in full, since a new label set changes them.
+    _adapter_targets = {
+        "backbone": r"detr\.model\.backbone",
+        "bottleneck": r"detr\.model\.(encoder|decoder)\.layers\.\d+\.(self_attn|encoder_attn|mlp)",
+        # Not bbox_attention.k_proj: DetrMHAttentionMap applies its weight directly as a convolution, so a LoRA
+        # wrapper around it would never run.
+        "head_lora": r"detr\.model\.input_projection|bbox_attention\.q_proj|mask_head\..*(conv|fpn_adapter)",
+        "head_trainable": r"detr\.(class_labels_classifier|bbox_predictor|model\.query_position_embeddings)",
+    }
 
     def get_image_features(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None):
         """Backbone feature maps (strides 4, 8, 16, 32) and their downsampled padding masks, as a list of
