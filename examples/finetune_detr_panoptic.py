@@ -8,8 +8,17 @@
 Arguments are transformers' `TrainingArguments` plus the model and data arguments below. With no `--data_dir`,
 the bundled shapes dataset is generated under `<output_dir>/shapes`. `--data_dir` is a folder in the layout
 `make_shapes_dataset` writes (COCO's): `train/`, `val/`, `annotations/panoptic_{train,val}.json` and the PNG
-folders beside them. `--freeze_detector` is DETR's second stage: the detector is frozen and only the attention
-map and the mask head learn (the original's `--frozen_weights`).
+folders beside them.
+
+What trains:
+- `--stage joint` (default): the whole model with the full set loss. `--stage detector`: DETR's first stage, the
+  detector alone on the boxes of every segment (no mask head). `--stage mask_head`: DETR's second stage, the
+  detector frozen and only the attention map and mask head learning (the original's `--frozen_weights`).
+- `--strategy` (joint stage): `full`, `freeze_backbone_tune_head`, `freeze_backbone_adapt_head`,
+  `adapt_backbone_tune_head` or `adapt_backbone_adapt_head` (see `seem_hf.adapters`); adapted strategies save
+  a PEFT adapter in `--output_dir`, loaded back with `seem_hf.adapters.load_adapter(base_model, output_dir)`.
+- `--lr_milestones 0.88889,0.96296` switches to SEEM's schedule: warm-up (`--warmup_steps`), then x`--lr_gamma`
+  at each milestone.
 """
 
 from __future__ import annotations
@@ -20,19 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor, DetrPanopticProcessor
+from seem_hf.adapters import FineTuningStrategy, describe_parameters, prepare_for_fine_tuning
 from seem_hf.data import (
+    AugmentedPanopticDataset,
     LargeScaleJitter,
     coco_panoptic_paths,
     load_coco_panoptic,
     make_shapes_dataset,
-    panoptic_training_transform,
 )
 from seem_hf.data.coco_panoptic import vocabulary_of
 from seem_hf.testing import FIXTURES
-from seem_hf.training import DetrPanopticCollator, SegmentationTrainer, parameter_groups
+from seem_hf.training import DetrPanopticCollator, SegmentationTrainer
 
 
 @dataclass
@@ -40,8 +50,23 @@ class ModelArguments:
     model_name_or_path: str = field(
         default=str(FIXTURES / "tiny-random-detr_panoptic"), metadata={"help": "checkpoint folder or Hub id"}
     )
-    freeze_detector: bool = field(default=False, metadata={"help": "train only the attention map and mask head"})
+    stage: str = field(
+        default="joint",
+        metadata={"help": "joint (everything, full loss), detector (boxes only) or mask_head (detector frozen)",
+                  "choices": ["joint", "detector", "mask_head"]},
+    )
+    strategy: str = field(
+        default="full",
+        metadata={"help": "what trains in the joint stage", "choices": [s.value for s in FineTuningStrategy]},
+    )
+    bottleneck_size: int = field(default=64, metadata={"help": "width of the head's bottleneck adapters"})
+    lora_rank: int = field(default=8, metadata={"help": "rank of the LoRA adapters"})
     backbone_lr_multiplier: float = field(default=0.1, metadata={"help": "backbone learning rate / base rate"})
+    lr_milestones: str = field(
+        default="", metadata={"help": "comma-separated fractions of training where the rate drops (SEEM: "
+                              "0.88889,0.96296); empty: use --lr_scheduler_type"}
+    )
+    lr_gamma: float = field(default=0.1, metadata={"help": "rate factor at each milestone"})
     panoptic_rule: str = field(
         default="maskformer", metadata={"help": "post-processing for evaluation: maskformer (score > 0.5) or detr"}
     )
@@ -102,29 +127,34 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     size = data_args.image_size
     train_jitter = LargeScaleJitter(size, data_args.min_scale, data_args.max_scale)
     eval_resize = LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0)  # deterministic: fit and pad
-    train = datasets["train"].with_transform(panoptic_training_transform(train_jitter, seed=training_args.seed))
-    evaluation = datasets["val"].with_transform(panoptic_training_transform(eval_resize, seed=0))
+    train = AugmentedPanopticDataset(datasets["train"], train_jitter, seed=training_args.seed)
+    evaluation = AugmentedPanopticDataset(datasets["val"], eval_resize, seed=0)
 
+    set_seed(training_args.seed)  # before anything random is created: adapters, new heads
     model = DetrPanopticForSegmentation.from_pretrained(model_args.model_name_or_path)
     if model.config.id2label != vocabulary.id2label:
         raise ValueError(
             f"The model's labels {model.config.id2label} differ from the dataset's {vocabulary.id2label}; "
             "convert or re-initialise the classification head for this label set first."
         )
-    if model_args.freeze_detector:
-        model.detr.requires_grad_(False)
+    if model_args.stage == "joint":
+        model = prepare_for_fine_tuning(
+            model, model_args.strategy, bottleneck_size=model_args.bottleneck_size, lora_rank=model_args.lora_rank
+        )
+    elif model_args.strategy != "full":
+        raise ValueError("--strategy applies to the joint stage; the detector and mask_head stages train in full.")
+    else:
+        # Each stage trains one part; the other part is frozen so that it stays as given (and so that
+        # distributed training does not wait for gradients of parameters the forward pass never used).
+        model.requires_grad_(True)
+        frozen = model.detr if model_args.stage == "mask_head" else (model.bbox_attention, model.mask_head)
+        for part in frozen if isinstance(frozen, tuple) else (frozen,):
+            part.requires_grad_(False)
+    if training_args.process_index == 0:
+        print(f"{model_args.stage} stage, {model_args.strategy}: {describe_parameters(model)}")
     processor = DetrPanopticImageProcessor.from_pretrained(model_args.model_name_or_path)
     processor.id2label, processor.thing_label_ids = vocabulary.id2label, vocabulary.thing_label_ids
     processor.label_colors = vocabulary.label_colors
-    optimizer = torch.optim.AdamW(
-        parameter_groups(
-            model,
-            training_args.learning_rate,
-            training_args.weight_decay,
-            backbone_prefixes=("detr.model.backbone.",),
-            backbone_multiplier=model_args.backbone_lr_multiplier,
-        )
-    )
 
     def postprocess(outputs, target_sizes):
         return processor.post_process_panoptic_segmentation(
@@ -136,10 +166,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         args=training_args,
         train_dataset=train,
         eval_dataset=evaluation,
-        data_collator=DetrPanopticCollator(processor),
-        optimizers=(optimizer, None),
+        data_collator=DetrPanopticCollator(processor, boxes_only=model_args.stage == "detector"),
+        eval_data_collator=DetrPanopticCollator(processor),
         categories=vocabulary.coco_categories(),
         postprocess=postprocess,
+        lr_multipliers={"detr.model.backbone": model_args.backbone_lr_multiplier},
+        lr_milestones=tuple(float(value) for value in model_args.lr_milestones.split(",") if value) or None,
+        lr_gamma=model_args.lr_gamma,
     )
     metrics = {}
     if not model_args.evaluate_only:

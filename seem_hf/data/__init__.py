@@ -13,9 +13,10 @@ from .coco_panoptic import (
 )
 from .panoptic_format import id2rgb, rgb2id
 from .shapes import SHAPES_VOCABULARY, coco_panoptic_paths, make_shapes_dataset
-from .transforms import Augmented, LargeScaleJitter, panoptic_training_transform
+from .transforms import Augmented, AugmentedPanopticDataset, LargeScaleJitter
 
 __all__ = [
+    "AugmentedPanopticDataset",
     "SHAPES_VOCABULARY",
     "Augmented",
     "LargeScaleJitter",
@@ -27,7 +28,6 @@ __all__ = [
     "load_coco_panoptic",
     "make_shapes_dataset",
     "panoptic_targets",
-    "panoptic_training_transform",
     "rgb2id",
     "semantic_from_panoptic",
     "semantic_map",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import PIL.Image
+import torch
 
 
 @dataclass
@@ -75,34 +76,45 @@ class LargeScaleJitter:
 
 
 
-def panoptic_training_transform(jitter: LargeScaleJitter, seed: int = 0):
-    """A batch transform for `Dataset.with_transform` on rows of `load_coco_panoptic`: decodes each image and
-    its segments, applies `jitter`, and returns `image` (S, S, 3) uint8, `masks` (N, S, S) bool, `labels`,
-    `isthing`, `iscrowd` (N,) for the segments still visible, `segments_dropped` (how many the crop removed)
-    and `valid` (S, S). Each call draws fresh randomness from (seed, image id, call count), so epochs differ,
-    data-loader workers differ by image, and a run with the same seed repeats exactly."""
-    from seem_hf.data.coco_panoptic import panoptic_targets
+class AugmentedPanopticDataset(torch.utils.data.Dataset):
+    """Rows of `load_coco_panoptic`, decoded and augmented by `jitter` when read.
 
-    calls = 0
+    Each item has `image` (S, S, 3) uint8, `masks` (N, S, S) bool, `labels`, `isthing`, `iscrowd` (N,) for the
+    segments still visible, `segments_dropped` (how many the crop removed), `valid` (S, S) and `image_id`.
+    Randomness comes from (seed, image id, epoch) only: epochs differ, any number of data-loader workers or
+    processes give the same samples, and a run resumed at an epoch boundary sees exactly what an uninterrupted
+    run would. Trainer (through accelerate's data loader) calls `set_epoch` at the start of every epoch.
+    """
 
-    def transform(batch: dict) -> dict:
-        nonlocal calls
-        calls += 1
-        columns = {key: [] for key in ("image", "masks", "labels", "isthing", "iscrowd", "segments_dropped", "valid")}
-        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        for row in rows:
+    def __init__(self, dataset, jitter: LargeScaleJitter, seed: int = 0):
+        self.dataset, self.jitter, self.seed = dataset, jitter, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        from seem_hf.data.coco_panoptic import panoptic_targets
+
+        try:
+            row = self.dataset[int(index)]
             targets = panoptic_targets(row)
-            rng = np.random.default_rng([seed, int(row["image_id"]), calls])
-            augmented = jitter(np.asarray(row["image"].convert("RGB")), targets["masks"], rng)
-            columns["image"].append(augmented.image)
-            columns["masks"].append(augmented.masks)
-            for key in ("labels", "isthing", "iscrowd"):
-                columns[key].append(targets[key][augmented.kept])
-            columns["segments_dropped"].append(len(targets["masks"]) - len(augmented.kept))
-            columns["valid"].append(augmented.valid)
-        return columns
+            rng = np.random.default_rng([self.seed, int(row["image_id"]), self.epoch])
+            augmented = self.jitter(np.asarray(row["image"].convert("RGB")), targets["masks"], rng)
+        except Exception as error:  # name the sample: one bad file must not be a mystery in a long run
+            name = getattr(locals().get("row", {}).get("image"), "filename", None) or f"row {index}"
+            raise ValueError(f"Could not read or augment training sample {name}: {error}") from error
+        return {
+            "image": augmented.image,
+            "masks": augmented.masks,
+            **{key: targets[key][augmented.kept] for key in ("labels", "isthing", "iscrowd")},
+            "segments_dropped": len(targets["masks"]) - len(augmented.kept),
+            "valid": augmented.valid,
+            "image_id": row["image_id"],
+        }
 
-    return transform
 
-
-__all__ = ["Augmented", "LargeScaleJitter", "panoptic_training_transform"]
+__all__ = ["AugmentedPanopticDataset", "Augmented", "LargeScaleJitter"]

@@ -1,4 +1,4 @@
-"""Collators: rows of the training transform (`seem_hf.data.panoptic_training_transform`) into model inputs."""
+"""Collators: items of `seem_hf.data.AugmentedPanopticDataset` into model inputs."""
 
 from __future__ import annotations
 
@@ -25,10 +25,12 @@ class DetrPanopticCollator:
     """Batch for [`DetrPanopticForSegmentation`] training: `pixel_values` and `pixel_mask` from the image
     processor (images are already at their training size, so it only normalises and pads), and `labels`, one
     dict per image with `class_labels`, normalised `boxes` and `masks` (crowd segments left out, as DETR
-    trains). Padding added by the augmentation is marked in `pixel_mask` too."""
+    trains). Padding added by the augmentation is marked in `pixel_mask` too. With `boxes_only`, batches ask the
+    model to skip its mask head (DETR's first training stage)."""
 
-    def __init__(self, image_processor):
+    def __init__(self, image_processor, boxes_only: bool = False):
         self.image_processor = image_processor
+        self.boxes_only = boxes_only
 
     def __call__(self, rows: list[dict]) -> dict:
         inputs = self.image_processor(images=[row["image"] for row in rows], do_resize=False, return_tensors="pt")
@@ -49,6 +51,8 @@ class DetrPanopticCollator:
                 "masks": masks,
             })
         inputs["labels"] = labels
+        if self.boxes_only:
+            inputs["boxes_only"] = True
         return dict(inputs)
 
 

@@ -17,22 +17,64 @@ from transformers import Trainer
 
 from seem_hf.data.coco_panoptic import semantic_from_panoptic
 from seem_hf.metrics import PanopticQualityAccumulator, SemanticSegmentationAccumulator
+from seem_hf.training.optim import parameter_groups, warmup_multistep_schedule
 
 
 class SegmentationTrainer(Trainer):
-    """`Trainer` with panoptic evaluation: PQ, SQ, RQ (all, things, stuff), mIoU and the loss.
+    """`Trainer` with panoptic evaluation: PQ, SQ, RQ (all, things, stuff), mIoU and the loss, and the papers'
+    optimiser recipe.
 
     Args:
         categories: COCO-panoptic categories of the label set (category id = label id + 1).
         postprocess: `(outputs, target_sizes) -> list of {"segmentation", "segments_info"}`, for example the
             image processor's `post_process_panoptic_segmentation` with the thresholds wanted.
+        lr_multipliers: module path -> learning-rate factor (`{"detr.model.backbone": 0.1}`); the optimiser is
+            AdamW over `seem_hf.training.parameter_groups` (no decay on norms, biases, embeddings).
+        lr_milestones: when given, SEEM's schedule replaces `lr_scheduler_type`: linear warm-up over the
+            arguments' warm-up steps, then the rate times `lr_gamma` at each milestone (fractions of training).
+        eval_data_collator: the evaluation batches' collator when it differs from training's (DETR's box-only
+            first stage trains without masks but is evaluated with them).
         Other arguments: those of `Trainer`. Batches must carry `labels` as DETR's (`class_labels`, `masks`).
     """
 
-    def __init__(self, *args, categories: list[dict], postprocess: Callable, **kwargs):
+    def __init__(
+        self,
+        *args,
+        categories: list[dict],
+        postprocess: Callable,
+        lr_multipliers: dict[str, float] | None = None,
+        lr_milestones: tuple[float, ...] | None = None,
+        lr_gamma: float = 0.1,
+        eval_data_collator: Callable | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        self.eval_data_collator = eval_data_collator or self.data_collator
         self.categories = categories
         self.postprocess = postprocess
+        self.lr_multipliers, self.lr_milestones, self.lr_gamma = lr_multipliers, lr_milestones, lr_gamma
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            args = self.args
+            self.optimizer = torch.optim.AdamW(
+                parameter_groups(model or self.model, args.learning_rate, args.weight_decay, self.lr_multipliers),
+                lr=args.learning_rate,
+                betas=(args.adam_beta1, args.adam_beta2),
+                eps=args.adam_epsilon,
+            )
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None and self.lr_milestones:
+            self.lr_scheduler = warmup_multistep_schedule(
+                optimizer or self.optimizer,
+                num_training_steps,
+                warmup_steps=self.args.get_warmup_steps(num_training_steps),
+                milestones=self.lr_milestones,
+                gamma=self.lr_gamma,
+            )
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         dataloader = self._sharded_eval_dataloader(self.eval_dataset if eval_dataset is None else eval_dataset)
@@ -76,7 +118,7 @@ class SegmentationTrainer(Trainer):
         return DataLoader(
             Subset(dataset, range(rank, len(dataset), world)),
             batch_size=self.args.per_device_eval_batch_size,
-            collate_fn=self.data_collator,
+            collate_fn=self.eval_data_collator,
             num_workers=self.args.dataloader_num_workers,
         )
 

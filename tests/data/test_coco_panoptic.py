@@ -263,14 +263,16 @@ def test_semantic_maps_leave_crowd_and_void_out(shapes, tmp_path):
 
 
 def test_augmented_on_the_fly(shapes):
-    from seem_hf.data import LargeScaleJitter, panoptic_training_transform
+    from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter
 
     _, paths = shapes
     dataset = load_coco_panoptic(*_arguments(paths))
-    augmented = dataset.with_transform(panoptic_training_transform(LargeScaleJitter(output_size=64), seed=1))
+    augmented = AugmentedPanopticDataset(dataset, LargeScaleJitter(output_size=64), seed=1)
     first, again = augmented[0], augmented[0]
     assert first["image"].shape == (64, 64, 3) and first["valid"].shape == (64, 64)
     assert len(first["labels"]) == len(first["masks"]) == len(dataset[0]["segments"]) - first["segments_dropped"]
-    assert not np.array_equal(first["image"], again["image"])  # fresh randomness on every read
-    replay = dataset.with_transform(panoptic_training_transform(LargeScaleJitter(output_size=64), seed=1))
-    assert np.array_equal(replay[0]["image"], first["image"])  # same seed, same sequence
+    assert np.array_equal(first["image"], again["image"])  # one epoch, one sample per image
+    augmented.set_epoch(1)
+    assert not np.array_equal(augmented[0]["image"], first["image"])  # a new epoch draws afresh
+    replay = AugmentedPanopticDataset(dataset, LargeScaleJitter(output_size=64), seed=1)
+    assert np.array_equal(replay[0]["image"], first["image"])  # same seed and epoch, same sample

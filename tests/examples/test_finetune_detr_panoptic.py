@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForImageSegmentation, AutoProcessor
 
 from seem_hf import DetrPanopticForSegmentation
+from seem_hf.adapters import load_adapter
 from seem_hf.testing import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,13 +61,29 @@ def test_trains_evaluates_saves_and_resumes(tmp_path):
         assert key in metrics and metrics[key] == metrics[key]  # present and not NaN
 
 
-def test_frozen_detector_trains_only_the_mask_head(tmp_path):
-    output = tmp_path / "stage2"
-    _example().main(["--output_dir", str(output), "--max_steps", "2", "--freeze_detector", "true",
+@pytest.mark.parametrize("stage", ["detector", "mask_head"])
+def test_two_stage_recipe_trains_one_part_per_stage(tmp_path, stage):
+    output = tmp_path / stage
+    _example().main(["--output_dir", str(output), "--max_steps", "2", "--stage", stage,
                      "--eval_strategy", "no", "--save_strategy", "no", *TINY])
     before, after = _weights(FIXTURES / "tiny-random-detr_panoptic"), _weights(output)
     changed = {key for key in before if not torch.equal(before[key], after[key])}
-    assert changed and all(key.startswith(("mask_head.", "bbox_attention.")) for key in changed)
+    in_mask_head = {key for key in changed if key.startswith(("mask_head.", "bbox_attention."))}
+    assert changed and in_mask_head == (changed if stage == "mask_head" else set())
+
+
+def test_adapter_strategy_trains_and_saves_a_reloadable_adapter(tmp_path, capsys):
+    output = tmp_path / "adapted"
+    _example().main(["--output_dir", str(output), "--max_steps", "2", "--strategy", "adapt_backbone_adapt_head",
+                     "--bottleneck_size", "8", "--lora_rank", "2", "--lr_milestones", "0.5", "--warmup_steps", "1",
+                     "--eval_strategy", "no", "--save_strategy", "no", *TINY])
+    assert "joint stage, adapt_backbone_adapt_head: trainable" in capsys.readouterr().out
+    assert (output / "adapter_model.safetensors").exists() and not (output / "model.safetensors").exists()
+    base = DetrPanopticForSegmentation.from_pretrained(FIXTURES / "tiny-random-detr_panoptic").eval()
+    adapted = load_adapter(DetrPanopticForSegmentation.from_pretrained(FIXTURES / "tiny-random-detr_panoptic"), output)
+    pixel_values = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert (adapted.eval()(pixel_values=pixel_values).logits - base(pixel_values=pixel_values).logits).abs().max() > 0
 
 
 def _run(command: list[str], cwd: Path) -> str:
@@ -94,8 +112,33 @@ def test_two_processes_evaluate_like_one(tmp_path):
     two = _printed_metrics(_run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                                  "--master_port", "29533", *arguments], cwd=tmp_path))
     assert set(one) == set(two)
-    # The loss is left out: transformers' DETR loss divides by the number of boxes averaged over the processes'
+    # The loss is left out: DETR's loss divides by the number of boxes averaged over the processes'
     # concurrent batches, so it depends on how images are grouped. The segmentation metrics do not.
     for key in set(one) - {"eval_loss"}:
         assert two[key] == pytest.approx(one[key], abs=1e-3), key
     assert one["eval_pq"] > 0 or one["eval_miou"] > 0  # the comparison is not between two zeros only
+
+
+@pytest.mark.parametrize("strategy", ["full", "adapt_backbone_adapt_head"])
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, strategy):
+    """4 training images, batch 2: checkpoint-2 ends epoch 1. A run stopped after it and resumed must end
+    exactly where an uninterrupted run ends (same data, augmentation, RNG, optimiser and schedule states)."""
+    example = _example()
+    common = ["--max_steps", "4", "--save_steps", "2", "--eval_strategy", "no", "--seed", "3",
+              "--strategy", strategy, "--bottleneck_size", "8", "--lora_rank", "2", *TINY]
+    weights_file = "model.safetensors" if strategy == "full" else "adapter_model.safetensors"
+    example.main(["--output_dir", str(tmp_path / "straight"), *common])
+    interrupted = tmp_path / "interrupted"
+    example.main(["--output_dir", str(interrupted), *common])
+    # What a run killed after its second step leaves behind: checkpoint-2 only.
+    import shutil
+
+    shutil.rmtree(interrupted / "checkpoint-4")
+    (interrupted / weights_file).unlink()
+    example.main(["--output_dir", str(interrupted), "--resume_from_checkpoint", str(interrupted / "checkpoint-2"),
+                  *common])
+    straight = load_file(tmp_path / "straight" / weights_file)
+    resumed, halfway = load_file(interrupted / weights_file), load_file(interrupted / "checkpoint-2" / weights_file)
+    assert straight.keys() == resumed.keys()
+    assert not [name for name in straight if not torch.equal(straight[name], resumed[name])]
+    assert [name for name in straight if not torch.equal(straight[name], halfway[name])]  # steps 3-4 did train

@@ -7,7 +7,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor
-from seem_hf.data import LargeScaleJitter, load_coco_panoptic, make_shapes_dataset, panoptic_training_transform
+from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter, load_coco_panoptic, make_shapes_dataset
 from seem_hf.testing import FIXTURES
 from seem_hf.training import DetrPanopticCollator, masks_to_normalized_boxes
 
@@ -25,7 +25,7 @@ def test_boxes_from_masks():
 def test_trainer_trains_on_the_bundled_dataset(tmp_path):
     paths = make_shapes_dataset(tmp_path / "shapes", num_train=4, num_val=0, image_size=96, seed=0)["train"]
     dataset = load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"])
-    train = dataset.with_transform(panoptic_training_transform(LargeScaleJitter(output_size=96, min_scale=0.5), 0))
+    train = AugmentedPanopticDataset(dataset, LargeScaleJitter(output_size=96, min_scale=0.5), seed=0)
     folder = FIXTURES / "tiny-random-detr_panoptic"
     model = DetrPanopticForSegmentation.from_pretrained(folder)
     collator = DetrPanopticCollator(DetrPanopticImageProcessor.from_pretrained(folder))

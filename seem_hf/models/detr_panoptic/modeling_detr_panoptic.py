@@ -141,6 +141,12 @@ class DetrPanopticPreTrainedModel(DetrPreTrainedModel):
     config_class = DetrPanopticConfig
     config: DetrPanopticConfig
 
+    def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):
+        """`PreTrainedModel.save_pretrained`, writing the parameter names the model has. transformers' default
+        (`save_original_format=True`) writes DETR's legacy names, which it renames only inside `from_pretrained`:
+        `Trainer` resuming from such a checkpoint loads the state dict directly and would restore nothing."""
+        return super().save_pretrained(*args, save_original_format=save_original_format, **kwargs)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, key_mapping=None, strict=True, **kwargs):
         """Load a checkpoint written by this class, by transformers' `DetrForSegmentation`, or by a timm-backed
@@ -242,6 +248,7 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
         pixel_mask: torch.Tensor | None = None,
         labels: list[dict] | None = None,
         mask_score_threshold: float | None = None,
+        boxes_only: bool = False,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -258,6 +265,8 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
             most of DETR-panoptic's cost and treats queries independently, so panoptic and instance
             post-processing with a score threshold at least this high give the same result, for a fraction of
             the time. Ignored when `labels` are given.
+        boxes_only (`bool`, *optional*): skip the attention map and the mask head (`pred_masks` is None) and the
+            mask losses: DETR's first training stage, a detector trained on the boxes of every segment.
         """
         if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
             raise ValueError(
@@ -301,19 +310,11 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
         logits = self.detr.class_labels_classifier(query_states)
         pred_boxes = self.detr.bbox_predictor(query_states).sigmoid()
 
-        height, width = feature_map.shape[-2:]
-        memory = encoder_outputs.last_hidden_state.transpose(1, 2).reshape(batch_size, -1, height, width)
-        # Padding positions get the dtype's minimum so the attention map's softmax ignores them.
-        padding_bias = torch.zeros(mask.shape, dtype=memory.dtype, device=memory.device)
-        padding_bias = padding_bias.masked_fill(~mask, torch.finfo(memory.dtype).min)[:, None, None]
-        attention_maps = self.bbox_attention(query_states, memory, attention_mask=padding_bias)
-        fpn_features = [features[2][0], features[1][0], features[0][0]]
-        if mask_score_threshold is None or labels is not None:
-            mask_logits = self.mask_head(projected, attention_maps, fpn_features)
-            pred_masks = mask_logits.view(batch_size, -1, *mask_logits.shape[-2:])
-        else:
-            pred_masks = self._masks_of_confident_queries(
-                logits, projected, attention_maps, fpn_features, mask_score_threshold
+        pred_masks = None
+        if not boxes_only:
+            pred_masks = self._mask_logits(
+                logits, query_states, encoder_outputs.last_hidden_state, projected, mask, features,
+                None if labels is not None else mask_score_threshold,
             )
 
         loss = loss_dict = auxiliary_outputs = None
@@ -354,6 +355,21 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
             encoder_attentions=encoder_outputs.attentions,
         )
         return output if return_dict else output.to_tuple()
+
+    def _mask_logits(self, logits, query_states, memory, projected, mask, features, mask_score_threshold):
+        """Stride-4 mask logits of every query, or only of the confident ones when a threshold is given."""
+        batch_size = logits.shape[0]
+        height, width = projected.shape[-2:]
+        memory = memory.transpose(1, 2).reshape(batch_size, -1, height, width)
+        # Padding positions get the dtype's minimum so the attention map's softmax ignores them.
+        padding_bias = torch.zeros(mask.shape, dtype=memory.dtype, device=memory.device)
+        padding_bias = padding_bias.masked_fill(~mask, torch.finfo(memory.dtype).min)[:, None, None]
+        attention_maps = self.bbox_attention(query_states, memory, attention_mask=padding_bias)
+        fpn_features = [features[2][0], features[1][0], features[0][0]]
+        if mask_score_threshold is None:
+            mask_logits = self.mask_head(projected, attention_maps, fpn_features)
+            return mask_logits.view(batch_size, -1, *mask_logits.shape[-2:])
+        return self._masks_of_confident_queries(logits, projected, attention_maps, fpn_features, mask_score_threshold)
 
     def _masks_of_confident_queries(self, logits, projected, attention_maps, fpn_features, threshold):
         """Mask logits of the queries whose best real class scores above `threshold`; -1e4 elsewhere."""

@@ -113,6 +113,9 @@ def test_loss_is_a_scalar_and_backward_reaches_every_head():
 
 def test_save_and_reload_give_equal_outputs(model, tmp_path):
     model.save_pretrained(tmp_path)
+    # The model's own parameter names, not transformers' legacy DETR names: Trainer resumes by loading the state
+    # dict directly, without from_pretrained's renaming.
+    assert load_file(tmp_path / "model.safetensors").keys() == model.state_dict().keys()
     assert (tmp_path / "model.safetensors").exists()
     assert not list(tmp_path.glob("*.bin"))
     reloaded, info = DetrPanopticForSegmentation.from_pretrained(tmp_path, output_loading_info=True)
@@ -149,7 +152,7 @@ def test_checkpoint_with_unknown_or_missing_keys_is_an_error(model, tmp_path):
     model.save_pretrained(tmp_path)
     state = load_file(tmp_path / "model.safetensors")
     state["detr.surprise.weight"] = torch.zeros(2)
-    del state["bbox_attention.q_linear.bias"]  # saved under the legacy name, as transformers does
+    del state["bbox_attention.q_proj.bias"]
     save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError) as error:
         DetrPanopticForSegmentation.from_pretrained(tmp_path)
