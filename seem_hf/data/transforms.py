@@ -96,6 +96,15 @@ class AugmentedPanopticDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def _describe(self, index: int) -> str:
+        try:
+            import datasets
+
+            row = self.dataset.cast_column("image", datasets.Image(decode=False))[int(index)]
+            return f"image {row['image'].get('path')} (image_id {row['image_id']})"
+        except Exception:
+            return f"row {index}"
+
     def __getitem__(self, index: int) -> dict:
         from seem_hf.data.coco_panoptic import panoptic_targets
 
@@ -105,8 +114,7 @@ class AugmentedPanopticDataset(torch.utils.data.Dataset):
             rng = np.random.default_rng([self.seed, int(row["image_id"]), self.epoch])
             augmented = self.jitter(np.asarray(row["image"].convert("RGB")), targets["masks"], rng)
         except Exception as error:  # name the sample: one bad file must not be a mystery in a long run
-            name = getattr(locals().get("row", {}).get("image"), "filename", None) or f"row {index}"
-            raise ValueError(f"Could not read or augment training sample {name}: {error}") from error
+            raise ValueError(f"Could not read or augment {self._describe(index)}: {error}") from error
         return {
             "image": augmented.image,
             "masks": augmented.masks,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -276,3 +277,16 @@ def test_augmented_on_the_fly(shapes):
     assert not np.array_equal(augmented[0]["image"], first["image"])  # a new epoch draws afresh
     replay = AugmentedPanopticDataset(dataset, LargeScaleJitter(output_size=64), seed=1)
     assert np.array_equal(replay[0]["image"], first["image"])  # same seed and epoch, same sample
+
+
+def test_a_corrupt_training_image_is_named(tmp_path):
+    from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter
+
+    paths = make_shapes_dataset(tmp_path / "shapes", num_train=2, num_val=0, image_size=64, seed=0)["train"]
+    dataset = load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"])
+    broken = sorted(Path(paths["image_dir"]).iterdir())[1]
+    broken.write_bytes(b"not an image")
+    augmented = AugmentedPanopticDataset(dataset, LargeScaleJitter(output_size=64))
+    assert augmented[0]["image"].shape == (64, 64, 3)
+    with pytest.raises(ValueError, match=broken.name):
+        augmented[1]
