@@ -178,12 +178,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if not model_args.evaluate_only:
         trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         trainer.save_model()
+        trainer.save_state()  # trainer_state.json: the loss and metric history
         if trainer.is_world_process_zero():
             DetrPanopticProcessor(processor).save_pretrained(training_args.output_dir)
     if model_args.evaluate_only or training_args.eval_strategy != "no":
         metrics = trainer.evaluate()
         if trainer.is_world_process_zero():
             print({key: round(value, 3) for key, value in metrics.items()})
+        trainer.save_metrics("eval", metrics)
     if training_args.push_to_hub:
         trainer.push_to_hub()
     return metrics
