@@ -14,8 +14,24 @@ from pathlib import Path
 
 import torch
 
-from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor, DetrPanopticProcessor
-from seem_hf.testing import FIXTURES, TINY_COLORS, TINY_IMAGE_SIZE, TINY_THINGS, tiny_detr_panoptic_config
+from seem_hf import (
+    DetrPanopticForSegmentation,
+    DetrPanopticImageProcessor,
+    DetrPanopticProcessor,
+    LSegForSemanticSegmentation,
+    LSegImageProcessor,
+    LSegProcessor,
+)
+from seem_hf.clip_tokenizer import clip_tokenizer
+from seem_hf.testing import (
+    FIXTURES,
+    TINY_COLORS,
+    TINY_IMAGE_SIZE,
+    TINY_LABELS,
+    TINY_THINGS,
+    tiny_detr_panoptic_config,
+    tiny_lseg_config,
+)
 
 
 def make_tiny_detr_panoptic(output_dir: Path) -> Path:
@@ -44,11 +60,24 @@ def make_tiny_detr_panoptic(output_dir: Path) -> Path:
     return folder
 
 
+def make_tiny_lseg(output_dir: Path) -> Path:
+    torch.manual_seed(0)
+    model = LSegForSemanticSegmentation(tiny_lseg_config()).eval()
+    processor = LSegProcessor(LSegImageProcessor(size={"height": 64, "width": 64}), clip_tokenizer())
+    processor.set_default_labels(list(TINY_LABELS.values()))
+    folder = output_dir / "tiny-random-lseg"
+    shutil.rmtree(folder, ignore_errors=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", type=Path, default=FIXTURES)
     arguments = parser.parse_args()
     print(make_tiny_detr_panoptic(arguments.output_dir))
+    print(make_tiny_lseg(arguments.output_dir))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,14 @@ from .models.detr_panoptic import (
     DetrPanopticProcessor,
     DetrPanopticSegmentationOutput,
 )
-
+from .models.lseg import (
+    LSegConfig,
+    LSegForSemanticSegmentation,
+    LSegImageProcessor,
+    LSegPreTrainedModel,
+    LSegProcessor,
+    LSegSemanticSegmentationOutput,
+)
 from .pipelines import ArrayImageSegmentationPipeline, register_pipeline
 
 __version__ = "0.1.0"
@@ -28,5 +35,11 @@ __all__ = [
     "DetrPanopticPreTrainedModel",
     "DetrPanopticProcessor",
     "DetrPanopticSegmentationOutput",
+    "LSegConfig",
+    "LSegForSemanticSegmentation",
+    "LSegImageProcessor",
+    "LSegPreTrainedModel",
+    "LSegProcessor",
+    "LSegSemanticSegmentationOutput",
     "__version__",
 ]

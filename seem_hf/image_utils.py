@@ -60,4 +60,29 @@ def to_three_channels(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"Images must have 1, 3 or 4 channels, got {channels}.")
 
 
-__all__ = ["to_three_channels", "validate_image"]
+class CheckedImagesMixin:
+    """For subclasses of transformers' `PilBackend` image processors: every image is checked with
+    `validate_image` before transformers reads it, a 4-D array or tensor is read as a batch, and grayscale or
+    RGBA images become RGB."""
+
+    def _prepare_image_like_inputs(self, images, *args, expected_ndims: int = 3, **kwargs):
+        if isinstance(images, (list, tuple)):
+            if len(images) == 0:
+                raise ValueError("No images given: got an empty list.")
+            images = list(images)
+        elif getattr(images, "ndim", None) == 4:
+            images = list(images)  # a 4-D array or tensor is a batch, as transformers reads it
+        else:
+            images = [images]
+        for index, image in enumerate(images):
+            if not isinstance(image, (list, tuple)):
+                validate_image(image, index if len(images) > 1 else None)
+                if getattr(image, "ndim", None) == 2:
+                    images[index] = image[..., None]  # grayscale: give it a channel axis
+        return super()._prepare_image_like_inputs(images, *args, expected_ndims=expected_ndims, **kwargs)
+
+    def process_image(self, image, *args, **kwargs) -> np.ndarray:
+        return to_three_channels(super().process_image(image, *args, **kwargs))
+
+
+__all__ = ["CheckedImagesMixin", "to_three_channels", "validate_image"]

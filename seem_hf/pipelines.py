@@ -11,10 +11,13 @@ import inspect
 
 import numpy as np
 import PIL.Image
+from transformers import BatchFeature
 from transformers.image_utils import get_image_size, infer_channel_dimension_format
 from transformers.pipelines import PIPELINE_REGISTRY, ImageSegmentationPipeline
 
+from seem_hf.clip_tokenizer import clip_tokenizer
 from seem_hf.image_utils import validate_image
+from seem_hf.models.lseg.processing_lseg import check_label_set
 
 
 class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
@@ -24,10 +27,18 @@ class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
     For panoptic and instance results of a model whose forward takes `mask_score_threshold` (DETR-panoptic),
     the pipeline's score threshold is passed to it, so masks are computed only for queries that can pass it;
     the results are those of the full forward.
+
+    Open-vocabulary models (LSeg) segment over the label set stored with their processor by default;
+    `segmenter(image, labels=["cat", "sofa", "other"])` segments over another set for that call.
     """
 
     def _sanitize_parameters(self, **kwargs):
         preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)
+        if kwargs.get("labels") is not None:
+            if "input_ids" not in inspect.signature(self.model.forward).parameters:
+                raise ValueError(f"{type(self.model).__name__} has a fixed label set; it takes no labels=.")
+            preprocess = {**preprocess, "labels": list(kwargs["labels"])}
+            postprocess = {**postprocess, "labels": list(kwargs["labels"])}
         accepts = "mask_score_threshold" in inspect.signature(self.model.forward).parameters
         if accepts and kwargs.get("subtask") != "semantic":
             # Masks may be skipped only below the threshold postprocess will apply, so read its default rather
@@ -44,7 +55,36 @@ class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
         model_outputs["target_size"] = target_size
         return model_outputs
 
-    def preprocess(self, image, subtask=None, timeout=None):
+    def preprocess(self, image, subtask=None, timeout=None, labels=None):
+        inputs = self._preprocess_image(image, subtask, timeout)
+        if labels is not None:
+            inputs.update(self._label_tokenizer()(check_label_set(labels), return_tensors="pt"))
+        return inputs
+
+    def _label_tokenizer(self):
+        """Tokenises a label set as the model's processor does (CLIP's BPE, 77 tokens)."""
+        if getattr(self, "_label_processor", None) is None:
+            tokenizer = self.tokenizer or clip_tokenizer()
+            self._label_processor = lambda labels, return_tensors: BatchFeature(
+                tokenizer(labels, padding="max_length", max_length=77, truncation=True, return_tensors=return_tensors)
+            )
+        return self._label_processor
+
+    def postprocess(self, model_outputs, labels=None, **kwargs):
+        if labels is None:
+            return super().postprocess(model_outputs, **kwargs)
+        if kwargs.get("subtask") not in (None, "semantic"):
+            raise ValueError("A per-call label set gives semantic segmentation only.")
+        segmentation = self.image_processor.post_process_semantic_segmentation(
+            model_outputs, target_sizes=model_outputs["target_size"]
+        )[0].numpy()
+        return [
+            {"score": None, "label": labels[label],
+             "mask": PIL.Image.fromarray(((segmentation == label) * 255).astype(np.uint8), mode="L")}
+            for label in np.unique(segmentation)
+        ]
+
+    def _preprocess_image(self, image, subtask, timeout):
         if isinstance(image, (str, PIL.Image.Image)):
             return super().preprocess(image, subtask=subtask, timeout=timeout)
         validate_image(image)

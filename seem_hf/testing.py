@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import ResNetConfig
+from transformers import CLIPTextConfig, ResNetConfig
 
 from seem_hf.data.shapes import SHAPES_VOCABULARY
 from seem_hf.models.detr_panoptic import DetrPanopticConfig
+from seem_hf.models.lseg import LSegConfig, lseg_vision_config
+from seem_hf.models.lseg.configuration_lseg import CLIP_B32_TEXT
 
 # The tiny checkpoints speak the bundled dataset's vocabulary, so they can be fine-tuned on it as they are.
 TINY_LABELS = SHAPES_VOCABULARY.id2label
@@ -51,6 +53,22 @@ def tiny_detr_panoptic_config(**overrides) -> DetrPanopticConfig:
     return DetrPanopticConfig(**arguments)
 
 
+def tiny_lseg_config(**overrides) -> LSegConfig:
+    """An LSeg config with a 4-layer ViT of width 32 (patch 16) and a 2-layer CLIP text tower of width 16 with
+    CLIP's real vocabulary (so the real tokenizer drives it), meeting in a 24-d space."""
+    vision = lseg_vision_config(
+        "vit_l16", hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37, image_size=64,
+        backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[16, 32, 64, 64], fusion_hidden_size=32,
+    )
+    text = CLIPTextConfig(
+        **{**CLIP_B32_TEXT, "hidden_size": 16, "intermediate_size": 37, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "projection_dim": 24}
+    )
+    arguments = dict(vision_config=vision, text_config=text, embedding_dim=24, id2label=dict(TINY_LABELS))
+    arguments.update(overrides)
+    return LSegConfig(**arguments)
+
+
 __all__ = [
     "FIXTURES",
     "TINY_COLORS",
@@ -59,5 +77,6 @@ __all__ = [
     "TINY_THINGS",
     "tiny_detr_arguments",
     "tiny_detr_panoptic_config",
+    "tiny_lseg_config",
     "tiny_resnet_config",
 ]

@@ -6,7 +6,10 @@ from transformers import (
     AutoImageProcessor,
     AutoModel,
     AutoModelForImageSegmentation,
+    AutoModelForSemanticSegmentation,
     AutoProcessor,
+    AutoTokenizer,
+    CLIPTokenizer,
 )
 
 from .detr_panoptic import (
@@ -15,6 +18,7 @@ from .detr_panoptic import (
     DetrPanopticImageProcessor,
     DetrPanopticProcessor,
 )
+from .lseg import LSegConfig, LSegForSemanticSegmentation, LSegImageProcessor, LSegProcessor
 
 
 def register_auto_classes() -> None:
@@ -26,6 +30,13 @@ def register_auto_classes() -> None:
         DetrPanopticConfig, image_processor_classes={"pil": DetrPanopticImageProcessor}, exist_ok=True
     )
     AutoProcessor.register(DetrPanopticConfig, DetrPanopticProcessor, exist_ok=True)
+
+    AutoConfig.register(LSegConfig.model_type, LSegConfig, exist_ok=True)
+    for auto_class in (AutoModel, AutoModelForSemanticSegmentation, AutoModelForImageSegmentation):
+        auto_class.register(LSegConfig, LSegForSemanticSegmentation, exist_ok=True)
+    AutoImageProcessor.register(LSegConfig, image_processor_classes={"pil": LSegImageProcessor}, exist_ok=True)
+    AutoProcessor.register(LSegConfig, LSegProcessor, exist_ok=True)
+    AutoTokenizer.register(LSegConfig, CLIPTokenizer, exist_ok=True)
 
 
 __all__ = ["register_auto_classes"]

@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
+from seem_hf.conversion import load_state_dict_strictly
+
 from .configuration_detr_panoptic import DetrPanopticConfig, native_resnet_config
 from .image_processing_detr_panoptic import DetrPanopticImageProcessor
 from .modeling_detr_panoptic import DetrPanopticForSegmentation, timm_resnet_key_mapping
@@ -122,22 +124,8 @@ def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_converted(model: DetrPanopticForSegmentation, state_dict: dict[str, torch.Tensor]) -> None:
-    """Load converted weights strictly, raising a `ValueError` that lists every missing and unexpected key."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = sorted(
-        f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(expected[key].shape)}"
-        for key in set(expected) & set(state_dict)
-        if state_dict[key].shape != expected[key].shape
-    )
-    if missing or unexpected or mismatched:
-        raise ValueError(
-            "The checkpoint does not match DetrPanopticForSegmentation.\n"
-            f"Missing keys ({len(missing)}): {missing}\nUnexpected keys ({len(unexpected)}): {unexpected}\n"
-            f"Shape mismatches ({len(mismatched)}): {mismatched}"
-        )
-    model.load_state_dict(state_dict, strict=True)
+    """Load converted weights strictly (see `seem_hf.conversion.load_state_dict_strictly`)."""
+    load_state_dict_strictly(model, state_dict)
 
 
 def vocabulary(num_labels: int, categories: list[dict] | None = None) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 from transformers.models.detr.image_processing_pil_detr import (
     DetrImageProcessorPil,
     convert_segmentation_to_rle,
@@ -21,13 +20,13 @@ from seem_hf.postprocessing import (
     panoptic_segmentation,
     semantic_segmentation,
 )
-from seem_hf.image_utils import to_three_channels, validate_image
+from seem_hf.image_utils import CheckedImagesMixin
 from seem_hf.remote_code import RemoteCodeMixin
 
 PANOPTIC_RULES = ("maskformer", "detr")
 
 
-class DetrPanopticImageProcessor(RemoteCodeMixin, DetrImageProcessorPil):
+class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessorPil):
     r"""
     Pre- and post-processing for [`DetrPanopticForSegmentation`].
 
@@ -66,27 +65,6 @@ class DetrPanopticImageProcessor(RemoteCodeMixin, DetrImageProcessorPil):
         self.thing_label_ids = sorted(int(i) for i in thing_label_ids) if thing_label_ids is not None else None
         self.label_colors = {int(k): [int(c) for c in v] for k, v in label_colors.items()} if label_colors else None
         self.panoptic_rule = panoptic_rule
-
-    # ----------------------------------------------------------------------------------------- pre-processing
-    def _prepare_image_like_inputs(self, images, *args, expected_ndims: int = 3, **kwargs):
-        if isinstance(images, (list, tuple)):
-            if len(images) == 0:
-                raise ValueError("No images given: got an empty list.")
-            images = list(images)
-        elif getattr(images, "ndim", None) == 4:
-            # A 4-D array or tensor is a batch, as transformers reads it.
-            images = list(images)
-        else:
-            images = [images]
-        for index, image in enumerate(images):
-            if not isinstance(image, (list, tuple)):
-                validate_image(image, index if len(images) > 1 else None)
-                if getattr(image, "ndim", None) == 2:
-                    images[index] = image[..., None]  # grayscale: give it a channel axis
-        return super()._prepare_image_like_inputs(images, *args, expected_ndims=expected_ndims, **kwargs)
-
-    def process_image(self, image, *args, **kwargs) -> np.ndarray:
-        return to_three_channels(super().process_image(image, *args, **kwargs))
 
     # ---------------------------------------------------------------------------------------- label vocabulary
     @property
