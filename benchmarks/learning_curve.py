@@ -31,7 +31,7 @@ from seem_hf.data.shapes import SHAPES_VOCABULARY
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def small_detr_panoptic(folder: Path, image_size: int) -> Path:
+def small_detr_panoptic(folder: Path, image_size: int, mask_loss: str = "focal") -> Path:
     from seem_hf import DetrPanopticConfig
 
     torch.manual_seed(0)
@@ -41,7 +41,7 @@ def small_detr_panoptic(folder: Path, image_size: int) -> Path:
             out_features=["stage1", "stage2", "stage3", "stage4"],
         ),
         d_model=64, encoder_layers=2, decoder_layers=3, encoder_attention_heads=8, decoder_attention_heads=8,
-        encoder_ffn_dim=128, decoder_ffn_dim=128, num_queries=20, dropout=0.0,
+        encoder_ffn_dim=128, decoder_ffn_dim=128, num_queries=20, dropout=0.0, mask_loss=mask_loss,
         id2label=dict(SHAPES_VOCABULARY.id2label),
     )
     DetrPanopticForSegmentation(config).save_pretrained(folder)
@@ -68,12 +68,13 @@ def main() -> None:
     parser.add_argument("--num-train", type=int, default=64)
     parser.add_argument("--num-val", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--mask-loss", default="focal", choices=["focal", "points"])
     parser.add_argument("--workdir", type=Path, default=ROOT / "outputs" / "learning_curve")
     parser.add_argument("--results", type=Path)
     options = parser.parse_args()
 
     environment = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
-    start_folder = small_detr_panoptic(options.workdir / "untrained", options.image_size)
+    start_folder = small_detr_panoptic(options.workdir / "untrained", options.image_size, options.mask_loss)
     script = str(ROOT / "examples" / f"finetune_{options.model}.py")
     common = ["--model_name_or_path", str(start_folder), "--image_size", str(options.image_size),
               "--num_train", str(options.num_train), "--num_val", str(options.num_val), "--disable_tqdm", "true",

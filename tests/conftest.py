@@ -20,3 +20,8 @@ def _seed():
 @pytest.fixture
 def tiny_detr_panoptic_folder():
     return FIXTURES / "tiny-random-detr_panoptic"
+
+
+@pytest.fixture
+def tiny_lseg_folder():
+    return FIXTURES / "tiny-random-lseg"

@@ -50,7 +50,9 @@ class DetrPanopticConfig(DetrConfig):
     250 labels plus "no object"). `backbone_config` may be a native `ResNetConfig` (its four stages are used)
     or, for configs written by timm-backed DETR checkpoints, a `timm_backbone` dict naming a ResNet, which is
     converted to the native equivalent; `use_timm_backbone` and `use_pretrained_backbone` are accepted and
-    ignored (no backbone weights are ever downloaded).
+    ignored (no backbone weights are ever downloaded). Two fields are added: `mask_loss` (`"focal"`, DETR's
+    focal + dice on every pixel, or `"points"`, Mask2Former's cross-entropy + dice on `mask_loss_points` sampled
+    points, lighter in memory) and `mask_loss_points`.
 
     Example:
 
@@ -66,6 +68,11 @@ class DetrPanopticConfig(DetrConfig):
     model_type = "detr_panoptic"
 
     auxiliary_loss: bool = True
+    # "focal": DETR's focal + dice mask losses on every pixel; "points": binary cross-entropy + dice on
+    # `mask_loss_points` uncertainty-sampled points per mask (Mask2Former's), whose memory does not grow with
+    # the image size or the number of segments.
+    mask_loss: str = "focal"
+    mask_loss_points: int = 12544
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> DetrPanopticConfig:
@@ -106,6 +113,8 @@ class DetrPanopticConfig(DetrConfig):
                 "The panoptic mask head reads four backbone levels (strides 4, 8, 16, 32): "
                 f"backbone_config.out_features must name four stages, got {backbone.out_features}."
             )
+        if self.mask_loss not in ("focal", "points"):
+            raise ValueError(f"mask_loss must be 'focal' (DETR) or 'points' (sampled BCE + dice), got {self.mask_loss!r}.")
         if self.dilation:
             raise ValueError("dilation=True (DC5) needs timm's dilated ResNet, which seem_hf does not support.")
         self.backbone_config = backbone

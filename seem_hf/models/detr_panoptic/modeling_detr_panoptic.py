@@ -178,8 +178,9 @@ class DetrPanopticPreTrainedModel(DetrPreTrainedModel):
 
 def detr_panoptic_criterion(config: DetrPanopticConfig) -> SetCriterion:
     """DETR's panoptic set loss on the package's shared criterion: matching on class, L1 and GIoU box costs;
-    cross-entropy, L1, GIoU, and focal + dice mask losses at full resolution on the last decoder round only
-    (DETR skips the auxiliary rounds' masks, which would need the mask head per round)."""
+    cross-entropy, L1, GIoU, and mask losses (focal + dice at full resolution, or sampled-point BCE + dice, per
+    `config.mask_loss`) on the last decoder round only (DETR skips the auxiliary rounds' masks, which would need
+    the mask head per round)."""
     return SetCriterion(
         config.num_labels,
         HungarianMatcher(class_cost=config.class_cost, bbox_cost=config.bbox_cost, giou_cost=config.giou_cost),
@@ -191,7 +192,8 @@ def detr_panoptic_criterion(config: DetrPanopticConfig) -> SetCriterion:
             "loss_dice": config.dice_loss_coefficient,
         },
         eos_coefficient=config.eos_coefficient,
-        mask_loss="focal",
+        mask_loss=config.mask_loss,
+        num_points=config.mask_loss_points,
         auxiliary_mask_losses=False,
     )
 

@@ -110,8 +110,18 @@ class LSegForSemanticSegmentation(RemoteCodeMixin, LSegPreTrainedModel):
         )
         self.text_encoder = CLIPTextModelWithProjection(config.text_config)
         self.post_init()
-        if config.freeze_text_encoder:
+        self._freeze_text_encoder()
+
+    def _freeze_text_encoder(self) -> None:
+        if self.config.freeze_text_encoder:
             self.text_encoder.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # Loading re-creates the parameters (meta device to real tensors), which drops requires_grad=False.
+        loaded = super().from_pretrained(*args, **kwargs)
+        (loaded[0] if isinstance(loaded, tuple) else loaded)._freeze_text_encoder()
+        return loaded
 
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Text embeddings `(num_labels, embedding_dim)` of a tokenised label set `(num_labels, length)`."""
@@ -122,7 +132,8 @@ class LSegForSemanticSegmentation(RemoteCodeMixin, LSegPreTrainedModel):
             )
         if len(input_ids) == 0:
             raise ValueError("The label set is empty: give at least one label.")
-        return self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).text_embeds
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_text_encoder):
+            return self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).text_embeds
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pixel embeddings `(batch, embedding_dim, height / 2, width / 2)`."""
