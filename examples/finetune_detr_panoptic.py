@@ -26,23 +26,15 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor, DetrPanopticProcessor
 from seem_hf.adapters import FineTuningStrategy, describe_parameters, prepare_for_fine_tuning
-from seem_hf.data import (
-    AugmentedPanopticDataset,
-    LargeScaleJitter,
-    coco_panoptic_paths,
-    load_coco_panoptic,
-    make_shapes_dataset,
-)
-from seem_hf.data.coco_panoptic import vocabulary_of
 from seem_hf.testing import FIXTURES
 from seem_hf.training import DetrPanopticCollator, SegmentationTrainer
+from seem_hf.training.arguments import DataArguments, training_datasets
 
 
 @dataclass
@@ -73,16 +65,6 @@ class ModelArguments:
     evaluate_only: bool = field(default=False, metadata={"help": "evaluate the checkpoint, do not train"})
 
 
-@dataclass
-class DataArguments:
-    data_dir: str | None = field(default=None, metadata={"help": "COCO-panoptic root; default: the bundled dataset"})
-    image_size: int = field(default=256, metadata={"help": "side of the square training and evaluation images"})
-    min_scale: float = field(default=0.5, metadata={"help": "large-scale jitter: smallest scale"})
-    max_scale: float = field(default=2.0, metadata={"help": "large-scale jitter: largest scale"})
-    num_train: int = field(default=64, metadata={"help": "bundled dataset: training images"})
-    num_val: int = field(default=16, metadata={"help": "bundled dataset: validation images"})
-
-
 QUICK_DEFAULTS = dict(
     output_dir="outputs/finetune_detr_panoptic",
     max_steps=600,
@@ -102,34 +84,12 @@ QUICK_DEFAULTS = dict(
 )
 
 
-def _splits(data_args: DataArguments, training_args: TrainingArguments) -> dict:
-    if data_args.data_dir is not None:
-        return coco_panoptic_paths(data_args.data_dir)
-    root = Path(training_args.output_dir) / "shapes"
-    # One process writes the bundled dataset; the others wait for it, then read the same files.
-    with training_args.main_process_first(desc="writing the bundled dataset"):
-        if training_args.process_index == 0:
-            make_shapes_dataset(root, data_args.num_train, data_args.num_val, data_args.image_size, seed=0)
-    return coco_panoptic_paths(root)
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     parser.set_defaults(**QUICK_DEFAULTS, use_cpu=not torch.cuda.is_available())
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
 
-    splits = _splits(data_args, training_args)
-    datasets = {
-        split: load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"])
-        for split, paths in splits.items()
-    }
-    vocabulary = vocabulary_of(datasets["train"])
-    size = data_args.image_size
-    train_jitter = LargeScaleJitter(size, data_args.min_scale, data_args.max_scale)
-    eval_resize = LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0)  # deterministic: fit and pad
-    train = AugmentedPanopticDataset(datasets["train"], train_jitter, seed=training_args.seed)
-    evaluation = AugmentedPanopticDataset(datasets["val"], eval_resize, seed=0)
-
+    train, evaluation, vocabulary = training_datasets(data_args, training_args)
     set_seed(training_args.seed)  # before anything random is created: adapters, new heads
     model = DetrPanopticForSegmentation.from_pretrained(model_args.model_name_or_path)
     if model.config.id2label != vocabulary.id2label:

@@ -56,4 +56,34 @@ class DetrPanopticCollator:
         return dict(inputs)
 
 
-__all__ = ["DetrPanopticCollator", "masks_to_normalized_boxes"]
+class SemanticCollator:
+    """Batch for per-pixel models over a label set (LSeg): `pixel_values` from the processor's image processor
+    (images are already at their training size), the label set tokenised once per batch (`input_ids`,
+    `attention_mask`), and `labels` (batch, height, width): each pixel's label index, `ignore_index` on
+    unlabelled, crowd and padding pixels."""
+
+    def __init__(self, processor, label_names: list[str], ignore_index: int = 255):
+        self.processor, self.ignore_index = processor, ignore_index
+        self.label_tokens = processor.tokenize_labels(label_names)
+
+    def __call__(self, rows: list[dict]) -> dict:
+        inputs = self.processor.image_processor(
+            images=[row["image"] for row in rows], do_resize=False, return_tensors="pt"
+        )
+        height, width = inputs["pixel_values"].shape[-2:]
+        labels = torch.full((len(rows), height, width), self.ignore_index, dtype=torch.long)
+        for index, row in enumerate(rows):
+            masks = torch.from_numpy(np.asarray(row["masks"], dtype=bool))
+            for mask, label, crowd in zip(masks, row["labels"], row["iscrowd"]):
+                labels[index, : mask.shape[0], : mask.shape[1]][mask] = self.ignore_index if crowd else int(label)
+            valid = torch.from_numpy(np.asarray(row["valid"], dtype=bool))
+            labels[index, : valid.shape[0], : valid.shape[1]][~valid] = self.ignore_index
+        return {
+            "pixel_values": inputs["pixel_values"],
+            "input_ids": self.label_tokens["input_ids"],
+            "attention_mask": self.label_tokens["attention_mask"],
+            "labels": labels,
+        }
+
+
+__all__ = ["DetrPanopticCollator", "SemanticCollator", "masks_to_normalized_boxes"]

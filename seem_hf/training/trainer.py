@@ -21,8 +21,12 @@ from seem_hf.training.optim import parameter_groups, warmup_multistep_schedule
 
 
 class SegmentationTrainer(Trainer):
-    """`Trainer` with panoptic evaluation: PQ, SQ, RQ (all, things, stuff), mIoU and the loss, and the papers'
-    optimiser recipe.
+    """`Trainer` with segmentation evaluation and the papers' optimiser recipe.
+
+    Evaluation gives PQ, SQ, RQ (all, things, stuff), mIoU, pixel accuracy and the loss when batches carry
+    DETR-style labels (per image `class_labels` and `masks`, for panoptic models), and mIoU, pixel accuracy and
+    the loss when they carry semantic label maps `(batch, height, width)` (LSeg; `postprocess` then returns one
+    label map per image).
 
     Args:
         categories: COCO-panoptic categories of the label set (category id = label id + 1).
@@ -83,6 +87,7 @@ class SegmentationTrainer(Trainer):
         panoptic = PanopticQualityAccumulator(self.categories)
         semantic = SemanticSegmentationAccumulator(len(self.categories))
         loss_sum = torch.zeros(2, dtype=torch.float64, device=self.args.device)  # sum of losses, batches
+        semantic_only = False
         for batch in dataloader:
             batch = self._prepare_inputs(batch)
             with torch.no_grad():
@@ -90,6 +95,12 @@ class SegmentationTrainer(Trainer):
             loss_sum += torch.tensor([float(outputs.loss), 1.0], dtype=torch.float64, device=loss_sum.device)
             height, width = batch["pixel_values"].shape[-2:]
             results = self.postprocess(outputs, target_sizes=[(height, width)] * len(batch["labels"]))
+            if isinstance(batch["labels"], torch.Tensor):  # semantic labels (B, H, W): padding is already ignored
+                semantic_only = True
+                for result, target in zip(results, batch["labels"]):
+                    semantic.update(result.cpu().numpy(), target.cpu().numpy())
+                continue
+            semantic_only = False
             for result, target, valid in zip(results, batch["labels"], batch["pixel_mask"].bool()):
                 rows, cols = int(valid.any(1).sum()), int(valid.any(0).sum())
                 self._add_image(panoptic, semantic, result, target, rows, cols)
@@ -97,11 +108,12 @@ class SegmentationTrainer(Trainer):
         semantic.sync()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(loss_sum)
-        scores = panoptic.compute()
         metrics = {f"{metric_key_prefix}_loss": float(loss_sum[0] / loss_sum[1].clamp(min=1))}
-        for name, suffix in (("All", ""), ("Things", "_things"), ("Stuff", "_stuff")):
-            for key in ("pq", "sq", "rq"):
-                metrics[f"{metric_key_prefix}_{key}{suffix}"] = 100 * scores[name][key]
+        if not semantic_only:
+            scores = panoptic.compute()
+            for name, suffix in (("All", ""), ("Things", "_things"), ("Stuff", "_stuff")):
+                for key in ("pq", "sq", "rq"):
+                    metrics[f"{metric_key_prefix}_{key}{suffix}"] = 100 * scores[name][key]
         semantic_scores = semantic.compute()
         metrics[f"{metric_key_prefix}_miou"] = 100 * semantic_scores["mean_iou"]
         metrics[f"{metric_key_prefix}_pixel_accuracy"] = 100 * semantic_scores["pixel_accuracy"]

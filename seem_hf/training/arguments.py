@@ -1,0 +1,52 @@
+"""What the fine-tuning examples share: data arguments and the datasets they describe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import TrainingArguments
+
+from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter, coco_panoptic_paths, load_coco_panoptic
+from seem_hf.data import make_shapes_dataset
+from seem_hf.data.coco_panoptic import vocabulary_of
+
+
+@dataclass
+class DataArguments:
+    data_dir: str | None = field(default=None, metadata={"help": "COCO-panoptic root; default: the bundled dataset"})
+    image_size: int = field(default=256, metadata={"help": "side of the square training and evaluation images"})
+    min_scale: float = field(default=0.5, metadata={"help": "large-scale jitter: smallest scale"})
+    max_scale: float = field(default=2.0, metadata={"help": "large-scale jitter: largest scale"})
+    num_train: int = field(default=64, metadata={"help": "bundled dataset: training images"})
+    num_val: int = field(default=16, metadata={"help": "bundled dataset: validation images"})
+
+
+def training_datasets(data_args: DataArguments, training_args: TrainingArguments):
+    """(train, validation, vocabulary): augmented training rows (large-scale jitter, seeded by the run's seed
+    and the epoch), deterministic validation rows (fit and pad to `image_size`), and the dataset's labels.
+
+    With no `data_dir`, the bundled shapes dataset is written under `<output_dir>/shapes` by the main process
+    while the others wait, then every process reads the same files.
+    """
+    if data_args.data_dir is not None:
+        splits = coco_panoptic_paths(data_args.data_dir)
+    else:
+        root = Path(training_args.output_dir) / "shapes"
+        with training_args.main_process_first(desc="writing the bundled dataset"):
+            if training_args.process_index == 0:
+                make_shapes_dataset(root, data_args.num_train, data_args.num_val, data_args.image_size, seed=0)
+        splits = coco_panoptic_paths(root)
+    datasets = {
+        split: load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"])
+        for split, paths in splits.items()
+    }
+    size = data_args.image_size
+    train = AugmentedPanopticDataset(
+        datasets["train"], LargeScaleJitter(size, data_args.min_scale, data_args.max_scale), seed=training_args.seed
+    )
+    validation = AugmentedPanopticDataset(datasets["val"], LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
+    return train, validation, vocabulary_of(datasets["train"])
+
+
+__all__ = ["DataArguments", "training_datasets"]

@@ -1,0 +1,65 @@
+"""LSegProcessor and LSegImageProcessor: label sets (validated, tokenised like CLIP), the stored default set,
+sizes that suit the model, input checks, save and reload."""
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from seem_hf import LSegImageProcessor, LSegProcessor
+from seem_hf.clip_tokenizer import clip_tokenizer
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return LSegProcessor(LSegImageProcessor(), clip_tokenizer())
+
+
+def test_images_and_labels(processor):
+    image = PIL.Image.fromarray(np.zeros((300, 500, 3), dtype=np.uint8))
+    inputs = processor(images=image, text=["dog", "grass", "other"], return_tensors="pt")
+    height, width = inputs["pixel_values"].shape[-2:]
+    assert height % 32 == 0 and width % 32 == 0
+    assert abs(width / height - 500 / 300) < 0.15  # aspect ratio kept up to the rounding to 32
+    assert inputs["input_ids"].shape == inputs["attention_mask"].shape == (3, 77)
+    expected = clip_tokenizer()(["dog", "grass", "other"], padding="max_length", max_length=77)["input_ids"]
+    assert inputs["input_ids"].tolist() == expected
+    assert torch.allclose(inputs["pixel_values"], torch.full_like(inputs["pixel_values"], -1.0))  # (0 - 0.5) / 0.5
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [([], "empty"), (["cat", "cat"], "distinct"), (["cat", ""], "non-empty"), ("cat", "list of strings"),
+     (["cat", 3], "non-empty strings")],
+)
+def test_bad_label_sets(processor, labels, message):
+    with pytest.raises(ValueError, match=message):
+        processor(text=labels)
+
+
+def test_default_labels_travel_with_the_image_processor(processor, tmp_path):
+    processor.set_default_labels(["sky", "sea"])
+    processor.save_pretrained(tmp_path)
+    reloaded = LSegProcessor.from_pretrained(tmp_path)
+    assert reloaded.id2label == {0: "sky", 1: "sea"}
+    inputs = reloaded.image_processor(images=np.zeros((64, 64, 3), dtype=np.uint8), return_tensors="pt")
+    assert inputs["input_ids"].tolist() == processor(text=["sky", "sea"])["input_ids"].tolist()
+    assert reloaded(text=["a"])["input_ids"].shape == (1, 77)
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [(np.zeros((2, 3, 32, 32)), "2 or 3 dimensions"), (np.zeros((0, 5, 3)), "Empty"),
+     (np.full((8, 8, 3), np.nan), "NaN"), ("not an image", "Unsupported image type")],
+)
+def test_bad_images(processor, image, message):
+    with pytest.raises(ValueError, match=message):
+        processor(images=[image] if isinstance(image, np.ndarray) and image.ndim == 4 else image)
+
+
+def test_grayscale_and_rgba_become_rgb(processor):
+    gray = processor(images=np.full((40, 40), 255, dtype=np.uint8), return_tensors="pt")["pixel_values"]
+    rgba = processor(images=np.full((40, 40, 4), 255, dtype=np.uint8), return_tensors="pt")["pixel_values"]
+    assert gray.shape[1] == rgba.shape[1] == 3 and torch.equal(gray, rgba)
+    with pytest.raises(ValueError, match="needs images"):
+        processor()
