@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for part in frozen if isinstance(frozen, tuple) else (frozen,):
             part.requires_grad_(False)
     if training_args.process_index == 0:
-        print(f"{model_args.stage} stage, {model_args.strategy}: {describe_parameters(model)}")
+        print(f"{model_args.stage} stage, {model_args.strategy}, {training_args.world_size} process(es): "
+              f"{describe_parameters(model)}")
     processor = DetrPanopticImageProcessor.from_pretrained(model_args.model_name_or_path)
     processor.id2label, processor.thing_label_ids = vocabulary.id2label, vocabulary.thing_label_ids
     processor.label_colors = vocabulary.label_colors

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     processor.set_default_labels(label_names)
     model = prepare_for_fine_tuning(model, model_args.strategy, lora_rank=model_args.lora_rank)
     if training_args.process_index == 0:
-        print(f"{model_args.strategy}: {describe_parameters(model)}")
+        print(f"{model_args.strategy}, {training_args.world_size} process(es): {describe_parameters(model)}")
 
     def postprocess(outputs, target_sizes):
         return processor.post_process_semantic_segmentation(outputs, target_sizes=target_sizes)

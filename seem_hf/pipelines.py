@@ -43,7 +43,7 @@ class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
         if accepts and kwargs.get("subtask") != "semantic":
             # Masks may be skipped only below the threshold postprocess will apply, so read its default rather
             # than restating it.
-            default = inspect.signature(self.postprocess).parameters["threshold"].default
+            default = inspect.signature(ImageSegmentationPipeline.postprocess).parameters["threshold"].default
             forward = {**forward, "mask_score_threshold": kwargs.get("threshold", default)}
         return preprocess, forward, postprocess
 

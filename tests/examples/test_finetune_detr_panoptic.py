@@ -77,7 +77,7 @@ def test_adapter_strategy_trains_and_saves_a_reloadable_adapter(tmp_path, capsys
     _example().main(["--output_dir", str(output), "--max_steps", "2", "--strategy", "adapt_backbone_adapt_head",
                      "--bottleneck_size", "8", "--lora_rank", "2", "--lr_milestones", "0.5", "--warmup_steps", "1",
                      "--eval_strategy", "no", "--save_strategy", "no", *TINY])
-    assert "joint stage, adapt_backbone_adapt_head: trainable" in capsys.readouterr().out
+    assert "joint stage, adapt_backbone_adapt_head, 1 process(es): trainable" in capsys.readouterr().out
     assert (output / "adapter_model.safetensors").exists() and not (output / "model.safetensors").exists()
     base = DetrPanopticForSegmentation.from_pretrained(FIXTURES / "tiny-random-detr_panoptic").eval()
     adapted = load_adapter(DetrPanopticForSegmentation.from_pretrained(FIXTURES / "tiny-random-detr_panoptic"), output)
@@ -104,6 +104,17 @@ def test_accelerate_launch(tmp_path):
                    "--save_strategy", "no", *TINY], cwd=tmp_path)
     assert "eval_pq" in _printed_metrics(stdout)
     assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_two_processes_train(tmp_path):
+    stdout = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29535",
+                   str(SCRIPT), "--output_dir", str(tmp_path / "run"), "--max_steps", "2", "--eval_steps", "2",
+                   "--save_strategy", "no", *TINY], cwd=tmp_path)
+    assert "eval_pq" in _printed_metrics(stdout) and "2 process(es)" in stdout
+    assert not torch.equal(
+        _weights(tmp_path / "run")["mask_head.output_conv.weight"],
+        _weights(FIXTURES / "tiny-random-detr_panoptic")["mask_head.output_conv.weight"],
+    )
 
 
 def test_two_processes_evaluate_like_one(tmp_path):

@@ -47,7 +47,7 @@ def test_adapter_strategy(tmp_path, capsys):
     output = tmp_path / "adapted"
     _example().main(["--output_dir", str(output), "--max_steps", "1", "--strategy", "freeze_backbone_adapt_head",
                      "--lora_rank", "2", "--eval_strategy", "no", "--save_strategy", "no", *TINY])
-    assert "freeze_backbone_adapt_head: trainable" in capsys.readouterr().out
+    assert "freeze_backbone_adapt_head, 1 process(es): trainable" in capsys.readouterr().out
     assert (output / "adapter_model.safetensors").exists()
 
 

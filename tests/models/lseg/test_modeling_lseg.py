@@ -163,6 +163,23 @@ def test_default_config_is_the_released_vit_l16_model():
     assert count(model) == 406_262_272
 
 
+def test_vit_b32_variant_sizes():
+    """timm's `vit_base_patch32_384`: 88,297,192 parameters with its 769,000-parameter classifier head."""
+    from seem_hf.models.lseg import lseg_vision_config
+
+    with torch.device("meta"):
+        model = LSegForSemanticSegmentation(LSegConfig(vision_config=lseg_vision_config("vit_b32")))
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert count(model.dpt) == 88_297_192 - 769_000
+    width, features, fusion = 768, [96, 192, 384, 768], 256
+    readout = 4 * (2 * width * width + width)
+    projections = sum(width * f + f for f in features)
+    resize = (96 * 96 * 64 + 96) + (192 * 192 * 16 + 192) + (384 * 384 * 4 + 384)  # ConvT k8 s8, k4 s4, k2 s2
+    layer_rn = sum(f * fusion * 9 for f in features)
+    refinenets = 4 * (4 * fusion * fusion * 9 + 4 * 2 * fusion + fusion * fusion + fusion)
+    assert count(model.neck) == readout + projections + resize + layer_rn + refinenets
+
+
 def test_bad_inputs_raise_clear_errors(model):
     with pytest.raises(ValueError, match="multiples of 32"):
         model(pixel_values=torch.randn(1, 3, 60, 64), input_ids=_label_ids(2))
