@@ -40,6 +40,7 @@ from seem_hf.clip_tokenizer import clip_tokenizer
 from seem_hf.data.shapes import SHAPES_VOCABULARY
 from seem_hf.models.lseg import lseg_vision_config
 from seem_hf.models.lseg.configuration_lseg import CLIP_B32_TEXT
+from seem_hf.testing import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,13 +105,18 @@ def main() -> None:
     parser.add_argument("--num-val", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--mask-loss", default="focal", choices=["focal", "points"])
+    parser.add_argument("--start", default="small", choices=["small", "fixture"],
+                        help="small: the random small config above; fixture: the shipped tiny checkpoint, which the "
+                             "example trains by default")
     parser.add_argument("--workdir", type=Path, default=ROOT / "outputs" / "learning_curve")
     parser.add_argument("--results", type=Path)
     options = parser.parse_args()
 
     environment = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
     untrained_folder = options.workdir / "untrained"
-    if options.model == "detr_panoptic":
+    if options.start == "fixture":
+        start_folder = FIXTURES / f"tiny-random-{options.model}"
+    elif options.model == "detr_panoptic":
         start_folder = small_detr_panoptic(untrained_folder, options.image_size, options.mask_loss)
     else:
         start_folder = small_lseg(untrained_folder, options.image_size)
@@ -147,8 +153,9 @@ def main() -> None:
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); training took {seconds:.0f} s  ",
         "Command: `python benchmarks/learning_curve.py " + " ".join(sys.argv[1:]) + "`  ",
-        f"Data: {options.num_train} training / {options.num_val} validation images of {options.image_size} px, "
-        "random weights at step 0.",
+        f"Data: {options.num_train} training / {options.num_val} validation images of {options.image_size} px; "
+        f"start: {'the shipped tiny checkpoint' if options.start == 'fixture' else 'the small config'}, random "
+        "weights at step 0.",
         "",
         "| step | train loss | " + " | ".join(headers[key] for key in keys) + " |",
         "|---|---|" + "---|" * len(keys),

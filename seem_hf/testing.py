@@ -69,6 +69,25 @@ def tiny_lseg_config(**overrides) -> LSegConfig:
     return LSegConfig(**arguments)
 
 
+def tiny_seem_config(**overrides):
+    """A SEEM config with a 4-stage FocalNet of width 16 (one block per stage), a 2-layer text tower of width 32
+    with CLIP's real vocabulary, and a pixel decoder and decoder of width 32 (1 encoder layer, 2 decoder layers,
+    8 queries, 4 memories)."""
+    from seem_hf.models.seem.configuration_seem import FOCAL_L, SEEM_TEXT, SeemConfig
+
+    backbone = dict(FOCAL_L, embed_dim=16, depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 64, 128], focal_levels=[2] * 4,
+                    drop_path_rate=0.0)
+    text = dict(SEEM_TEXT, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                projection_dim=32)
+    arguments = dict(
+        backbone_config=backbone, text_config=text, conv_dim=32, mask_dim=32, hidden_dim=32, dim_proj=32,
+        pixel_decoder_layers=1, norm_groups=8, num_queries=8, num_heads=4, dim_feedforward=64, decoder_layers=2,
+        spatial_memories=4, max_spatial_tokens=16, train_num_points=64,
+    )
+    arguments.update(overrides)
+    return SeemConfig(**arguments)
+
+
 __all__ = [
     "FIXTURES",
     "TINY_COLORS",
@@ -78,5 +97,6 @@ __all__ = [
     "tiny_detr_arguments",
     "tiny_detr_panoptic_config",
     "tiny_lseg_config",
+    "tiny_seem_config",
     "tiny_resnet_config",
 ]
