@@ -213,3 +213,22 @@ def test_unknown_strategy_and_model_without_targets_raise():
         prepare_for_fine_tuning(_model(), "adapt_everything")
     with pytest.raises(ValueError, match="_adapter_targets"):
         prepare_for_fine_tuning(nn.Linear(2, 2), "full")
+
+
+@pytest.mark.parametrize("strategy", list(FineTuningStrategy))
+def test_lseg_text_tower_never_trains_and_the_backbone_only_when_asked(strategy):
+    from seem_hf import LSegForSemanticSegmentation
+    from seem_hf.testing import tiny_lseg_config
+
+    torch.manual_seed(0)
+    model = prepare_for_fine_tuning(LSegForSemanticSegmentation(tiny_lseg_config()), strategy, lora_rank=RANK)
+    trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+    assert not [name for name in trainable if "text_encoder" in name]
+    in_backbone = [name for name in trainable if ".dpt." in f".{name}"]
+    if strategy is FineTuningStrategy.FULL:
+        assert in_backbone and not [name for name in in_backbone if "lora_" in name]
+    elif strategy.adapts_backbone:
+        assert in_backbone and all("lora_" in name for name in in_backbone)
+    else:
+        assert not in_backbone
+    assert any(name.endswith(("head.weight", "head.modules_to_save.default.weight")) for name in trainable)
