@@ -34,7 +34,7 @@ from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor, Det
 from seem_hf.adapters import FineTuningStrategy, describe_parameters, prepare_for_fine_tuning
 from seem_hf.testing import FIXTURES
 from seem_hf.training import DetrPanopticCollator, SegmentationTrainer
-from seem_hf.training.arguments import DataArguments, training_datasets
+from seem_hf.training.arguments import DataArguments, train_evaluate_and_save, training_datasets
 
 
 @dataclass
@@ -135,21 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         lr_milestones=tuple(float(value) for value in model_args.lr_milestones.split(",") if value) or None,
         lr_gamma=model_args.lr_gamma,
     )
-    metrics = {}
-    if not model_args.evaluate_only:
-        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()
-        trainer.save_state()  # trainer_state.json: the loss and metric history
-        if trainer.is_world_process_zero():
-            DetrPanopticProcessor(processor).save_pretrained(training_args.output_dir)
-    if model_args.evaluate_only or training_args.eval_strategy != "no":
-        metrics = trainer.evaluate()
-        if trainer.is_world_process_zero():
-            print({key: round(value, 3) for key, value in metrics.items()})
-        trainer.save_metrics("eval", metrics)
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
-    return metrics
+    return train_evaluate_and_save(trainer, DetrPanopticProcessor(processor), training_args, model_args.evaluate_only)
 
 
 if __name__ == "__main__":

@@ -49,4 +49,25 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
     return train, validation, vocabulary_of(datasets["train"])
 
 
-__all__ = ["DataArguments", "training_datasets"]
+def train_evaluate_and_save(trainer, processor, training_args: TrainingArguments, evaluate_only: bool = False) -> dict:
+    """What every example does after building its Trainer: train (resuming when asked), save the model, its
+    trainer state and its processor, evaluate and save the metrics, and push to the Hub when asked. Returns the
+    evaluation metrics (empty when evaluation is off)."""
+    metrics = {}
+    if not evaluate_only:
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()
+        trainer.save_state()  # trainer_state.json: the loss and metric history
+        if trainer.is_world_process_zero():
+            processor.save_pretrained(training_args.output_dir)
+    if evaluate_only or training_args.eval_strategy != "no":
+        metrics = trainer.evaluate()
+        if trainer.is_world_process_zero():
+            print({key: round(value, 3) for key, value in metrics.items()})
+        trainer.save_metrics("eval", metrics)
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    return metrics
+
+
+__all__ = ["DataArguments", "train_evaluate_and_save", "training_datasets"]
