@@ -54,14 +54,15 @@ class SetCriterion(nn.Module):
     - `loss_bbox`, `loss_giou`: L1 and 1 - GIoU on matched boxes, when the model predicts boxes.
     - `cardinality_error`: logged, not weighted: |#non-no-object predictions - #targets|.
 
-    Each entry of `auxiliary_outputs` (an earlier decoder round) is matched and supervised the same way, its
+    `num_labels` None takes the label count from the logits (open-vocabulary models). Each entry of
+    `auxiliary_outputs` (an earlier decoder round) is matched and supervised the same way, its
     losses suffixed `_i`; `auxiliary_mask_losses=False` skips their mask losses, as DETR does. The total is the
     sum of each loss times its entry in `weights` (the same weight for every round).
     """
 
     def __init__(
         self,
-        num_labels: int,
+        num_labels: int | None,
         matcher: HungarianMatcher,
         weights: dict[str, float],
         eos_coefficient: float = 0.1,
@@ -119,12 +120,14 @@ class SetCriterion(nn.Module):
         columns = torch.cat([columns for _, columns in indices])
         device = class_logits.device
         batch, rows = batch.to(device), rows.to(device)
+        # Open-vocabulary models (SEEM) score a label set chosen per call: the no-object class is then the last.
+        num_labels = self.num_labels if self.num_labels is not None else class_logits.shape[-1] - 1
 
-        target_classes = torch.full(class_logits.shape[:2], self.num_labels, dtype=torch.int64, device=device)
+        target_classes = torch.full(class_logits.shape[:2], num_labels, dtype=torch.int64, device=device)
         target_classes[batch, rows] = torch.cat(
             [target["class_labels"][matched] for target, (_, matched) in zip(targets, indices)]
         ).to(device)
-        class_weights = torch.ones(self.num_labels + 1, dtype=class_logits.dtype, device=device)
+        class_weights = torch.ones(num_labels + 1, dtype=class_logits.dtype, device=device)
         class_weights[-1] = self.eos_coefficient
         losses = {"loss_ce": nn.functional.cross_entropy(class_logits.transpose(1, 2), target_classes, class_weights)}
         with torch.no_grad():

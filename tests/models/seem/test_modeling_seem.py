@@ -1,0 +1,76 @@
+"""SeemForUniversalSegmentation's generic path on a tiny config: shapes for any label set, deep supervision, the
+set loss, cached label embeddings, and the decoder's size in the released config."""
+
+import pytest
+import torch
+
+from seem_hf.models.seem.configuration_seem import SeemConfig
+from seem_hf.models.seem.modeling_seem import SeemForUniversalSegmentation
+from seem_hf.models.seem.modeling_seem_decoder import SeemDecoder, SeemSelfAttention
+from seem_hf.testing import tiny_seem_config
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return SeemForUniversalSegmentation(tiny_seem_config()).eval()
+
+
+def _prompts(count):
+    ids = torch.full((count, 77), 49407)
+    ids[:, 0], ids[:, 1] = 49406, torch.arange(320, 320 + count)
+    return ids
+
+
+def test_generic_outputs(model):
+    with torch.no_grad():
+        outputs = model(pixel_values=torch.randn(2, 3, 64, 96), input_ids=_prompts(5))
+    config = model.config
+    assert outputs.class_queries_logits.shape == (2, config.num_queries, 5)
+    assert outputs.masks_queries_logits.shape == (2, config.num_queries, 16, 24)
+    assert len(outputs.auxiliary_logits) == config.decoder_layers  # rounds before the last one
+    with torch.no_grad():
+        cached = model(pixel_values=torch.randn(2, 3, 64, 96), class_embeddings=outputs.class_embeddings)
+    assert cached.class_queries_logits.shape == outputs.class_queries_logits.shape
+
+
+def test_loss_supervises_every_round_and_trains_the_decoder():
+    torch.manual_seed(0)
+    model = SeemForUniversalSegmentation(tiny_seem_config()).train()
+    masks = torch.zeros(2, 64, 64)
+    masks[0, :32], masks[1, 32:] = 1, 1
+    outputs = model(pixel_values=torch.randn(2, 3, 64, 64), input_ids=_prompts(4),
+                    mask_labels=[masks, masks[:1]], class_labels=[torch.tensor([0, 2]), torch.tensor([1])])
+    assert outputs.loss.ndim == 0 and torch.isfinite(outputs.loss)
+    assert {f"loss_dice_{i}" for i in range(model.config.decoder_layers)} <= set(outputs.loss_dict)
+    outputs.loss.backward()
+    for name in ("decoder.query_feat.weight", "decoder.mask_embed.layers.2.weight", "pixel_decoder.mask_features.weight"):
+        assert model.get_parameter(name).grad.abs().sum() > 0, name
+
+
+def test_fully_masked_rows_attend_to_nothing_instead_of_nan():
+    attention = SeemSelfAttention(8, 2)
+    x = torch.randn(1, 3, 8)
+    mask = torch.zeros(2, 3, 3, dtype=torch.bool)
+    mask[:, 0] = True  # the first token may attend to nothing
+    out = attention(x, x, x, mask)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[0, 0], attention.out_proj.bias)
+
+
+def test_decoder_size_without_the_prompt_parameters():
+    """The released decoder is 39,812,608 parameters; the generic path holds all but the visual-prompt ones
+    (3 level projections of 512 x 512, 32 + 32 memory embeddings and 2 point indicators of 512)."""
+    with torch.device("meta"):
+        decoder = SeemDecoder(SeemConfig())
+    prompt_parameters = 3 * 512 * 512 + 2 * 32 * 512 + 2 * 512
+    assert sum(p.numel() for p in decoder.parameters()) == 39_812_608 - prompt_parameters
+
+
+def test_bad_inputs(model):
+    with pytest.raises(ValueError, match="either as input_ids"):
+        model(pixel_values=torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="pixel_values"):
+        model(pixel_values=torch.randn(1, 64, 64), input_ids=_prompts(2))
+    with pytest.raises(ValueError, match="go together"):
+        model(pixel_values=torch.randn(1, 3, 64, 64), input_ids=_prompts(2), mask_labels=[torch.zeros(1, 64, 64)])
