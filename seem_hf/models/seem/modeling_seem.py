@@ -70,10 +70,21 @@ class SeemForUniversalSegmentation(SeemPreTrainedModel):
         self.post_init()
 
     def get_text_features(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Normalised embeddings `(num_prompts, dim_proj)` of tokenised prompts."""
-        if input_ids.ndim != 2 or len(input_ids) == 0:
-            raise ValueError(f"input_ids must be (num_prompts, length) with at least one prompt, got {tuple(input_ids.shape)}.")
-        return self.language_encoder.encode_text(input_ids)
+        """Normalised label embeddings `(num_labels, dim_proj)`.
+
+        `input_ids` is `(num_labels, length)`, one prompt per label, or `(num_labels, num_prompts, length)`,
+        several prompts per label (SEEM's 81 templates at evaluation): each prompt's embedding is normalised,
+        the label's are averaged, and the mean is normalised again.
+        """
+        if input_ids.ndim not in (2, 3) or input_ids.shape[0] == 0:
+            raise ValueError(
+                "input_ids must be (num_labels, length) or (num_labels, num_prompts, length) with at least one label, "
+                f"got {tuple(input_ids.shape)}."
+            )
+        if input_ids.ndim == 2:
+            return self.language_encoder.encode_text(input_ids)
+        prompts = self.language_encoder.encode_text(input_ids.flatten(0, 1)).view(*input_ids.shape[:2], -1)
+        return nn.functional.normalize(prompts.mean(1), dim=-1)
 
     def get_image_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The stride-4 mask features and the decoder's three levels, computed once per image (interactive rounds
@@ -99,8 +110,8 @@ class SeemForUniversalSegmentation(SeemPreTrainedModel):
     ) -> SeemUniversalSegmentationOutput | tuple:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`): normalised images.
-        input_ids (`torch.LongTensor` of shape `(num_labels + 1, length)`): the label set's prompts, "background"
-            last.
+        input_ids (`torch.LongTensor` of shape `(num_labels + 1, length)` or `(num_labels + 1, num_prompts, length)`):
+            the label set's prompts, "background" last (see `get_text_features`).
         class_embeddings (`torch.FloatTensor` of shape `(num_labels + 1, dim_proj)`): instead of `input_ids`.
         mask_labels, class_labels (`list[torch.Tensor]`, *optional*): targets per image, for the loss.
         """

@@ -34,6 +34,16 @@ def test_generic_outputs(model):
     assert cached.class_queries_logits.shape == outputs.class_queries_logits.shape
 
 
+def test_several_prompts_per_label_are_averaged(model):
+    ids = torch.stack([_prompts(3), _prompts(3).roll(1, 0)], dim=1)  # 3 labels x 2 prompts
+    with torch.no_grad():
+        averaged = model.get_text_features(ids)
+        single = [model.get_text_features(ids[:, k]) for k in range(2)]
+    expected = torch.nn.functional.normalize((single[0] + single[1]) / 2, dim=-1)
+    torch.testing.assert_close(averaged, expected)
+    torch.testing.assert_close(averaged.norm(dim=-1), torch.ones(3))
+
+
 def test_loss_supervises_every_round_and_trains_the_decoder():
     torch.manual_seed(0)
     model = SeemForUniversalSegmentation(tiny_seem_config()).train()
