@@ -21,6 +21,9 @@ from seem_hf import (
     LSegForSemanticSegmentation,
     LSegImageProcessor,
     LSegProcessor,
+    SeemForUniversalSegmentation,
+    SeemImageProcessor,
+    SeemProcessor,
 )
 from seem_hf.clip_tokenizer import clip_tokenizer
 from seem_hf.testing import (
@@ -31,6 +34,7 @@ from seem_hf.testing import (
     TINY_THINGS,
     tiny_detr_panoptic_config,
     tiny_lseg_config,
+    tiny_seem_config,
 )
 
 
@@ -73,12 +77,25 @@ def make_tiny_lseg(output_dir: Path) -> Path:
     return folder
 
 
+def make_tiny_seem(output_dir: Path) -> Path:
+    torch.manual_seed(0)
+    model = SeemForUniversalSegmentation(tiny_seem_config(id2label=dict(TINY_LABELS))).eval()
+    image_processor = SeemImageProcessor(id2label=dict(TINY_LABELS), thing_label_ids=TINY_THINGS,
+                                         size=dict(TINY_IMAGE_SIZE))
+    folder = output_dir / "tiny-random-seem"
+    shutil.rmtree(folder, ignore_errors=True)
+    model.save_pretrained(folder)
+    SeemProcessor(image_processor, clip_tokenizer()).save_pretrained(folder)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", type=Path, default=FIXTURES)
     arguments = parser.parse_args()
     print(make_tiny_detr_panoptic(arguments.output_dir))
     print(make_tiny_lseg(arguments.output_dir))
+    print(make_tiny_seem(arguments.output_dir))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,14 @@ from .models.lseg import (
     LSegProcessor,
     LSegSemanticSegmentationOutput,
 )
+from .models.seem import (
+    SeemConfig,
+    SeemForUniversalSegmentation,
+    SeemImageProcessor,
+    SeemPreTrainedModel,
+    SeemProcessor,
+    SeemUniversalSegmentationOutput,
+)
 from .pipelines import ArrayImageSegmentationPipeline, register_pipeline
 
 __version__ = "0.1.0"
@@ -41,5 +49,11 @@ __all__ = [
     "LSegPreTrainedModel",
     "LSegProcessor",
     "LSegSemanticSegmentationOutput",
+    "SeemConfig",
+    "SeemForUniversalSegmentation",
+    "SeemImageProcessor",
+    "SeemPreTrainedModel",
+    "SeemProcessor",
+    "SeemUniversalSegmentationOutput",
     "__version__",
 ]

@@ -11,11 +11,10 @@ import inspect
 
 import numpy as np
 import PIL.Image
-from transformers import BatchFeature
+from transformers import AutoProcessor
 from transformers.image_utils import get_image_size, infer_channel_dimension_format
 from transformers.pipelines import PIPELINE_REGISTRY, ImageSegmentationPipeline
 
-from seem_hf.clip_tokenizer import clip_tokenizer
 from seem_hf.image_utils import validate_image
 from seem_hf.models.lseg.processing_lseg import check_label_set
 
@@ -57,18 +56,26 @@ class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
 
     def preprocess(self, image, subtask=None, timeout=None, labels=None):
         inputs = self._preprocess_image(image, subtask, timeout)
-        if labels is not None:
-            inputs.update(self._label_tokenizer()(check_label_set(labels), return_tensors="pt"))
+        takes_text = "input_ids" in inspect.signature(self.model.forward).parameters
+        if takes_text and (labels is not None or "input_ids" not in inputs):
+            inputs.update(self._label_set_inputs(labels))
         return inputs
 
-    def _label_tokenizer(self):
-        """Tokenises a label set as the model's processor does (CLIP's BPE, 77 tokens)."""
-        if getattr(self, "_label_processor", None) is None:
-            tokenizer = self.tokenizer or clip_tokenizer()
-            self._label_processor = lambda labels, return_tensors: BatchFeature(
-                tokenizer(labels, padding="max_length", max_length=77, truncation=True, return_tensors=return_tensors)
-            )
-        return self._label_processor
+    def _label_set_inputs(self, labels) -> dict:
+        """The label set (this call's, or the model's default `id2label`) tokenised by the model's processor."""
+        if labels is None:
+            labels = [self.model.config.id2label[index] for index in sorted(self.model.config.id2label)]
+        processor = getattr(self, "processor", None)
+        if processor is None or not hasattr(processor, "tokenize_labels"):
+            try:
+                processor = AutoProcessor.from_pretrained(self.model.name_or_path)
+            except (OSError, ValueError) as error:
+                raise ValueError(
+                    f"{type(self.model).__name__} reads a label set: give the pipeline its processor (processor=...)."
+                ) from error
+            self.processor = processor
+        text = processor(text=check_label_set(labels), return_tensors="pt")
+        return {key: text[key] for key in ("input_ids", "attention_mask") if key in text}
 
     def postprocess(self, model_outputs, labels=None, **kwargs):
         if labels is None:

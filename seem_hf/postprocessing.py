@@ -261,6 +261,17 @@ def _resized_argmax(
     return argmax, area
 
 
+def crop_and_resize_masks(
+    mask_logits: torch.Tensor, padded_size: tuple[int, int], image_size: tuple[int, int], target_size: tuple[int, int]
+) -> torch.Tensor:
+    """SEEM's (Mask2Former's) resize of one image's mask logits `(queries, h, w)`: bilinear to the padded input
+    size, crop the padding away (`image_size`, the resized image inside the padded batch), then bicubic with
+    antialiasing to `target_size` (the original image)."""
+    upsampled = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear", align_corners=False)
+    cropped = upsampled[..., : image_size[0], : image_size[1]]
+    return F.interpolate(cropped, size=target_size, mode="bicubic", align_corners=False, antialias=True)[0]
+
+
 def semantic_segmentation(
     class_logits: torch.Tensor,
     mask_logits: torch.Tensor,
@@ -431,6 +442,7 @@ def detr_panoptic_segmentation(
 
 
 __all__ = [
+    "crop_and_resize_masks",
     "DETR_PANOPTIC_MIN_AREA",
     "DETR_PANOPTIC_SCORE_THRESHOLD",
     "MASKFORMER_MASK_THRESHOLD",

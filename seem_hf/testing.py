@@ -70,14 +70,14 @@ def tiny_lseg_config(**overrides) -> LSegConfig:
 
 
 def tiny_seem_config(**overrides):
-    """A SEEM config with a 4-stage FocalNet of width 16 (one block per stage), a 2-layer text tower of width 32
+    """A SEEM config with a 4-stage FocalNet of width 16 (one block per stage), a 2-layer text tower of width 16
     with CLIP's real vocabulary, and a pixel decoder and decoder of width 32 (1 encoder layer, 2 decoder layers,
     8 queries, 4 memories)."""
     from seem_hf.models.seem.configuration_seem import FOCAL_L, SEEM_TEXT, SeemConfig
 
     backbone = dict(FOCAL_L, embed_dim=16, depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 64, 128], focal_levels=[2] * 4,
                     drop_path_rate=0.0)
-    text = dict(SEEM_TEXT, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+    text = dict(SEEM_TEXT, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
                 projection_dim=32)
     arguments = dict(
         backbone_config=backbone, text_config=text, conv_dim=32, mask_dim=32, hidden_dim=32, dim_proj=32,

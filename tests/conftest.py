@@ -25,3 +25,8 @@ def tiny_detr_panoptic_folder():
 @pytest.fixture
 def tiny_lseg_folder():
     return FIXTURES / "tiny-random-lseg"
+
+
+@pytest.fixture
+def tiny_seem_folder():
+    return FIXTURES / "tiny-random-seem"

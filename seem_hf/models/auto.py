@@ -7,6 +7,7 @@ from transformers import (
     AutoModel,
     AutoModelForImageSegmentation,
     AutoModelForSemanticSegmentation,
+    AutoModelForUniversalSegmentation,
     AutoProcessor,
     AutoTokenizer,
     CLIPTokenizer,
@@ -19,6 +20,7 @@ from .detr_panoptic import (
     DetrPanopticProcessor,
 )
 from .lseg import LSegConfig, LSegForSemanticSegmentation, LSegImageProcessor, LSegProcessor
+from .seem import SeemConfig, SeemForUniversalSegmentation, SeemImageProcessor, SeemProcessor
 
 
 def register_auto_classes() -> None:
@@ -37,6 +39,13 @@ def register_auto_classes() -> None:
     AutoImageProcessor.register(LSegConfig, image_processor_classes={"pil": LSegImageProcessor}, exist_ok=True)
     AutoProcessor.register(LSegConfig, LSegProcessor, exist_ok=True)
     AutoTokenizer.register(LSegConfig, CLIPTokenizer, exist_ok=True)
+
+    AutoConfig.register(SeemConfig.model_type, SeemConfig, exist_ok=True)
+    for auto_class in (AutoModel, AutoModelForUniversalSegmentation, AutoModelForImageSegmentation):
+        auto_class.register(SeemConfig, SeemForUniversalSegmentation, exist_ok=True)
+    AutoImageProcessor.register(SeemConfig, image_processor_classes={"pil": SeemImageProcessor}, exist_ok=True)
+    AutoProcessor.register(SeemConfig, SeemProcessor, exist_ok=True)
+    AutoTokenizer.register(SeemConfig, CLIPTokenizer, exist_ok=True)
 
 
 __all__ = ["register_auto_classes"]

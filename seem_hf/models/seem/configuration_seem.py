@@ -119,4 +119,6 @@ class SeemConfig(PreTrainedConfig):
         return [self.backbone_config.embed_dim * 2**stage for stage in range(4)]
 
 
+SeemConfig.register_for_auto_class()
+
 __all__ = ["FOCAL_L", "SEEM_TEXT", "SeemConfig"]

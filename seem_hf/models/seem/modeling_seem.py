@@ -14,12 +14,22 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_IMAGE_SEGMENTATION_MAPPING_NAMES,
+    MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES,
+)
+
 from seem_hf.loss.matcher import HungarianMatcher
 from seem_hf.loss.set_criterion import SetCriterion
+from seem_hf.remote_code import RemoteCodeMixin
 
 from .configuration_seem import SeemConfig
 from .modeling_seem_decoder import SeemDecoder
 from .modeling_seem_encoders import SeemFocalNetBackbone, SeemLanguageEncoder, SeemPixelDecoder
+
+# Lets `pipeline("image-segmentation")` accept the model without logging "not supported" (it checks these tables).
+MODEL_FOR_IMAGE_SEGMENTATION_MAPPING_NAMES.setdefault("seem", "SeemForUniversalSegmentation")
+MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES.setdefault("seem", "SeemForUniversalSegmentation")
 
 
 @dataclass
@@ -33,6 +43,8 @@ class SeemUniversalSegmentationOutput(ModelOutput):
     auxiliary_logits (`list[dict]`): the same two outputs for every earlier decoder round.
     class_embeddings (`torch.FloatTensor` of shape `(num_labels + 1, dim_proj)`): the normalised label
         embeddings used, to pass back as `class_embeddings`.
+    image_sizes (`list[tuple[int, int]]`, *optional*): each image's size inside the padded batch, from
+        `pixel_mask`, for post-processing.
     """
 
     loss: torch.FloatTensor | None = None
@@ -41,6 +53,7 @@ class SeemUniversalSegmentationOutput(ModelOutput):
     masks_queries_logits: torch.FloatTensor | None = None
     auxiliary_logits: list | None = None
     class_embeddings: torch.FloatTensor | None = None
+    image_sizes: list | None = None
 
 
 class SeemPreTrainedModel(PreTrainedModel):
@@ -51,7 +64,7 @@ class SeemPreTrainedModel(PreTrainedModel):
     input_modalities = ("image", "text")
 
 
-class SeemForUniversalSegmentation(SeemPreTrainedModel):
+class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
     """SEEM for generic (semantic, instance, panoptic) segmentation over a label set chosen at call time.
 
     `forward(pixel_values, input_ids)` with one tokenised prompt per label plus "background" last
@@ -60,6 +73,8 @@ class SeemForUniversalSegmentation(SeemPreTrainedModel):
     returns the set loss: Hungarian matching on class, point-sampled BCE and dice costs, and those losses on every
     decoder round (SEEM's weights 2, 5, 5; background weight 0.1).
     """
+
+    _extra_auto_classes = ("AutoModel", "AutoModelForImageSegmentation")
 
     def __init__(self, config: SeemConfig):
         super().__init__(config)
@@ -103,6 +118,7 @@ class SeemForUniversalSegmentation(SeemPreTrainedModel):
         pixel_values: torch.Tensor,
         input_ids: torch.Tensor | None = None,
         class_embeddings: torch.Tensor | None = None,
+        pixel_mask: torch.Tensor | None = None,
         mask_labels: list[torch.Tensor] | None = None,
         class_labels: list[torch.Tensor] | None = None,
         return_dict: bool | None = None,
@@ -113,6 +129,8 @@ class SeemForUniversalSegmentation(SeemPreTrainedModel):
         input_ids (`torch.LongTensor` of shape `(num_labels + 1, length)` or `(num_labels + 1, num_prompts, length)`):
             the label set's prompts, "background" last (see `get_text_features`).
         class_embeddings (`torch.FloatTensor` of shape `(num_labels + 1, dim_proj)`): instead of `input_ids`.
+        pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*): 1 on real pixels; SEEM
+            does not mask its attention with it (as the original), post-processing crops the padding with it.
         mask_labels, class_labels (`list[torch.Tensor]`, *optional*): targets per image, for the loss.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -147,6 +165,9 @@ class SeemForUniversalSegmentation(SeemPreTrainedModel):
                 for o in outputs[:-1]
             ],
             class_embeddings=label_embeddings,
+            image_sizes=None if pixel_mask is None else [
+                (int(valid.any(1).sum()), int(valid.any(0).sum())) for valid in pixel_mask.bool()
+            ],
         )
         return output if return_dict else output.to_tuple()
 
@@ -168,5 +189,7 @@ class SeemForUniversalSegmentation(SeemPreTrainedModel):
             importance_sample_ratio=config.importance_sample_ratio,
         )
 
+
+SeemForUniversalSegmentation.register_for_auto_class("AutoModelForUniversalSegmentation")
 
 __all__ = ["SeemForUniversalSegmentation", "SeemPreTrainedModel", "SeemUniversalSegmentationOutput"]

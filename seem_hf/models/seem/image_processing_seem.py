@@ -1,0 +1,122 @@
+"""Image processor for SEEM: detectron2's test-time resize on transformers' DETR PIL backend, padding to a multiple
+of 32, and SEEM's post-processing."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+from transformers import BatchFeature
+from transformers.models.detr.image_processing_pil_detr import DetrImageProcessorPil
+
+from seem_hf.image_utils import CheckedImagesMixin
+from seem_hf.postprocessing import crop_and_resize_masks, panoptic_segmentation
+from seem_hf.remote_code import RemoteCodeMixin
+
+SEEM_SCORE_THRESHOLD = 0.8  # MODEL.DECODER.TEST.OBJECT_MASK_THRESHOLD
+SEEM_OVERLAP_THRESHOLD = 0.8  # MODEL.DECODER.TEST.OVERLAP_THRESHOLD
+SIZE_DIVISIBILITY = 32
+
+
+class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessorPil):
+    r"""
+    Pre- and post-processing for [`SeemForUniversalSegmentation`].
+
+    Pre-processing: shortest side 800, longest at most 1333 (SEEM's COCO test resize), ImageNet mean and std
+    (SEEM's 0-255 values divided by 255), and zero padding at the bottom and right to a common size that is a
+    multiple of 32; `pixel_mask` marks the real pixels. Inputs are checked as every seem_hf processor checks them.
+
+    Post-processing follows SEEM: mask logits are upsampled to the padded input, cropped to the image, resized
+    bicubically (antialiased) to the target size; panoptic segments use the Mask2Former rule with SEEM's
+    thresholds (class score 0.8, mask overlap 0.8), stuff labels fused; semantic maps are
+    `argmax_c sum_q softmax(class_q)[c] * sigmoid(mask_q)` over the real labels.
+
+    Args:
+        id2label (`dict[int, str]`, *optional*): the default label set (class names), used when no text is given.
+        thing_label_ids (`list[int]`, *optional*): labels that are countable things; the others are stuff.
+        Other arguments: those of transformers' `DetrImageProcessorPil`.
+    """
+
+    model_input_names = ["pixel_values", "pixel_mask"]
+
+    def __init__(self, id2label: dict | None = None, thing_label_ids: list[int] | None = None, **kwargs):
+        kwargs.setdefault("do_convert_rgb", True)
+        super().__init__(**kwargs)
+        self.id2label = {int(k): str(v) for k, v in id2label.items()} if id2label else None
+        self.thing_label_ids = sorted(int(i) for i in thing_label_ids) if thing_label_ids is not None else None
+
+    def preprocess(self, images, *args, **kwargs) -> BatchFeature:
+        outputs = super().preprocess(images, *args, **kwargs)
+        pixel_values, pixel_mask = outputs["pixel_values"], outputs["pixel_mask"]
+        tensors = isinstance(pixel_values, torch.Tensor)
+        values = pixel_values if tensors else torch.as_tensor(pixel_values)
+        mask = pixel_mask if tensors else torch.as_tensor(pixel_mask)
+        height, width = values.shape[-2:]
+        bottom, right = -height % SIZE_DIVISIBILITY, -width % SIZE_DIVISIBILITY
+        if bottom or right:
+            values, mask = F.pad(values, (0, right, 0, bottom)), F.pad(mask, (0, right, 0, bottom))
+        outputs["pixel_values"] = values if tensors else values.numpy()
+        outputs["pixel_mask"] = mask if tensors else mask.numpy()
+        return outputs
+
+    # -------------------------------------------------------------------------------------------- post-processing
+    def _resized_masks(self, outputs, index: int, target_size) -> torch.Tensor:
+        mask_logits = outputs.masks_queries_logits[index]
+        padded = tuple(4 * size for size in mask_logits.shape[-2:])
+        image_sizes = getattr(outputs, "image_sizes", None)
+        image_size = tuple(image_sizes[index]) if image_sizes is not None else padded
+        return crop_and_resize_masks(mask_logits, padded, image_size, tuple(target_size or image_size))
+
+    def post_process_semantic_segmentation(self, outputs, target_sizes=None) -> list[torch.Tensor]:
+        """Per-pixel label ids `(height, width)` per image."""
+        results = []
+        for index, class_logits in enumerate(outputs.class_queries_logits):
+            masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes else None)
+            scores = torch.einsum("qc,qhw->chw", class_logits.softmax(-1)[:, :-1], masks.sigmoid())
+            results.append(scores.argmax(0))
+        return results
+
+    def post_process_panoptic_segmentation(
+        self,
+        outputs,
+        threshold: float = SEEM_SCORE_THRESHOLD,
+        mask_threshold: float = 0.5,
+        overlap_mask_area_threshold: float = SEEM_OVERLAP_THRESHOLD,
+        label_ids_to_fuse=None,
+        target_sizes=None,
+    ) -> list[dict]:
+        """Panoptic segments per image in transformers' format (`segmentation` ids, -1 where nothing is kept,
+        and `segments_info`). For the default label set, stuff labels (not in `thing_label_ids`) are fused unless
+        `label_ids_to_fuse` says otherwise; for another label set, only the labels in `label_ids_to_fuse`."""
+        num_labels = outputs.class_queries_logits.shape[-1] - 1
+        # The thing/stuff split describes the default label set; another set's labels are not fused unless asked.
+        if label_ids_to_fuse is None and self.thing_label_ids is not None and len(self.id2label or ()) == num_labels:
+            label_ids_to_fuse = [label for label in range(num_labels) if label not in self.thing_label_ids]
+        results = []
+        for index, class_logits in enumerate(outputs.class_queries_logits):
+            masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes else None)
+            results += panoptic_segmentation(
+                class_logits[None], masks[None], threshold, mask_threshold, overlap_mask_area_threshold,
+                label_ids_to_fuse, target_sizes=None,
+            )
+        return results
+
+    def post_process_instance_segmentation(
+        self,
+        outputs,
+        threshold: float = SEEM_SCORE_THRESHOLD,
+        mask_threshold: float = 0.5,
+        overlap_mask_area_threshold: float = SEEM_OVERLAP_THRESHOLD,
+        target_sizes=None,
+        **kwargs,
+    ) -> list[dict]:
+        """Instance segments per image: the panoptic rule with no label fused (transformers' format, one id per
+        pixel)."""
+        return self.post_process_panoptic_segmentation(
+            outputs, threshold, mask_threshold, overlap_mask_area_threshold, label_ids_to_fuse=(),
+            target_sizes=target_sizes,
+        )
+
+
+SeemImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+__all__ = ["SEEM_OVERLAP_THRESHOLD", "SEEM_SCORE_THRESHOLD", "SeemImageProcessor"]

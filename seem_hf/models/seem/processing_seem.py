@@ -1,0 +1,71 @@
+"""Processor for SEEM: the image processor, CLIP's tokenizer and SEEM's prompt templates."""
+
+from __future__ import annotations
+
+from transformers import BatchFeature, ProcessorMixin
+
+from seem_hf.remote_code import RemoteCodeMixin
+
+from .prompts_seem import BACKGROUND, evaluation_prompts
+
+CONTEXT_LENGTH = 77
+
+
+class SeemProcessor(RemoteCodeMixin, ProcessorMixin):
+    r"""
+    The processor of [`SeemForUniversalSegmentation`]: [`SeemImageProcessor`] for images, CLIP's BPE tokenizer for
+    text.
+
+    `processor(images=..., text=["person", "dog", "grass"])` returns `pixel_values`, `pixel_mask` and the label
+    set as `input_ids` `(num_labels + 1, 81, 77)`: each class name written into SEEM's 81 prompt templates, and
+    "background" appended last (SEEM's no-object class). Without `text`, the default label set stored with the
+    image processor (`id2label`) is used when there is one.
+    """
+
+    def __init__(self, image_processor=None, tokenizer=None, **kwargs):
+        super().__init__(image_processor, tokenizer, **kwargs)
+
+    def __call__(self, images=None, text=None, return_tensors="pt", **kwargs) -> BatchFeature:
+        if images is None and text is None:
+            raise ValueError("SeemProcessor needs images, text (class names), or both.")
+        outputs = BatchFeature()
+        if images is not None:
+            outputs.update(self.image_processor(images, return_tensors=return_tensors, **kwargs))
+        labels = text if text is not None else self.default_labels
+        if labels is not None:
+            outputs["input_ids"] = self.tokenize_labels(labels)
+        return outputs
+
+    @property
+    def default_labels(self) -> list[str] | None:
+        id2label = getattr(self.image_processor, "id2label", None)
+        return [id2label[index] for index in sorted(id2label)] if id2label else None
+
+    def tokenize_labels(self, labels):
+        """`(num_labels + 1, 81, 77)` token ids of the label set's prompts, "background" last."""
+        if isinstance(labels, str) or not list(labels):
+            raise ValueError(f"Give the class names as a non-empty list of strings, got {labels!r}.")
+        labels = list(labels)
+        if bad := [label for label in labels if not isinstance(label, str) or not label.strip()]:
+            raise ValueError(f"Class names must be non-empty strings; got {bad}.")
+        if duplicates := sorted({label for label in labels if labels.count(label) > 1}):
+            raise ValueError(f"Class names must be distinct; repeated: {duplicates}.")
+        prompts = [prompt for label in labels + [BACKGROUND] for prompt in evaluation_prompts(label)]
+        ids = self.tokenizer(
+            prompts, padding="max_length", max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt"
+        )["input_ids"]
+        return ids.view(len(labels) + 1, -1, CONTEXT_LENGTH)
+
+    def post_process_semantic_segmentation(self, *args, **kwargs):
+        return self.image_processor.post_process_semantic_segmentation(*args, **kwargs)
+
+    def post_process_instance_segmentation(self, *args, **kwargs):
+        return self.image_processor.post_process_instance_segmentation(*args, **kwargs)
+
+    def post_process_panoptic_segmentation(self, *args, **kwargs):
+        return self.image_processor.post_process_panoptic_segmentation(*args, **kwargs)
+
+
+SeemProcessor.register_for_auto_class("AutoProcessor")
+
+__all__ = ["SeemProcessor"]

@@ -1,0 +1,138 @@
+"""SeemProcessor, SeemImageProcessor, their post-processing, Auto classes, the pipeline and remote code on the
+tiny SEEM checkpoint."""
+
+import importlib.util
+import json
+import shutil
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from torch.nn import functional as F
+from transformers import AutoModel, AutoModelForUniversalSegmentation, AutoProcessor, pipeline
+
+from seem_hf import SeemForUniversalSegmentation, SeemProcessor
+from seem_hf.models.seem.prompts_seem import PROMPT_TEMPLATES
+from seem_hf.postprocessing import panoptic_segmentation
+from seem_hf.testing import TINY_LABELS
+
+from ...helpers import run_without_seem_hf
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_seem_folder_module):
+    return AutoModel.from_pretrained(tiny_seem_folder_module).eval(), AutoProcessor.from_pretrained(tiny_seem_folder_module)
+
+
+@pytest.fixture(scope="module")
+def tiny_seem_folder_module():
+    from seem_hf.testing import FIXTURES
+
+    return FIXTURES / "tiny-random-seem"
+
+
+def _image(height=50, width=70, seed=0):
+    return PIL.Image.fromarray(np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def test_auto_classes_and_inputs(loaded):
+    model, processor = loaded
+    assert isinstance(model, SeemForUniversalSegmentation) and isinstance(processor, SeemProcessor)
+    inputs = processor(images=_image(), text=["dog", "grass"])
+    assert inputs["pixel_values"].shape[-2] % 32 == 0 and inputs["pixel_values"].shape[-1] % 32 == 0
+    assert inputs["input_ids"].shape == (3, len(PROMPT_TEMPLATES), 77)  # 2 classes + background, 81 prompts
+    expected = processor.tokenizer(["a photo of a dog.", "background."], padding="max_length", max_length=77)
+    assert inputs["input_ids"][0, 1].tolist() == expected["input_ids"][0]
+    assert inputs["input_ids"][2, 0].tolist() == expected["input_ids"][1]
+    default = processor(images=_image())
+    assert default["input_ids"].shape[0] == len(TINY_LABELS) + 1
+    with torch.no_grad():
+        outputs = model(**inputs)
+    assert outputs.class_queries_logits.shape[-1] == 3
+    # 50 x 70 scaled by min(96 / 50, 128 / 70) (shortest side 96, longest at most 128), padded to 96 x 128
+    assert outputs.image_sizes == [(91, 128)] and tuple(inputs["pixel_values"].shape[-2:]) == (96, 128)
+
+
+@pytest.mark.parametrize("labels, message", [([], "non-empty"), (["a", "a"], "distinct"), ("dog", "non-empty list")])
+def test_bad_label_sets(loaded, labels, message):
+    with pytest.raises(ValueError, match=message):
+        loaded[1](text=labels)
+
+
+def test_post_processing_crops_the_padding_and_resizes_bicubically(loaded):
+    model, processor = loaded
+    inputs = processor(images=_image(), text=["dog", "grass"])
+    with torch.no_grad():
+        outputs = model(**inputs)
+    height, width = outputs.image_sizes[0]
+    masks = outputs.masks_queries_logits[0]
+    padded = tuple(inputs["pixel_values"].shape[-2:])
+    expected = F.interpolate(F.interpolate(masks[None], size=padded, mode="bilinear")[..., :height, :width],
+                             size=(50, 70), mode="bicubic", antialias=True)[0]
+    semantic = processor.post_process_semantic_segmentation(outputs, target_sizes=[(50, 70)])[0]
+    scores = torch.einsum("qc,qhw->chw", outputs.class_queries_logits[0].softmax(-1)[:, :-1], expected.sigmoid())
+    assert torch.equal(semantic, scores.argmax(0))
+    panoptic = processor.post_process_panoptic_segmentation(outputs, threshold=0.0, target_sizes=[(50, 70)])[0]
+    reference = panoptic_segmentation(outputs.class_queries_logits, expected[None], threshold=0.0,
+                                      overlap_mask_area_threshold=0.8, label_ids_to_fuse=[])[0]
+    # a label set other than the default one: nothing is fused unless asked
+    assert torch.equal(panoptic["segmentation"], reference["segmentation"])
+
+
+def test_pipeline_generic_subtasks(tiny_seem_folder_module):
+    segmenter = pipeline("image-segmentation", model=str(tiny_seem_folder_module))
+    semantic = segmenter(_image(), subtask="semantic")
+    assert semantic and all(r["label"] in TINY_LABELS.values() for r in semantic)
+    assert all(r["mask"].size == (70, 50) for r in semantic)
+    custom = segmenter(_image(), labels=["a cat", "a table"])
+    assert {r["label"] for r in custom} <= {"a cat", "a table"}
+    for subtask in ("panoptic", "instance"):
+        for result in segmenter(_image(), subtask=subtask, threshold=0.0):
+            assert result["label"] in TINY_LABELS.values() and result["mask"].size == (70, 50)
+
+
+def test_remote_code_loads_without_seem_hf(tmp_path, tiny_seem_folder_module, loaded):
+    folder = tmp_path / "checkpoint"
+    shutil.copytree(tiny_seem_folder_module, folder)
+    model, processor = loaded
+    inputs = processor(images=_image(), text=["dog"])
+    with torch.no_grad():
+        expected = model(**inputs)
+    torch.save({"inputs": dict(inputs), "class": expected.class_queries_logits, "masks": expected.masks_queries_logits},
+               tmp_path / "data.pt")
+    output = run_without_seem_hf(
+        f"""
+        import torch
+        from transformers import AutoModelForUniversalSegmentation, AutoProcessor
+        folder = {str(folder)!r}
+        model = AutoModelForUniversalSegmentation.from_pretrained(folder, trust_remote_code=True).eval()
+        processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+        print(type(model).__name__, type(processor).__name__)
+        data = torch.load({str(tmp_path / "data.pt")!r}, weights_only=True)
+        with torch.no_grad():
+            out = model(**data["inputs"])
+        print("difference", float((out.class_queries_logits - data["class"]).abs().max()),
+              float((out.masks_queries_logits - data["masks"]).abs().max()))
+        result = processor.post_process_semantic_segmentation(out, target_sizes=[(50, 70)])[0]
+        print("semantic", tuple(result.shape))
+        """
+    )
+    lines = output.strip().splitlines()
+    assert lines == ["SeemForUniversalSegmentation SeemProcessor", "difference 0.0 0.0", "semantic (50, 70)"]
+
+
+def test_fixture_matches_its_script(tmp_path, tiny_seem_folder_module):
+    spec = importlib.util.spec_from_file_location(
+        "make_tiny", tiny_seem_folder_module.parents[2] / "scripts" / "make_tiny_checkpoints.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    folder = script.make_tiny_seem(tmp_path)
+    fresh = SeemForUniversalSegmentation.from_pretrained(folder).state_dict()
+    shipped = SeemForUniversalSegmentation.from_pretrained(tiny_seem_folder_module).state_dict()
+    assert all(torch.equal(fresh[key], shipped[key]) for key in shipped)
+    for name in ("config.json", "processor_config.json"):
+        assert json.loads((folder / name).read_text()) == json.loads((tiny_seem_folder_module / name).read_text())
+    for code in folder.glob("*.py"):
+        assert code.read_text() == (tiny_seem_folder_module / code.name).read_text(), f"{code.name} is stale"
