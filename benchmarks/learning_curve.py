@@ -97,7 +97,7 @@ def run(arguments: list[str], environment: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="detr_panoptic", choices=["detr_panoptic", "lseg"])
+    parser.add_argument("--model", default="detr_panoptic", choices=["detr_panoptic", "lseg", "seem"])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--image-size", type=int, default=128)
@@ -116,6 +116,8 @@ def main() -> None:
     untrained_folder = options.workdir / "untrained"
     if options.start == "fixture":
         start_folder = FIXTURES / f"tiny-random-{options.model}"
+    elif options.model == "seem":
+        raise SystemExit("SEEM starts from the shipped tiny checkpoint: pass --start fixture.")
     elif options.model == "detr_panoptic":
         start_folder = small_detr_panoptic(untrained_folder, options.image_size, options.mask_loss)
     else:
@@ -143,7 +145,7 @@ def main() -> None:
         if "eval_miou" in entry:
             rows.append((str(entry["step"]), f"{sum(losses) / max(len(losses), 1):.2f}", entry))
             losses = []
-    keys = ("eval_pq", "eval_pq_things", "eval_pq_stuff") if options.model == "detr_panoptic" else ()
+    keys = ("eval_pq", "eval_pq_things", "eval_pq_stuff") if options.model != "lseg" else ()
     keys += ("eval_miou", "eval_pixel_accuracy", "eval_loss")
     headers = {"eval_pq": "PQ", "eval_pq_things": "PQ things", "eval_pq_stuff": "PQ stuff", "eval_miou": "mIoU",
                "eval_pixel_accuracy": "pixel acc.", "eval_loss": "eval loss"}

@@ -88,10 +88,21 @@ def adapter_targets_of(model: nn.Module) -> AdapterTargets:
     return AdapterTargets(**targets)
 
 
+def _lora_capable(module: nn.Module) -> bool:
+    """Linear and ungrouped Conv2d layers: PEFT's LoRA cannot adapt depthwise or grouped convolutions (FocalNet's
+    focal layers), whose rank would have to be a multiple of the groups."""
+    return isinstance(module, LORA_TYPES) and getattr(module, "groups", 1) == 1
+
+
 def _matching(model: nn.Module, pattern: str | None, types: tuple[type, ...] = (nn.Module,)) -> list[str]:
     if pattern is None:
         return []
-    return [name for name, module in model.named_modules() if re.fullmatch(pattern, name) and isinstance(module, types)]
+    lora_only = types == LORA_TYPES
+    return [
+        name
+        for name, module in model.named_modules()
+        if re.fullmatch(pattern, name) and isinstance(module, types) and (not lora_only or _lora_capable(module))
+    ]
 
 
 def _under(name: str, roots: list[str]) -> bool:
@@ -185,7 +196,7 @@ def prepare_for_fine_tuning(
         lora_targets += [
             name
             for name, module in model.named_modules()
-            if isinstance(module, LORA_TYPES) and _under(name, backbone)
+            if _lora_capable(module) and _under(name, backbone)
         ]
     if strategy.adapts_head:
         sequential, parallel = _matching(model, targets.bottleneck), _matching(model, targets.parallel_bottleneck)

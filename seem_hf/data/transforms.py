@@ -80,7 +80,8 @@ class AugmentedPanopticDataset(torch.utils.data.Dataset):
     """Rows of `load_coco_panoptic`, decoded and augmented by `jitter` when read.
 
     Each item has `image` (S, S, 3) uint8, `masks` (N, S, S) bool, `labels`, `isthing`, `iscrowd` (N,) for the
-    segments still visible, `segments_dropped` (how many the crop removed), `valid` (S, S) and `image_id`.
+    segments still visible, `segments_dropped` (how many the crop removed), `valid` (S, S), `image_id` and
+    `epoch`.
     Randomness comes from (seed, image id, epoch) only: epochs differ, any number of data-loader workers or
     processes give the same samples, and a run resumed at an epoch boundary sees exactly what an uninterrupted
     run would. Trainer (through accelerate's data loader) calls `set_epoch` at the start of every epoch.
@@ -122,6 +123,7 @@ class AugmentedPanopticDataset(torch.utils.data.Dataset):
             "segments_dropped": len(targets["masks"]) - len(augmented.kept),
             "valid": augmented.valid,
             "image_id": row["image_id"],
+            "epoch": self.epoch,
         }
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -13,12 +16,28 @@ from seem_hf.loss.mask_losses import full_resolution_mask_losses, point_sampled_
 from seem_hf.loss.matcher import HungarianMatcher
 
 
+_SYNC_TARGET_COUNT = contextvars.ContextVar("sync_target_count", default=True)
+
+
+@contextmanager
+def local_target_count():
+    """Inside this block the loss normalises by this process's own target count, with no collective call.
+    Evaluation needs it: processes may run different numbers of batches, and a collective inside the loss would
+    then pair with an unrelated one on another process."""
+    token = _SYNC_TARGET_COUNT.set(False)
+    try:
+        yield
+    finally:
+        _SYNC_TARGET_COUNT.reset(token)
+
+
 def average_number_of_targets(targets: list[dict], device: torch.device) -> float:
     """Targets per process, averaged over every process of a distributed run (at least 1): the normaliser that
-    makes each process's loss a share of the global mean, as DETR and Mask2Former do."""
+    makes each process's loss a share of the global mean, as DETR and Mask2Former do (this process's own count
+    inside `local_target_count()`)."""
     count = torch.as_tensor([float(sum(len(target["class_labels"]) for target in targets))], device=device)
     world_size = 1
-    if is_accelerate_available():
+    if is_accelerate_available() and _SYNC_TARGET_COUNT.get():
         from accelerate import PartialState
         from accelerate.utils import reduce
 
@@ -178,4 +197,4 @@ class SetCriterion(nn.Module):
         return losses
 
 
-__all__ = ["SetCriterion", "average_number_of_targets"]
+__all__ = ["SetCriterion", "average_number_of_targets", "local_target_count"]

@@ -1,11 +1,12 @@
 """Training helpers shared by the examples: collators, optimiser groups, a Trainer with segmentation metrics."""
 
-from .collators import DetrPanopticCollator, SemanticCollator, masks_to_normalized_boxes
+from .collators import DetrPanopticCollator, LabelSetCollator, SemanticCollator, masks_to_normalized_boxes
 from .optim import parameter_groups, warmup_multistep_schedule
 from .trainer import SegmentationTrainer
 
 __all__ = [
     "DetrPanopticCollator",
+    "LabelSetCollator",
     "SegmentationTrainer",
     "SemanticCollator",
     "masks_to_normalized_boxes",

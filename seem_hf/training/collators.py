@@ -86,4 +86,16 @@ class SemanticCollator:
         }
 
 
-__all__ = ["DetrPanopticCollator", "SemanticCollator", "masks_to_normalized_boxes"]
+class LabelSetCollator:
+    """Adds a tokenised label set to every batch of `collator`, for open-vocabulary models whose class head reads
+    text (SEEM): `text_inputs(rows)` returns the tensors to add; it may draw prompts from the batch's rows (their
+    image ids and epoch), so that a resumed or distributed run draws what an uninterrupted one does."""
+
+    def __init__(self, collator, text_inputs):
+        self.collator, self.text_inputs = collator, text_inputs
+
+    def __call__(self, rows: list[dict]) -> dict:
+        return {**self.collator(rows), **self.text_inputs(rows)}
+
+
+__all__ = ["DetrPanopticCollator", "LabelSetCollator", "SemanticCollator", "masks_to_normalized_boxes"]

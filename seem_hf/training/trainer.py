@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Subset
 from transformers import Trainer
 
 from seem_hf.data.coco_panoptic import semantic_from_panoptic
+from seem_hf.loss.set_criterion import local_target_count
 from seem_hf.metrics import PanopticQualityAccumulator, SemanticSegmentationAccumulator
 from seem_hf.training.optim import parameter_groups, warmup_multistep_schedule
 
@@ -90,7 +91,7 @@ class SegmentationTrainer(Trainer):
         semantic_only = False
         for batch in dataloader:
             batch = self._prepare_inputs(batch)
-            with torch.no_grad():
+            with torch.no_grad(), local_target_count():
                 outputs = model(**batch)
             loss_sum += torch.tensor([float(outputs.loss), 1.0], dtype=torch.float64, device=loss_sum.device)
             height, width = batch["pixel_values"].shape[-2:]

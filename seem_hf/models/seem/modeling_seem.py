@@ -75,6 +75,15 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
     """
 
     _extra_auto_classes = ("AutoModel", "AutoModelForImageSegmentation")
+    # SEEM's fine-tuning recipe for `seem_hf.adapters`: bottlenecks after every cross-attention, self-attention
+    # and FFN sub-layer of the decoder and one beside the mask-embedding MLP, the decoder's LayerNorms trainable;
+    # the language encoder never trains.
+    _adapter_targets = {
+        "backbone": r"backbone",
+        "frozen": r"language_encoder",
+        "bottleneck": r"decoder\.transformer_(cross_attention|self_attention|ffn)_layers\.\d+",
+        "parallel_bottleneck": r"decoder\.mask_embed",
+    }
 
     def __init__(self, config: SeemConfig):
         super().__init__(config)
@@ -121,6 +130,7 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
         pixel_mask: torch.Tensor | None = None,
         mask_labels: list[torch.Tensor] | None = None,
         class_labels: list[torch.Tensor] | None = None,
+        labels: list[dict] | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> SeemUniversalSegmentationOutput | tuple:
@@ -132,12 +142,19 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
         pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*): 1 on real pixels; SEEM
             does not mask its attention with it (as the original), post-processing crops the padding with it.
         mask_labels, class_labels (`list[torch.Tensor]`, *optional*): targets per image, for the loss.
+        labels (`list[dict]`, *optional*): the same targets as DETR-style dicts (`masks`, `class_labels`), as the
+            package's collators and `SegmentationTrainer` give them.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if (input_ids is None) == (class_embeddings is None):
             raise ValueError("Give the label set either as input_ids (tokenised prompts) or as class_embeddings.")
         if (mask_labels is None) != (class_labels is None):
             raise ValueError("mask_labels and class_labels go together.")
+        if labels is not None:
+            if mask_labels is not None:
+                raise ValueError("Give the targets either as labels or as mask_labels and class_labels.")
+            mask_labels = [target["masks"] for target in labels]
+            class_labels = [target["class_labels"] for target in labels]
         label_embeddings = self.get_text_features(input_ids) if class_embeddings is None else class_embeddings
         mask_features, multi_scale = self.get_image_features(pixel_values)
         rounds = self.decoder(multi_scale, mask_features)

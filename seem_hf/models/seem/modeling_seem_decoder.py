@@ -46,43 +46,47 @@ class SeemSelfAttention(nn.Module):
         return self.out_proj(attended)
 
 
+# Each sub-layer returns its residual sum; its post-norm LayerNorm is a sibling module in the decoder (the
+# original nests it inside), so that adapters can wrap a sub-layer while its norm stays trainable (PEFT cannot
+# train a module nested inside one it wraps).
+
+
 class SeemCrossAttentionLayer(nn.Module):
-    """Queries attend to one pixel-decoder level (PyTorch's `nn.MultiheadAttention`), residual, LayerNorm."""
+    """Queries attend to one pixel-decoder level (PyTorch's `nn.MultiheadAttention`), plus the residual."""
 
     def __init__(self, config: SeemConfig):
         super().__init__()
         self.multihead_attn = nn.MultiheadAttention(config.hidden_dim, config.num_heads, batch_first=True)
-        self.norm = nn.LayerNorm(config.hidden_dim)
 
     def forward(self, queries, query_position, memory, memory_position, attention_mask=None):
         attended = self.multihead_attn(
             queries + query_position, memory + memory_position, memory, attn_mask=attention_mask, need_weights=False
         )[0]
-        return self.norm(queries + attended)
+        return queries + attended
 
 
 class SeemSelfAttentionLayer(nn.Module):
-    """Queries (and prompt tokens) attend to each other under the visibility mask, residual, LayerNorm."""
+    """Queries (and prompt tokens) attend to each other under the visibility mask, plus the residual."""
 
     def __init__(self, config: SeemConfig):
         super().__init__()
         self.self_attn = SeemSelfAttention(config.hidden_dim, config.num_heads)
-        self.norm = nn.LayerNorm(config.hidden_dim)
 
     def forward(self, queries, query_position, attention_mask=None):
         keys = queries + query_position
-        return self.norm(queries + self.self_attn(keys, keys, queries, attention_mask))
+        return queries + self.self_attn(keys, keys, queries, attention_mask)
 
 
 class SeemFFNLayer(nn.Module):
+    """Linear, ReLU, Linear, plus the residual."""
+
     def __init__(self, config: SeemConfig):
         super().__init__()
         self.linear1 = nn.Linear(config.hidden_dim, config.dim_feedforward)
         self.linear2 = nn.Linear(config.dim_feedforward, config.hidden_dim)
-        self.norm = nn.LayerNorm(config.hidden_dim)
 
     def forward(self, queries):
-        return self.norm(queries + self.linear2(nn.functional.relu(self.linear1(queries))))
+        return queries + self.linear2(nn.functional.relu(self.linear1(queries)))
 
 
 class SeemMLP(nn.Module):
@@ -122,6 +126,9 @@ class SeemDecoder(nn.Module):
             SeemSelfAttentionLayer(config) for _ in range(config.decoder_layers)
         )
         self.transformer_ffn_layers = nn.ModuleList(SeemFFNLayer(config) for _ in range(config.decoder_layers))
+        self.cross_attention_norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(config.decoder_layers))
+        self.self_attention_norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(config.decoder_layers))
+        self.ffn_norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(config.decoder_layers))
         self.decoder_norm = nn.LayerNorm(width)
         self.class_embed = nn.Linear(width, config.dim_proj, bias=False)  # the original's x @ class_embed
         self.mask_embed = SeemMLP(width)
@@ -156,8 +163,11 @@ class SeemDecoder(nn.Module):
         for index, (cross, self_attention, ffn) in enumerate(layers):
             level = index % self.num_levels
             hidden = hidden & ~hidden.all(-1, keepdim=True)  # a query that would see nothing sees everything
-            queries = cross(queries, query_position, memories[level], positions[level], hidden)
-            queries = ffn(self_attention(queries, query_position))
+            queries = self.cross_attention_norms[index](
+                cross(queries, query_position, memories[level], positions[level], hidden)
+            )
+            queries = self.self_attention_norms[index](self_attention(queries, query_position))
+            queries = self.ffn_norms[index](ffn(queries))
             class_embeddings, mask_logits, hidden = self.predict(
                 queries, mask_features, sizes[(index + 1) % self.num_levels]
             )

@@ -6,7 +6,7 @@ from transformers import BatchFeature, ProcessorMixin
 
 from seem_hf.remote_code import RemoteCodeMixin
 
-from .prompts_seem import BACKGROUND, evaluation_prompts
+from .prompts_seem import BACKGROUND, evaluation_prompts, training_prompt
 
 CONTEXT_LENGTH = 77
 
@@ -55,6 +55,15 @@ class SeemProcessor(RemoteCodeMixin, ProcessorMixin):
             prompts, padding="max_length", max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt"
         )["input_ids"]
         return ids.view(len(labels) + 1, -1, CONTEXT_LENGTH)
+
+    def tokenize_training_labels(self, labels, rng):
+        """`(num_labels + 1, 1, 77)` token ids with one prompt template drawn per label from `rng` (a
+        `random.Random`), as SEEM's training draws them; "background" last."""
+        prompts = [training_prompt(label, rng) for label in list(labels) + [BACKGROUND]]
+        ids = self.tokenizer(
+            prompts, padding="max_length", max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt"
+        )["input_ids"]
+        return ids[:, None]
 
     def post_process_semantic_segmentation(self, *args, **kwargs):
         return self.image_processor.post_process_semantic_segmentation(*args, **kwargs)

@@ -1,0 +1,87 @@
+"""examples/finetune_seem.py driven as a user would: in-process (train, evaluate, save, reload with the Auto
+classes), each of SEEM's four fine-tuning strategies, resumed, and evaluated by two processes with the numbers of
+one."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoProcessor
+
+from seem_hf.testing import FIXTURES
+
+from .test_finetune_detr_panoptic import ROOT, _printed_metrics, _run
+
+SCRIPT = ROOT / "examples" / "finetune_seem.py"
+TINY = ["--num_train", "4", "--num_val", "4", "--image_size", "64", "--per_device_train_batch_size", "2",
+        "--per_device_eval_batch_size", "2", "--logging_steps", "1", "--disable_tqdm", "true"]
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location("finetune_seem", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_trains_evaluates_and_saves_a_folder_the_auto_classes_load(tmp_path):
+    output = tmp_path / "run"
+    metrics = _example().main(["--output_dir", str(output), "--max_steps", "2", "--eval_steps", "2",
+                               "--save_strategy", "no", "--lr_milestones", "0.5", "--warmup_steps", "1", *TINY])
+    assert {"eval_loss", "eval_pq", "eval_miou"} <= set(metrics)
+    model, processor = AutoModel.from_pretrained(output), AutoProcessor.from_pretrained(output)
+    assert type(model).__name__ == "SeemForUniversalSegmentation"
+    assert processor.default_labels == list(model.config.id2label.values())
+    shipped = AutoModel.from_pretrained(FIXTURES / "tiny-random-seem")
+    assert not torch.equal(model.decoder.query_feat.weight, shipped.decoder.query_feat.weight)
+    assert torch.equal(model.language_encoder.lang_proj.weight, shipped.language_encoder.lang_proj.weight)
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    ["freeze_backbone_tune_head", "freeze_backbone_adapt_head", "adapt_backbone_tune_head", "adapt_backbone_adapt_head"],
+)
+def test_each_of_seem_s_strategies_trains(tmp_path, capsys, strategy):
+    output = tmp_path / strategy
+    _example().main(["--output_dir", str(output), "--max_steps", "1", "--strategy", strategy, "--bottleneck_size", "8",
+                     "--lora_rank", "2", "--eval_strategy", "no", "--save_strategy", "no", *TINY])
+    printed = capsys.readouterr().out
+    assert f"{strategy}, 1 process(es): trainable" in printed
+    saved = "model.safetensors" if strategy == "freeze_backbone_tune_head" else "adapter_model.safetensors"
+    assert (output / saved).exists()
+    if saved == "adapter_model.safetensors":
+        names = load_file(output / saved).keys()
+        assert not [name for name in names if "language_encoder" in name]
+        assert any("lora_" in name for name in names)
+        assert any("backbone" in name for name in names) == strategy.startswith("adapt_backbone")
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
+    example = _example()
+    common = ["--max_steps", "4", "--save_steps", "2", "--eval_strategy", "no", "--seed", "5", *TINY]
+    example.main(["--output_dir", str(tmp_path / "straight"), *common])
+    interrupted = tmp_path / "interrupted"
+    example.main(["--output_dir", str(interrupted), *common])
+    shutil.rmtree(interrupted / "checkpoint-4")
+    (interrupted / "model.safetensors").unlink()
+    example.main(["--output_dir", str(interrupted), "--resume_from_checkpoint", str(interrupted / "checkpoint-2"),
+                  *common])
+    straight, resumed = load_file(tmp_path / "straight" / "model.safetensors"), load_file(interrupted / "model.safetensors")
+    assert not [name for name in straight if not torch.equal(straight[name], resumed[name])]
+
+
+def test_two_processes_evaluate_like_one(tmp_path):
+    arguments = [str(SCRIPT), "--evaluate_only", "true", "--output_dir", str(tmp_path / "eval"), *TINY,
+                 "--num_val", "5"]
+    one = _printed_metrics(_run([sys.executable, *arguments], cwd=tmp_path))
+    two = _printed_metrics(_run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                 "--master_port", "29536", *arguments], cwd=tmp_path))
+    for key in set(one) - {"eval_loss"}:
+        assert two[key] == pytest.approx(one[key], abs=1e-3), key
+    assert one["eval_pixel_accuracy"] > 0
