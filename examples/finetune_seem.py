@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         eval_data_collator=eval_collator,
         categories=vocabulary.coco_categories(),
         postprocess=postprocess,
+        semantic_postprocess=processor.post_process_semantic_segmentation,
         lr_multipliers={"backbone": model_args.backbone_lr_multiplier},
         lr_milestones=tuple(float(value) for value in model_args.lr_milestones.split(",") if value) or None,
         lr_gamma=model_args.lr_gamma,

@@ -33,6 +33,9 @@ class SegmentationTrainer(Trainer):
         categories: COCO-panoptic categories of the label set (category id = label id + 1).
         postprocess: `(outputs, target_sizes) -> list of {"segmentation", "segments_info"}`, for example the
             image processor's `post_process_panoptic_segmentation` with the thresholds wanted.
+        semantic_postprocess: `(outputs, target_sizes) -> list of label maps`, for example the image processor's
+            `post_process_semantic_segmentation`: mIoU is then measured on it (no score threshold) rather than on
+            the panoptic segments (where unassigned pixels count as label 0).
         lr_multipliers: module path -> learning-rate factor (`{"detr.model.backbone": 0.1}`); the optimiser is
             AdamW over `seem_hf.training.parameter_groups` (no decay on norms, biases, embeddings).
         lr_milestones: when given, SEEM's schedule replaces `lr_scheduler_type`: linear warm-up over the
@@ -47,6 +50,7 @@ class SegmentationTrainer(Trainer):
         *args,
         categories: list[dict],
         postprocess: Callable,
+        semantic_postprocess: Callable | None = None,
         lr_multipliers: dict[str, float] | None = None,
         lr_milestones: tuple[float, ...] | None = None,
         lr_gamma: float = 0.1,
@@ -56,7 +60,7 @@ class SegmentationTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator or self.data_collator
         self.categories = categories
-        self.postprocess = postprocess
+        self.postprocess, self.semantic_postprocess = postprocess, semantic_postprocess
         self.lr_multipliers, self.lr_milestones, self.lr_gamma = lr_multipliers, lr_milestones, lr_gamma
 
     def create_optimizer(self, model=None):
@@ -102,9 +106,14 @@ class SegmentationTrainer(Trainer):
                     semantic.update(result.cpu().numpy(), target.cpu().numpy())
                 continue
             semantic_only = False
-            for result, target, valid in zip(results, batch["labels"], batch["pixel_mask"].bool()):
+            semantic_maps = [None] * len(results)
+            if self.semantic_postprocess is not None:
+                semantic_maps = self.semantic_postprocess(outputs, target_sizes=[(height, width)] * len(results))
+            for result, semantic_map, target, valid in zip(
+                results, semantic_maps, batch["labels"], batch["pixel_mask"].bool()
+            ):
                 rows, cols = int(valid.any(1).sum()), int(valid.any(0).sum())
-                self._add_image(panoptic, semantic, result, target, rows, cols)
+                self._add_image(panoptic, semantic, result, target, rows, cols, semantic_map)
         panoptic.sync()
         semantic.sync()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -136,7 +145,7 @@ class SegmentationTrainer(Trainer):
         )
 
     @staticmethod
-    def _add_image(panoptic, semantic, result, target, rows: int, cols: int) -> None:
+    def _add_image(panoptic, semantic, result, target, rows: int, cols: int, semantic_map=None) -> None:
         """Compare one image's prediction with its target inside the unpadded region."""
         masks = target["masks"][:, :rows, :cols].bool().cpu().numpy()
         labels = target["class_labels"].cpu().numpy()
@@ -158,7 +167,10 @@ class SegmentationTrainer(Trainer):
         panoptic.update(gt_ids, gt_segments, pred_ids, pred_segments)
         # Unlabelled target pixels are ignored; unassigned predicted pixels count as label 0.
         gt_semantic = semantic_from_panoptic(gt_ids, {s["id"]: s["category_id"] - 1 for s in gt_segments}, 255)
-        pred_semantic = semantic_from_panoptic(pred_ids, {s["id"]: s["category_id"] - 1 for s in pred_segments}, 0)
+        if semantic_map is None:
+            pred_semantic = semantic_from_panoptic(pred_ids, {s["id"]: s["category_id"] - 1 for s in pred_segments}, 0)
+        else:
+            pred_semantic = semantic_map[:rows, :cols].cpu().numpy()
         semantic.update(pred_semantic, gt_semantic)
 
 
