@@ -31,10 +31,16 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor, DetrPanopticProcessor
-from seem_hf.adapters import FineTuningStrategy, describe_parameters, prepare_for_fine_tuning
+from seem_hf.adapters import describe_parameters, prepare_for_fine_tuning
 from seem_hf.testing import FIXTURES
 from seem_hf.training import DetrPanopticCollator, SegmentationTrainer
-from seem_hf.training.arguments import DataArguments, train_evaluate_and_save, training_datasets
+from seem_hf.training.arguments import (
+    QUICK_DEFAULTS,
+    DataArguments,
+    FineTuningArguments,
+    train_evaluate_and_save,
+    training_datasets,
+)
 
 
 @dataclass
@@ -47,47 +53,28 @@ class ModelArguments:
         metadata={"help": "joint (everything, full loss), detector (boxes only) or mask_head (detector frozen)",
                   "choices": ["joint", "detector", "mask_head"]},
     )
-    strategy: str = field(
-        default="full",
-        metadata={"help": "what trains in the joint stage", "choices": [s.value for s in FineTuningStrategy]},
-    )
-    bottleneck_size: int = field(default=64, metadata={"help": "width of the head's bottleneck adapters"})
-    lora_rank: int = field(default=8, metadata={"help": "rank of the LoRA adapters"})
-    backbone_lr_multiplier: float = field(default=0.1, metadata={"help": "backbone learning rate / base rate"})
-    lr_milestones: str = field(
-        default="", metadata={"help": "comma-separated fractions of training where the rate drops (SEEM: "
-                              "0.88889,0.96296); empty: use --lr_scheduler_type"}
-    )
-    lr_gamma: float = field(default=0.1, metadata={"help": "rate factor at each milestone"})
     panoptic_rule: str = field(
         default="maskformer", metadata={"help": "post-processing for evaluation: maskformer (score > 0.5) or detr"}
     )
-    evaluate_only: bool = field(default=False, metadata={"help": "evaluate the checkpoint, do not train"})
 
 
-QUICK_DEFAULTS = dict(
+DEFAULTS = dict(
+    QUICK_DEFAULTS,
     output_dir="outputs/finetune_detr_panoptic",
     max_steps=600,
-    per_device_train_batch_size=4,
-    per_device_eval_batch_size=4,
     # The quick run's recipe (a tiny model from scratch); DETR's own for R50 is 1e-4 with gradient clip 0.1.
     learning_rate=1e-3,
     weight_decay=1e-4,
     max_grad_norm=1.0,
-    eval_strategy="steps",
     eval_steps=200,
     save_steps=200,
-    logging_steps=10,
-    report_to="none",
-    remove_unused_columns=False,
-    dataloader_num_workers=0,
 )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    parser.set_defaults(**QUICK_DEFAULTS, use_cpu=not torch.cuda.is_available())
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser((ModelArguments, FineTuningArguments, DataArguments, TrainingArguments))
+    parser.set_defaults(**DEFAULTS, use_cpu=not torch.cuda.is_available())
+    model_args, tuning, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
 
     train, evaluation, vocabulary = training_datasets(data_args, training_args)
     set_seed(training_args.seed)  # before anything random is created: adapters, new heads
@@ -99,9 +86,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         )
     if model_args.stage == "joint":
         model = prepare_for_fine_tuning(
-            model, model_args.strategy, bottleneck_size=model_args.bottleneck_size, lora_rank=model_args.lora_rank
+            model, tuning.strategy, bottleneck_size=tuning.bottleneck_size, lora_rank=tuning.lora_rank
         )
-    elif model_args.strategy != "full":
+    elif tuning.strategy != "full":
         raise ValueError("--strategy applies to the joint stage; the detector and mask_head stages train in full.")
     else:
         # Each stage trains one part; the other part is frozen so that it stays as given (and so that
@@ -111,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for part in frozen if isinstance(frozen, tuple) else (frozen,):
             part.requires_grad_(False)
     if training_args.process_index == 0:
-        print(f"{model_args.stage} stage, {model_args.strategy}, {training_args.world_size} process(es): "
+        print(f"{model_args.stage} stage, {tuning.strategy}, {training_args.world_size} process(es): "
               f"{describe_parameters(model)}")
     processor = DetrPanopticImageProcessor.from_pretrained(model_args.model_name_or_path)
     processor.id2label, processor.thing_label_ids = vocabulary.id2label, vocabulary.thing_label_ids
@@ -132,11 +119,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         categories=vocabulary.coco_categories(),
         postprocess=postprocess,
         semantic_postprocess=processor.post_process_semantic_segmentation,
-        lr_multipliers={"detr.model.backbone": model_args.backbone_lr_multiplier},
-        lr_milestones=tuple(float(value) for value in model_args.lr_milestones.split(",") if value) or None,
-        lr_gamma=model_args.lr_gamma,
+        lr_multipliers={"detr.model.backbone": tuning.backbone_lr_multiplier},
+        lr_milestones=tuning.milestones,
+        lr_gamma=tuning.lr_gamma,
     )
-    return train_evaluate_and_save(trainer, DetrPanopticProcessor(processor), training_args, model_args.evaluate_only)
+    return train_evaluate_and_save(trainer, DetrPanopticProcessor(processor), training_args, tuning.evaluate_only)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,16 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from seem_hf import LSegForSemanticSegmentation, LSegProcessor
-from seem_hf.adapters import FineTuningStrategy, describe_parameters, prepare_for_fine_tuning
+from seem_hf.adapters import describe_parameters, prepare_for_fine_tuning
 from seem_hf.testing import FIXTURES
 from seem_hf.training import SegmentationTrainer, SemanticCollator
-from seem_hf.training.arguments import DataArguments, train_evaluate_and_save, training_datasets
+from seem_hf.training.arguments import (
+    QUICK_DEFAULTS,
+    DataArguments,
+    FineTuningArguments,
+    train_evaluate_and_save,
+    training_datasets,
+)
 
 
 @dataclass
@@ -34,36 +40,24 @@ class ModelArguments:
     model_name_or_path: str = field(
         default=str(FIXTURES / "tiny-random-lseg"), metadata={"help": "checkpoint folder or Hub id"}
     )
-    strategy: str = field(
-        default="full", metadata={"help": "what trains", "choices": [s.value for s in FineTuningStrategy]}
-    )
-    lora_rank: int = field(default=8, metadata={"help": "rank of the LoRA adapters"})
-    backbone_lr_multiplier: float = field(default=0.1, metadata={"help": "image encoder learning rate / base rate"})
-    evaluate_only: bool = field(default=False, metadata={"help": "evaluate the checkpoint, do not train"})
 
 
-QUICK_DEFAULTS = dict(
+DEFAULTS = dict(
+    QUICK_DEFAULTS,
     output_dir="outputs/finetune_lseg",
     max_steps=300,
-    per_device_train_batch_size=4,
-    per_device_eval_batch_size=4,
     learning_rate=5e-4,
     weight_decay=1e-4,
     max_grad_norm=1.0,
-    eval_strategy="steps",
     eval_steps=100,
     save_steps=100,
-    logging_steps=10,
-    report_to="none",
-    remove_unused_columns=False,
-    dataloader_num_workers=0,
 )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    parser.set_defaults(**QUICK_DEFAULTS, image_size=128, use_cpu=not torch.cuda.is_available())
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser((ModelArguments, FineTuningArguments, DataArguments, TrainingArguments))
+    parser.set_defaults(**DEFAULTS, image_size=128, use_cpu=not torch.cuda.is_available())
+    model_args, tuning, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if data_args.image_size % 32:
         raise ValueError(f"LSeg needs image sides that are multiples of 32; --image_size is {data_args.image_size}.")
 
@@ -75,9 +69,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model.config.label2id = {name: index for index, name in enumerate(label_names)}
     processor = LSegProcessor.from_pretrained(model_args.model_name_or_path)
     processor.set_default_labels(label_names)
-    model = prepare_for_fine_tuning(model, model_args.strategy, lora_rank=model_args.lora_rank)
+    model = prepare_for_fine_tuning(model, tuning.strategy, lora_rank=tuning.lora_rank)
     if training_args.process_index == 0:
-        print(f"{model_args.strategy}, {training_args.world_size} process(es): {describe_parameters(model)}")
+        print(f"{tuning.strategy}, {training_args.world_size} process(es): {describe_parameters(model)}")
 
     def postprocess(outputs, target_sizes):
         return processor.post_process_semantic_segmentation(outputs, target_sizes=target_sizes)
@@ -91,9 +85,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=collator,
         categories=vocabulary.coco_categories(),
         postprocess=postprocess,
-        lr_multipliers={"dpt": model_args.backbone_lr_multiplier},
+        lr_multipliers={"dpt": tuning.backbone_lr_multiplier},
     )
-    return train_evaluate_and_save(trainer, processor, training_args, model_args.evaluate_only)
+    return train_evaluate_and_save(trainer, processor, training_args, tuning.evaluate_only)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,16 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from seem_hf import SeemForUniversalSegmentation, SeemProcessor
-from seem_hf.adapters import FineTuningStrategy, describe_parameters, prepare_for_fine_tuning
+from seem_hf.adapters import describe_parameters, prepare_for_fine_tuning
 from seem_hf.testing import FIXTURES
 from seem_hf.training import DetrPanopticCollator, LabelSetCollator, SegmentationTrainer
-from seem_hf.training.arguments import DataArguments, train_evaluate_and_save, training_datasets
+from seem_hf.training.arguments import (
+    QUICK_DEFAULTS,
+    DataArguments,
+    FineTuningArguments,
+    train_evaluate_and_save,
+    training_datasets,
+)
 
 
 @dataclass
@@ -38,42 +44,24 @@ class ModelArguments:
     model_name_or_path: str = field(
         default=str(FIXTURES / "tiny-random-seem"), metadata={"help": "checkpoint folder or Hub id"}
     )
-    strategy: str = field(
-        default="full", metadata={"help": "what trains", "choices": [s.value for s in FineTuningStrategy]}
-    )
-    bottleneck_size: int = field(default=256, metadata={"help": "width of the decoder's bottleneck adapters"})
-    lora_rank: int = field(default=8, metadata={"help": "rank of the backbone's LoRA adapters"})
-    backbone_lr_multiplier: float = field(default=0.1, metadata={"help": "backbone learning rate / base rate"})
-    lr_milestones: str = field(
-        default="", metadata={"help": "comma-separated fractions of training where the rate drops (SEEM: "
-                              "0.88889,0.96296); empty: use --lr_scheduler_type"}
-    )
-    lr_gamma: float = field(default=0.1, metadata={"help": "rate factor at each milestone"})
-    evaluate_only: bool = field(default=False, metadata={"help": "evaluate the checkpoint, do not train"})
 
 
-QUICK_DEFAULTS = dict(
+DEFAULTS = dict(
+    QUICK_DEFAULTS,
     output_dir="outputs/finetune_seem",
     max_steps=300,
-    per_device_train_batch_size=4,
-    per_device_eval_batch_size=4,
     learning_rate=1e-3,
-    weight_decay=0.05,
-    max_grad_norm=5.0,
-    eval_strategy="steps",
+    weight_decay=0.05,  # SEEM's
+    max_grad_norm=5.0,  # SEEM's
     eval_steps=100,
     save_steps=100,
-    logging_steps=10,
-    report_to="none",
-    remove_unused_columns=False,
-    dataloader_num_workers=0,
 )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    parser.set_defaults(**QUICK_DEFAULTS, image_size=128, use_cpu=not torch.cuda.is_available())
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser((ModelArguments, FineTuningArguments, DataArguments, TrainingArguments))
+    parser.set_defaults(**DEFAULTS, image_size=128, bottleneck_size=256, use_cpu=not torch.cuda.is_available())
+    model_args, tuning, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
 
     train, evaluation, vocabulary = training_datasets(data_args, training_args)
     label_names = [vocabulary.id2label[index] for index in sorted(vocabulary.id2label)]
@@ -85,10 +73,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     processor.image_processor.id2label = dict(vocabulary.id2label)
     processor.image_processor.thing_label_ids = list(vocabulary.thing_label_ids)
     model = prepare_for_fine_tuning(
-        model, model_args.strategy, bottleneck_size=model_args.bottleneck_size, lora_rank=model_args.lora_rank
+        model, tuning.strategy, bottleneck_size=tuning.bottleneck_size, lora_rank=tuning.lora_rank
     )
     if training_args.process_index == 0:
-        print(f"{model_args.strategy}, {training_args.world_size} process(es): {describe_parameters(model)}")
+        print(f"{tuning.strategy}, {training_args.world_size} process(es): {describe_parameters(model)}")
 
     # Training: one template per label and batch, drawn from the run's seed, the epoch and the batch's images (so
     # resumed and distributed runs draw the same); evaluation: all 81.
@@ -115,11 +103,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         categories=vocabulary.coco_categories(),
         postprocess=postprocess,
         semantic_postprocess=processor.post_process_semantic_segmentation,
-        lr_multipliers={"backbone": model_args.backbone_lr_multiplier},
-        lr_milestones=tuple(float(value) for value in model_args.lr_milestones.split(",") if value) or None,
-        lr_gamma=model_args.lr_gamma,
+        lr_multipliers={"backbone": tuning.backbone_lr_multiplier},
+        lr_milestones=tuning.milestones,
+        lr_gamma=tuning.lr_gamma,
     )
-    return train_evaluate_and_save(trainer, processor, training_args, model_args.evaluate_only)
+    return train_evaluate_and_save(trainer, processor, training_args, tuning.evaluate_only)
 
 
 if __name__ == "__main__":

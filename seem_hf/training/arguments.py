@@ -7,9 +7,45 @@ from pathlib import Path
 
 from transformers import TrainingArguments
 
+from seem_hf.adapters import FineTuningStrategy
 from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter, coco_panoptic_paths, load_coco_panoptic
 from seem_hf.data import make_shapes_dataset
 from seem_hf.data.coco_panoptic import vocabulary_of
+
+
+@dataclass
+class FineTuningArguments:
+    """What trains and how fast: the arguments every fine-tuning example shares besides transformers'
+    `TrainingArguments` (see `seem_hf.adapters` for the strategies)."""
+
+    strategy: str = field(
+        default="full", metadata={"help": "what trains", "choices": [strategy.value for strategy in FineTuningStrategy]}
+    )
+    bottleneck_size: int = field(default=64, metadata={"help": "width of the head's bottleneck adapters"})
+    lora_rank: int = field(default=8, metadata={"help": "rank of the LoRA adapters"})
+    backbone_lr_multiplier: float = field(default=0.1, metadata={"help": "backbone learning rate / base rate"})
+    lr_milestones: str = field(
+        default="", metadata={"help": "comma-separated fractions of training where the rate drops (SEEM: "
+                              "0.88889,0.96296); empty: use --lr_scheduler_type"}
+    )
+    lr_gamma: float = field(default=0.1, metadata={"help": "rate factor at each milestone"})
+    evaluate_only: bool = field(default=False, metadata={"help": "evaluate the checkpoint, do not train"})
+
+    @property
+    def milestones(self) -> tuple[float, ...] | None:
+        return tuple(float(value) for value in self.lr_milestones.split(",") if value) or None
+
+
+QUICK_DEFAULTS = dict(
+    per_device_train_batch_size=4,
+    per_device_eval_batch_size=4,
+    eval_strategy="steps",
+    logging_steps=10,
+    report_to="none",
+    remove_unused_columns=False,
+    dataloader_num_workers=0,
+)
+"""TrainingArguments defaults of the examples' quick runs on the bundled dataset (each example adds its own)."""
 
 
 @dataclass
@@ -70,4 +106,4 @@ def train_evaluate_and_save(trainer, processor, training_args: TrainingArguments
     return metrics
 
 
-__all__ = ["DataArguments", "train_evaluate_and_save", "training_datasets"]
+__all__ = ["QUICK_DEFAULTS", "DataArguments", "FineTuningArguments", "train_evaluate_and_save", "training_datasets"]
