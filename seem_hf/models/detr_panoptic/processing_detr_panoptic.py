@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from transformers import ProcessorMixin
 
+from seem_hf.processing_utils import PostProcessingMixin
 from seem_hf.remote_code import RemoteCodeMixin
 
 
-class DetrPanopticProcessor(RemoteCodeMixin, ProcessorMixin):
+class DetrPanopticProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
     r"""
     The processor of [`DetrPanopticForSegmentation`]. DETR-panoptic reads no text, so the processor is the
     image processor plus the label vocabulary that post-processing and visualisation need (`id2label`,
@@ -39,14 +40,6 @@ class DetrPanopticProcessor(RemoteCodeMixin, ProcessorMixin):
     def label_colors(self) -> dict | None:
         return self.image_processor.label_colors
 
-    def post_process_semantic_segmentation(self, *args, **kwargs):
-        return self.image_processor.post_process_semantic_segmentation(*args, **kwargs)
-
-    def post_process_instance_segmentation(self, *args, **kwargs):
-        return self.image_processor.post_process_instance_segmentation(*args, **kwargs)
-
-    def post_process_panoptic_segmentation(self, *args, **kwargs):
-        return self.image_processor.post_process_panoptic_segmentation(*args, **kwargs)
 
 
 DetrPanopticProcessor.register_for_auto_class("AutoProcessor")

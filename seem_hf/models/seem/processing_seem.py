@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import BatchFeature, ProcessorMixin
 
+from seem_hf.processing_utils import PostProcessingMixin
 from seem_hf.remote_code import RemoteCodeMixin
 
 from .prompts_seem import BACKGROUND, evaluation_prompts, training_prompt
@@ -11,7 +12,7 @@ from .prompts_seem import BACKGROUND, evaluation_prompts, training_prompt
 CONTEXT_LENGTH = 77
 
 
-class SeemProcessor(RemoteCodeMixin, ProcessorMixin):
+class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
     r"""
     The processor of [`SeemForUniversalSegmentation`]: [`SeemImageProcessor`] for images, CLIP's BPE tokenizer for
     text.
@@ -65,14 +66,6 @@ class SeemProcessor(RemoteCodeMixin, ProcessorMixin):
         )["input_ids"]
         return ids[:, None]
 
-    def post_process_semantic_segmentation(self, *args, **kwargs):
-        return self.image_processor.post_process_semantic_segmentation(*args, **kwargs)
-
-    def post_process_instance_segmentation(self, *args, **kwargs):
-        return self.image_processor.post_process_instance_segmentation(*args, **kwargs)
-
-    def post_process_panoptic_segmentation(self, *args, **kwargs):
-        return self.image_processor.post_process_panoptic_segmentation(*args, **kwargs)
 
 
 SeemProcessor.register_for_auto_class("AutoProcessor")

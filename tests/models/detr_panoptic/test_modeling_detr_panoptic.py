@@ -390,6 +390,7 @@ def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
         "point_sampling.py",
         "postprocessing.py",
         "processing_detr_panoptic.py",
+        "processing_utils.py",
         "remote_code.py",
         "set_criterion.py",
     ]
