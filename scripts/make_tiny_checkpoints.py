@@ -9,6 +9,7 @@ that lets it load with `trust_remote_code=True` where seem_hf is not installed.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 from pathlib import Path
 
@@ -80,6 +81,11 @@ def make_tiny_lseg(output_dir: Path) -> Path:
 def make_tiny_seem(output_dir: Path) -> Path:
     torch.manual_seed(0)
     model = SeemForUniversalSegmentation(tiny_seem_config(id2label=dict(TINY_LABELS))).eval()
+    with torch.no_grad():
+        # SEEM's class logits are exp(logit_scale) x cosine with a frozen, pretrained scale; the initial value 1
+        # caps a class probability below SEEM's 0.8 score threshold unless the embeddings are nearly perfect.
+        # A pretrained-like scale (CLIP's initial 1 / 0.07) lets the tiny checkpoint learn to pass it.
+        model.language_encoder.logit_scale.fill_(math.log(1 / 0.07))
     image_processor = SeemImageProcessor(id2label=dict(TINY_LABELS), thing_label_ids=TINY_THINGS,
                                          size=dict(TINY_IMAGE_SIZE))
     folder = output_dir / "tiny-random-seem"
