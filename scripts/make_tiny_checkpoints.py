@@ -81,17 +81,28 @@ def make_tiny_lseg(output_dir: Path) -> Path:
 def make_tiny_seem(output_dir: Path) -> Path:
     torch.manual_seed(0)
     model = SeemForUniversalSegmentation(tiny_seem_config(id2label=dict(TINY_LABELS))).eval()
+    image_processor = SeemImageProcessor(id2label=dict(TINY_LABELS), thing_label_ids=TINY_THINGS,
+                                         size=dict(TINY_IMAGE_SIZE))
     with torch.no_grad():
         # SEEM's class logits are exp(logit_scale) x cosine with a frozen, pretrained scale; the initial value 1
         # caps a class probability below SEEM's 0.8 score threshold unless the embeddings are nearly perfect.
         # A pretrained-like scale (CLIP's initial 1 / 0.07) lets the tiny checkpoint learn to pass it.
         model.language_encoder.logit_scale.fill_(math.log(1 / 0.07))
-    image_processor = SeemImageProcessor(id2label=dict(TINY_LABELS), thing_label_ids=TINY_THINGS,
-                                         size=dict(TINY_IMAGE_SIZE))
+        # A random text tower maps every class name to nearly the same direction (cosine ~0.97 after SEEM's
+        # template averaging), and it is frozen in training, so no query could ever be confident. A pretrained
+        # tower separates names: fit the projection so that the bundled vocabulary's names (and "background")
+        # land on orthonormal directions, as a pretrained one would keep them apart.
+        processor = SeemProcessor(image_processor, clip_tokenizer())
+        ids = processor.tokenize_labels(list(TINY_LABELS.values()))
+        pooled = model.language_encoder.text_model(input_ids=ids.flatten(0, 1)).pooler_output
+        pooled = pooled.view(*ids.shape[:2], -1).mean(1)
+        targets = torch.linalg.qr(torch.randn(model.config.dim_proj, len(pooled)))[0].t()
+        weight = torch.linalg.lstsq(pooled.double(), targets.double()).solution.t()
+        model.language_encoder.lang_proj.weight.copy_(weight.float())
     folder = output_dir / "tiny-random-seem"
     shutil.rmtree(folder, ignore_errors=True)
     model.save_pretrained(folder)
-    SeemProcessor(image_processor, clip_tokenizer()).save_pretrained(folder)
+    processor.save_pretrained(folder)
     return folder
 
 

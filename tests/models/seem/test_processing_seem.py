@@ -131,7 +131,9 @@ def test_fixture_matches_its_script(tmp_path, tiny_seem_folder_module):
     folder = script.make_tiny_seem(tmp_path)
     fresh = SeemForUniversalSegmentation.from_pretrained(folder).state_dict()
     shipped = SeemForUniversalSegmentation.from_pretrained(tiny_seem_folder_module).state_dict()
-    assert all(torch.equal(fresh[key], shipped[key]) for key in shipped)
+    # the fitted projection goes through a least-squares solve, whose last bits depend on the BLAS threads
+    for key in shipped:
+        torch.testing.assert_close(fresh[key], shipped[key], rtol=0, atol=1e-5)
     for name in ("config.json", "processor_config.json"):
         assert json.loads((folder / name).read_text()) == json.loads((tiny_seem_folder_module / name).read_text())
     for code in folder.glob("*.py"):
