@@ -15,7 +15,7 @@ from importlib import resources
 
 from transformers import CLIPTokenizer
 
-CONTEXT_LENGTH = 77
+from seem_hf.processing_utils import CONTEXT_LENGTH
 _NUM_MERGES = 49152 - 256 - 2
 
 

@@ -16,7 +16,7 @@ from transformers.image_utils import get_image_size, infer_channel_dimension_for
 from transformers.pipelines import PIPELINE_REGISTRY, ImageSegmentationPipeline
 
 from seem_hf.image_utils import validate_image
-from seem_hf.models.lseg.processing_lseg import check_label_set
+from seem_hf.processing_utils import check_label_set
 
 
 class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):

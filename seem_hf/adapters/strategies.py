@@ -94,14 +94,18 @@ def _lora_capable(module: nn.Module) -> bool:
     return isinstance(module, LORA_TYPES) and getattr(module, "groups", 1) == 1
 
 
-def _matching(model: nn.Module, pattern: str | None, types: tuple[type, ...] = (nn.Module,)) -> list[str]:
+def _is_norm(module: nn.Module) -> bool:
+    return isinstance(module, NORM_TYPES)
+
+
+def _matching(model: nn.Module, pattern: str | None, accept=None) -> list[str]:
+    """Names of the modules whose name matches `pattern` (`re.fullmatch`) and that `accept` (default: any)."""
     if pattern is None:
         return []
-    lora_only = types == LORA_TYPES
     return [
         name
         for name, module in model.named_modules()
-        if re.fullmatch(pattern, name) and isinstance(module, types) and (not lora_only or _lora_capable(module))
+        if re.fullmatch(pattern, name) and (accept is None or accept(module))
     ]
 
 
@@ -200,14 +204,11 @@ def prepare_for_fine_tuning(
         ]
     if strategy.adapts_head:
         sequential, parallel = _matching(model, targets.bottleneck), _matching(model, targets.parallel_bottleneck)
-        lora_targets += _matching(model, targets.head_lora, LORA_TYPES)
+        lora_targets += _matching(model, targets.head_lora, _lora_capable)
         adapted = sequential + parallel
         trainable = _matching(model, targets.head_trainable)
-        norms = [
-            name
-            for name, module in model.named_modules()
-            if isinstance(module, NORM_TYPES) and not _under(name, backbone + frozen + trainable)
-        ]
+        kept_whole = backbone + frozen + trainable
+        norms = [name for name in _matching(model, r".*", _is_norm) if not _under(name, kept_whole)]
         if inside := [name for name in norms if _under(name, adapted)]:
             raise ValueError(f"Norm layers {inside} sit inside adapted blocks; PEFT cannot train them there.")
         modules_to_save += trainable + norms
@@ -242,10 +243,10 @@ def lora_by_pattern(
 ) -> PeftModel:
     """LoRA on every Linear and Conv2d whose name matches `target_pattern` (`re.fullmatch`), with the norm layers
     whose names match `trainable_norms` and the modules in `trainable_modules` trained in full."""
-    targets = _matching(model, target_pattern, LORA_TYPES)
+    targets = _matching(model, target_pattern, _lora_capable)
     if not targets:
         raise ValueError(f"No Linear or Conv2d layer of {type(model).__name__} matches {target_pattern!r}.")
-    norms = _matching(model, trainable_norms, NORM_TYPES)
+    norms = _matching(model, trainable_norms, _is_norm)
     config = LoraConfig(
         r=rank,
         lora_alpha=alpha or rank,

@@ -73,7 +73,7 @@ class LSegPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         # transformers' own initialisation for the DPT and CLIP parts; LSeg's head keeps PyTorch's default.
-        if isinstance(module, nn.Conv2d) and module.out_channels == self.config.embedding_dim:
+        if module is getattr(self, "head", None):
             return
         super()._init_weights(module)
 
@@ -196,9 +196,9 @@ class LSegForSemanticSegmentation(RemoteCodeMixin, LSegPreTrainedModel):
 
         loss = None
         if labels is not None:
-            if labels.shape != (logits.shape[0], *logits.shape[-2:]):
-                raise ValueError(f"labels must be (batch, height, width) = {tuple(logits.shape[:1] + logits.shape[-2:])}, "
-                                 f"got {tuple(labels.shape)}.")
+            expected = (logits.shape[0], *logits.shape[-2:])
+            if labels.shape != expected:
+                raise ValueError(f"labels must be (batch, height, width) = {expected}, got {tuple(labels.shape)}.")
             loss = nn.functional.cross_entropy(logits, labels.long(), ignore_index=self.config.ignore_index)
 
         output = LSegSemanticSegmentationOutput(

@@ -4,23 +4,8 @@ from __future__ import annotations
 
 from transformers import BatchFeature, ProcessorMixin
 
+from seem_hf.processing_utils import CONTEXT_LENGTH, check_label_set
 from seem_hf.remote_code import RemoteCodeMixin
-
-CONTEXT_LENGTH = 77
-
-
-def check_label_set(labels) -> list[str]:
-    """The label set as a list of non-empty, distinct strings, or a `ValueError` saying what is wrong."""
-    if isinstance(labels, str):
-        raise ValueError(f"Give the labels as a list of strings, not one string: {labels!r}.")
-    labels = list(labels)
-    if not labels:
-        raise ValueError("The label set is empty: give at least one label.")
-    if bad := [label for label in labels if not isinstance(label, str) or not label.strip()]:
-        raise ValueError(f"Labels must be non-empty strings; got {bad}.")
-    if duplicates := sorted({label for label in labels if labels.count(label) > 1}):
-        raise ValueError(f"Labels must be distinct; repeated: {duplicates}.")
-    return labels
 
 
 class LSegProcessor(RemoteCodeMixin, ProcessorMixin):
@@ -71,4 +56,4 @@ class LSegProcessor(RemoteCodeMixin, ProcessorMixin):
 
 LSegProcessor.register_for_auto_class("AutoProcessor")
 
-__all__ = ["LSegProcessor", "check_label_set"]
+__all__ = ["LSegProcessor"]

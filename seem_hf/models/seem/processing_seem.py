@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from transformers import BatchFeature, ProcessorMixin
 
-from seem_hf.processing_utils import PostProcessingMixin
+from seem_hf.processing_utils import CONTEXT_LENGTH, PostProcessingMixin, check_label_set
 from seem_hf.remote_code import RemoteCodeMixin
 
 from .prompts_seem import BACKGROUND, evaluation_prompts, training_prompt
-
-CONTEXT_LENGTH = 77
 
 
 class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
@@ -44,27 +42,20 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
 
     def tokenize_labels(self, labels):
         """`(num_labels + 1, 81, 77)` token ids of the label set's prompts, "background" last."""
-        if isinstance(labels, str) or not list(labels):
-            raise ValueError(f"Give the class names as a non-empty list of strings, got {labels!r}.")
-        labels = list(labels)
-        if bad := [label for label in labels if not isinstance(label, str) or not label.strip()]:
-            raise ValueError(f"Class names must be non-empty strings; got {bad}.")
-        if duplicates := sorted({label for label in labels if labels.count(label) > 1}):
-            raise ValueError(f"Class names must be distinct; repeated: {duplicates}.")
+        labels = check_label_set(labels)
         prompts = [prompt for label in labels + [BACKGROUND] for prompt in evaluation_prompts(label)]
-        ids = self.tokenizer(
-            prompts, padding="max_length", max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt"
-        )["input_ids"]
-        return ids.view(len(labels) + 1, -1, CONTEXT_LENGTH)
+        return self._tokenize(prompts).view(len(labels) + 1, -1, CONTEXT_LENGTH)
 
     def tokenize_training_labels(self, labels, rng):
         """`(num_labels + 1, 1, 77)` token ids with one prompt template drawn per label from `rng` (a
         `random.Random`), as SEEM's training draws them; "background" last."""
         prompts = [training_prompt(label, rng) for label in list(labels) + [BACKGROUND]]
-        ids = self.tokenizer(
+        return self._tokenize(prompts)[:, None]
+
+    def _tokenize(self, prompts: list[str]):
+        return self.tokenizer(
             prompts, padding="max_length", max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt"
         )["input_ids"]
-        return ids[:, None]
 
 
 
