@@ -66,9 +66,12 @@ class HungarianMatcher(nn.Module):
         targets: list[dict[str, torch.Tensor]],
         mask_logits: torch.Tensor | None = None,
         pred_boxes: torch.Tensor | None = None,
+        class_probabilities: torch.Tensor | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """class_logits `(B, Q, K+1)`; mask_logits `(B, Q, h, w)`; pred_boxes `(B, Q, 4)`; targets: per image a
-        dict with `class_labels` `(T,)` and, as the costs need them, `masks` `(T, H, W)` and `boxes` `(T, 4)`."""
+        dict with `class_labels` `(T,)` and, as the costs need them, `masks` `(T, H, W)` and `boxes` `(T, 4)`.
+        `class_probabilities` `(B, Q, C)` replaces `class_logits.softmax(-1)` where the probability is taken
+        another way (SEEM's grounding normalises over queries, not classes)."""
         if self.uses_masks and mask_logits is None:
             raise ValueError("This matcher has mask costs: pass mask_logits.")
         if self.uses_boxes and pred_boxes is None:
@@ -82,9 +85,12 @@ class HungarianMatcher(nn.Module):
                 empty = torch.zeros(0, dtype=torch.int64)
                 indices.append((empty, empty.clone()))
                 continue
-            cost = -self.class_cost * class_logits[image].softmax(-1)[:, classes]
+            probabilities = (
+                class_logits[image].softmax(-1) if class_probabilities is None else class_probabilities[image]
+            )
+            cost = -self.class_cost * probabilities[:, classes]
             if self.uses_masks:
-                cost = cost + self._mask_costs(mask_logits[image], target["masks"])
+                cost = cost + self.mask_costs(mask_logits[image], target["masks"])
             if self.uses_boxes:
                 boxes, target_boxes = pred_boxes[image], target["boxes"].to(pred_boxes.dtype)
                 cost = cost + self.bbox_cost * torch.cdist(boxes, target_boxes, p=1)
@@ -97,7 +103,9 @@ class HungarianMatcher(nn.Module):
             indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(columns, dtype=torch.int64)))
         return indices
 
-    def _mask_costs(self, mask_logits: torch.Tensor, target_masks: torch.Tensor) -> torch.Tensor:
+    def mask_costs(self, mask_logits: torch.Tensor, target_masks: torch.Tensor) -> torch.Tensor:
+        """Weighted BCE + dice cost `(Q, T)` of every prediction `(Q, h, w)` against every target `(T, H, W)`, on
+        `num_points` uniform points shared by all pairs."""
         points = torch.rand(1, self.num_points, 2, device=mask_logits.device)
         targets = sample_point(
             target_masks[:, None].to(mask_logits.dtype), points.repeat(len(target_masks), 1, 1), align_corners=False

@@ -68,13 +68,14 @@ def test_fully_masked_rows_attend_to_nothing_instead_of_nan():
     torch.testing.assert_close(out[0, 0], attention.out_proj.bias)
 
 
-def test_decoder_size_without_the_prompt_parameters():
-    """The released decoder is 39,812,608 parameters; the generic path holds all but the visual-prompt ones
+def test_decoder_size_equals_the_released_decoder():
+    """The released decoder (without the language encoder) is 39,812,608 parameters, visual-prompt parts included
     (3 level projections of 512 x 512, 32 + 32 memory embeddings and 2 point indicators of 512)."""
     with torch.device("meta"):
         decoder = SeemDecoder(SeemConfig())
-    prompt_parameters = 3 * 512 * 512 + 2 * 32 * 512 + 2 * 512
-    assert sum(p.numel() for p in decoder.parameters()) == 39_812_608 - prompt_parameters
+    assert sum(p.numel() for p in decoder.parameters()) == 39_812_608
+    prompt_parts = (decoder.mask_spatial_embed, decoder.pn_indicator, decoder.spatial_featured, decoder.spatial_embed)
+    assert sum(p.numel() for part in prompt_parts for p in part.parameters()) == 3 * 512 * 512 + 2 * 32 * 512 + 2 * 512
 
 
 def test_bad_inputs(model):
