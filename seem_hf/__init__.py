@@ -28,7 +28,7 @@ from .models.seem import (
     SeemProcessor,
     SeemUniversalSegmentationOutput,
 )
-from .pipelines import ArrayImageSegmentationPipeline, register_pipeline
+from .pipelines import ArrayImageSegmentationPipeline, ReferringSegmentationPipeline, register_pipeline
 
 __version__ = "0.1.0"
 
@@ -37,6 +37,7 @@ register_pipeline()
 
 __all__ = [
     "ArrayImageSegmentationPipeline",
+    "ReferringSegmentationPipeline",
     "DetrPanopticConfig",
     "DetrPanopticForSegmentation",
     "DetrPanopticImageProcessor",

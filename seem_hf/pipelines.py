@@ -11,9 +11,9 @@ import inspect
 
 import numpy as np
 import PIL.Image
-from transformers import AutoProcessor
-from transformers.image_utils import get_image_size, infer_channel_dimension_format
-from transformers.pipelines import PIPELINE_REGISTRY, ImageSegmentationPipeline
+from transformers import AutoModelForUniversalSegmentation, AutoProcessor
+from transformers.image_utils import get_image_size, infer_channel_dimension_format, load_image
+from transformers.pipelines import PIPELINE_REGISTRY, ImageSegmentationPipeline, Pipeline
 
 from seem_hf.image_utils import validate_image
 from seem_hf.processing_utils import check_label_set
@@ -95,20 +95,83 @@ class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
         if isinstance(image, (str, PIL.Image.Image)):
             return super().preprocess(image, subtask=subtask, timeout=timeout)
         validate_image(image)
-        array = image if isinstance(image, np.ndarray) else image.detach().cpu().numpy()
-        if array.ndim == 2:
-            target_size = array.shape
-        else:
-            target_size = get_image_size(array, infer_channel_dimension_format(array, num_channels=(1, 3, 4)))
+        target_size = _image_size(image)
         inputs = self.image_processor(images=[image], return_tensors="pt").to(self.dtype)
         inputs["target_size"] = [tuple(target_size)]
         return inputs
 
 
+class ReferringSegmentationPipeline(Pipeline):
+    """`pipeline("referring-segmentation", model=...)`: a mask for each sentence that describes something in the
+    image (SEEM's grounding queries).
+
+    `segmenter(image, sentences=["the red circle", "the squares"], top_k=1)` returns, per sentence, a list of
+    `{"sentence", "score", "mask"}` (a PIL "L" image at the input's size); `top_k` > 1 returns the next-best
+    matches too (every car for "cars", not one). Images as in the image-segmentation pipeline.
+    """
+
+    _load_processor = True
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def _sanitize_parameters(self, sentences=None, top_k=None, mask_threshold=None, timeout=None, **kwargs):
+        if kwargs:
+            raise ValueError(f"Unknown arguments for referring segmentation: {sorted(kwargs)}.")
+        preprocess = {"sentences": sentences, "timeout": timeout}
+        postprocess = {key: value for key, value in (("top_k", top_k), ("mask_threshold", mask_threshold))
+                       if value is not None}
+        return preprocess, {}, postprocess
+
+    def preprocess(self, image, sentences=None, timeout=None):
+        if sentences is None:
+            raise ValueError("Referring segmentation needs sentences=[...] describing what to segment.")
+        sentences = [sentences] if isinstance(sentences, str) else list(sentences)
+        if isinstance(image, (str, PIL.Image.Image)):
+            image = load_image(image, timeout=timeout)
+        else:
+            validate_image(image)
+        inputs = self.processor(images=image, sentences=sentences, return_tensors="pt").to(self.dtype)
+        inputs["target_size"] = [tuple(int(side) for side in _image_size(image))]
+        inputs["sentences"] = sentences
+        return inputs
+
+    def _forward(self, model_inputs):
+        target_size, sentences = model_inputs.pop("target_size"), model_inputs.pop("sentences")
+        outputs = self.model(**model_inputs)
+        outputs["target_size"], outputs["sentences"] = target_size, sentences
+        return outputs
+
+    def postprocess(self, model_outputs, top_k=1, mask_threshold=0.5):
+        results = self.processor.post_process_referring_segmentation(
+            model_outputs, target_sizes=model_outputs["target_size"], top_k=top_k, mask_threshold=mask_threshold
+        )[0]
+        return [
+            [{"sentence": model_outputs["sentences"][result["sentence_index"]], "score": float(score),
+              "mask": PIL.Image.fromarray((mask.numpy() * 255).astype(np.uint8), mode="L")}
+             for mask, score in zip(result["masks"], result["scores"])]
+            for result in results
+        ]
+
+
+def _image_size(image) -> tuple[int, int]:
+    if isinstance(image, PIL.Image.Image):
+        return image.height, image.width
+    array = image if isinstance(image, np.ndarray) else image.detach().cpu().numpy()
+    if array.ndim == 2:
+        return array.shape
+    return get_image_size(array, infer_channel_dimension_format(array, num_channels=(1, 3, 4)))
+
+
 def register_pipeline() -> None:
     """Make `pipeline("image-segmentation")` build `ArrayImageSegmentationPipeline` (a strict superset of
-    transformers' pipeline: every input it accepted is handled by transformers' own code)."""
+    transformers' pipeline: every input it accepted is handled by transformers' own code), and register
+    `pipeline("referring-segmentation")`."""
     PIPELINE_REGISTRY.supported_tasks["image-segmentation"]["impl"] = ArrayImageSegmentationPipeline
+    PIPELINE_REGISTRY.register_pipeline(
+        "referring-segmentation", pipeline_class=ReferringSegmentationPipeline,
+        pt_model=AutoModelForUniversalSegmentation, type="multimodal",
+    )
 
 
-__all__ = ["ArrayImageSegmentationPipeline", "register_pipeline"]
+__all__ = ["ArrayImageSegmentationPipeline", "ReferringSegmentationPipeline", "register_pipeline"]

@@ -262,14 +262,19 @@ def _resized_argmax(
 
 
 def crop_and_resize_masks(
-    mask_logits: torch.Tensor, padded_size: tuple[int, int], image_size: tuple[int, int], target_size: tuple[int, int]
+    mask_logits: torch.Tensor,
+    padded_size: tuple[int, int],
+    image_size: tuple[int, int],
+    target_size: tuple[int, int],
+    mode: str = "bicubic",
 ) -> torch.Tensor:
     """SEEM's (Mask2Former's) resize of one image's mask logits `(queries, h, w)`: bilinear to the padded input
     size, crop the padding away (`image_size`, the resized image inside the padded batch), then bicubic with
-    antialiasing to `target_size` (the original image)."""
+    antialiasing to `target_size` (the original image); SEEM's interactive answers use `mode="bilinear"`."""
     upsampled = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear", align_corners=False)
     cropped = upsampled[..., : image_size[0], : image_size[1]]
-    return F.interpolate(cropped, size=target_size, mode="bicubic", align_corners=False, antialias=True)[0]
+    antialias = mode == "bicubic"
+    return F.interpolate(cropped, size=target_size, mode=mode, align_corners=False, antialias=antialias)[0]
 
 
 def semantic_segmentation(

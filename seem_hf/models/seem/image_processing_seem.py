@@ -59,12 +59,55 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         return outputs
 
     # -------------------------------------------------------------------------------------------- post-processing
-    def _resized_masks(self, outputs, index: int, target_size) -> torch.Tensor:
-        mask_logits = outputs.masks_queries_logits[index]
+    def _resized_masks(self, outputs, index: int, target_size, mask_logits=None, mode="bicubic") -> torch.Tensor:
+        mask_logits = outputs.masks_queries_logits[index] if mask_logits is None else mask_logits
         padded = tuple(4 * size for size in mask_logits.shape[-2:])
         image_sizes = getattr(outputs, "image_sizes", None)
         image_size = tuple(image_sizes[index]) if image_sizes is not None else padded
-        return crop_and_resize_masks(mask_logits, padded, image_size, tuple(target_size or image_size))
+        return crop_and_resize_masks(mask_logits, padded, image_size, tuple(target_size or image_size), mode)
+
+    def post_process_referring_segmentation(
+        self, outputs, target_sizes=None, top_k: int = 1, mask_threshold: float = 0.5
+    ) -> list[list[dict]]:
+        """Per image, per real sentence: `masks` `(top_k, height, width)` bool, `scores` `(top_k,)` and
+        `query_indices`. The grounding queries are ranked by their similarity with the sentence (SEEM answers with
+        the best one, `top_k=1`; a larger `top_k` returns the next-best queries too, e.g. every car for "cars");
+        `scores` are the softmax over queries."""
+        if getattr(outputs, "grounding_logits", None) is None:
+            raise ValueError("These outputs have no referring results: call the model with grounding_input_ids.")
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}.")
+        results = []
+        for index, (logits, real) in enumerate(zip(outputs.grounding_logits, outputs.grounding_sentence_mask)):
+            target = target_sizes[index] if target_sizes else None
+            image_results = []
+            for sentence in torch.nonzero(real).flatten().tolist():
+                probabilities = logits[:, sentence].softmax(0)
+                scores, queries = probabilities.topk(min(top_k, len(probabilities)))
+                masks = self._resized_masks(outputs, index, target, outputs.grounding_masks_logits[index, queries])
+                image_results.append({"sentence_index": sentence, "masks": masks.sigmoid() > mask_threshold,
+                                      "scores": scores, "query_indices": queries})
+            results.append(image_results)
+        return results
+
+    def post_process_interactive_segmentation(
+        self, outputs, target_sizes=None, mask_threshold: float = 0.5
+    ) -> list[dict]:
+        """Per image: `masks` `(num_prompts, height, width)` bool, one per visual prompt (bilinear resize, then
+        sigmoid > `mask_threshold`, as SEEM), and, when the model was given a label set, each mask's `labels` and
+        `scores` (its query's class probability, background excluded)."""
+        if getattr(outputs, "interactive_masks_logits", None) is None:
+            raise ValueError("These outputs have no interactive results: call the model with spatial prompts.")
+        results = []
+        for index, mask_logits in enumerate(outputs.interactive_masks_logits):
+            target = target_sizes[index] if target_sizes else None
+            masks = self._resized_masks(outputs, index, target, mask_logits, mode="bilinear")
+            result = {"masks": masks.sigmoid() > mask_threshold}
+            class_logits = getattr(outputs, "interactive_class_logits", None)
+            if class_logits is not None:
+                result["scores"], result["labels"] = class_logits[index].softmax(-1)[:, :-1].max(-1)
+            results.append(result)
+        return results
 
     def post_process_semantic_segmentation(self, outputs, target_sizes=None) -> list[torch.Tensor]:
         """Per-pixel label ids `(height, width)` per image."""
