@@ -1,4 +1,5 @@
-"""Fine-tune SEEM on a COCO-panoptic dataset with transformers' Trainer (generic segmentation).
+"""Fine-tune SEEM on a COCO-panoptic dataset with transformers' Trainer: generic, referring and interactive query
+groups together, as SEEM trains.
 
     python examples/finetune_seem.py                      # tiny model, bundled dataset, a few minutes on CPU
     accelerate launch examples/finetune_seem.py --model_name_or_path seem-focall-v1 --data_dir data/my_dataset \
@@ -9,8 +10,11 @@
 Arguments are transformers' `TrainingArguments`, the model arguments below and the data arguments of
 `seem_hf.training.arguments.DataArguments`. The dataset's category names are the label set: in training each
 batch writes every name into one of SEEM's 81 prompt templates drawn at random (as SEEM trains), in evaluation
-into all 81, averaged. The loss is SEEM's generic set loss (matching and losses on class, point-sampled mask BCE
-and dice, every decoder round). `--strategy` picks what trains (`seem_hf.adapters`; SEEM's four: backbone frozen
+into all 81, averaged. Every batch also carries referring sentences (the dataset's grounding annotations, or
+class names where an image has none) and visual prompts sampled inside its segments (clicks, polygons,
+scribbles, circles), and the model first adds 0..`--max_click_rounds` corrective clicks without gradient; the
+loss is SEEM's generic set loss plus its grounding and spatial losses, on every decoder round
+(`--tasks generic` trains the generic group alone). `--strategy` picks what trains (`seem_hf.adapters`; SEEM's four: backbone frozen
 or adapted x head adapted or fully tuned); the language encoder never trains. SEEM's optimiser recipe: AdamW,
 backbone at 0.1x (`--backbone_lr_multiplier`), no weight decay on norms and embeddings, warm-up then multi-step
 decay (`--lr_milestones`), gradient clipping (`--max_grad_norm`).
@@ -29,7 +33,7 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 from seem_hf import SeemForUniversalSegmentation, SeemProcessor
 from seem_hf.adapters import describe_parameters, prepare_for_fine_tuning
 from seem_hf.testing import FIXTURES
-from seem_hf.training import DetrPanopticCollator, LabelSetCollator, SegmentationTrainer
+from seem_hf.training import DetrPanopticCollator, LabelSetCollator, SeemPromptCollator, SegmentationTrainer
 from seem_hf.training.arguments import (
     QUICK_DEFAULTS,
     DataArguments,
@@ -44,6 +48,19 @@ class ModelArguments:
     model_name_or_path: str = field(
         default=str(FIXTURES / "tiny-random-seem"), metadata={"help": "checkpoint folder or Hub id"}
     )
+    tasks: str = field(default="generic,referring,interactive",
+                       metadata={"help": "query groups to train: generic, or generic with referring and interactive"})
+    max_sentences: int = field(default=4, metadata={"help": "referring sentences per image (SEEM: MAX_LEN - 1)"})
+    max_visual_prompts: int = field(default=10, metadata={"help": "visual prompts per image (SEEM: MAX_CANDIDATE)"})
+    max_click_rounds: int = field(default=5, metadata={"help": "simulated corrective-click rounds (SEEM: MAX_ITER)"})
+
+    def __post_init__(self):
+        tasks = {task.strip() for task in self.tasks.split(",") if task.strip()}
+        if not tasks <= {"generic", "referring", "interactive"} or tasks not in (
+            {"generic"}, {"generic", "referring", "interactive"}
+        ):
+            raise ValueError(f"--tasks is 'generic' or 'generic,referring,interactive', got {self.tasks!r}.")
+        self.prompted = tasks != {"generic"}
 
 
 DEFAULTS = dict(
@@ -85,7 +102,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         return {"input_ids": processor.tokenize_training_labels(label_names, random.Random(key))}
 
     evaluation_ids = processor.tokenize_labels(label_names)
-    train_collator = LabelSetCollator(DetrPanopticCollator(processor.image_processor), training_prompts)
+    train_collator = DetrPanopticCollator(processor.image_processor)
+    if model_args.prompted:
+        train_collator = SeemPromptCollator(
+            train_collator, processor, seed=training_args.seed, max_sentences=model_args.max_sentences,
+            max_visual_prompts=model_args.max_visual_prompts, max_click_rounds=model_args.max_click_rounds,
+        )
+    train_collator = LabelSetCollator(train_collator, training_prompts)
     eval_collator = LabelSetCollator(
         DetrPanopticCollator(processor.image_processor), lambda rows: {"input_ids": evaluation_ids}
     )

@@ -80,8 +80,8 @@ class AugmentedPanopticDataset(torch.utils.data.Dataset):
     """Rows of `load_coco_panoptic`, decoded and augmented by `jitter` when read.
 
     Each item has `image` (S, S, 3) uint8, `masks` (N, S, S) bool, `labels`, `isthing`, `iscrowd` (N,) for the
-    segments still visible, `segments_dropped` (how many the crop removed), `valid` (S, S), `image_id` and
-    `epoch`.
+    segments still visible, `segments_dropped` (how many the crop removed), `valid` (S, S), `image_id`,
+    `epoch`, and the referring targets still visible: `grounding_masks` (G, S, S) with their `sentences`.
     Randomness comes from (seed, image id, epoch) only: epochs differ, any number of data-loader workers or
     processes give the same samples, and a run resumed at an epoch boundary sees exactly what an uninterrupted
     run would. Trainer (through accelerate's data loader) calls `set_epoch` at the start of every epoch.
@@ -107,23 +107,31 @@ class AugmentedPanopticDataset(torch.utils.data.Dataset):
             return f"row {index}"
 
     def __getitem__(self, index: int) -> dict:
-        from seem_hf.data.coco_panoptic import panoptic_targets
+        from seem_hf.data.coco_panoptic import grounding_targets, panoptic_targets
 
         try:
             row = self.dataset[int(index)]
             targets = panoptic_targets(row)
+            referring, sentences = grounding_targets(row, targets["masks"])
             rng = np.random.default_rng([self.seed, int(row["image_id"]), self.epoch])
-            augmented = self.jitter(np.asarray(row["image"].convert("RGB")), targets["masks"], rng)
+            # Segments and referring masks go through the same flip, resize and crop.
+            augmented = self.jitter(np.asarray(row["image"].convert("RGB")),
+                                    np.concatenate([targets["masks"], referring]), rng)
         except Exception as error:  # name the sample: one bad file must not be a mystery in a long run
             raise ValueError(f"Could not read or augment {self._describe(index)}: {error}") from error
+        count = len(targets["masks"])
+        segments, groundings = augmented.kept < count, augmented.kept >= count
+        kept = augmented.kept[segments]
         return {
             "image": augmented.image,
-            "masks": augmented.masks,
-            **{key: targets[key][augmented.kept] for key in ("labels", "isthing", "iscrowd")},
-            "segments_dropped": len(targets["masks"]) - len(augmented.kept),
+            "masks": augmented.masks[segments],
+            **{key: targets[key][kept] for key in ("labels", "isthing", "iscrowd")},
+            "segments_dropped": count - len(kept),
             "valid": augmented.valid,
             "image_id": row["image_id"],
             "epoch": self.epoch,
+            "grounding_masks": augmented.masks[groundings],
+            "sentences": [sentences[i - count] for i in augmented.kept[groundings]],
         }
 
 

@@ -1,6 +1,12 @@
 """Training helpers shared by the examples: collators, optimiser groups, a Trainer with segmentation metrics."""
 
-from .collators import DetrPanopticCollator, LabelSetCollator, SemanticCollator, masks_to_normalized_boxes
+from .collators import (
+    DetrPanopticCollator,
+    LabelSetCollator,
+    SeemPromptCollator,
+    SemanticCollator,
+    masks_to_normalized_boxes,
+)
 from .optim import parameter_groups, warmup_multistep_schedule
 from .trainer import SegmentationTrainer
 
@@ -8,6 +14,7 @@ __all__ = [
     "DetrPanopticCollator",
     "LabelSetCollator",
     "SegmentationTrainer",
+    "SeemPromptCollator",
     "SemanticCollator",
     "masks_to_normalized_boxes",
     "parameter_groups",

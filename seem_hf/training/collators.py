@@ -98,4 +98,84 @@ class LabelSetCollator:
         return {**self.collator(rows), **self.text_inputs(rows)}
 
 
-__all__ = ["DetrPanopticCollator", "LabelSetCollator", "SemanticCollator", "masks_to_normalized_boxes"]
+class SeemPromptCollator:
+    """Adds SEEM's referring and visual prompts to every batch of `collator` (a `DetrPanopticCollator`), as SEEM's
+    training mapper draws them, so that one pass trains the generic, grounding and spatial query groups.
+
+    Per image: up to `max_sentences` (at least 1) of its referring expressions, one random sentence each, with
+    their masks; an image without any uses class names in a random prompt template instead, each with the union
+    of that class's segments. Up to `max_visual_prompts` of its segments, each prompted by a random click set,
+    polygon, scribble or circle inside it (`sample_visual_prompt`), with the segment as target. Per batch:
+    `click_rounds` drawn from 0..`max_click_rounds` (the model adds that many corrective clicks first).
+    Randomness comes from the seed, the epoch and the batch's image ids (resumed and distributed runs draw the
+    same)."""
+
+    def __init__(self, collator, processor, seed: int = 0, max_sentences: int = 4, max_visual_prompts: int = 10,
+                 max_click_rounds: int = 5):
+        self.collator, self.processor, self.seed = collator, processor, seed
+        self.max_sentences, self.max_visual_prompts = max_sentences, max_visual_prompts
+        self.max_click_rounds = max_click_rounds
+
+    def _sentences(self, row, rng, height, width):
+        from seem_hf.models.seem.prompts_seem import training_prompt
+
+        label_names = self.processor.default_labels
+        count = rng.randint(1, self.max_sentences)
+        referring = [(mask, texts) for mask, texts in zip(row.get("grounding_masks", ()), row.get("sentences", ()))
+                     if texts]
+        if referring:
+            rng.shuffle(referring)
+            chosen = [(mask, rng.choice(texts).lower()) for mask, texts in referring[:count]]
+        else:
+            labels = sorted({int(label) for label, crowd in zip(row["labels"], row["iscrowd"]) if not crowd})
+            rng.shuffle(labels)
+            masks = np.asarray(row["masks"], dtype=bool)
+            chosen = [(masks[np.asarray(row["labels"]) == label].any(0), training_prompt(label_names[label], rng))
+                      for label in labels[:count]]
+        targets = torch.zeros(len(chosen), height, width)
+        for index, (mask, _) in enumerate(chosen):
+            targets[index, : mask.shape[0], : mask.shape[1]] = torch.from_numpy(np.asarray(mask, dtype=np.float32))
+        return [text for _, text in chosen], targets
+
+    def _visual_prompts(self, row, rng, height, width):
+        from seem_hf.models.seem.visual_sampler_seem import sample_visual_prompt
+
+        candidates = [index for index, crowd in enumerate(row["iscrowd"]) if not crowd]
+        rng.shuffle(candidates)
+        chosen = candidates[: self.max_visual_prompts]
+        prompts = torch.zeros(len(chosen), height, width, dtype=torch.bool)
+        targets = torch.zeros(len(chosen), height, width)
+        for index, segment in enumerate(chosen):
+            mask = np.asarray(row["masks"][segment], dtype=bool)
+            prompts[index, : mask.shape[0], : mask.shape[1]] = torch.from_numpy(sample_visual_prompt(mask, rng))
+            targets[index, : mask.shape[0], : mask.shape[1]] = torch.from_numpy(mask.astype(np.float32))
+        return prompts, targets
+
+    def __call__(self, rows: list[dict]) -> dict:
+        import random
+
+        batch = self.collator(rows)
+        height, width = batch["pixel_values"].shape[-2:]
+        rng = random.Random(f"{self.seed}-{rows[0].get('epoch', 0)}-" + "-".join(str(r["image_id"]) for r in rows))
+        sentences, prompts = [], []
+        for row, target in zip(rows, batch["labels"]):
+            texts, target["grounding_masks"] = self._sentences(row, rng, height, width)
+            positive, target["spatial_masks"] = self._visual_prompts(row, rng, height, width)
+            sentences.append(texts)
+            prompts.append(positive)
+        batch.update(self.processor.tokenize_sentences(sentences, allow_empty=True))
+        positive = torch.zeros(len(rows), max(1, max(len(p) for p in prompts)), height, width, dtype=torch.bool)
+        for index, image_prompts in enumerate(prompts):
+            positive[index, : len(image_prompts)] = image_prompts
+        batch["spatial_positive_masks"] = positive
+        batch["click_rounds"] = rng.randint(0, self.max_click_rounds)
+        return batch
+
+
+__all__ = [
+    "DetrPanopticCollator",
+    "LabelSetCollator",
+    "SeemPromptCollator",
+    "SemanticCollator",
+    "masks_to_normalized_boxes",
+]

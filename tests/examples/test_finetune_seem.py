@@ -41,6 +41,51 @@ def test_trains_evaluates_and_saves_a_folder_the_auto_classes_load(tmp_path):
     shipped = AutoModel.from_pretrained(FIXTURES / "tiny-random-seem")
     assert not torch.equal(model.decoder.query_feat.weight, shipped.decoder.query_feat.weight)
     assert torch.equal(model.language_encoder.lang_proj.weight, shipped.language_encoder.lang_proj.weight)
+    # the referring and interactive groups trained too: their own parameters moved
+    for name in ("decoder.mask_spatial_embed.0.weight", "decoder.pn_indicator.weight"):
+        assert not torch.equal(model.get_parameter(name), shipped.get_parameter(name)), name
+
+
+def test_generic_only_leaves_the_prompt_parameters(tmp_path):
+    output = tmp_path / "generic"
+    _example().main(["--output_dir", str(output), "--max_steps", "1", "--tasks", "generic", "--eval_strategy", "no",
+                     "--save_strategy", "no", *TINY])
+    model, shipped = AutoModel.from_pretrained(output), AutoModel.from_pretrained(FIXTURES / "tiny-random-seem")
+    assert torch.equal(model.decoder.pn_indicator.weight, shipped.decoder.pn_indicator.weight)
+    assert not torch.equal(model.decoder.query_feat.weight, shipped.decoder.query_feat.weight)
+    with pytest.raises(ValueError, match="--tasks"):
+        _example().main(["--output_dir", str(output), "--tasks", "referring"])
+
+
+def test_prompt_collator_draws_sentences_prompts_and_clicks():
+    import tempfile
+
+    from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter, load_coco_panoptic, make_shapes_dataset
+    from seem_hf.training import DetrPanopticCollator, SeemPromptCollator
+
+    with tempfile.TemporaryDirectory() as folder:
+        paths = make_shapes_dataset(folder, num_train=4, num_val=1, image_size=64, seed=0)["train"]
+        dataset = load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"],
+                                     paths["grounding_json"])
+        items = AugmentedPanopticDataset(dataset, LargeScaleJitter(64, 0.8, 1.2), seed=0)
+        rows = [items[0], items[1]]
+    processor = AutoProcessor.from_pretrained(FIXTURES / "tiny-random-seem")
+    collator = SeemPromptCollator(DetrPanopticCollator(processor.image_processor), processor, seed=0)
+    batch, again = collator(rows), collator(rows)
+    assert torch.equal(batch["grounding_input_ids"], again["grounding_input_ids"])  # seeded by the batch
+    assert torch.equal(batch["spatial_positive_masks"], again["spatial_positive_masks"])
+    assert 0 <= batch["click_rounds"] <= 5
+    for index, (row, target) in enumerate(zip(rows, batch["labels"])):
+        sentences = int(batch["grounding_attention_mask"][index].any(-1).sum())
+        assert 1 <= sentences <= 4 and len(target["grounding_masks"]) == sentences
+        prompts = len(target["spatial_masks"])
+        assert prompts == min(10, int((~row["iscrowd"]).sum()))
+        positive = batch["spatial_positive_masks"][index, :prompts]
+        assert positive.flatten(1).any(1).all()  # every prompt marks pixels ...
+        assert not (positive & ~target["spatial_masks"].bool()).any()  # ... inside its own target
+        # each referring target is a segment of the image (the bundled sentences describe segments)
+        for mask in target["grounding_masks"]:
+            assert any(torch.equal(mask, segment) for segment in target["masks"])
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,9 @@ class SeemPromptCriterion(nn.Module):
     def grounding(self, logits, mask_logits, sentence_mask, target_masks) -> dict[str, torch.Tensor]:
         """logits `(B, Q, T)` query-sentence similarities; mask_logits `(B, Q, h, w)`; sentence_mask `(B, T)`;
         target_masks per image `(T_b, H, W)` for its real sentences, in order."""
+        if not any(len(masks) for masks in target_masks):  # no sentence in the batch: zeros that keep the graph
+            zero = logits.sum() * 0 + mask_logits.sum() * 0
+            return {"loss_grounding_ce": zero, "loss_grounding_mask": zero, "loss_grounding_dice": zero}
         probabilities = [logit[:, real].softmax(0) for logit, real in zip(logits, sentence_mask)]
         targets = [{"class_labels": torch.arange(len(masks), device=masks.device), "masks": masks}
                    for masks in target_masks]

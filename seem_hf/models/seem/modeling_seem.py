@@ -27,6 +27,7 @@ from .configuration_seem import SeemConfig
 from .loss_seem import SeemPromptCriterion
 from .modeling_seem_decoder import SeemDecoder
 from .modeling_seem_encoders import SeemFocalNetBackbone, SeemLanguageEncoder, SeemPixelDecoder
+from .visual_sampler_seem import next_click
 
 # Lets `pipeline("image-segmentation")` accept the model without logging "not supported" (it checks these tables).
 MODEL_FOR_IMAGE_SEGMENTATION_MAPPING_NAMES.setdefault("seem", "SeemForUniversalSegmentation")
@@ -196,6 +197,7 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
         previous_masks: torch.Tensor | None = None,
         image_features: tuple | None = None,
         generator: torch.Generator | None = None,
+        click_rounds: int | None = None,
         mask_labels: list[torch.Tensor] | None = None,
         class_labels: list[torch.Tensor] | None = None,
         labels: list[dict] | None = None,
@@ -220,6 +222,9 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
             interactive round or a new label set does not run the backbone and pixel decoder again.
         generator (`torch.Generator`, *optional*): drives SEEM's random draws (spatial queries are random copies of
             object queries; prompt pixels and memory slots are sampled); give a seeded one for repeatable results.
+        click_rounds (`int`, *optional*): SEEM's training-time click simulation: with `spatial_masks` in `labels`,
+            first run this many interactive rounds without gradient, each adding a corrective click per prompt
+            (`simulate_clicks`), then the training pass with the clicks and the last round's masks as memory.
         mask_labels, class_labels (`list[torch.Tensor]`, *optional*): generic targets per image, for the loss.
         labels (`list[dict]`, *optional*): per image `masks` and `class_labels` (generic), and optionally
             `grounding_masks` `(num_sentences, H, W)` and `spatial_masks` `(num_prompts, H, W)` for the referring
@@ -261,6 +266,14 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
             spatial_positive_masks = spatial_positive_masks.bool()
             if spatial_negative_masks is not None:
                 spatial_negative_masks = spatial_negative_masks.bool()
+            if click_rounds:
+                if labels is None or not all("spatial_masks" in target for target in labels):
+                    raise ValueError("click_rounds simulates corrective clicks from the targets: give spatial_masks "
+                                     "in labels.")
+                spatial_positive_masks, spatial_negative_masks, previous_masks = self.simulate_clicks(
+                    image_features, spatial_positive_masks, spatial_negative_masks,
+                    [target["spatial_masks"] for target in labels], click_rounds, generator,
+                )
         decoded = self.decoder(
             multi_scale, mask_features, **grounding, positive_prompts=spatial_positive_masks,
             negative_prompts=spatial_negative_masks, previous_masks=previous_masks, generator=generator,
@@ -297,6 +310,36 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
             **final,
         )
         return output if return_dict else output.to_tuple()
+
+    @torch.no_grad()
+    def simulate_clicks(self, image_features, positive, negative, target_masks, rounds: int, generator=None,
+                        stop_iou: float = 0.925):
+        """Runs `rounds` interactive rounds and after each adds one corrective click per prompt (`next_click`: on
+        the larger error region, where it is farthest from its border), as SEEM's training and NoC evaluation do.
+        A prompt whose mask already reaches `stop_iou` gets no more clicks. `target_masks`: per image
+        `(N_b, H, W)` at the padded input size. Returns the grown `(positive, negative)` prompt masks and the last
+        round's `interactive_masks_logits` (the memory for the next pass)."""
+        positive = positive.clone()
+        negative = torch.zeros_like(positive) if negative is None else negative.clone()
+        previous = None
+        for _ in range(rounds):
+            outputs = self(image_features=image_features, spatial_positive_masks=positive,
+                           spatial_negative_masks=negative, previous_masks=previous, generator=generator)
+            previous = outputs.interactive_masks_logits
+            predictions = nn.functional.interpolate(previous, size=positive.shape[-2:], mode="bilinear",
+                                                    align_corners=False) > 0
+            for image, targets in enumerate(target_masks):
+                for prompt, target in enumerate(targets.bool()):
+                    prediction = predictions[image, prompt]
+                    union = (prediction | target).sum()
+                    if not target.any() or (union > 0 and (prediction & target).sum() / union >= stop_iou):
+                        continue
+                    clicked = positive[image, prompt] | negative[image, prompt]
+                    click = next_click(prediction, target.to(prediction.device), clicked)
+                    if click is not None:
+                        signed = positive if click[1] else negative
+                        signed[image, prompt] |= click[0]
+        return positive, negative, previous
 
     def grounding_logits(self, query_embeddings: torch.Tensor, sentence_embeddings: torch.Tensor) -> torch.Tensor:
         """SEEM's `vl_similarity`: min(exp(logit_scale), 100) x cosine, `(batch, queries, sentences)`."""

@@ -84,16 +84,21 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
             ))
         return outputs
 
-    def tokenize_sentences(self, sentences: list[list[str]]) -> dict:
+    def tokenize_sentences(self, sentences: list[list[str]], allow_empty: bool = False) -> dict:
         """Referring sentences per image -> `grounding_input_ids` and `grounding_attention_mask`
-        `(batch, max sentences, 77)`; SEEM lower-cases them."""
+        `(batch, max sentences, 77)`; SEEM lower-cases them. `allow_empty` lets an image have none (training
+        batches), which the model treats as padding only."""
         for image_sentences in sentences:
-            if not image_sentences or any(not isinstance(t, str) or not t.strip() for t in image_sentences):
+            if (not image_sentences and not allow_empty) or any(
+                not isinstance(t, str) or not t.strip() for t in image_sentences
+            ):
                 raise ValueError(f"Each image needs a non-empty list of non-empty sentences, got {image_sentences!r}.")
-        width = max(len(image_sentences) for image_sentences in sentences)
+        width = max(1, max(len(image_sentences) for image_sentences in sentences))
         ids = torch.full((len(sentences), width, CONTEXT_LENGTH), self.tokenizer.pad_token_id, dtype=torch.long)
         attention = torch.zeros_like(ids)
         for image, image_sentences in enumerate(sentences):
+            if not image_sentences:
+                continue
             encoded = self.tokenizer([t.lower() for t in image_sentences], padding="max_length",
                                      max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt")
             ids[image, : len(image_sentences)] = encoded["input_ids"]

@@ -219,3 +219,25 @@ def test_bad_prompts(model):
     with pytest.raises(ValueError, match="label set"):
         model(pixel_values=pixel_values, spatial_positive_masks=_clicks(1, 1)[0],
               labels=[{"masks": torch.zeros(1, 64, 96), "class_labels": torch.tensor([0])}])
+
+
+def test_click_simulation_adds_one_corrective_click_per_round(model):
+    pixel_values = torch.randn(1, 3, 64, 96)
+    positive, _ = _clicks(1, 2)
+    targets = torch.zeros(2, 64, 96)
+    targets[0, 5:40, 10:50], targets[1, 20:60, 30:90] = 1, 1
+    positive &= targets.bool()[None]  # the first clicks lie inside their objects
+    with torch.no_grad():
+        features = model.get_image_features(pixel_values)
+        grown_positive, grown_negative, previous = model.simulate_clicks(
+            features, positive, None, [targets], rounds=2, generator=torch.Generator().manual_seed(0)
+        )
+    assert previous.shape == (1, 2, 16, 24)
+    for prompt in range(2):
+        added = (grown_positive[0, prompt] & ~positive[0, prompt]).sum() + grown_negative[0, prompt].sum()
+        assert 9 <= added <= 2 * 9  # a 3 x 3 click per round (fewer where a click overlaps or nothing is wrong)
+        # positive clicks land on the object, negative ones off it
+        assert not (grown_positive[0, prompt] & ~positive[0, prompt] & ~targets[prompt].bool()).any()
+        assert not (grown_negative[0, prompt] & targets[prompt].bool()).any()
+    with pytest.raises(ValueError, match="spatial_masks"):
+        model(pixel_values=pixel_values, spatial_positive_masks=positive, click_rounds=1)
