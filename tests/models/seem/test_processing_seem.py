@@ -10,7 +10,7 @@ import PIL.Image
 import pytest
 import torch
 from torch.nn import functional as F
-from transformers import AutoModel, AutoModelForUniversalSegmentation, AutoProcessor, pipeline
+from transformers import AutoModel, AutoProcessor, pipeline
 
 from seem_hf import SeemForUniversalSegmentation, SeemProcessor
 from seem_hf.models.seem.prompts_seem import PROMPT_TEMPLATES
