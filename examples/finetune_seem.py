@@ -14,7 +14,8 @@ into all 81, averaged. Every batch also carries referring sentences (the dataset
 class names where an image has none) and visual prompts sampled inside its segments (clicks, polygons,
 scribbles, circles), and the model first adds 0..`--max_click_rounds` corrective clicks without gradient; the
 loss is SEEM's generic set loss plus its grounding and spatial losses, on every decoder round
-(`--tasks generic` trains the generic group alone). `--strategy` picks what trains (`seem_hf.adapters`; SEEM's four: backbone frozen
+(`--tasks generic` trains the generic group alone). Evaluation adds referring cIoU and interactive NoC@85/90
+(`--eval_max_clicks` clicks per object) to PQ and mIoU. `--strategy` picks what trains (`seem_hf.adapters`; SEEM's four: backbone frozen
 or adapted x head adapted or fully tuned); the language encoder never trains. SEEM's optimiser recipe: AdamW,
 backbone at 0.1x (`--backbone_lr_multiplier`), no weight decay on norms and embeddings, warm-up then multi-step
 decay (`--lr_milestones`), gradient clipping (`--max_grad_norm`).
@@ -32,6 +33,7 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from seem_hf import SeemForUniversalSegmentation, SeemProcessor
 from seem_hf.adapters import describe_parameters, prepare_for_fine_tuning
+from seem_hf.models.seem.evaluation_seem import evaluate_interactive, evaluate_referring
 from seem_hf.testing import FIXTURES
 from seem_hf.training import DetrPanopticCollator, LabelSetCollator, SeemPromptCollator, SegmentationTrainer
 from seem_hf.training.arguments import (
@@ -53,6 +55,7 @@ class ModelArguments:
     max_sentences: int = field(default=4, metadata={"help": "referring sentences per image (SEEM: MAX_LEN - 1)"})
     max_visual_prompts: int = field(default=10, metadata={"help": "visual prompts per image (SEEM: MAX_CANDIDATE)"})
     max_click_rounds: int = field(default=5, metadata={"help": "simulated corrective-click rounds (SEEM: MAX_ITER)"})
+    eval_max_clicks: int = field(default=5, metadata={"help": "clicks per object in the NoC evaluation (SEEM: 20)"})
 
     def __post_init__(self):
         tasks = {task.strip() for task in self.tasks.split(",") if task.strip()}
@@ -130,7 +133,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         lr_milestones=tuning.milestones,
         lr_gamma=tuning.lr_gamma,
     )
-    return train_evaluate_and_save(trainer, processor, training_args, tuning.evaluate_only)
+    def prompt_evaluation(trained):
+        """Referring cIoU and interactive NoC (SEEM's click protocol, `--eval_max_clicks`) on the validation set."""
+        return {**evaluate_referring(trained, processor, evaluation),
+                **evaluate_interactive(trained, processor, evaluation, max_clicks=model_args.eval_max_clicks,
+                                       seed=training_args.seed)}
+
+    return train_evaluate_and_save(trainer, processor, training_args, tuning.evaluate_only,
+                                   extra_evaluation=prompt_evaluation if model_args.prompted else None)
 
 
 if __name__ == "__main__":

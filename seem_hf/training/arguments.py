@@ -74,7 +74,10 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
                 make_shapes_dataset(root, data_args.num_train, data_args.num_val, data_args.image_size, seed=0)
         splits = coco_panoptic_paths(root)
     datasets = {
-        split: load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"])
+        split: load_coco_panoptic(
+            paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"],
+            paths["grounding_json"] if Path(paths["grounding_json"]).exists() else None,
+        )
         for split, paths in splits.items()
     }
     size = data_args.image_size
@@ -85,10 +88,12 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
     return train, validation, vocabulary_of(datasets["train"])
 
 
-def train_evaluate_and_save(trainer, processor, training_args: TrainingArguments, evaluate_only: bool = False) -> dict:
+def train_evaluate_and_save(trainer, processor, training_args: TrainingArguments, evaluate_only: bool = False,
+                            extra_evaluation=None) -> dict:
     """What every example does after building its Trainer: train (resuming when asked), save the model, its
     trainer state and its processor, evaluate and save the metrics, and push to the Hub when asked. Returns the
-    evaluation metrics (empty when evaluation is off)."""
+    evaluation metrics (empty when evaluation is off). `extra_evaluation(model)` returns more metrics (named
+    without the `eval_` prefix), run on every process after Trainer's evaluation."""
     metrics = {}
     if not evaluate_only:
         trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -98,6 +103,9 @@ def train_evaluate_and_save(trainer, processor, training_args: TrainingArguments
             processor.save_pretrained(training_args.output_dir)
     if evaluate_only or training_args.eval_strategy != "no":
         metrics = trainer.evaluate()
+        if extra_evaluation is not None:
+            model = trainer.accelerator.unwrap_model(trainer.model).eval()
+            metrics.update({f"eval_{name}": value for name, value in extra_evaluation(model).items()})
         if trainer.is_world_process_zero():
             print({key: round(value, 3) for key, value in metrics.items()})
         trainer.save_metrics("eval", metrics)

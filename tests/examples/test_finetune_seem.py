@@ -34,7 +34,9 @@ def test_trains_evaluates_and_saves_a_folder_the_auto_classes_load(tmp_path):
     output = tmp_path / "run"
     metrics = _example().main(["--output_dir", str(output), "--max_steps", "2", "--eval_steps", "2",
                                "--save_strategy", "no", "--lr_milestones", "0.5", "--warmup_steps", "1", *TINY])
-    assert {"eval_loss", "eval_pq", "eval_miou"} <= set(metrics)
+    assert {"eval_loss", "eval_pq", "eval_miou", "eval_referring_ciou", "eval_interactive_noc@85",
+            "eval_interactive_miou@1"} <= set(metrics)
+    assert 1 <= metrics["eval_interactive_noc@90"] <= 5 and 0 <= metrics["eval_referring_ciou"] <= 1
     model, processor = AutoModel.from_pretrained(output), AutoProcessor.from_pretrained(output)
     assert type(model).__name__ == "SeemForUniversalSegmentation"
     assert processor.default_labels == list(model.config.id2label.values())

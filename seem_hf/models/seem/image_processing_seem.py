@@ -150,14 +150,52 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         mask_threshold: float = 0.5,
         overlap_mask_area_threshold: float = SEEM_OVERLAP_THRESHOLD,
         target_sizes=None,
+        return_binary_maps: bool = False,
+        top_k: int = 100,
         **kwargs,
     ) -> list[dict]:
-        """Instance segments per image: the panoptic rule with no label fused (transformers' format, one id per
-        pixel)."""
-        return self.post_process_panoptic_segmentation(
-            outputs, threshold, mask_threshold, overlap_mask_area_threshold, label_ids_to_fuse=(),
-            target_sizes=target_sizes,
-        )
+        """Instance segments per image.
+
+        By default the panoptic rule with no label fused (transformers' format, one id per pixel, as the pipeline
+        needs). With `return_binary_maps=True`, SEEM's own rule for mask AP: the `top_k` best (query, label) pairs
+        by class probability (thing labels only, for the default label set when its things are known), each mask
+        its logits > 0, each score the class probability times the mean mask probability inside the mask;
+        `segmentation` is then `(num_instances, height, width)` bool (masks may overlap), ordered by score, and
+        pairs scoring at most `threshold` are left out (pass 0 to keep all, as for AP)."""
+        if not return_binary_maps:
+            return self.post_process_panoptic_segmentation(
+                outputs, threshold, mask_threshold, overlap_mask_area_threshold, label_ids_to_fuse=(),
+                target_sizes=target_sizes,
+            )
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}.")
+        num_labels = outputs.class_queries_logits.shape[-1] - 1
+        things = None
+        if self.thing_label_ids is not None and len(self.id2label or ()) == num_labels:
+            things = torch.tensor(self.thing_label_ids, dtype=torch.long)
+        results = []
+        for index, class_logits in enumerate(outputs.class_queries_logits):
+            probabilities = class_logits.softmax(-1)[:, :-1]
+            scores, flat = probabilities.flatten().topk(min(top_k, probabilities.numel()))
+            labels, queries = flat % num_labels, flat // num_labels
+            if things is not None:
+                keep = torch.isin(labels, things.to(labels.device))
+                scores, labels, queries = scores[keep], labels[keep], queries[keep]
+            masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes else None,
+                                        outputs.masks_queries_logits[index, queries])
+            binary = masks > 0
+            mask_scores = (masks.sigmoid() * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+            scores = scores * mask_scores
+            order = scores.argsort(descending=True)
+            order = order[scores[order] > threshold]
+            results.append({
+                "segmentation": binary[order],
+                "segments_info": [
+                    {"id": rank, "label_id": int(labels[i]), "was_fused": False, "score": float(scores[i])}
+                    for rank, i in enumerate(order.tolist())
+                ],
+            })
+        return results
 
 
 SeemImageProcessor.register_for_auto_class("AutoImageProcessor")

@@ -138,3 +138,35 @@ def test_fixture_matches_its_script(tmp_path, tiny_seem_folder_module):
         assert json.loads((folder / name).read_text()) == json.loads((tiny_seem_folder_module / name).read_text())
     for code in folder.glob("*.py"):
         assert code.read_text() == (tiny_seem_folder_module / code.name).read_text(), f"{code.name} is stale"
+
+
+def test_instance_binary_maps_follow_seem_s_top_k_rule(loaded):
+    model, processor = loaded
+    inputs = processor(images=_image(), text=["dog", "grass", "sky"])
+    with torch.no_grad():
+        outputs = model(**inputs)
+    result = processor.post_process_instance_segmentation(outputs, threshold=0.0, return_binary_maps=True, top_k=5,
+                                                          target_sizes=[(50, 70)])[0]
+    assert result["segmentation"].shape == (5, 50, 70) and result["segmentation"].dtype == torch.bool
+    probabilities = outputs.class_queries_logits[0].softmax(-1)[:, :-1]
+    top = probabilities.flatten().topk(5)
+    scores = [info["score"] for info in result["segments_info"]]
+    assert scores == sorted(scores, reverse=True)
+    expected = {(int(i % 3), int(i // 3)) for i in top.indices}
+    height, width = outputs.image_sizes[0]
+    for info, mask in zip(result["segments_info"], result["segmentation"]):
+        # the instance is one of the top-5 (label, query) pairs, with that query's resized mask
+        query = next(q for label, q in expected
+                     if label == info["label_id"] and torch.equal(mask, _resized(outputs, q, height, width) > 0))
+        logits = _resized(outputs, query, height, width)
+        inside = (logits > 0).float()
+        mean = float((logits.sigmoid() * inside).sum() / (inside.sum() + 1e-6))
+        assert info["score"] == pytest.approx(float(probabilities[query, info["label_id"]]) * mean, rel=1e-5)
+    kept = processor.post_process_instance_segmentation(outputs, threshold=0.5, return_binary_maps=True)[0]
+    assert all(info["score"] > 0.5 for info in kept["segments_info"])
+
+
+def _resized(outputs, query, height, width):
+    logits = outputs.masks_queries_logits[0, query : query + 1]
+    return F.interpolate(F.interpolate(logits[None], size=(96, 128), mode="bilinear")[..., :height, :width],
+                         size=(50, 70), mode="bicubic", antialias=True)[0, 0]

@@ -1,0 +1,122 @@
+"""SEEM's referring and interactive evaluation on a COCO-panoptic dataset with grounding sentences: referring cIoU
+(SEEM answers each sentence with its best grounding query) and the click protocol behind NoC@85/90 (a first click
+at the object's innermost point, then one corrective click per round, up to `max_clicks`; seem.md section 2.3).
+
+Both read items of `seem_hf.data.AugmentedPanopticDataset` (the validation rows of the fine-tuning examples) and
+split them across processes when run distributed, gathering the results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from seem_hf.metrics.segmentation import ReferringAccumulator, number_of_clicks
+
+from .visual_sampler_seem import next_click
+
+
+def _shard(items):
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return [items[index] for index in range(rank, len(items), world)]
+    return [items[index] for index in range(len(items))]
+
+
+def _pixels(processor, item, device, dtype):
+    inputs = processor.image_processor(images=[item["image"]], do_resize=False, return_tensors="pt")
+    return inputs["pixel_values"].to(device, dtype), tuple(np.asarray(item["valid"]).shape)
+
+
+def _padded(mask, size):
+    out = torch.zeros(size, dtype=torch.bool)
+    mask = torch.as_tensor(np.asarray(mask, dtype=bool))
+    out[: mask.shape[0], : mask.shape[1]] = mask
+    return out
+
+
+@torch.no_grad()
+def evaluate_referring(model, processor, items) -> dict:
+    """cIoU, mIoU and precision@0.5/0.7/0.9 over every item's grounding sentences (the first sentence of each
+    referring annotation, as SEEM's RefCOCOg evaluation reads them)."""
+    accumulator = ReferringAccumulator()
+    device, dtype = model.device, model.dtype
+    for item in _shard(items):
+        if not item["sentences"]:
+            continue
+        pixel_values, size = _pixels(processor, item, device, dtype)
+        text = processor.tokenize_sentences([[sentences[0] for sentences in item["sentences"]]])
+        outputs = model(pixel_values=pixel_values, **{key: value.to(device) for key, value in text.items()})
+        chosen = outputs.grounding_logits[0].argmax(0)  # the best query per sentence
+        masks = nn.functional.interpolate(outputs.grounding_masks_logits[:, chosen], size=pixel_values.shape[-2:],
+                                          mode="bilinear", align_corners=False)[0] > 0
+        valid = _padded(item["valid"], pixel_values.shape[-2:])
+        for mask, target in zip(masks.cpu(), item["grounding_masks"]):
+            accumulator.update(mask & valid, _padded(target, pixel_values.shape[-2:]))
+    accumulator.sync()
+    return {f"referring_{name}": value for name, value in accumulator.compute().items()}
+
+
+@torch.no_grad()
+def interactive_ious(model, image_features, targets: torch.Tensor, valid: torch.Tensor, max_clicks: int = 20,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """IoU of every object after each click `(num_objects, max_clicks)`: all objects of one image are prompted
+    together (SEEM v1's multi-object mode); click 1 is each object's innermost point, and every later click corrects
+    the previous answer (`next_click`); the previous answer is the memory. `targets` `(N, H, W)` and `valid`
+    `(H, W)` at the padded input size."""
+    targets, valid = targets.bool(), valid.bool()
+    positive = torch.zeros_like(targets)
+    for index, target in enumerate(targets):
+        click = next_click(torch.zeros_like(target), target, torch.zeros_like(target))
+        if click is not None:
+            positive[index] = click[0]
+    negative, previous, ious = torch.zeros_like(targets), None, []
+    for _ in range(max_clicks):
+        outputs = model(image_features=image_features, spatial_positive_masks=positive[None].to(model.device),
+                        spatial_negative_masks=negative[None].to(model.device), previous_masks=previous,
+                        generator=generator)
+        previous = outputs.interactive_masks_logits
+        predictions = nn.functional.interpolate(previous, size=targets.shape[-2:], mode="bilinear",
+                                                align_corners=False)[0].cpu() > 0
+        predictions &= valid
+        intersection = (predictions & targets).flatten(1).sum(1).double()
+        union = (predictions | targets).flatten(1).sum(1).double()
+        ious.append(torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union)))
+        for index in range(len(targets)):
+            click = next_click(predictions[index], targets[index], positive[index] | negative[index])
+            if click is not None:
+                (positive if click[1] else negative)[index] |= click[0]
+    return torch.stack(ious, dim=1)
+
+
+@torch.no_grad()
+def evaluate_interactive(model, processor, items, max_clicks: int = 20, seed: int = 0) -> dict:
+    """NoC@85 and NoC@90 (clicks to reach that IoU, `max_clicks` when never reached) and the mean IoU after 1 and
+    after 5 clicks, over every (non-crowd) segment of every item; seeded."""
+    rows = []
+    for item in _shard(items):
+        keep = ~np.asarray(item["iscrowd"], dtype=bool)
+        if not keep.any():
+            continue
+        pixel_values, _ = _pixels(processor, item, model.device, model.dtype)
+        size = pixel_values.shape[-2:]
+        targets = torch.stack([_padded(mask, size) for mask in np.asarray(item["masks"])[keep]])
+        generator = torch.Generator(device=model.device).manual_seed(seed + int(item["image_id"]))
+        features = model.get_image_features(pixel_values)
+        rows.append(interactive_ious(model, features, targets, _padded(item["valid"], size), max_clicks, generator))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gathered = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(gathered, rows)
+        rows = [row for part in gathered for row in part]
+    if not rows:
+        return {}
+    ious = torch.cat(rows)
+    results = {f"interactive_{name}": value for name, value in
+               number_of_clicks(ious.tolist(), max_clicks=max_clicks).items()}
+    results["interactive_miou@1"] = float(ious[:, 0].mean())
+    results[f"interactive_miou@{min(5, max_clicks)}"] = float(ious[:, min(5, max_clicks) - 1].mean())
+    return results
+
+
+__all__ = ["evaluate_interactive", "evaluate_referring", "interactive_ious"]
