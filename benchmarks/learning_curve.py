@@ -164,6 +164,11 @@ def main() -> None:
     ]
     for step, loss, metrics in rows:
         lines.append(f"| {step} | {loss} | " + " | ".join(f"{metrics[key]:.1f}" for key in keys) + " |")
+    final = json.loads((options.workdir / "run" / "eval_results.json").read_text())
+    prompt_keys = [key for key in untrained if key.startswith(("eval_referring_", "eval_interactive_"))]
+    if prompt_keys:  # SEEM's referring and interactive evaluation runs once before and once after training
+        lines += ["", "| prompt metric | untrained | trained |", "|---|---|---|"]
+        lines += [f"| {key.removeprefix('eval_')} | {untrained[key]:.3f} | {final[key]:.3f} |" for key in prompt_keys]
     text = "\n".join(lines) + "\n"
     print(text)
     if options.results:

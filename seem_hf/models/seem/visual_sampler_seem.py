@@ -15,7 +15,6 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import torch
-from scipy.ndimage import distance_transform_edt
 
 STROKE_WIDTH = 3  # STROKE_SAMPLER.DILATION
 
@@ -140,6 +139,8 @@ def next_click(prediction: torch.Tensor, target: torch.Tensor, clicked: torch.Te
     from its border (a distance-transform maximum), as a 3 x 3 square. Returns `(click_mask, is_positive)`, or
     `None` when there is no error left. With an empty prediction this is the first click: the target's innermost
     point."""
+    from scipy.ndimage import distance_transform_edt  # training and evaluation only: the model loads without scipy
+
     false_negative = target & ~prediction & ~clicked
     false_positive = ~target & prediction & ~clicked
     positive = bool(false_negative.sum() > false_positive.sum())
