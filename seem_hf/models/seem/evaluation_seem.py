@@ -60,11 +60,12 @@ def evaluate_referring(model, processor, items) -> dict:
 
 @torch.no_grad()
 def interactive_ious(model, image_features, targets: torch.Tensor, valid: torch.Tensor, max_clicks: int = 20,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None, stop_iou: float = 0.925) -> torch.Tensor:
     """IoU of every object after each click `(num_objects, max_clicks)`: all objects of one image are prompted
     together (SEEM v1's multi-object mode); click 1 is each object's innermost point, and every later click corrects
-    the previous answer (`next_click`); the previous answer is the memory. `targets` `(N, H, W)` and `valid`
-    `(H, W)` at the padded input size."""
+    the previous answer (`next_click`) until the object reaches `stop_iou` (SEEM's 0.925: no clicks on a mask that
+    is already right); the previous answer is the memory. `targets` `(N, H, W)` and `valid` `(H, W)` at the
+    padded input size."""
     targets, valid = targets.bool(), valid.bool()
     positive = torch.zeros_like(targets)
     for index, target in enumerate(targets):
@@ -84,6 +85,8 @@ def interactive_ious(model, image_features, targets: torch.Tensor, valid: torch.
         union = (predictions | targets).flatten(1).sum(1).double()
         ious.append(torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union)))
         for index in range(len(targets)):
+            if ious[-1][index] >= stop_iou:
+                continue
             click = next_click(predictions[index], targets[index], positive[index] | negative[index])
             if click is not None:
                 (positive if click[1] else negative)[index] |= click[0]
