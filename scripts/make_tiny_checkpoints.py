@@ -71,6 +71,16 @@ def make_tiny_lseg(output_dir: Path) -> Path:
     model = LSegForSemanticSegmentation(tiny_lseg_config()).eval()
     processor = LSegProcessor(LSegImageProcessor(size={"height": 64, "width": 64}), clip_tokenizer())
     processor.set_default_labels(list(TINY_LABELS.values()))
+    with torch.no_grad():
+        # As for SEEM below: the frozen random text tower gives the vocabulary's names nearly one direction
+        # (cosine 0.8-0.99), which no image feature can tell apart; fit the projection to keep them apart, as a
+        # pretrained CLIP tower does.
+        text = processor(text=list(TINY_LABELS.values()))
+        pooled = model.text_encoder.text_model(input_ids=text["input_ids"],
+                                               attention_mask=text["attention_mask"]).pooler_output
+        targets = torch.linalg.qr(torch.randn(model.config.embedding_dim, len(pooled)))[0].t()
+        weight = torch.linalg.lstsq(pooled.double(), targets.double()).solution.t()
+        model.text_encoder.text_projection.weight.copy_(weight.float())
     folder = output_dir / "tiny-random-lseg"
     shutil.rmtree(folder, ignore_errors=True)
     model.save_pretrained(folder)
