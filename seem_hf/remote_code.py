@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
+import tempfile
 import os
 import shutil
 from pathlib import Path
@@ -124,7 +125,36 @@ class RemoteCodeMixin:
         result = super().save_pretrained(save_directory, *args, **kwargs)
         parts = [self] + [getattr(self, name, None) for name in ("image_processor", "tokenizer")]
         bundle_code(save_directory, [path for part in parts if part is not None and (path := _defining_file(part))])
+        if config is not None and not (Path(save_directory) / "README.md").exists():
+            from seem_hf.model_card import write_model_card
+
+            try:
+                write_model_card(self, save_directory)  # a user's own card is never overwritten
+            except FileNotFoundError:  # running as bundled remote code, without seem_hf's template
+                pass
         return result
+
+    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
+                    token=None, revision: str | None = None, create_pr: bool = False,
+                    model_card_kwargs: dict | None = None, **kwargs):
+        """transformers' `push_to_hub`, with seem_hf's model card (`seem_hf.model_card`, filled with
+        `model_card_kwargs`: training data, metrics, training command) as the repository's README for models;
+        the pushed folder carries its code, so it loads with `trust_remote_code=True` without seem_hf."""
+        if getattr(self, "config", None) is None:  # processors: transformers' own push
+            return super().push_to_hub(repo_id, commit_message=commit_message, private=private, token=token,
+                                       revision=revision, create_pr=create_pr, **kwargs)
+        from huggingface_hub import HfApi
+
+        from seem_hf.model_card import write_model_card
+
+        repo_id = HfApi().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, **kwargs)
+            write_model_card(self, folder, repo_id=repo_id, **(model_card_kwargs or {}))
+            return self._upload_modified_files(
+                folder, repo_id, files_timestamps={}, commit_message=commit_message or f"Upload {type(self).__name__}",
+                token=token, create_pr=create_pr, revision=revision,
+            )
 
 
 __all__ = ["RemoteCodeMixin", "bundle_code"]
