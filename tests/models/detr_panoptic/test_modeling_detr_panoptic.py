@@ -386,6 +386,7 @@ def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
         "image_utils.py",
         "mask_losses.py",
         "matcher.py",
+        "model_card.py",
         "modeling_detr_panoptic.py",
         "point_sampling.py",
         "postprocessing.py",
