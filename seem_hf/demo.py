@@ -1,10 +1,15 @@
-"""The README's main command: segment a few bundled images with the default models and write overlay PNGs.
+"""The README's main command: segment a few bundled images with each embedded default model and write overlay PNGs
+and a table of segments.
 
-    ./run demo [--output-dir outputs/demo]
+    ./run demo [--output-dir outputs/demo] [--seem FOLDER] [--lseg FOLDER] [--detr-panoptic FOLDER]
 
-For now the default is the tiny random-weight DETR-panoptic checkpoint shipped for the tests (trained
-defaults come later); the images are the validation split of the bundled shapes dataset, generated on the
-spot (deterministic, a second or two).
+The defaults are the small checkpoints trained on the bundled shapes dataset and shipped in
+`seem_hf/checkpoints/` (`scripts/train_defaults.py` made them); the images are the validation split of that
+dataset, generated on the spot (deterministic, a second or two). Per image:
+- DETR-panoptic: panoptic and semantic segmentation;
+- SEEM: panoptic segmentation, referring segmentation of one of the image's sentences, and interactive
+  segmentation from one click (at the innermost point of a shape);
+- LSeg: semantic segmentation over the dataset's label list.
 """
 
 from __future__ import annotations
@@ -12,57 +17,148 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import PIL.Image
 import torch
 
-from seem_hf import DetrPanopticForSegmentation, DetrPanopticProcessor
-from seem_hf.data import make_shapes_dataset
-from seem_hf.testing import FIXTURES
-from seem_hf.visualize import overlay_segments, overlay_semantic, save_overlay
+from seem_hf.data import load_coco_panoptic, make_shapes_dataset
+from seem_hf.visualize import overlay_masks, overlay_segments, overlay_semantic, save_overlay
 
-DEFAULT_DETR_PANOPTIC = FIXTURES / "tiny-random-detr_panoptic"
-
-
-def demo_images(output_dir: Path, count: int = 3) -> list[PIL.Image.Image]:
-    """A few validation images of the bundled shapes dataset (written under `output_dir/data`)."""
-    paths = make_shapes_dataset(output_dir / "data", num_train=0, num_val=count, image_size=256, seed=0)
-    return [PIL.Image.open(path).convert("RGB") for path in sorted(paths["val"]["image_dir"].glob("*.jpg"))]
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+DEFAULTS = {name: CHECKPOINTS / f"{name}-shapes" for name in ("seem", "lseg", "detr_panoptic")}
 
 
-def run_detr_panoptic(images, output_dir: Path, checkpoint: Path = DEFAULT_DETR_PANOPTIC) -> list[Path]:
-    processor = DetrPanopticProcessor.from_pretrained(checkpoint)
-    model = DetrPanopticForSegmentation.from_pretrained(checkpoint).eval()
-    inputs = processor(images=images, return_tensors="pt")
-    with torch.inference_mode():
-        outputs = model(**inputs)
+def demo_examples(output_dir: Path, count: int = 3) -> list[dict]:
+    """A few validation rows of the bundled shapes dataset (written under `output_dir/data`): `image`, one
+    referring `sentence` and a `click` (x, y) at the innermost point of one shape."""
+    from seem_hf.data.coco_panoptic import panoptic_targets
+    from seem_hf.models.seem.visual_sampler_seem import next_click
+
+    paths = make_shapes_dataset(output_dir / "data", num_train=0, num_val=count, image_size=256, seed=0)["val"]
+    dataset = load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"],
+                                 paths["grounding_json"])
+    examples = []
+    for row in dataset:
+        targets = panoptic_targets(row)
+        thing = int(np.flatnonzero(targets["isthing"])[0]) if targets["isthing"].any() else 0
+        target = torch.from_numpy(targets["masks"][thing])
+        click, _ = next_click(torch.zeros_like(target), target, torch.zeros_like(target))
+        y, x = (float(v) for v in torch.nonzero(click).float().mean(0))
+        sentences = [text for grounding in row["groundings"] for text in grounding["sentences"]]
+        examples.append({"image": row["image"].convert("RGB"), "sentence": sentences[-1] if sentences else "the shape",
+                         "click": (x, y)})
+    return examples
+
+
+def _load(folder: Path):
+    import seem_hf  # noqa: F401  (registers the Auto classes)
+    from transformers import AutoModel, AutoProcessor
+
+    return AutoModel.from_pretrained(folder).eval(), AutoProcessor.from_pretrained(folder)
+
+
+def _rows_of(result, id2label, model, index, task, prompt=""):
+    rows = []
+    for segment in result["segments_info"]:
+        area = int((result["segmentation"] == segment["id"]).sum())
+        rows.append((model, index, task, prompt, id2label[segment["label_id"]], segment["score"], area))
+    return rows
+
+
+def run_detr_panoptic(examples, output_dir: Path, folder: Path):
+    model, processor = _load(folder)
+    images = [example["image"] for example in examples]
     sizes = [(image.height, image.width) for image in images]
+    with torch.inference_mode():
+        outputs = model(**processor(images=images, return_tensors="pt"))
     panoptic = processor.post_process_panoptic_segmentation(outputs, target_sizes=sizes)
     semantic = processor.post_process_semantic_segmentation(outputs, target_sizes=sizes)
-    written = []
-    print(f"DETR-panoptic ({checkpoint.name})")
-    print(f"{'image':>5}  {'segment':>7}  {'label':<10} {'score':>6} {'pixels':>7}")
+    id2label, colors = processor.image_processor.id2label, processor.image_processor.label_colors
+    rows, written = [], []
     for index, (image, result, labels) in enumerate(zip(images, panoptic, semantic)):
-        for segment in result["segments_info"]:
-            area = int((result["segmentation"] == segment["id"]).sum())
-            name = processor.id2label[segment["label_id"]]
-            print(f"{index:>5}  {segment['id']:>7}  {name:<10} {segment['score']:>6.3f} {area:>7}")
-        picture = overlay_segments(image, result["segmentation"], result["segments_info"], processor.id2label,
-                                   processor.label_colors)
-        written.append(save_overlay(picture, output_dir / f"detr_panoptic_{index}_panoptic.png"))
-        picture = overlay_semantic(image, labels, processor.id2label, processor.label_colors)
-        written.append(save_overlay(picture, output_dir / f"detr_panoptic_{index}_semantic.png"))
-    return written
+        rows += _rows_of(result, id2label, "DETR-panoptic", index, "panoptic")
+        written.append(save_overlay(overlay_segments(image, result["segmentation"], result["segments_info"], id2label,
+                                                     colors), output_dir / f"detr_panoptic_{index}_panoptic.png"))
+        written.append(save_overlay(overlay_semantic(image, labels, id2label, colors),
+                                    output_dir / f"detr_panoptic_{index}_semantic.png"))
+    return rows, written
+
+
+def run_seem(examples, output_dir: Path, folder: Path):
+    model, processor = _load(folder)
+    id2label = processor.image_processor.id2label
+    rows, written = [], []
+    for index, example in enumerate(examples):
+        image, size = example["image"], [(example["image"].height, example["image"].width)]
+        inputs = processor(images=image, sentences=[example["sentence"]],
+                           visual_prompts=[{"points": [example["click"]]}], text=list(id2label.values()))
+        with torch.inference_mode():
+            features = model.get_image_features(inputs["pixel_values"])
+            outputs = model(image_features=features, generator=torch.Generator().manual_seed(0), **{
+                key: value for key, value in inputs.items() if key != "pixel_values"})
+        panoptic = processor.post_process_panoptic_segmentation(outputs, target_sizes=size)[0]
+        rows += _rows_of(panoptic, id2label, "SEEM", index, "panoptic")
+        written.append(save_overlay(overlay_segments(image, panoptic["segmentation"], panoptic["segments_info"],
+                                                     id2label), output_dir / f"seem_{index}_panoptic.png"))
+        referring = processor.post_process_referring_segmentation(outputs, target_sizes=size)[0][0]
+        rows.append(("SEEM", index, "referring", repr(example["sentence"]), "-", float(referring["scores"][0]),
+                     int(referring["masks"][0].sum())))
+        written.append(save_overlay(overlay_masks(image, referring["masks"], [example["sentence"]]),
+                                    output_dir / f"seem_{index}_referring.png"))
+        interactive = processor.post_process_interactive_segmentation(outputs, target_sizes=size)[0]
+        x, y = example["click"]
+        label = id2label[int(interactive["labels"][0])]
+        rows.append(("SEEM", index, "interactive", f"click ({x:.0f}, {y:.0f})", label,
+                     float(interactive["scores"][0]), int(interactive["masks"][0].sum())))
+        written.append(save_overlay(overlay_masks(image, interactive["masks"], [label], points=[(x, y, True)]),
+                                    output_dir / f"seem_{index}_interactive.png"))
+    return rows, written
+
+
+def run_lseg(examples, output_dir: Path, folder: Path):
+    model, processor = _load(folder)
+    labels = [processor.id2label[index] for index in sorted(processor.id2label)]
+    rows, written = [], []
+    for index, example in enumerate(examples):
+        image = example["image"]
+        with torch.inference_mode():
+            outputs = model(**processor(images=image, text=labels, return_tensors="pt"))
+        semantic = processor.post_process_semantic_segmentation(outputs, target_sizes=[(image.height, image.width)])[0]
+        for label in torch.unique(semantic).tolist():
+            rows.append(("LSeg", index, "semantic", "label list", labels[label], None, int((semantic == label).sum())))
+        written.append(save_overlay(overlay_semantic(image, semantic, dict(enumerate(labels))),
+                                    output_dir / f"lseg_{index}_semantic.png"))
+    return rows, written
+
+
+def format_table(rows) -> str:
+    lines = ["| model | image | task | prompt | label | score | pixels |", "|---|---|---|---|---|---|---|"]
+    for model, index, task, prompt, label, score, pixels in rows:
+        shown = "-" if score is None else f"{score:.3f}"
+        lines.append(f"| {model} | {index} | {task} | {prompt} | {label} | {shown} | {pixels} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/demo"))
+    parser.add_argument("--count", type=int, default=3, help="how many bundled images")
+    for name in DEFAULTS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=Path, default=DEFAULTS[name],
+                            help=f"{name} checkpoint folder (default: the embedded one)")
     arguments = parser.parse_args(argv)
-    images = demo_images(arguments.output_dir)
-    for index, image in enumerate(images):
-        save_overlay(image, arguments.output_dir / f"input_{index}.png")
-    written = run_detr_panoptic(images, arguments.output_dir)
-    print(f"Wrote {len(written)} overlay PNGs to {arguments.output_dir}/")
+    examples = demo_examples(arguments.output_dir, arguments.count)
+    for index, example in enumerate(examples):
+        save_overlay(example["image"], arguments.output_dir / f"input_{index}.png")
+    rows, written = [], []
+    for run, folder in ((run_detr_panoptic, arguments.detr_panoptic), (run_seem, arguments.seem),
+                        (run_lseg, arguments.lseg)):
+        model_rows, model_written = run(examples, arguments.output_dir, folder)
+        rows, written = rows + model_rows, written + model_written
+    table = format_table(rows)
+    (arguments.output_dir / "segments.md").write_text(table + "\n")
+    print(table)
+    print(f"\nWrote {len(written)} overlay PNGs and segments.md to {arguments.output_dir}/")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,38 @@ def overlay_semantic(
     return overlay_segments(image, semantic + 1, segments, id2label, label_colors, alpha)
 
 
+def overlay_masks(
+    image: PIL.Image.Image,
+    masks: torch.Tensor | np.ndarray,
+    names: list[str] | None = None,
+    points: list[tuple[float, float, bool]] = (),
+    alpha: float = 0.55,
+) -> PIL.Image.Image:
+    """Overlay binary masks `(N, H, W)` (referring or interactive answers; they may overlap), each in its own
+    colour and named by `names`, and mark prompt `points` (x, y, positive) as green (positive) or red dots."""
+    masks = np.asarray(masks.cpu() if isinstance(masks, torch.Tensor) else masks, dtype=bool)
+    if masks.ndim != 3 or masks.shape[1:] != (image.height, image.width):
+        raise ValueError(f"Masks {masks.shape} must be (N, {image.height}, {image.width}).")
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    tinted = pixels.copy()
+    for index, mask in enumerate(masks):
+        tinted[mask] = (1 - alpha) * tinted[mask] + alpha * np.array(label_color(index))
+        outline = np.zeros_like(mask)
+        outline[:-1] |= mask[:-1] != mask[1:]
+        outline[:, :-1] |= mask[:, :-1] != mask[:, 1:]
+        tinted[outline] = 255
+    result = PIL.Image.fromarray(tinted.clip(0, 255).astype(np.uint8))
+    draw = PIL.ImageDraw.Draw(result)
+    for index, mask in enumerate(masks):
+        rows, cols = np.nonzero(mask)
+        if names and len(rows):
+            draw.text((float(cols.mean()), float(rows.mean())), names[index], fill=(255, 255, 255), anchor="mm",
+                      stroke_width=2, stroke_fill=(0, 0, 0))
+    for x, y, positive in points:
+        draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=(0, 220, 0) if positive else (230, 0, 0), outline=(0, 0, 0))
+    return result
+
+
 def save_overlay(picture: PIL.Image.Image, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,4 +108,4 @@ def save_overlay(picture: PIL.Image.Image, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["label_color", "overlay_segments", "overlay_semantic", "save_overlay"]
+__all__ = ["label_color", "overlay_masks", "overlay_segments", "overlay_semantic", "save_overlay"]

@@ -12,7 +12,8 @@ the same four strategies apply to every model in the package:
 | `adapt_backbone_adapt_head`   | LoRA                | bottleneck adapters + LoRA, norms and prediction heads    |
 | `full`                        | trains              | trains                                                    |
 
-A language encoder (`frozen`) never trains. Adapted strategies return a `peft.PeftModel`, whose
+A language encoder (`frozen`) never trains; parts a model's recipe keeps at their pretrained weights
+(`pretrained_frozen`: SEEM's pixel decoder) are frozen in the four strategies and train only under `full`. Adapted strategies return a `peft.PeftModel`, whose
 `save_pretrained` writes only what trained; `load_adapter` reloads it (PEFT does not store the custom bottleneck
 layer mapping, so `PeftModel.from_pretrained` alone cannot).
 """
@@ -66,6 +67,8 @@ class AdapterTargets:
 
     backbone: the image backbone's root module(s); LoRA goes on its Linear and Conv2d layers when adapted.
     frozen: modules that never train (a language encoder).
+    pretrained_frozen: modules the model's own recipe keeps frozen besides the backbone (SEEM freezes its pixel
+        decoder); frozen in the four strategies, trained under `full` (needed when starting from random weights).
     bottleneck: blocks followed by a sequential bottleneck adapter (attention, MLP).
     parallel_bottleneck: blocks that get a bottleneck adapter in parallel (SEEM's mask-embedding MLP).
     head_lora: head layers (Linear, Conv2d) adapted with LoRA when the head is adapted.
@@ -75,6 +78,7 @@ class AdapterTargets:
 
     backbone: str
     frozen: str | None = None
+    pretrained_frozen: str | None = None
     bottleneck: str | None = None
     parallel_bottleneck: str | None = None
     head_lora: str | None = None
@@ -189,6 +193,10 @@ def prepare_for_fine_tuning(
         model.get_submodule(name).requires_grad_(False)
     if strategy is FineTuningStrategy.FULL:
         return model
+    pretrained = _matching(model, targets.pretrained_frozen)
+    for name in pretrained:
+        model.get_submodule(name).requires_grad_(False)
+    frozen = frozen + pretrained
     if not (strategy.adapts_backbone or strategy.adapts_head):
         for name in backbone:
             model.get_submodule(name).requires_grad_(False)

@@ -116,10 +116,11 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
     _extra_auto_classes = ("AutoModel", "AutoModelForImageSegmentation")
     # SEEM's fine-tuning recipe for `seem_hf.adapters`: bottlenecks after every cross-attention, self-attention
     # and FFN sub-layer of the decoder and one beside the mask-embedding MLP, the decoder's LayerNorms trainable;
-    # the language encoder never trains.
+    # the language encoder never trains, and the pixel decoder keeps its pretrained weights (SOLVER.FIX_PARAM).
     _adapter_targets = {
         "backbone": r"backbone",
         "frozen": r"language_encoder",
+        "pretrained_frozen": r"pixel_decoder",
         "bottleneck": r"decoder\.transformer_(cross_attention|self_attention|ffn)_layers\.\d+",
         "parallel_bottleneck": r"decoder\.mask_embed",
     }

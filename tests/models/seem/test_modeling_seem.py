@@ -85,3 +85,20 @@ def test_bad_inputs(model):
         model(pixel_values=torch.randn(1, 64, 64), input_ids=_prompts(2))
     with pytest.raises(ValueError, match="go together"):
         model(pixel_values=torch.randn(1, 3, 64, 64), input_ids=_prompts(2), mask_labels=[torch.zeros(1, 64, 64)])
+
+
+def test_seem_s_recipe_trains_the_released_decoder_only():
+    """The fine-tuning fork's log: freezing the backbone and tuning the head trains 39,812,608 parameters (SEEM
+    freezes its backbone, language encoder and pixel decoder); adapting the head keeps the pixel decoder frozen."""
+    from seem_hf.adapters import count_parameters, prepare_for_fine_tuning
+
+    with torch.device("meta"):
+        model = SeemForUniversalSegmentation(SeemConfig())
+    tuned = prepare_for_fine_tuning(model, "freeze_backbone_tune_head")
+    assert count_parameters(tuned)["trainable"] == 39_812_608
+    with torch.device("meta"):
+        model = SeemForUniversalSegmentation(SeemConfig())
+    adapted = prepare_for_fine_tuning(model, "freeze_backbone_adapt_head", bottleneck_size=256)
+    trainable = [name for name, parameter in adapted.named_parameters() if parameter.requires_grad]
+    assert trainable and not [name for name in trainable if "pixel_decoder" in name or "language_encoder" in name]
+    assert any("decoder_norm" in name for name in trainable)
