@@ -280,8 +280,6 @@ def grounding_targets(example: dict, segment_masks: np.ndarray) -> tuple[np.ndar
     """The referring targets of one row: `masks` (G, H, W) bool and the `sentences` of each, one per grounding
     annotation. An annotation naming a `segment_id` of the image takes that segment's mask (`segment_masks`, in
     `segments` order); any other is decoded from its own `segmentation` (RLE or polygons, via pycocotools)."""
-    from pycocotools import mask as mask_utils
-
     height, width = segment_masks.shape[1:] if segment_masks.ndim == 3 else (example["height"], example["width"])
     index_of = {segment["id"]: index for index, segment in enumerate(example["segments"])}
     masks, sentences = [], []
@@ -289,12 +287,7 @@ def grounding_targets(example: dict, segment_masks: np.ndarray) -> tuple[np.ndar
         if grounding["segment_id"] in index_of:
             masks.append(segment_masks[index_of[grounding["segment_id"]]])
         else:
-            segmentation = json.loads(grounding["segmentation"])
-            if isinstance(segmentation, list):
-                segmentation = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-            elif isinstance(segmentation.get("counts"), list):
-                segmentation = mask_utils.frPyObjects(segmentation, height, width)
-            masks.append(mask_utils.decode(segmentation).astype(bool))
+            masks.append(grounding_mask(grounding, height, width))
         sentences.append(list(grounding["sentences"]))
     return (np.stack(masks) if masks else np.zeros((0, height, width), bool)), sentences
 
