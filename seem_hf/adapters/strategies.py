@@ -137,6 +137,30 @@ def _parameterised_roots(model: nn.Module, excluded: list[str]) -> list[str]:
     return roots
 
 
+def _unambiguous(model: nn.Module, names: list[str]) -> list[str]:
+    """`names` rewritten so that PEFT's `modules_to_save` rule (a module is saved when its name *ends with* a
+    listed name) picks these modules only: a name that is also the tail of another module's name ("decoder" of
+    "pixel_decoder") is replaced by its children that hold parameters, recursively."""
+    all_names = [name for name, _ in model.named_modules()]
+    result = []
+    for name in names:
+        if not any(other.endswith(name) and not _under(other, [name]) for other in all_names):
+            result.append(name)
+            continue
+        module = model.get_submodule(name)
+        if any(True for _ in module.parameters(recurse=False)):
+            raise ValueError(f"Module {name!r} holds parameters and its name is the tail of another module's name; "
+                             "PEFT cannot save it alone. Rename one of them.")
+        children = []
+        for child, sub in module.named_children():
+            # PEFT cannot wrap a container: list its members instead
+            members = list(sub.named_children()) if isinstance(sub, (nn.ModuleList, nn.ModuleDict)) else [("", sub)]
+            children += [f"{name}.{child}" + (f".{member}" if member else "") for member, part in members
+                         if any(True for _ in part.parameters())]
+        result += _unambiguous(model, children)
+    return result
+
+
 def _bottleneck_mapping(model: nn.Module, sequential: list[str], parallel: list[str]) -> dict[type, type]:
     modules = dict(model.named_modules())
     mapping = {type(modules[name]): SequentialBottleneckAdapter for name in sequential}
@@ -229,7 +253,7 @@ def prepare_for_fine_tuning(
         lora_alpha=lora_alpha or lora_rank,
         lora_dropout=dropout,
         target_modules=sorted(lora_targets + sequential + parallel),
-        modules_to_save=sorted(modules_to_save) or None,
+        modules_to_save=sorted(_unambiguous(model, modules_to_save)) or None,
         rank_pattern=rank_pattern,
         alpha_pattern=dict(rank_pattern),
         bias="none",

@@ -102,3 +102,10 @@ def test_seem_s_recipe_trains_the_released_decoder_only():
     trainable = [name for name, parameter in adapted.named_parameters() if parameter.requires_grad]
     assert trainable and not [name for name in trainable if "pixel_decoder" in name or "language_encoder" in name]
     assert any("decoder_norm" in name for name in trainable)
+    # PEFT saves modules whose name *ends with* a listed one: "decoder" must not drag "pixel_decoder" along
+    with torch.device("meta"):
+        model = SeemForUniversalSegmentation(SeemConfig())
+    both = prepare_for_fine_tuning(model, "adapt_backbone_tune_head")
+    counts = count_parameters(both)
+    assert counts["trainable"] == 39_812_608 + counts["adapters"]
+    assert not [name for name, p in both.named_parameters() if p.requires_grad and "pixel_decoder" in name]
