@@ -1,0 +1,142 @@
+"""Image processor for DETR-panoptic: transformers' DETR pre-processing on the PIL backend (no torchvision),
+with strict input checks, the label vocabulary, and seem_hf's vectorised post-processing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from transformers.models.detr.image_processing_pil_detr import (
+    DetrImageProcessorPil,
+    convert_segmentation_to_rle,
+)
+
+from .postprocessing import DETR_PANOPTIC_SCORE_THRESHOLD, MASKFORMER_MASK_THRESHOLD, MASKFORMER_OVERLAP_THRESHOLD, MASKFORMER_SCORE_THRESHOLD, detr_panoptic_segmentation, instance_segmentation, panoptic_segmentation, semantic_segmentation
+from .image_utils import CheckedImagesMixin
+from .remote_code import RemoteCodeMixin
+
+PANOPTIC_RULES = ("maskformer", "detr")
+
+
+class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessorPil):
+    r"""
+    Pre- and post-processing for [`DetrPanopticForSegmentation`].
+
+    Pre-processing is transformers' DETR pipeline on the PIL backend: resize so that the shortest side is 800
+    and the longest at most 1333, rescale to [0, 1], normalise with the ImageNet mean and std, pad the batch to
+    a common size and return `pixel_values` with a `pixel_mask` (1 on real pixels). It accepts PIL images,
+    numpy arrays (H, W), (H, W, C) or (C, H, W) and torch tensors (C, H, W); grayscale and RGBA are turned into
+    RGB, and anything else (wrong rank, no pixels, NaN, an unknown type) raises a `ValueError` that says which.
+
+    Args:
+        id2label (`dict[int, str]`, *optional*): label names, as in the model config.
+        thing_label_ids (`list[int]`, *optional*): the labels that are countable things; every other label is
+            stuff, and its segments are fused by default in panoptic post-processing.
+        label_colors (`dict[int, list[int]]`, *optional*): an RGB colour per label, for visualisation.
+        panoptic_rule (`str`, *optional*, defaults to `"maskformer"`): the default rule of
+            `post_process_panoptic_segmentation`: `"maskformer"` (transformers' rule, its results unchanged) or
+            `"detr"` (the original DETR `PostProcessPanoptic`, with which the published PQ was measured).
+        Other arguments: those of transformers' `DetrImageProcessorPil`.
+    """
+
+    model_input_names = ["pixel_values", "pixel_mask"]
+
+    def __init__(
+        self,
+        id2label: dict | None = None,
+        thing_label_ids: Iterable[int] | None = None,
+        label_colors: dict | None = None,
+        panoptic_rule: str = "maskformer",
+        **kwargs,
+    ) -> None:
+        kwargs.setdefault("do_convert_rgb", True)
+        super().__init__(**kwargs)
+        if panoptic_rule not in PANOPTIC_RULES:
+            raise ValueError(f"panoptic_rule must be one of {PANOPTIC_RULES}, got {panoptic_rule!r}.")
+        self.id2label = {int(k): str(v) for k, v in id2label.items()} if id2label else None
+        self.thing_label_ids = sorted(int(i) for i in thing_label_ids) if thing_label_ids is not None else None
+        self.label_colors = {int(k): [int(c) for c in v] for k, v in label_colors.items()} if label_colors else None
+        self.panoptic_rule = panoptic_rule
+
+    # ---------------------------------------------------------------------------------------- label vocabulary
+    @property
+    def stuff_label_ids(self) -> list[int] | None:
+        """Labels that are stuff (all labels of `id2label` not in `thing_label_ids`), or None when unknown."""
+        if self.id2label is None or self.thing_label_ids is None:
+            return None
+        things = set(self.thing_label_ids)
+        return [label for label in sorted(self.id2label) if label not in things]
+
+    # --------------------------------------------------------------------------------------- post-processing
+    def post_process_semantic_segmentation(
+        self, outputs, target_sizes: list[tuple[int, int]] | None = None, return_segmentation_scores: bool = False
+    ):
+        """Per-pixel label ids, one (height, width) tensor per image; see `seem_hf.postprocessing`.
+        Same signature and results as transformers' DETR processor."""
+        return semantic_segmentation(
+            outputs.logits, outputs.pred_masks, target_sizes, return_segmentation_scores
+        )
+
+    def post_process_instance_segmentation(
+        self,
+        outputs,
+        threshold: float = MASKFORMER_SCORE_THRESHOLD,
+        mask_threshold: float = MASKFORMER_MASK_THRESHOLD,
+        overlap_mask_area_threshold: float = MASKFORMER_OVERLAP_THRESHOLD,
+        target_sizes: list[tuple[int, int]] | None = None,
+        return_coco_annotation: bool = False,
+    ) -> list[dict]:
+        """Instance segments per image (`segmentation` ids and `segments_info`), transformers' format and
+        results; with `return_coco_annotation`, the segmentation is run-length encoded."""
+        results = instance_segmentation(
+            outputs.logits, outputs.pred_masks, threshold, mask_threshold, overlap_mask_area_threshold, target_sizes
+        )
+        if return_coco_annotation:
+            for result in results:
+                result["segmentation"] = convert_segmentation_to_rle(result["segmentation"])
+        return results
+
+    def post_process_panoptic_segmentation(
+        self,
+        outputs,
+        threshold: float | None = None,
+        mask_threshold: float = MASKFORMER_MASK_THRESHOLD,
+        overlap_mask_area_threshold: float = MASKFORMER_OVERLAP_THRESHOLD,
+        label_ids_to_fuse: Iterable[int] | None = None,
+        target_sizes: list[tuple[int, int]] | None = None,
+        rule: str | None = None,
+    ) -> list[dict]:
+        """Panoptic segments per image, in transformers' format.
+
+        `rule` (default: the processor's `panoptic_rule`) picks the algorithm: `"maskformer"` is transformers'
+        (score `threshold` default 0.5, `mask_threshold`, `overlap_mask_area_threshold`), `"detr"` the original
+        DETR rule (score `threshold` default 0.85, stuff merged, segments of at most 4 pixels dropped; the mask
+        and overlap thresholds do not apply). `label_ids_to_fuse` defaults to the stuff labels of the
+        vocabulary when it is known.
+        """
+        rule = rule or self.panoptic_rule
+        if rule not in PANOPTIC_RULES:
+            raise ValueError(f"rule must be one of {PANOPTIC_RULES}, got {rule!r}.")
+        if label_ids_to_fuse is None:
+            label_ids_to_fuse = self.stuff_label_ids or ()
+        if rule == "detr":
+            return detr_panoptic_segmentation(
+                outputs.logits,
+                outputs.pred_masks,
+                threshold=DETR_PANOPTIC_SCORE_THRESHOLD if threshold is None else threshold,
+                label_ids_to_fuse=label_ids_to_fuse,
+                target_sizes=target_sizes,
+            )
+        return panoptic_segmentation(
+            outputs.logits,
+            outputs.pred_masks,
+            threshold=MASKFORMER_SCORE_THRESHOLD if threshold is None else threshold,
+            mask_threshold=mask_threshold,
+            overlap_mask_area_threshold=overlap_mask_area_threshold,
+            label_ids_to_fuse=label_ids_to_fuse,
+            target_sizes=target_sizes,
+        )
+
+
+DetrPanopticImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+__all__ = ["DetrPanopticImageProcessor"]

@@ -1,0 +1,47 @@
+"""Processor for DETR-panoptic: the image processor together with the label vocabulary it carries."""
+
+from __future__ import annotations
+
+from transformers import ProcessorMixin
+
+from .processing_utils import PostProcessingMixin
+from .remote_code import RemoteCodeMixin
+
+
+class DetrPanopticProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
+    r"""
+    The processor of [`DetrPanopticForSegmentation`]. DETR-panoptic reads no text, so the processor is the
+    image processor plus the label vocabulary that post-processing and visualisation need (`id2label`,
+    `thing_label_ids`, `label_colors`, stored with the image processor). Calling it pre-processes images;
+    the `post_process_*` methods are the image processor's.
+
+    Args:
+        image_processor ([`DetrPanopticImageProcessor`]): the image processor.
+    """
+
+    def __init__(self, image_processor=None, **kwargs):
+        super().__init__(image_processor, **kwargs)
+
+    def __call__(self, images=None, **kwargs):
+        """Pre-process `images` (see [`DetrPanopticImageProcessor`]); returns `pixel_values` and `pixel_mask`."""
+        if images is None:
+            raise ValueError("DetrPanopticProcessor needs `images`.")
+        return self.image_processor(images, **kwargs)
+
+    @property
+    def id2label(self) -> dict | None:
+        return self.image_processor.id2label
+
+    @property
+    def thing_label_ids(self) -> list[int] | None:
+        return self.image_processor.thing_label_ids
+
+    @property
+    def label_colors(self) -> dict | None:
+        return self.image_processor.label_colors
+
+
+
+DetrPanopticProcessor.register_for_auto_class("AutoProcessor")
+
+__all__ = ["DetrPanopticProcessor"]

@@ -1,0 +1,62 @@
+"""Image processor for LSeg: transformers' DPT pre-processing on the PIL backend, with LSeg's settings."""
+
+from __future__ import annotations
+
+from transformers import BatchFeature
+from transformers.image_utils import PILImageResampling
+from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
+
+from .image_utils import CheckedImagesMixin
+from .remote_code import RemoteCodeMixin
+
+
+class LSegImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DPTImageProcessorPil):
+    r"""
+    Pre- and post-processing for [`LSegForSemanticSegmentation`].
+
+    Resizes each image towards `size` (480x480, LSeg's crop size) keeping its aspect ratio, with sides rounded
+    to multiples of 32 (what the model needs), rescales to [0, 1] and normalises with LSeg's mean = std = 0.5.
+    Inputs are checked as every seem_hf processor checks them (PIL, numpy, tensors; grayscale and RGBA become
+    RGB; errors name the problem). `post_process_semantic_segmentation` resizes the logits to each target size
+    and takes the best label per pixel (transformers' DPT post-processing).
+
+    The processor can carry a default label set, so that a plain `image_processor(images)` (and transformers'
+    own image-segmentation pipeline) gives the model everything it needs: `id2label` names the labels and
+    `label_input_ids` / `label_attention_mask` hold them tokenised (`LSegProcessor` fills these in); they are
+    returned as `input_ids` / `attention_mask` with the pixels.
+    """
+
+    resample = PILImageResampling.BILINEAR
+    image_mean = [0.5, 0.5, 0.5]
+    image_std = [0.5, 0.5, 0.5]
+    size = {"height": 480, "width": 480}
+    keep_aspect_ratio = True
+    ensure_multiple_of = 32
+    model_input_names = ["pixel_values"]
+
+    def __init__(
+        self,
+        id2label: dict | None = None,
+        label_input_ids: list[list[int]] | None = None,
+        label_attention_mask: list[list[int]] | None = None,
+        **kwargs,
+    ):
+        kwargs.setdefault("do_convert_rgb", True)
+        super().__init__(**kwargs)
+        self.id2label = {int(k): str(v) for k, v in id2label.items()} if id2label else None
+        self.label_input_ids = label_input_ids
+        self.label_attention_mask = label_attention_mask
+        if label_input_ids is not None and (self.id2label is None or len(label_input_ids) != len(self.id2label)):
+            raise ValueError("label_input_ids needs an id2label with one name per tokenised label.")
+
+    def preprocess(self, images, segmentation_maps=None, **kwargs) -> BatchFeature:
+        outputs = super().preprocess(images, segmentation_maps, **kwargs)
+        if self.label_input_ids is not None:
+            labels = {"input_ids": self.label_input_ids, "attention_mask": self.label_attention_mask}
+            outputs.update(BatchFeature(labels, tensor_type=kwargs.get("return_tensors")))
+        return outputs
+
+
+LSegImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+__all__ = ["LSegImageProcessor"]
