@@ -90,7 +90,7 @@ class Segmenters:
             raise ValueError("Give an image.")
         names = [label.strip() for label in (labels or "").split(",") if label.strip()]
         image = image.convert("RGB")
-        inputs = self.lseg_processor(images=image, text=names, return_tensors="pt")
+        inputs = self.lseg_processor(images=image, text=names)
         outputs = self.lseg(**inputs)
         semantic = self.lseg_processor.post_process_semantic_segmentation(
             outputs, target_sizes=[(image.height, image.width)])[0]

@@ -21,14 +21,14 @@ class LSegProcessor(RemoteCodeMixin, ProcessorMixin):
     def __init__(self, image_processor=None, tokenizer=None, **kwargs):
         super().__init__(image_processor, tokenizer, **kwargs)
 
-    def __call__(self, images=None, text=None, **kwargs) -> BatchFeature:
+    def __call__(self, images=None, text=None, return_tensors="pt", **kwargs) -> BatchFeature:
         if images is None and text is None:
             raise ValueError("LSegProcessor needs images, text (a label set), or both.")
         outputs = BatchFeature()
         if images is not None:
-            outputs.update(self.image_processor(images, **kwargs))
+            outputs.update(self.image_processor(images, return_tensors=return_tensors, **kwargs))
         if text is not None:
-            outputs.update(self.tokenize_labels(text, return_tensors=kwargs.get("return_tensors", "pt")))
+            outputs.update(self.tokenize_labels(text, return_tensors=return_tensors))
         return outputs
 
     def tokenize_labels(self, labels, return_tensors="pt") -> BatchFeature:
