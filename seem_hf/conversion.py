@@ -6,6 +6,17 @@ import torch
 from torch import nn
 
 
+# OpenAI CLIP's text-block names -> transformers' CLIPTextModel, once a converter has mapped its own prefix of
+# `resblocks.{i}.` to `text_model.encoder.layers.{i}.` (LSeg's and SEEM's towers share these).
+CLIP_TEXT_LAYER_RENAMES = [
+    (r"(text_model\.encoder\.layers\.\d+)\.attn\.", r"\1.self_attn."),
+    (r"(text_model\.encoder\.layers\.\d+)\.ln_1\.", r"\1.layer_norm1."),
+    (r"(text_model\.encoder\.layers\.\d+)\.ln_2\.", r"\1.layer_norm2."),
+    (r"(text_model\.encoder\.layers\.\d+)\.mlp\.c_fc\.", r"\1.mlp.fc1."),
+    (r"(text_model\.encoder\.layers\.\d+)\.mlp\.c_proj\.", r"\1.mlp.fc2."),
+]
+
+
 def load_state_dict_strictly(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
     """Load converted weights strictly, raising a `ValueError` that lists every missing key, unexpected key and
     shape mismatch (torch's own error stops at shapes and hides the rest)."""
@@ -26,4 +37,4 @@ def load_state_dict_strictly(model: nn.Module, state_dict: dict[str, torch.Tenso
     model.load_state_dict(state_dict, strict=True)
 
 
-__all__ = ["load_state_dict_strictly"]
+__all__ = ["CLIP_TEXT_LAYER_RENAMES", "load_state_dict_strictly"]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from seem_hf.conversion import load_state_dict_strictly
+from seem_hf.conversion import CLIP_TEXT_LAYER_RENAMES, load_state_dict_strictly
 
 from .configuration_lseg import LSegConfig, lseg_vision_config
 from .image_processing_lseg import LSegImageProcessor
@@ -42,12 +42,7 @@ _RENAMES = [
     (r"^clip_pretrained\.positional_embedding$", "text_encoder.text_model.embeddings.position_embedding.weight"),
     (r"^clip_pretrained\.ln_final\.", "text_encoder.text_model.final_layer_norm."),
     (r"^clip_pretrained\.transformer\.resblocks\.(\d+)\.", r"text_encoder.text_model.encoder.layers.\1."),
-    (r"(text_model\.encoder\.layers\.\d+)\.attn\.out_proj\.", r"\1.self_attn.out_proj."),
-    (r"(text_model\.encoder\.layers\.\d+)\.attn\.in_proj_", r"\1.self_attn.in_proj_"),
-    (r"(text_model\.encoder\.layers\.\d+)\.ln_1\.", r"\1.layer_norm1."),
-    (r"(text_model\.encoder\.layers\.\d+)\.ln_2\.", r"\1.layer_norm2."),
-    (r"(text_model\.encoder\.layers\.\d+)\.mlp\.c_fc\.", r"\1.mlp.fc1."),
-    (r"(text_model\.encoder\.layers\.\d+)\.mlp\.c_proj\.", r"\1.mlp.fc2."),
+    *CLIP_TEXT_LAYER_RENAMES,
     # timm ViT
     (r"^pretrained\.model\.cls_token$", "dpt.embeddings.cls_token"),
     (r"^pretrained\.model\.pos_embed$", "dpt.embeddings.position_embeddings"),

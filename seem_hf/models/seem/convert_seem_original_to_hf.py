@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from seem_hf.conversion import load_state_dict_strictly
+from seem_hf.conversion import CLIP_TEXT_LAYER_RENAMES, load_state_dict_strictly
 
 from .configuration_seem import FOCAL_L, SEEM_TEXT, SeemConfig
 from .image_processing_seem import SeemImageProcessor
@@ -76,11 +76,7 @@ _RENAMES = [
     (_TEXT + r"positional_embedding$", "language_encoder.text_model.embeddings.position_embedding.weight"),
     (_TEXT + r"ln_final\.", "language_encoder.text_model.final_layer_norm."),
     (_TEXT + r"resblocks\.(\d+)\.", r"language_encoder.text_model.encoder.layers.\1."),
-    (r"(text_model\.encoder\.layers\.\d+)\.attn\.", r"\1.self_attn."),
-    (r"(text_model\.encoder\.layers\.\d+)\.ln_1\.", r"\1.layer_norm1."),
-    (r"(text_model\.encoder\.layers\.\d+)\.ln_2\.", r"\1.layer_norm2."),
-    (r"(text_model\.encoder\.layers\.\d+)\.mlp\.c_fc\.", r"\1.mlp.fc1."),
-    (r"(text_model\.encoder\.layers\.\d+)\.mlp\.c_proj\.", r"\1.mlp.fc2."),
+    *CLIP_TEXT_LAYER_RENAMES,
     (_DECODER + r"lang_encoder\.", "language_encoder."),
     # decoder
     (_DECODER + r"transformer_cross_attention_layers\.(\d+)\.norm\.", r"decoder.cross_attention_norms.\1."),
