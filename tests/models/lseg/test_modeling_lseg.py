@@ -59,7 +59,13 @@ def test_cached_class_embeddings_give_the_same_logits(model):
     with torch.no_grad():
         from_text = model(pixel_values=pixel_values, input_ids=_label_ids(4))
         cached = model(pixel_values=pixel_values, class_embeddings=from_text.class_embeddings)
+        # a new label set on the same image reuses its pixel embeddings
+        new_labels = model(pixel_embeddings=from_text.pixel_embeddings, input_ids=_label_ids(2))
+        expected = model(pixel_values=pixel_values, input_ids=_label_ids(2))
     assert torch.equal(from_text.logits, cached.logits)
+    assert torch.equal(new_labels.logits, expected.logits)
+    with pytest.raises(ValueError, match="either as pixel_values or as pixel_embeddings"):
+        model(pixel_values=pixel_values, pixel_embeddings=from_text.pixel_embeddings, input_ids=_label_ids(2))
 
 
 def test_parity_with_transformers_modules(model):
