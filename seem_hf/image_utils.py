@@ -48,6 +48,12 @@ def validate_image(image, index: int | None = None):
     return image
 
 
+def _ambiguous(image) -> bool:
+    """A 3-D shape whose first and last axes could both be channels, e.g. (3, 4, 3) or (1, 1, 3)."""
+    shape = getattr(image, "shape", ())
+    return len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] in (1, 3, 4)
+
+
 def to_three_channels(image: np.ndarray) -> np.ndarray:
     """Turn a channel-first (1|3|4, H, W) array into (3, H, W): grayscale is repeated, alpha is dropped."""
     channels = image.shape[0]
@@ -74,12 +80,37 @@ class CheckedImagesMixin:
             images = list(images)  # a 4-D array or tensor is a batch, as transformers reads it
         else:
             images = [images]
+        explicit = kwargs.get("input_data_format") is not None
         for index, image in enumerate(images):
             if not isinstance(image, (list, tuple)):
                 validate_image(image, index if len(images) > 1 else None)
                 if getattr(image, "ndim", None) == 2:
-                    images[index] = image[..., None]  # grayscale: give it a channel axis
+                    images[index] = image[None]  # grayscale: a channel axis first, which nothing can misread
+                elif not explicit and _ambiguous(image) and isinstance(image, np.ndarray):
+                    # transformers reads a shape like (3, 4, 3) as channels-first; a numpy image is (H, W, C) by
+                    # convention (PIL, OpenCV, imageio), so say so by moving its channels first
+                    images[index] = np.ascontiguousarray(image.transpose(2, 0, 1))
         return super()._prepare_image_like_inputs(images, *args, expected_ndims=expected_ndims, **kwargs)
+
+    def resize(self, image, size, *args, **kwargs):
+        # transformers' shortest/longest-edge resize rounds a very thin image's short side to 0 pixels and then
+        # fails with a message about size keys; keep at least one pixel instead.
+        if getattr(size, "shortest_edge", None) and getattr(size, "longest_edge", None):
+            from transformers.image_utils import SizeDict
+            from transformers.models.detr.image_processing_pil_detr import get_size_with_aspect_ratio
+
+            height, width = get_size_with_aspect_ratio(image.shape[-2:], size.shortest_edge, size.longest_edge)
+            size = SizeDict(height=max(1, height), width=max(1, width))
+        elif kwargs.get("keep_aspect_ratio") and getattr(size, "height", None) and getattr(size, "width", None):
+            # DPT's aspect-keeping resize has the same flaw; settle the size here, at least one multiple per side
+            from transformers.image_utils import SizeDict
+            from transformers.models.dpt.image_processing_pil_dpt import get_resize_output_image_size
+
+            multiple = kwargs.get("ensure_multiple_of") or 1
+            fitted = get_resize_output_image_size(image, (size.height, size.width), True, multiple)
+            size = SizeDict(height=max(multiple, fitted.height), width=max(multiple, fitted.width))
+            kwargs["keep_aspect_ratio"] = False
+        return super().resize(image, size, *args, **kwargs)
 
     def process_image(self, image, *args, **kwargs) -> np.ndarray:
         return to_three_channels(super().process_image(image, *args, **kwargs))

@@ -154,11 +154,12 @@ class LSegForSemanticSegmentation(RemoteCodeMixin, LSegPreTrainedModel):
 
     def forward(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         class_embeddings: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        pixel_embeddings: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> LSegSemanticSegmentationOutput | tuple:
@@ -170,6 +171,9 @@ class LSegForSemanticSegmentation(RemoteCodeMixin, LSegPreTrainedModel):
             text embeddings, instead of `input_ids`.
         labels (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*): the index of each pixel's
             label in the set; `config.ignore_index` where there is none.
+        pixel_embeddings (`torch.FloatTensor` of shape `(batch_size, embedding_dim, height / 2, width / 2)`,
+            *optional*): an earlier output's `pixel_embeddings` (or `get_image_features`), instead of `pixel_values`:
+            a new label set on the same image then costs no image encoding.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if (input_ids is None) == (class_embeddings is None):
@@ -181,7 +185,10 @@ class LSegForSemanticSegmentation(RemoteCodeMixin, LSegPreTrainedModel):
                 f"class_embeddings must be (num_labels, {self.config.embedding_dim}), got "
                 f"{tuple(class_embeddings.shape)}."
             )
-        pixel_embeddings = self.get_image_features(pixel_values)
+        if (pixel_values is None) == (pixel_embeddings is None):
+            raise ValueError("Give the image either as pixel_values or as pixel_embeddings (cached).")
+        if pixel_embeddings is None:
+            pixel_embeddings = self.get_image_features(pixel_values)
 
         pixels = nn.functional.normalize(pixel_embeddings, dim=1)
         texts = nn.functional.normalize(class_embeddings.to(pixels.dtype), dim=-1)

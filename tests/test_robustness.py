@@ -1,0 +1,106 @@
+"""Property-based robustness of every processor: any image size (1x1, very thin, large), layout (H, W), (H, W, C),
+(C, H, W), channel count, dtype and container either gives well-formed model inputs or a clear ValueError; odd
+outputs (NaN logits, nothing kept) never crash post-processing deep inside torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transformers import AutoModel, AutoProcessor
+
+from seem_hf.testing import FIXTURES
+
+NAMES = ("seem", "lseg", "detr_panoptic")
+PROCESSORS = {name: AutoProcessor.from_pretrained(FIXTURES / f"tiny-random-{name}") for name in NAMES}
+
+
+@st.composite
+def images(draw):
+    height = draw(st.one_of(st.integers(1, 8), st.integers(1, 400)))
+    width = draw(st.one_of(st.integers(1, 8), st.integers(1, 400)))
+    channels = draw(st.sampled_from([None, 1, 3, 4]))
+    layout = draw(st.sampled_from(["last", "first"]))
+    dtype = draw(st.sampled_from([np.uint8, np.float32]))
+    shape = (height, width) if channels is None else (
+        (height, width, channels) if layout == "last" else (channels, height, width))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    array = rng.integers(0, 255, shape).astype(np.uint8) if dtype == np.uint8 else rng.random(shape, np.float32)
+    as_tensor = draw(st.booleans()) and layout == "first"  # tensors are channel-first, as torch images are
+    return (torch.from_numpy(array) if as_tensor else array), (height, width)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(example=images())
+def test_any_image_gives_well_formed_inputs(name, example):
+    image, (height, width) = example
+    outputs = PROCESSORS[name](images=image, return_tensors="pt")
+    pixel_values = outputs["pixel_values"]
+    assert pixel_values.ndim == 4 and pixel_values.shape[:2] == (1, 3) and torch.isfinite(pixel_values).all()
+    if name != "detr_panoptic":
+        assert pixel_values.shape[-2] % 32 == 0 and pixel_values.shape[-1] % 32 == 0
+    if "pixel_mask" in outputs:  # the real pixels keep the image's aspect ratio (up to rounding)
+        rows, columns = outputs["pixel_mask"][0].any(1).sum(), outputs["pixel_mask"][0].any(0).sum()
+        assert rows >= 1 and columns >= 1
+        if min(height, width) >= 8:
+            assert abs(float(rows) / float(columns) - height / width) <= 0.1 * height / width + 1 / float(columns)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((0, 4, 3), np.uint8), "Empty image"),
+    (np.full((4, 4, 3), np.nan, np.float32), "NaN"),
+    (np.zeros((5, 5, 2), np.uint8), "1, 3 or 4 channels"),
+    (np.zeros((2, 4, 4, 3, 1), np.uint8), "2 or 3 dimensions"),
+    ("not an image", "Unsupported image type|Incorrect image source|No such file"),
+    ([], "empty list"),
+])
+def test_bad_images_are_named(name, bad, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        PROCESSORS[name](images=bad, return_tensors="pt")
+
+
+def test_ambiguous_numpy_layouts_are_read_channels_last():
+    """A (3, 4, 3) numpy array is an image of 3 rows and 4 columns of RGB pixels, not 3 channels of 4 x 3."""
+    image = np.zeros((3, 4, 3), np.uint8)
+    image[:, :, 0] = 255  # red everywhere
+    pixel_values = PROCESSORS["seem"](images=image, return_tensors="pt")["pixel_values"]
+    mask = PROCESSORS["seem"](images=image, return_tensors="pt")["pixel_mask"][0]
+    rows, columns = int(mask.any(1).sum()), int(mask.any(0).sum())
+    assert columns > rows  # wider than tall
+    assert (pixel_values[0, 0][mask.bool()] > pixel_values[0, 1][mask.bool()]).all()  # red
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("corruption", ["nan", "inf", "none_kept"])
+def test_post_processing_of_odd_outputs(name, corruption):
+    model = AutoModel.from_pretrained(FIXTURES / f"tiny-random-{name}").eval()
+    processor = PROCESSORS[name]
+    inputs = processor(images=np.zeros((40, 60, 3), np.uint8), return_tensors="pt")
+    with torch.no_grad():
+        outputs = model(**inputs)
+    field = "logits" if name != "seem" else "class_queries_logits"
+    logits = outputs[field]
+    if corruption == "nan":
+        logits[..., 0] = float("nan")
+    elif corruption == "inf":
+        logits[..., 0] = float("inf")
+    elif name != "lseg":  # every query says "no object"
+        logits[..., :-1], logits[..., -1] = -50.0, 50.0
+    sizes = [(40, 60)]
+    results = [processor.post_process_semantic_segmentation]
+    if name != "lseg":
+        results += [processor.post_process_panoptic_segmentation, processor.post_process_instance_segmentation]
+    for post_process in results:
+        try:
+            result = post_process(outputs, target_sizes=sizes)[0]
+        except ValueError as error:
+            assert corruption in ("nan", "inf") and "NaN or infinite" in str(error)
+            continue
+        segmentation = result if isinstance(result, torch.Tensor) else result["segmentation"]
+        assert tuple(segmentation.shape[-2:]) == (40, 60)
+        if corruption == "none_kept" and not isinstance(result, torch.Tensor):
+            assert result["segments_info"] == [] and (segmentation == -1).all()
