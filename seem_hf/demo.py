@@ -96,8 +96,9 @@ def run_seem(examples, output_dir: Path, folder: Path):
             features = model.get_image_features(inputs["pixel_values"])
             outputs = model(image_features=features, generator=torch.Generator().manual_seed(0), **{
                 key: value for key, value in inputs.items() if key != "pixel_values"})
-        panoptic = processor.post_process_panoptic_segmentation(outputs, target_sizes=size)[0]
-        rows += _rows_of(panoptic, id2label, "SEEM", index, "panoptic")
+        # The small default is less sure of its classes than the released model: keep segments above 0.5, not 0.8.
+        panoptic = processor.post_process_panoptic_segmentation(outputs, threshold=0.5, target_sizes=size)[0]
+        rows += _rows_of(panoptic, id2label, "SEEM", index, "panoptic", "score > 0.5")
         written.append(save_overlay(overlay_segments(image, panoptic["segmentation"], panoptic["segments_info"],
                                                      id2label), output_dir / f"seem_{index}_panoptic.png"))
         referring = processor.post_process_referring_segmentation(outputs, target_sizes=size)[0][0]

@@ -31,8 +31,14 @@ def test_semantic_overlay_and_colours():
 
 
 def test_demo_writes_overlays(tmp_path, capsys):
-    demo.main(["--output-dir", str(tmp_path)])
-    written = sorted(path.name for path in tmp_path.glob("detr_panoptic_*.png"))
-    assert len(written) == 6
-    assert PIL.Image.open(tmp_path / "detr_panoptic_0_panoptic.png").size == (256, 256)
-    assert "DETR-panoptic" in capsys.readouterr().out
+    """The README's main command: every embedded default model, every task, on the bundled images."""
+    demo.main(["--output-dir", str(tmp_path), "--count", "2"])
+    for pattern, count in (("detr_panoptic_*.png", 4), ("seem_*_panoptic.png", 2), ("seem_*_referring.png", 2),
+                           ("seem_*_interactive.png", 2), ("lseg_*_semantic.png", 2)):
+        assert len(list(tmp_path.glob(pattern))) == count, pattern
+    assert PIL.Image.open(tmp_path / "seem_0_interactive.png").size == (256, 256)
+    printed = capsys.readouterr().out
+    table = (tmp_path / "segments.md").read_text()
+    for model, task in (("DETR-panoptic", "panoptic"), ("SEEM", "referring"), ("SEEM", "interactive"),
+                        ("LSeg", "semantic")):
+        assert f"| {model} | 0 | {task} |" in table and f"| {model} | 0 | {task} |" in printed

@@ -1,0 +1,203 @@
+"""Image processor for SEEM: detectron2's test-time resize on transformers' DETR PIL backend, padding to a multiple
+of 32, and SEEM's post-processing."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+from transformers import BatchFeature
+from transformers.models.detr.image_processing_pil_detr import DetrImageProcessorPil
+
+from .image_utils import CheckedImagesMixin
+from .postprocessing import crop_and_resize_masks, panoptic_segmentation
+from .remote_code import RemoteCodeMixin
+
+SEEM_SCORE_THRESHOLD = 0.8  # MODEL.DECODER.TEST.OBJECT_MASK_THRESHOLD
+SEEM_OVERLAP_THRESHOLD = 0.8  # MODEL.DECODER.TEST.OVERLAP_THRESHOLD
+SIZE_DIVISIBILITY = 32
+
+
+class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessorPil):
+    r"""
+    Pre- and post-processing for [`SeemForUniversalSegmentation`].
+
+    Pre-processing: shortest side 800, longest at most 1333 (SEEM's COCO test resize), ImageNet mean and std
+    (SEEM's 0-255 values divided by 255), and zero padding at the bottom and right to a common size that is a
+    multiple of 32; `pixel_mask` marks the real pixels. Inputs are checked as every seem_hf processor checks them.
+
+    Post-processing follows SEEM: mask logits are upsampled to the padded input, cropped to the image, resized
+    bicubically (antialiased) to the target size; panoptic segments use the Mask2Former rule with SEEM's
+    thresholds (class score 0.8, mask overlap 0.8), stuff labels fused; semantic maps are
+    `argmax_c sum_q softmax(class_q)[c] * sigmoid(mask_q)` over the real labels.
+
+    Args:
+        id2label (`dict[int, str]`, *optional*): the default label set (class names), used when no text is given.
+        thing_label_ids (`list[int]`, *optional*): labels that are countable things; the others are stuff.
+        Other arguments: those of transformers' `DetrImageProcessorPil`.
+    """
+
+    model_input_names = ["pixel_values", "pixel_mask"]
+
+    def __init__(self, id2label: dict | None = None, thing_label_ids: list[int] | None = None, **kwargs):
+        kwargs.setdefault("do_convert_rgb", True)
+        super().__init__(**kwargs)
+        self.id2label = {int(k): str(v) for k, v in id2label.items()} if id2label else None
+        self.thing_label_ids = sorted(int(i) for i in thing_label_ids) if thing_label_ids is not None else None
+
+    def preprocess(self, images, *args, **kwargs) -> BatchFeature:
+        outputs = super().preprocess(images, *args, **kwargs)
+        pixel_values, pixel_mask = outputs["pixel_values"], outputs["pixel_mask"]
+        tensors = isinstance(pixel_values, torch.Tensor)
+        values = pixel_values if tensors else torch.as_tensor(pixel_values)
+        mask = pixel_mask if tensors else torch.as_tensor(pixel_mask)
+        height, width = values.shape[-2:]
+        bottom, right = -height % SIZE_DIVISIBILITY, -width % SIZE_DIVISIBILITY
+        if bottom or right:
+            values, mask = F.pad(values, (0, right, 0, bottom)), F.pad(mask, (0, right, 0, bottom))
+        outputs["pixel_values"] = values if tensors else values.numpy()
+        outputs["pixel_mask"] = mask if tensors else mask.numpy()
+        return outputs
+
+    # -------------------------------------------------------------------------------------------- post-processing
+    def _resized_masks(self, outputs, index: int, target_size, mask_logits=None, mode="bicubic") -> torch.Tensor:
+        mask_logits = outputs.masks_queries_logits[index] if mask_logits is None else mask_logits
+        padded = tuple(4 * size for size in mask_logits.shape[-2:])
+        image_sizes = getattr(outputs, "image_sizes", None)
+        image_size = tuple(image_sizes[index]) if image_sizes is not None else padded
+        return crop_and_resize_masks(mask_logits, padded, image_size, tuple(target_size or image_size), mode)
+
+    def post_process_referring_segmentation(
+        self, outputs, target_sizes=None, top_k: int = 1, mask_threshold: float = 0.5
+    ) -> list[list[dict]]:
+        """Per image, per real sentence: `masks` `(top_k, height, width)` bool, `scores` `(top_k,)` and
+        `query_indices`. The grounding queries are ranked by their similarity with the sentence (SEEM answers with
+        the best one, `top_k=1`; a larger `top_k` returns the next-best queries too, e.g. every car for "cars");
+        `scores` are the softmax over queries."""
+        if getattr(outputs, "grounding_logits", None) is None:
+            raise ValueError("These outputs have no referring results: call the model with grounding_input_ids.")
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}.")
+        results = []
+        for index, (logits, real) in enumerate(zip(outputs.grounding_logits, outputs.grounding_sentence_mask)):
+            target = target_sizes[index] if target_sizes else None
+            image_results = []
+            for sentence in torch.nonzero(real).flatten().tolist():
+                probabilities = logits[:, sentence].softmax(0)
+                scores, queries = probabilities.topk(min(top_k, len(probabilities)))
+                masks = self._resized_masks(outputs, index, target, outputs.grounding_masks_logits[index, queries])
+                image_results.append({"sentence_index": sentence, "masks": masks.sigmoid() > mask_threshold,
+                                      "scores": scores, "query_indices": queries})
+            results.append(image_results)
+        return results
+
+    def post_process_interactive_segmentation(
+        self, outputs, target_sizes=None, mask_threshold: float = 0.5
+    ) -> list[dict]:
+        """Per image: `masks` `(num_prompts, height, width)` bool, one per visual prompt (bilinear resize, then
+        sigmoid > `mask_threshold`, as SEEM), and, when the model was given a label set, each mask's `labels` and
+        `scores` (its query's class probability, background excluded)."""
+        if getattr(outputs, "interactive_masks_logits", None) is None:
+            raise ValueError("These outputs have no interactive results: call the model with spatial prompts.")
+        results = []
+        for index, mask_logits in enumerate(outputs.interactive_masks_logits):
+            target = target_sizes[index] if target_sizes else None
+            masks = self._resized_masks(outputs, index, target, mask_logits, mode="bilinear")
+            result = {"masks": masks.sigmoid() > mask_threshold}
+            class_logits = getattr(outputs, "interactive_class_logits", None)
+            if class_logits is not None:
+                result["scores"], result["labels"] = class_logits[index].softmax(-1)[:, :-1].max(-1)
+            results.append(result)
+        return results
+
+    def post_process_semantic_segmentation(self, outputs, target_sizes=None) -> list[torch.Tensor]:
+        """Per-pixel label ids `(height, width)` per image."""
+        results = []
+        for index, class_logits in enumerate(outputs.class_queries_logits):
+            masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes else None)
+            scores = torch.einsum("qc,qhw->chw", class_logits.softmax(-1)[:, :-1], masks.sigmoid())
+            results.append(scores.argmax(0))
+        return results
+
+    def post_process_panoptic_segmentation(
+        self,
+        outputs,
+        threshold: float = SEEM_SCORE_THRESHOLD,
+        mask_threshold: float = 0.5,
+        overlap_mask_area_threshold: float = SEEM_OVERLAP_THRESHOLD,
+        label_ids_to_fuse=None,
+        target_sizes=None,
+    ) -> list[dict]:
+        """Panoptic segments per image in transformers' format (`segmentation` ids, -1 where nothing is kept,
+        and `segments_info`). For the default label set, stuff labels (not in `thing_label_ids`) are fused unless
+        `label_ids_to_fuse` says otherwise; for another label set, only the labels in `label_ids_to_fuse`."""
+        num_labels = outputs.class_queries_logits.shape[-1] - 1
+        # The thing/stuff split describes the default label set; another set's labels are not fused unless asked.
+        if label_ids_to_fuse is None and self.thing_label_ids is not None and len(self.id2label or ()) == num_labels:
+            label_ids_to_fuse = [label for label in range(num_labels) if label not in self.thing_label_ids]
+        results = []
+        for index, class_logits in enumerate(outputs.class_queries_logits):
+            masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes else None)
+            results += panoptic_segmentation(
+                class_logits[None], masks[None], threshold, mask_threshold, overlap_mask_area_threshold,
+                label_ids_to_fuse, target_sizes=None,
+            )
+        return results
+
+    def post_process_instance_segmentation(
+        self,
+        outputs,
+        threshold: float = SEEM_SCORE_THRESHOLD,
+        mask_threshold: float = 0.5,
+        overlap_mask_area_threshold: float = SEEM_OVERLAP_THRESHOLD,
+        target_sizes=None,
+        return_binary_maps: bool = False,
+        top_k: int = 100,
+        **kwargs,
+    ) -> list[dict]:
+        """Instance segments per image.
+
+        By default the panoptic rule with no label fused (transformers' format, one id per pixel, as the pipeline
+        needs). With `return_binary_maps=True`, SEEM's own rule for mask AP: the `top_k` best (query, label) pairs
+        by class probability (thing labels only, for the default label set when its things are known), each mask
+        its logits > 0, each score the class probability times the mean mask probability inside the mask;
+        `segmentation` is then `(num_instances, height, width)` bool (masks may overlap), ordered by score, and
+        pairs scoring at most `threshold` are left out (pass 0 to keep all, as for AP)."""
+        if not return_binary_maps:
+            return self.post_process_panoptic_segmentation(
+                outputs, threshold, mask_threshold, overlap_mask_area_threshold, label_ids_to_fuse=(),
+                target_sizes=target_sizes,
+            )
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}.")
+        num_labels = outputs.class_queries_logits.shape[-1] - 1
+        things = None
+        if self.thing_label_ids is not None and len(self.id2label or ()) == num_labels:
+            things = torch.tensor(self.thing_label_ids, dtype=torch.long)
+        results = []
+        for index, class_logits in enumerate(outputs.class_queries_logits):
+            probabilities = class_logits.softmax(-1)[:, :-1]
+            scores, flat = probabilities.flatten().topk(min(top_k, probabilities.numel()))
+            labels, queries = flat % num_labels, flat // num_labels
+            if things is not None:
+                keep = torch.isin(labels, things.to(labels.device))
+                scores, labels, queries = scores[keep], labels[keep], queries[keep]
+            masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes else None,
+                                        outputs.masks_queries_logits[index, queries])
+            binary = masks > 0
+            mask_scores = (masks.sigmoid() * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+            scores = scores * mask_scores
+            order = scores.argsort(descending=True)
+            order = order[scores[order] > threshold]
+            results.append({
+                "segmentation": binary[order],
+                "segments_info": [
+                    {"id": rank, "label_id": int(labels[i]), "was_fused": False, "score": float(scores[i])}
+                    for rank, i in enumerate(order.tolist())
+                ],
+            })
+        return results
+
+
+SeemImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+__all__ = ["SEEM_OVERLAP_THRESHOLD", "SEEM_SCORE_THRESHOLD", "SeemImageProcessor"]

@@ -1,0 +1,460 @@
+"""Mask post-processing shared by every seem_hf model: pure functions over class and mask logits.
+
+Inputs are the per-query outputs of a mask-classification model: `class_logits` (batch, queries, labels + 1),
+the last label being "no object", and `mask_logits` (batch, queries, height, width). Results use transformers'
+formats, so the image processors can hand them to `pipeline("image-segmentation")` unchanged:
+
+- semantic: a (height, width) tensor of label ids per image;
+- instance and panoptic: `{"segmentation": (height, width) int32 segment ids, "segments_info": [{"id",
+  "label_id", "was_fused", "score"}]}`, ids starting at 1, 0 where no segment won, and -1 everywhere when no
+  query passed the score threshold.
+
+Two panoptic rules are offered:
+
+- `panoptic_segmentation` (MaskFormer rule, the one transformers' DETR and Mask2Former processors use): keep
+  queries whose best non-void score exceeds `threshold` (0.5); weigh each kept query's mask probabilities by
+  its score; give every pixel to the query of highest weighted probability; keep a query's segment when the
+  pixels it won are more than `overlap_mask_area_threshold` (0.8) of its own mask (weighted probability
+  >= `mask_threshold`, 0.5), so that a mask mostly hidden behind others does not leave a sliver; fuse the
+  segments of labels in `label_ids_to_fuse`.
+- `detr_panoptic_segmentation` (the original DETR `PostProcessPanoptic`, with which DETR's PQ 43.4 was
+  measured): keep queries whose score exceeds 0.85; give every pixel to the kept query of highest mask logit
+  (the original's softmax over queries has the same argmax); merge all segments of one stuff label; drop
+  segments of at most `min_area` (4) pixels and repeat until none is that small.
+
+The results equal transformers' (tested) with one fix: transformers lists a fused segment once for every query
+that joined it and, after a fusion, can give the next segment an id already in use; here every segment is
+listed once, with its own id. Where the target size differs from the mask size, values at segment boundaries
+are interpolated here rather than by torch's resize and can differ from it in the last bit, so a pixel whose
+two best queries tie within about 1e-6 may go to the other one (1 pixel in 852,800 in the benchmark). The work
+is vectorised: the argmax over queries and the thresholded areas are read off
+2x2 windows of the low-resolution masks, and only boundary pixels are interpolated (see
+`_resized_argmax`); for semantic maps, only the labels that can win somewhere are considered (see
+`_labels_that_can_win`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers.image_processing_outputs import SemanticSegmentationPostProcessorOutput
+
+# Defaults, named after the papers that set them.
+MASKFORMER_SCORE_THRESHOLD = 0.5
+MASKFORMER_MASK_THRESHOLD = 0.5
+MASKFORMER_OVERLAP_THRESHOLD = 0.8
+DETR_PANOPTIC_SCORE_THRESHOLD = 0.85
+DETR_PANOPTIC_MIN_AREA = 4
+# Mask logit of a dropped query: below any real logit, and finite so that zero interpolation weights stay zero.
+_DROPPED = -1e30
+
+
+def _check_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, target_sizes) -> None:
+    if class_logits.ndim != 3 or mask_logits.ndim != 4:
+        raise ValueError(
+            "Expected class logits (batch, queries, labels + 1) and mask logits (batch, queries, height, width), "
+            f"got shapes {tuple(class_logits.shape)} and {tuple(mask_logits.shape)}."
+        )
+    if class_logits.shape[:2] != mask_logits.shape[:2]:
+        raise ValueError(
+            f"Class logits {tuple(class_logits.shape)} and mask logits {tuple(mask_logits.shape)} disagree on "
+            "batch size or number of queries."
+        )
+    if class_logits.shape[-1] < 2:
+        raise ValueError("Class logits need at least one label besides the final 'no object' entry.")
+    for name, logits in (("class", class_logits), ("mask", mask_logits)):
+        if not torch.isfinite(logits).all():
+            raise ValueError(f"The {name} logits contain NaN or infinite values; check the model's inputs and dtype.")
+    if target_sizes is not None:
+        if len(target_sizes) != class_logits.shape[0]:
+            raise ValueError(
+                f"Got {len(target_sizes)} target sizes for a batch of {class_logits.shape[0]}: pass one "
+                "(height, width) per image."
+            )
+        for size in target_sizes:
+            height, width = (int(v) for v in size)
+            if height <= 0 or width <= 0:
+                raise ValueError(f"Target sizes must be positive (height, width), got {tuple(size)}.")
+
+
+def _target_size(target_sizes, index: int, mask_logits: torch.Tensor) -> tuple[int, int]:
+    if target_sizes is None:
+        return tuple(mask_logits.shape[-2:])
+    return tuple(int(v) for v in target_sizes[index])
+
+
+def _resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (channels, h, w) maps, as transformers does (align_corners=False)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+def _windows(maps: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The 2x2 source windows of a bilinear resize of `maps` (channels, h, w): the maps with their last row
+    and column repeated (the resize clamps at the border), and its four corner views, each (channels, h, w)."""
+    height, width = maps.shape[-2:]
+    padded = torch.cat([maps, maps[:, -1:]], dim=1)
+    padded = torch.cat([padded, padded[:, :, -1:]], dim=2)
+    return padded, [padded[:, dy : dy + height, dx : dx + width] for dy in (0, 1) for dx in (0, 1)]
+
+
+def _window_max(corners: list[torch.Tensor]) -> torch.Tensor:
+    return torch.maximum(torch.maximum(corners[0], corners[1]), torch.maximum(corners[2], corners[3]))
+
+
+def _labels_that_can_win(scores: torch.Tensor, slack: float = 1e-5) -> torch.Tensor:
+    """Indices of the channels of `scores` (channels, h, w) that can be the per-pixel maximum after a
+    bilinear resize to any size.
+
+    A bilinearly resized pixel is a convex combination, with weights w_i, of a 2x2 window of source pixels i,
+    so a channel's resized value is at most its maximum over the window. For the set S of channels that win
+    one of the window's pixels, the winning value is at least
+    max_{c in S} sum_i w_i v_ci >= (1/|S|) sum_i w_i sum_{c in S} v_ci >= (1/|S|) min_i sum_{c in S} v_ci,
+    a floor that stays high inside a confident region and on the boundary between two. A channel whose
+    window maximum is below the floor in every window never wins, and resizing it is wasted work. Channels
+    are first screened against the lowest floor with their global maximum (one cheap pass), and only the
+    survivors are tested window by window. `slack` widens the tests by a relative margin, so that rounding in
+    the interpolation weights cannot exclude a true winner.
+    """
+    height, width = scores.shape[-2:]
+    rows = torch.cat([torch.arange(height), torch.tensor([height - 1])]).to(scores.device)
+    cols = torch.cat([torch.arange(width), torch.tensor([width - 1])]).to(scores.device)
+    _, corner_best = _windows(scores.max(0).indices[None])
+    corner_best = [labels[0] for labels in corner_best]
+    distinct = [torch.ones_like(corner_best[0], dtype=torch.bool)]
+    for j in range(1, 4):
+        distinct.append(torch.stack([corner_best[j] != corner_best[k] for k in range(j)]).all(0))
+    set_sums = []
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        pixel_rows = rows[dy : dy + height, None]
+        pixel_cols = cols[None, dx : dx + width]
+        set_sums.append(sum(scores[label, pixel_rows, pixel_cols] * keep for label, keep in zip(corner_best, distinct)))
+    floor = torch.stack(set_sums).min(0).values / torch.stack(distinct).sum(0)
+    floor = floor - slack * floor.abs()
+
+    survivors = (scores.amax((1, 2)) >= floor.min()).nonzero().flatten()
+    window_max = _window_max(_windows(scores[survivors])[1])
+    can_win = (window_max >= floor).flatten(1).any(1)
+    return survivors[can_win]
+
+
+def _source_pixels(size_in: int, size_out: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each output row (or column) of a bilinear resize with align_corners=False: the first source index
+    of its 2-pixel window and the weight of the second pixel."""
+    source = ((torch.arange(size_out, dtype=torch.float64, device=device) + 0.5) * (size_in / size_out) - 0.5).clamp(
+        min=0
+    )
+    first = source.floor().long().clamp(max=size_in - 1)
+    return first, (source - first).float()
+
+
+@dataclass
+class _ResizedArgmax:
+    """The per-pixel argmax of maps resized to a target size, stored without the full-size map: the
+    low-resolution argmax of the windows that decide every pixel they cover (`window_owner` where `decided`),
+    and the owners of the other pixels, listed one by one."""
+
+    window_owner: torch.Tensor  # (h, w)
+    decided: torch.Tensor  # (h, w) bool
+    pixels_per_window: torch.Tensor  # (h, w) int64
+    rows: torch.Tensor  # (H,) source window row of each output row
+    cols: torch.Tensor  # (W,)
+    pixel_rows: torch.Tensor  # (n,) output pixels whose owner was computed one by one
+    pixel_cols: torch.Tensor
+    pixel_owner: torch.Tensor
+
+    def counts(self, length: int) -> torch.Tensor:
+        """How many output pixels each index owns."""
+        weights = self.pixels_per_window[self.decided].to(torch.float64)
+        counts = torch.bincount(self.window_owner[self.decided], weights=weights, minlength=length).round().long()
+        return counts + torch.bincount(self.pixel_owner, minlength=length)
+
+    def map(self, lookup: torch.Tensor) -> torch.Tensor:
+        """The full-size map of `lookup[owner]`."""
+        result = lookup[self.window_owner].index_select(0, self.rows).index_select(1, self.cols)
+        result[self.pixel_rows, self.pixel_cols] = lookup[self.pixel_owner]
+        return result
+
+
+def _resized_argmax(
+    maps: torch.Tensor, size: tuple[int, int], threshold: float | None = None, margin: float = 1e-5
+) -> tuple[_ResizedArgmax, torch.Tensor | None]:
+    """The per-pixel argmax of `maps` (queries, h, w) resized bilinearly to `size` and, per query, the number of
+    resized pixels >= `threshold` (None when no threshold is given); equal to resizing then reducing, without
+    resizing.
+
+    Every resized pixel is a convex combination of a 2x2 window of source pixels, so a window where one
+    query's minimum beats every other query's maximum (by `margin`) is owned by that query at every pixel it
+    covers, and a query whose window minimum (maximum) clears (misses) the threshold by `margin` is above
+    (below) it there. Only pixels of the remaining windows, the boundaries, are interpolated one by one.
+    The values computed there may differ from torch's resize in the last bits, so a result can differ from
+    resize-then-argmax only where two queries tie within about 1e-6.
+    """
+    queries, height, width = maps.shape
+    if (height, width) == tuple(size):
+        every = torch.arange(height, device=maps.device), torch.arange(width, device=maps.device)
+        none = torch.zeros(0, dtype=torch.long, device=maps.device)
+        argmax = _ResizedArgmax(
+            window_owner=maps.max(0).indices,
+            decided=torch.ones((height, width), dtype=torch.bool, device=maps.device),
+            pixels_per_window=torch.ones((height, width), dtype=torch.long, device=maps.device),
+            rows=every[0],
+            cols=every[1],
+            pixel_rows=none,
+            pixel_cols=none,
+            pixel_owner=none,
+        )
+        return argmax, None if threshold is None else (maps >= threshold).sum((1, 2))
+    rows, row_weight = _source_pixels(height, size[0], maps.device)
+    cols, col_weight = _source_pixels(width, size[1], maps.device)
+    row_counts, col_counts = torch.bincount(rows, minlength=height), torch.bincount(cols, minlength=width)
+    pixels_per_window = torch.outer(row_counts, col_counts)
+    padded, corners = _windows(maps)
+    window_max = _window_max(corners)
+    window_min = torch.minimum(torch.minimum(corners[0], corners[1]), torch.minimum(corners[2], corners[3]))
+
+    best_min, best = window_min.max(0)
+    runner_up = window_max.scatter(0, best[None], float("-inf")).max(0).values
+    decided = best_min >= runner_up + margin
+    needs_values = ~decided
+    area = None
+    if threshold is not None:
+        above = window_min >= threshold + margin
+        uncertain = ~above & (window_max >= threshold - margin)
+        needs_values |= uncertain.any(0)
+        area = (above.flatten(1).to(torch.float64) @ pixels_per_window.flatten().to(torch.float64)).round().long()
+
+    # The output pixels of the windows that need values: each window covers a block of rows by columns.
+    window_rows, window_cols = needs_values.nonzero(as_tuple=True)
+    block_height, block_width = row_counts[window_rows], col_counts[window_cols]
+    block_sizes = block_height * block_width
+    block = torch.repeat_interleave(torch.arange(len(window_rows), device=maps.device), block_sizes)
+    offset = torch.arange(len(block), device=maps.device) - (block_sizes.cumsum(0) - block_sizes)[block]
+    first_row, first_col = row_counts.cumsum(0) - row_counts, col_counts.cumsum(0) - col_counts
+    y0, x0 = window_rows[block], window_cols[block]
+    pixel_rows = first_row[y0] + offset // block_width[block]
+    pixel_cols = first_col[x0] + offset % block_width[block]
+    wy, wx = row_weight[pixel_rows], col_weight[pixel_cols]
+    flat = padded.flatten(1)
+    top_left = y0 * (width + 1) + x0
+
+    def corner(dy: int, dx: int) -> torch.Tensor:
+        return flat.index_select(1, top_left + dy * (width + 1) + dx)
+
+    values = (1 - wy) * ((1 - wx) * corner(0, 0) + wx * corner(0, 1)) + wy * ((1 - wx) * corner(1, 0) + wx * corner(1, 1))
+    if area is not None:
+        area += ((values >= threshold) & uncertain[:, y0, x0]).sum(1)
+    argmax = _ResizedArgmax(
+        window_owner=best,
+        decided=decided & ~needs_values,
+        pixels_per_window=pixels_per_window,
+        rows=rows,
+        cols=cols,
+        pixel_rows=pixel_rows,
+        pixel_cols=pixel_cols,
+        pixel_owner=values.max(0).indices if len(block) else block,
+    )
+    return argmax, area
+
+
+def crop_and_resize_masks(
+    mask_logits: torch.Tensor,
+    padded_size: tuple[int, int],
+    image_size: tuple[int, int],
+    target_size: tuple[int, int],
+    mode: str = "bicubic",
+) -> torch.Tensor:
+    """SEEM's (Mask2Former's) resize of one image's mask logits `(queries, h, w)`: bilinear to the padded input
+    size, crop the padding away (`image_size`, the resized image inside the padded batch), then bicubic with
+    antialiasing to `target_size` (the original image); SEEM's interactive answers use `mode="bilinear"`."""
+    upsampled = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear", align_corners=False)
+    cropped = upsampled[..., : image_size[0], : image_size[1]]
+    antialias = mode == "bicubic"
+    return F.interpolate(cropped, size=target_size, mode=mode, align_corners=False, antialias=antialias)[0]
+
+
+def semantic_segmentation(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    target_sizes: Sequence[tuple[int, int]] | None = None,
+    return_segmentation_scores: bool = False,
+) -> list:
+    """Per-pixel labels: `argmax_c sum_q softmax(class_q)[c] * sigmoid(mask_q)` over the real labels, after a
+    bilinear resize to each target size. With `return_segmentation_scores`, each item is transformers'
+    `SemanticSegmentationPostProcessorOutput` with `segmentation` and the resized per-label
+    `segmentation_scores` (labels, height, width)."""
+    _check_outputs(class_logits, mask_logits, target_sizes)
+    class_probs = class_logits.softmax(-1)[..., :-1]
+    scores = torch.einsum("bqc,bqhw->bchw", class_probs, mask_logits.sigmoid())
+    results = []
+    for index in range(scores.shape[0]):
+        size = _target_size(target_sizes, index, mask_logits)
+        if return_segmentation_scores:
+            resized = _resize(scores[index], size)
+            results.append(
+                SemanticSegmentationPostProcessorOutput(
+                    data={"segmentation": resized.max(0).indices, "segmentation_scores": resized}
+                )
+            )
+            continue
+        candidates = _labels_that_can_win(scores[index])
+        results.append(_resized_argmax(scores[index, candidates], size)[0].map(candidates))
+    return results
+
+
+def _keep_confident_queries(class_logits: torch.Tensor, threshold: float):
+    """Per query: (scores, labels, keep), where keep marks queries whose best class is a real
+    label with probability above `threshold` (the "no object" class counts in the softmax, as in DETR)."""
+    scores, labels = class_logits.softmax(-1).max(-1)
+    keep = labels.ne(class_logits.shape[-1] - 1) & (scores > threshold)
+    return scores, labels, keep
+
+
+def _empty_result(size: tuple[int, int], device) -> dict:
+    return {"segmentation": torch.full(size, -1, dtype=torch.int32, device=device), "segments_info": []}
+
+
+def _assign_segment_ids(
+    query_labels: Iterable[int], query_scores: Iterable[float], kept: Iterable[bool], label_ids_to_fuse
+) -> tuple[list[int], list[dict]]:
+    """Give each kept query a segment id (1, 2, ...) in query order; queries of a label in `label_ids_to_fuse`
+    share the id of the first one. Returns the id per query (0 for dropped ones) and the segments' info."""
+    ids, segments, fused_ids = [], [], {}
+    for label, score, keep in zip(query_labels, query_scores, kept):
+        if not keep:
+            ids.append(0)
+            continue
+        should_fuse = label in label_ids_to_fuse
+        if should_fuse and label in fused_ids:
+            ids.append(fused_ids[label])
+            continue
+        segment_id = len(segments) + 1
+        segments.append({"id": segment_id, "label_id": label, "was_fused": should_fuse, "score": round(score, 6)})
+        if should_fuse:
+            fused_ids[label] = segment_id
+        ids.append(segment_id)
+    return ids, segments
+
+
+def _segment_each_image(class_logits, mask_logits, threshold, target_sizes, segment_image) -> list[dict]:
+    """The frame both panoptic rules share: check the outputs, keep each image's confident queries and call
+    `segment_image(scores, labels, mask_logits, size)` on them; an image with none gets the empty result."""
+    _check_outputs(class_logits, mask_logits, target_sizes)
+    all_scores, all_labels, all_keep = _keep_confident_queries(class_logits, threshold)
+    results = []
+    for index in range(class_logits.shape[0]):
+        size = _target_size(target_sizes, index, mask_logits)
+        keep = all_keep[index]
+        if keep.any():
+            result = segment_image(all_scores[index, keep], all_labels[index, keep], mask_logits[index, keep], size)
+        else:
+            result = None
+        results.append(result or _empty_result(size, mask_logits.device))
+    return results
+
+
+def panoptic_segmentation(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    threshold: float = MASKFORMER_SCORE_THRESHOLD,
+    mask_threshold: float = MASKFORMER_MASK_THRESHOLD,
+    overlap_mask_area_threshold: float = MASKFORMER_OVERLAP_THRESHOLD,
+    label_ids_to_fuse: Iterable[int] | None = None,
+    target_sizes: Sequence[tuple[int, int]] | None = None,
+) -> list[dict]:
+    """Panoptic (or, with no labels to fuse, instance) segmentation by the MaskFormer rule; see the module
+    docstring. Equal to transformers' `post_process_panoptic_segmentation` of DETR and MaskFormer."""
+    label_ids_to_fuse = set(label_ids_to_fuse or ())
+
+    def segment_image(scores, labels, masks, size):
+        # Resizing is linear, so weighing before the resize gives the same maps.
+        weighted = masks.sigmoid() * scores[:, None, None]
+        owner, own_area = _resized_argmax(weighted, size, mask_threshold)
+        won_area = owner.counts(len(scores))
+        ratio = won_area / own_area.clamp(min=1)
+        valid = (won_area > 0) & (own_area > 0) & (ratio.double() > overlap_mask_area_threshold)
+        ids, segments = _assign_segment_ids(labels.tolist(), scores.tolist(), valid.tolist(), label_ids_to_fuse)
+        lookup = torch.tensor(ids, dtype=torch.int32, device=weighted.device)
+        return {"segmentation": owner.map(lookup), "segments_info": segments}
+
+    return _segment_each_image(class_logits, mask_logits, threshold, target_sizes, segment_image)
+
+
+def instance_segmentation(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    threshold: float = MASKFORMER_SCORE_THRESHOLD,
+    mask_threshold: float = MASKFORMER_MASK_THRESHOLD,
+    overlap_mask_area_threshold: float = MASKFORMER_OVERLAP_THRESHOLD,
+    target_sizes: Sequence[tuple[int, int]] | None = None,
+) -> list[dict]:
+    """Instance segmentation: the panoptic MaskFormer rule with no label fused, as transformers' DETR does."""
+    return panoptic_segmentation(
+        class_logits, mask_logits, threshold, mask_threshold, overlap_mask_area_threshold, (), target_sizes
+    )
+
+
+def detr_panoptic_segmentation(
+    class_logits: torch.Tensor,
+    mask_logits: torch.Tensor,
+    threshold: float = DETR_PANOPTIC_SCORE_THRESHOLD,
+    label_ids_to_fuse: Iterable[int] | None = None,
+    target_sizes: Sequence[tuple[int, int]] | None = None,
+    min_area: int = DETR_PANOPTIC_MIN_AREA,
+) -> list[dict]:
+    """Panoptic segmentation by the original DETR rule; see the module docstring.
+
+    `label_ids_to_fuse` are the stuff labels (all of one stuff label become one segment). Two deliberate
+    differences from the original code: segment ids start at 1 (the original used 0, which panopticapi reads
+    as void), and the stuff merge is kept when small segments are dropped (the original forgot it after the
+    first pass). The per-pixel argmax is over mask logits resized bilinearly straight to the target size.
+    """
+    label_ids_to_fuse = set(label_ids_to_fuse or ())
+
+    def segment_image(scores, labels, masks, size):
+        scores, labels, masks = scores.tolist(), labels.tolist(), masks.clone()
+        queries = torch.arange(len(labels), device=masks.device)
+        # Every stuff query points at the first query of its label; thing queries point at themselves.
+        first_of_label = {}
+        representative = torch.tensor(
+            [first_of_label.setdefault(label, q) if label in label_ids_to_fuse else q for q, label in enumerate(labels)],
+            device=masks.device,
+        )
+        alive = torch.ones(len(labels), dtype=torch.bool, device=masks.device)
+        while True:
+            owner = _resized_argmax(masks, size)[0]
+            area = torch.zeros(len(labels), dtype=torch.long, device=masks.device)
+            area.index_add_(0, representative, owner.counts(len(labels)))
+            # A merged stuff segment's area is counted on its representative; its members go with it.
+            too_small = (alive & (representative == queries) & (area <= min_area))[representative] & alive
+            if not too_small.any():
+                break
+            alive &= ~too_small
+            if not alive.any():
+                return None
+            masks[too_small] = _DROPPED
+        ids, segments = _assign_segment_ids(labels, scores, (alive & (representative == queries)).tolist(), ())
+        for segment in segments:
+            segment["was_fused"] = segment["label_id"] in label_ids_to_fuse
+        lookup = torch.tensor(ids, dtype=torch.int32, device=masks.device)[representative]
+        return {"segmentation": owner.map(lookup), "segments_info": segments}
+
+    return _segment_each_image(class_logits, mask_logits, threshold, target_sizes, segment_image)
+
+
+__all__ = [
+    "crop_and_resize_masks",
+    "DETR_PANOPTIC_MIN_AREA",
+    "DETR_PANOPTIC_SCORE_THRESHOLD",
+    "MASKFORMER_MASK_THRESHOLD",
+    "MASKFORMER_OVERLAP_THRESHOLD",
+    "MASKFORMER_SCORE_THRESHOLD",
+    "detr_panoptic_segmentation",
+    "instance_segmentation",
+    "panoptic_segmentation",
+    "semantic_segmentation",
+]
