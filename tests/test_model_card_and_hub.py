@@ -109,3 +109,48 @@ def test_card_is_written_on_save_and_never_overwrites_the_user_s(tmp_path):
     assert "| eval_miou | 51.7 |" in (tmp_path / "b" / "README.md").read_text()
     with pytest.raises(ValueError, match="license"):
         model_card(model, license="proprietary")
+
+
+def test_push_adapter_then_load_it_without_seem_hf(tmp_path, hub):
+    """A PEFT adapter made by seem_hf (bottlenecks + LoRA + trained norms) pushed beside its base model loads with
+    transformers' own adapter route (`AutoModel.from_pretrained(adapter_repo)`) where seem_hf is not installed,
+    and gives the adapted model's outputs."""
+    from seem_hf.adapters import prepare_for_fine_tuning
+
+    torch.manual_seed(0)
+    base = AutoModel.from_pretrained(FIXTURES / "tiny-random-seem")
+    base.push_to_hub("me/base")
+    base_folder = tmp_path / "base"
+    base_folder.mkdir()
+    for path, content in hub.commits[-1]["files"].items():
+        (base_folder / path).write_bytes(content)
+    adapted = prepare_for_fine_tuning(base, "freeze_backbone_adapt_head", bottleneck_size=8)
+    with torch.no_grad():  # as if trained: the zero-initialised up-projections move too
+        for parameter in adapted.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn_like(parameter) * 0.05)
+    adapted.peft_config["default"].base_model_name_or_path = str(base_folder)  # the Hub id, where there is a Hub
+    adapted.push_to_hub("me/adapter")
+    files = hub.commits[-1]["files"]
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= set(files)
+    adapter_folder = tmp_path / "adapter"
+    adapter_folder.mkdir()
+    for path, content in files.items():
+        (adapter_folder / path).write_bytes(content)
+    pixel_values, ids = torch.randn(1, 3, 64, 64), torch.randint(1, 1000, (3, 77))
+    with torch.no_grad():
+        expected = adapted.eval()(pixel_values=pixel_values, input_ids=ids).masks_queries_logits
+        unadapted = AutoModel.from_pretrained(base_folder).eval()(pixel_values=pixel_values, input_ids=ids)
+    assert not torch.allclose(expected, unadapted.masks_queries_logits)
+    torch.save({"pixel_values": pixel_values, "ids": ids, "expected": expected}, tmp_path / "io.pt")
+    output = run_without_seem_hf(f"""
+        import torch
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(adapter_folder)!r}, trust_remote_code=True).eval()
+        io = torch.load({str(tmp_path / 'io.pt')!r}, weights_only=True)
+        with torch.no_grad():
+            logits = model(pixel_values=io["pixel_values"], input_ids=io["ids"]).masks_queries_logits
+        torch.testing.assert_close(logits, io["expected"], rtol=1e-5, atol=1e-5)
+        print("adapted", type(model).__name__)
+    """)
+    assert "adapted SeemForUniversalSegmentation" in output

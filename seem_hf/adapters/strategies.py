@@ -36,7 +36,7 @@ LORA_TYPES = (nn.Linear, nn.Conv2d)
 
 
 @contextmanager
-def _quiet_peft():
+def quiet_peft():
     """PEFT warns about every custom-module target ("Unsupported layer type ... at your own risk") and calls a
     deprecated transformers property; both are expected here and would bury the user's own warnings."""
     with warnings.catch_warnings():
@@ -260,7 +260,7 @@ def prepare_for_fine_tuning(
     )
     if sequential or parallel:
         config._register_custom_module(_bottleneck_mapping(model, sequential, parallel))
-    with _quiet_peft():
+    with quiet_peft():
         return _refuse_merging_bottlenecks(get_peft_model(model, config))
 
 
@@ -287,14 +287,14 @@ def lora_by_pattern(
         modules_to_save=sorted(norms + list(trainable_modules or ())) or None,
         bias="none",
     )
-    with _quiet_peft():
+    with quiet_peft():
         return get_peft_model(model, config)
 
 
-def load_adapter(model: nn.Module, adapter_path: str, is_trainable: bool = False, **kwargs) -> PeftModel:
-    """`PeftModel.from_pretrained` for adapters saved by `prepare_for_fine_tuning`: re-registers the bottleneck
-    layers on the module types the saved targets name, which PEFT does not store."""
-    config = LoraConfig.from_pretrained(adapter_path)
+def adapter_config_for(model: nn.Module, adapter_path: str, **kwargs) -> LoraConfig:
+    """The saved `LoraConfig` of an adapter made by `prepare_for_fine_tuning`, with the bottleneck layers
+    registered again on the module types its targets name (PEFT does not store custom layers)."""
+    config = LoraConfig.from_pretrained(adapter_path, **kwargs)
     targets = getattr(model, "_adapter_targets", None)
     if targets is not None:
         targets = AdapterTargets(**targets)
@@ -310,7 +310,15 @@ def load_adapter(model: nn.Module, adapter_path: str, is_trainable: bool = False
         parallel = [name for name in _matching(model, targets.parallel_bottleneck) if targeted(name)]
         if sequential or parallel:
             config._register_custom_module(_bottleneck_mapping(model, sequential, parallel))
-    with _quiet_peft():
+    return config
+
+
+def load_adapter(model: nn.Module, adapter_path: str, is_trainable: bool = False, **kwargs) -> PeftModel:
+    """`PeftModel.from_pretrained` for adapters saved by `prepare_for_fine_tuning` (see `adapter_config_for`).
+    transformers' own route works too: `AutoModel.from_pretrained(adapter_folder)` or `model.load_adapter(folder)`
+    (seem_hf models register the bottleneck layers themselves), also as remote code without seem_hf."""
+    config = adapter_config_for(model, adapter_path)
+    with quiet_peft():
         return _refuse_merging_bottlenecks(
             PeftModel.from_pretrained(model, adapter_path, config=config, is_trainable=is_trainable, **kwargs)
         )
@@ -342,6 +350,7 @@ def describe_parameters(model: nn.Module) -> str:
 __all__ = [
     "AdapterTargets",
     "FineTuningStrategy",
+    "adapter_config_for",
     "adapter_targets_of",
     "count_parameters",
     "describe_parameters",

@@ -134,6 +134,19 @@ class RemoteCodeMixin:
                 pass
         return result
 
+    def load_adapter(self, peft_model_id=None, adapter_name=None, peft_config=None, **kwargs):
+        """transformers' `load_adapter` (also what `AutoModel.from_pretrained(adapter_folder)` calls), taught
+        seem_hf's bottleneck layers: PEFT's saved config does not name custom layers, so it is completed from the
+        model's `_adapter_targets` first. Works where seem_hf is not installed (the code travels with the
+        checkpoint; PEFT is needed)."""
+        if peft_model_id is None or not getattr(self, "_adapter_targets", None):
+            return super().load_adapter(peft_model_id, adapter_name=adapter_name, peft_config=peft_config, **kwargs)
+        from .strategies import adapter_config_for, quiet_peft
+
+        with quiet_peft():
+            peft_config = peft_config or adapter_config_for(self, peft_model_id)
+            return super().load_adapter(peft_model_id, adapter_name=adapter_name, peft_config=peft_config, **kwargs)
+
     def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
                     token=None, revision: str | None = None, create_pr: bool = False,
                     model_card_kwargs: dict | None = None, **kwargs):

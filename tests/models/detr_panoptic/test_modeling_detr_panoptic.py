@@ -381,6 +381,7 @@ def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
     assert lines[4] == "difference 0.0 0.0"
     assert lines[5].startswith("pipeline [") and lines[5] != "pipeline []"
     assert sorted(p.name for p in folder.glob("*.py")) == [
+        "bottleneck.py",
         "configuration_detr_panoptic.py",
         "image_processing_detr_panoptic.py",
         "image_utils.py",
@@ -394,6 +395,7 @@ def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
         "processing_utils.py",
         "remote_code.py",
         "set_criterion.py",
+        "strategies.py",
     ]
     shutil.rmtree(folder)
 
