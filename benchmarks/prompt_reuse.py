@@ -54,14 +54,18 @@ def seem(size: int, repeats: int) -> list[tuple[str, float, float]]:
     more = clicks.clone()
     more[0, 0, 10:13, 10:13] = True
 
-    def follow_up():
-        return model(image_features=features, class_embeddings=labels, spatial_positive_masks=more,
-                     previous_masks=first.interactive_masks_logits, generator=torch.Generator().manual_seed(0))
+    def follow_up(generic):
+        return lambda: model(image_features=features, class_embeddings=labels, spatial_positive_masks=more,
+                             previous_masks=first.interactive_masks_logits, generic=generic,
+                             generator=torch.Generator().manual_seed(0))
 
-    full_time, follow_time = timed(full, repeats), timed(follow_up, repeats)
+    full_time = timed(full, repeats)
+    with_generic, lean = timed(follow_up(True), repeats), timed(follow_up(False), repeats)
     return [(f"SEEM Focal-L {size}x{size}: full forward, 1 click, 133 labels", full_time, 1.0),
-            (f"SEEM Focal-L {size}x{size}: follow-up click (decoder only, memory)", follow_time,
-             follow_time / full_time)]
+            (f"SEEM Focal-L {size}x{size}: follow-up click, decoder with the 101 object queries too", with_generic,
+             with_generic / full_time),
+            (f"SEEM Focal-L {size}x{size}: follow-up click, decoder without the object queries (generic=False, "
+             "same answer)", lean, lean / full_time)]
 
 
 @torch.inference_mode()

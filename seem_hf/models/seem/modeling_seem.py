@@ -199,6 +199,7 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
         image_features: tuple | None = None,
         generator: torch.Generator | None = None,
         click_rounds: int | None = None,
+        generic: bool | None = None,
         mask_labels: list[torch.Tensor] | None = None,
         class_labels: list[torch.Tensor] | None = None,
         labels: list[dict] | None = None,
@@ -226,6 +227,11 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
         click_rounds (`int`, *optional*): SEEM's training-time click simulation: with `spatial_masks` in `labels`,
             first run this many interactive rounds without gradient, each adding a corrective click per prompt
             (`simulate_clicks`), then the training pass with the clicks and the last round's masks as memory.
+        generic (`bool`, *optional*): whether to run the object queries (generic segmentation). By default they run
+            when a label set or generic targets are given. `generic=False` skips them in a prompted pass (a follow-up
+            click, a sentence): the referring and interactive outputs are the same, since no query group sees
+            another, and the pass is several times cheaper; `class_queries_logits` and `masks_queries_logits` are
+            then None.
         mask_labels, class_labels (`list[torch.Tensor]`, *optional*): generic targets per image, for the loss.
         labels (`list[dict]`, *optional*): per image `masks` and `class_labels` (generic), and optionally
             `grounding_masks` `(num_sentences, H, W)` and `spatial_masks` `(num_prompts, H, W)` for the referring
@@ -275,16 +281,24 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
                     image_features, spatial_positive_masks, spatial_negative_masks,
                     [target["spatial_masks"] for target in labels], click_rounds, generator,
                 )
+        if generic is None:
+            generic = label_embeddings is not None or mask_labels is not None or not prompted
+        if not generic and mask_labels is not None:
+            raise ValueError("Generic targets (masks and class_labels) need the object queries: generic=True.")
         decoded = self.decoder(
             multi_scale, mask_features, **grounding, positive_prompts=spatial_positive_masks,
             negative_prompts=spatial_negative_masks, previous_masks=previous_masks, generator=generator,
+            object_queries=generic,
         )
         prompt_embeddings = decoded["prompt_embeddings"]
         outputs = []
         for decoded_round in decoded["rounds"]:
-            round_outputs = {"mask_logits": decoded_round["mask_logits"]}
-            if label_embeddings is not None:
-                round_outputs["class_logits"] = self.class_logits(decoded_round["class_embeddings"], label_embeddings)
+            round_outputs = {}
+            if generic:
+                round_outputs["mask_logits"] = decoded_round["mask_logits"]
+                if label_embeddings is not None:
+                    round_outputs["class_logits"] = self.class_logits(decoded_round["class_embeddings"],
+                                                                      label_embeddings)
             if grounding:
                 round_outputs["grounding_mask_logits"] = decoded_round["grounding_mask_logits"]
                 round_outputs["grounding_logits"] = self.grounding_logits(

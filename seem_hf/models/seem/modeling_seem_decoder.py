@@ -173,11 +173,14 @@ class SeemDecoder(nn.Module):
         negative_prompts: torch.Tensor | None = None,
         previous_masks: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        object_queries: bool = True,
     ) -> dict:
         """
         grounding_tokens `(B, T, C)` with `grounding_padding` `(B, T)` (True on padding): projected text tokens.
         positive_prompts, negative_prompts `(B, N, H, W)` bool at the padded input size: visual prompts.
         previous_masks `(B, N, h, w)`: each prompt's mask logits from the previous interactive round (memory).
+        object_queries: run the object (generic) queries; without them a prompted pass gives the same grounding
+            and spatial outputs (no group sees another) at a fraction of the cost.
 
         Returns `{"rounds": [...], "prompt_embeddings": (B, N, C) or None}`; each round holds `class_embeddings`
         and `mask_logits` of the object queries and, for each active group, `grounding_*` and `spatial_*`
@@ -193,11 +196,13 @@ class SeemDecoder(nn.Module):
                 self.position_embedding(features.shape, features.device, features.dtype).flatten(2).transpose(1, 2)
             )
             memories.append(features.flatten(2).transpose(1, 2) + self.level_embed.weight[level])
-        object_queries = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
-        object_position = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
-        groups = {"object": (object_queries, object_position)}
+        initial = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
+        initial_position = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
+        if not object_queries and grounding_tokens is None and positive_prompts is None:
+            raise ValueError("Without object queries the decoder needs sentences or visual prompts.")
+        groups = {"object": (initial, initial_position)} if object_queries else {}
         if grounding_tokens is not None:
-            groups["grounding"] = (object_queries, object_position)
+            groups["grounding"] = (initial, initial_position)
 
         embeddings = spatial_index = token_levels = None
         if positive_prompts is not None:
@@ -217,7 +222,7 @@ class SeemDecoder(nn.Module):
                 self.query_feat.num_embeddings, (len(spatial_index),), generator=generator,
                 device=generator.device if generator is not None else "cpu",
             ).to(mask_features.device)
-            groups["spatial"] = (object_queries[:, picks], object_position[:, picks])
+            groups["spatial"] = (initial[:, picks], initial_position[:, picks])
         if previous_masks is not None:
             groups["memory"] = (
                 self.spatial_featured.weight.unsqueeze(0).expand(batch, -1, -1),
@@ -253,9 +258,9 @@ class SeemDecoder(nn.Module):
                 tokens, token_index, _ = token_levels[level]
                 sequence.append(tokens), sequence_position.append(tokens.detach())
             mask = None
-            if len(sequence) > 1 or memory_index is not None:
+            if len(sequence) > 1 or memory_index is not None or "object" not in lengths:
                 visible = self_attention_visibility(
-                    batch, lengths["object"], lengths.get("grounding", 0), grounding_padding, spatial_index,
+                    batch, lengths.get("object", 0), lengths.get("grounding", 0), grounding_padding, spatial_index,
                     memory_index, None if tokens is None else token_index, device=queries.device,
                 )
                 mask = (~visible).repeat_interleave(self.num_heads, dim=0)

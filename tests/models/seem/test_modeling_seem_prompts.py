@@ -241,3 +241,33 @@ def test_click_simulation_adds_one_corrective_click_per_round(model):
         assert not (grown_negative[0, prompt] & targets[prompt].bool()).any()
     with pytest.raises(ValueError, match="spatial_masks"):
         model(pixel_values=pixel_values, spatial_positive_masks=positive, click_rounds=1)
+
+
+def test_prompted_outputs_do_not_need_the_object_queries(model):
+    """No query group sees another, so a prompted pass without the object queries (generic=False, the default
+    when no label set is given) gives the same referring and interactive outputs, for a fraction of the cost."""
+    pixel_values = torch.randn(1, 3, 64, 96)
+    features = model.get_image_features(pixel_values)
+    ids, attention = _sentences(1, 2, real=[2])
+    positive, negative = _clicks(1, 2)
+    prompts = dict(image_features=features, grounding_input_ids=ids, grounding_attention_mask=attention,
+                   spatial_positive_masks=positive, spatial_negative_masks=negative)
+    with torch.no_grad():
+        full = model(input_ids=_labels(3), generator=torch.Generator().manual_seed(0), **prompts)
+        lean = model(input_ids=_labels(3), generic=False, generator=torch.Generator().manual_seed(0), **prompts)
+        unlabelled = model(generator=torch.Generator().manual_seed(0), **prompts)
+        follow_up = model(previous_masks=full.interactive_masks_logits, generator=torch.Generator().manual_seed(1),
+                          **prompts)
+        follow_up_full = model(input_ids=_labels(3), previous_masks=full.interactive_masks_logits,
+                               generator=torch.Generator().manual_seed(1), **prompts)
+    assert lean.masks_queries_logits is None and lean.class_queries_logits is None
+    assert unlabelled.masks_queries_logits is None
+    for fast in (lean, unlabelled):
+        for name in ("grounding_masks_logits", "grounding_logits", "spatial_masks_logits", "interactive_masks_logits"):
+            torch.testing.assert_close(fast[name], full[name], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lean.interactive_class_logits, full.interactive_class_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(follow_up.interactive_masks_logits, follow_up_full.interactive_masks_logits,
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="generic=True"):
+        model(pixel_values=pixel_values, input_ids=_labels(3), spatial_positive_masks=positive, generic=False,
+              labels=[{"masks": torch.zeros(1, 64, 96), "class_labels": torch.tensor([0])}])
