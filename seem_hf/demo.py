@@ -18,7 +18,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import torch
 
 from seem_hf.data import load_coco_panoptic, make_shapes_dataset
