@@ -104,3 +104,78 @@ def test_post_processing_of_odd_outputs(name, corruption):
         assert tuple(segmentation.shape[-2:]) == (40, 60)
         if corruption == "none_kept" and not isinstance(result, torch.Tensor):
             assert result["segments_info"] == [] and (segmentation == -1).all()
+
+
+@st.composite
+def visual_prompt(draw, height, width):
+    """A random prompt dict for an image of `height` x `width`; points may fall outside it."""
+    def point():
+        return (draw(st.floats(-5, width + 5, allow_nan=False)), draw(st.floats(-5, height + 5, allow_nan=False)))
+
+    prompt = {}
+    for key in draw(st.sets(st.sampled_from(["points", "negative_points", "box", "scribbles", "polygons"]),
+                            min_size=1, max_size=3)):
+        if key in ("points", "negative_points"):
+            prompt[key] = draw(st.lists(st.builds(point), min_size=0, max_size=3))
+        elif key == "box":
+            prompt[key] = (*point(), *point())
+        else:
+            prompt[key] = draw(st.lists(st.lists(st.builds(point), min_size=1, max_size=4), max_size=2))
+    return prompt
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), height=st.integers(1, 60), width=st.integers(1, 60))
+def test_any_visual_prompt_gives_masks_or_a_clear_error(data, height, width):
+    processor = PROCESSORS["seem"]
+    prompts = data.draw(st.lists(visual_prompt(height, width), min_size=1, max_size=3))
+    image = np.zeros((height, width, 3), np.uint8)
+    try:
+        outputs = processor(images=image, visual_prompts=prompts)
+    except ValueError as error:
+        assert any(word in str(error) for word in ("outside the image", "x0 <= x1", "no positive pixel",
+                                                   "non-empty list", "at least 3 vertices")), str(error)
+        return
+    positive = outputs["spatial_positive_masks"]
+    assert positive.shape == (1, len(prompts), *outputs["pixel_values"].shape[-2:])
+    assert positive.flatten(2).any(-1).all()  # every object has a positive pixel
+    valid = outputs["pixel_mask"][0].bool()
+    assert not (positive[0] & ~valid).any() and not (outputs["spatial_negative_masks"][0] & ~valid).any()
+
+
+@settings(max_examples=30, deadline=None)
+@given(sentences=st.lists(st.text(min_size=0, max_size=400), min_size=0, max_size=4))
+def test_any_sentences_give_tokens_or_a_clear_error(sentences):
+    processor = PROCESSORS["seem"]
+    try:
+        outputs = processor(sentences=[sentences])
+    except ValueError as error:
+        assert "non-empty list of non-empty sentences" in str(error)
+        assert not sentences or any(not text.strip() for text in sentences)
+        return
+    ids, attention = outputs["grounding_input_ids"], outputs["grounding_attention_mask"]
+    assert ids.shape == attention.shape == (1, len(sentences), 77)
+    assert (attention.sum(-1) >= 2).all()  # at least start and end of text, long sentences truncated to 77
+
+
+def test_memory_stays_flat_over_500_pipeline_calls():
+    """Resident memory after 500 calls of the image-segmentation pipeline is what it was after the first 50."""
+    import gc
+    import resource
+
+    from transformers import pipeline
+
+    segmenter = pipeline("image-segmentation", model=str(FIXTURES / "tiny-random-detr_panoptic"))
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+
+    def resident_mb():
+        gc.collect()
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+
+    for _ in range(50):
+        segmenter(image, subtask="panoptic")
+    before = resident_mb()
+    for _ in range(450):
+        segmenter(image, subtask="panoptic")
+    assert resident_mb() - before < 25, f"resident memory grew from {before:.0f} MB to {resident_mb():.0f} MB"
