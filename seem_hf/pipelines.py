@@ -12,10 +12,10 @@ import inspect
 import numpy as np
 import PIL.Image
 from transformers import AutoModelForUniversalSegmentation, AutoProcessor
-from transformers.image_utils import get_image_size, infer_channel_dimension_format, load_image
+from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY, ImageSegmentationPipeline, Pipeline
 
-from seem_hf.image_utils import validate_image
+from seem_hf.image_utils import image_size, validate_image
 from seem_hf.processing_utils import check_label_set
 
 
@@ -95,7 +95,7 @@ class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
         if isinstance(image, (str, PIL.Image.Image)):
             return super().preprocess(image, subtask=subtask, timeout=timeout)
         validate_image(image)
-        target_size = _image_size(image)
+        target_size = image_size(image)
         inputs = self.image_processor(images=[image], return_tensors="pt").to(self.dtype)
         inputs["target_size"] = [tuple(target_size)]
         return inputs
@@ -132,7 +132,7 @@ class ReferringSegmentationPipeline(Pipeline):
         else:
             validate_image(image)
         inputs = self.processor(images=image, sentences=sentences, return_tensors="pt").to(self.dtype)
-        inputs["target_size"] = [tuple(int(side) for side in _image_size(image))]
+        inputs["target_size"] = [tuple(int(side) for side in image_size(image))]
         inputs["sentences"] = sentences
         return inputs
 
@@ -152,15 +152,6 @@ class ReferringSegmentationPipeline(Pipeline):
              for mask, score in zip(result["masks"], result["scores"])]
             for result in results
         ]
-
-
-def _image_size(image) -> tuple[int, int]:
-    if isinstance(image, PIL.Image.Image):
-        return image.height, image.width
-    array = image if isinstance(image, np.ndarray) else image.detach().cpu().numpy()
-    if array.ndim == 2:
-        return array.shape
-    return get_image_size(array, infer_channel_dimension_format(array, num_channels=(1, 3, 4)))
 
 
 def register_pipeline() -> None:

@@ -54,6 +54,20 @@ def _ambiguous(image) -> bool:
     return len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] in (1, 3, 4)
 
 
+def image_size(image) -> tuple[int, int]:
+    """(height, width) of one PIL image, numpy array or torch tensor, as the seem_hf processors read it (a numpy
+    shape that could be either layout is (H, W, C), see `CheckedImagesMixin`)."""
+    if isinstance(image, PIL.Image.Image):
+        return image.height, image.width
+    shape = tuple(image.shape)
+    if len(shape) == 2 or (isinstance(image, np.ndarray) and _ambiguous(image)):
+        return shape[:2]
+    from transformers.image_utils import get_image_size, infer_channel_dimension_format
+
+    array = image if isinstance(image, np.ndarray) else image.detach().cpu().numpy()
+    return tuple(get_image_size(array, infer_channel_dimension_format(array, num_channels=(1, 3, 4))))
+
+
 def to_three_channels(image: np.ndarray) -> np.ndarray:
     """Turn a channel-first (1|3|4, H, W) array into (3, H, W): grayscale is repeated, alpha is dropped."""
     channels = image.shape[0]
@@ -116,4 +130,4 @@ class CheckedImagesMixin:
         return to_three_channels(super().process_image(image, *args, **kwargs))
 
 
-__all__ = ["CheckedImagesMixin", "to_three_channels", "validate_image"]
+__all__ = ["CheckedImagesMixin", "image_size", "to_three_channels", "validate_image"]

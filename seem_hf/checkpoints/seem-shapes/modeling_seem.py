@@ -27,7 +27,7 @@ from .configuration_seem import SeemConfig
 from .loss_seem import SeemPromptCriterion
 from .modeling_seem_decoder import SeemDecoder
 from .modeling_seem_encoders import SeemFocalNetBackbone, SeemLanguageEncoder, SeemPixelDecoder
-from .visual_sampler_seem import next_click
+from .visual_sampler_seem import add_corrective_clicks
 
 # Lets `pipeline("image-segmentation")` accept the model without logging "not supported" (it checks these tables).
 MODEL_FOR_IMAGE_SEGMENTATION_MAPPING_NAMES.setdefault("seem", "SeemForUniversalSegmentation")
@@ -343,17 +343,10 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
             previous = outputs.interactive_masks_logits
             predictions = nn.functional.interpolate(previous, size=positive.shape[-2:], mode="bilinear",
                                                     align_corners=False) > 0
-            for image, targets in enumerate(target_masks):
-                for prompt, target in enumerate(targets.bool()):
-                    prediction = predictions[image, prompt]
-                    union = (prediction | target).sum()
-                    if not target.any() or (union > 0 and (prediction & target).sum() / union >= stop_iou):
-                        continue
-                    clicked = positive[image, prompt] | negative[image, prompt]
-                    click = next_click(prediction, target.to(prediction.device), clicked)
-                    if click is not None:
-                        signed = positive if click[1] else negative
-                        signed[image, prompt] |= click[0]
+            for image, targets in enumerate(target_masks):  # the views below are grown in place
+                count = len(targets)
+                add_corrective_clicks(predictions[image, :count], targets, positive[image, :count],
+                                      negative[image, :count], stop_iou)
         return positive, negative, previous
 
     def grounding_logits(self, query_embeddings: torch.Tensor, sentence_embeddings: torch.Tensor) -> torch.Tensor:

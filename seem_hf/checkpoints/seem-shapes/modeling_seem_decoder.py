@@ -103,6 +103,13 @@ class SeemMLP(nn.Module):
         return x
 
 
+def _hidden_outside(mask_logits: torch.Tensor, size) -> torch.Tensor:
+    """Cross-attention mask `(batch, queries, h * w)` at a level's `size`: True (hidden) where the bilinearly
+    resized mask has sigmoid < 0.5, i.e. outside the mask. No gradient flows through it."""
+    resized = nn.functional.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
+    return (resized.sigmoid().flatten(2) < 0.5).detach()
+
+
 class SeemDecoder(nn.Module):
     """SEEM's masked-attention decoder with its query groups.
 
@@ -159,9 +166,7 @@ class SeemDecoder(nn.Module):
         normed = self.decoder_norm(queries)
         mask_embeddings = self.mask_embed(normed)
         mask_logits = torch.einsum("bqc,bchw->bqhw", mask_embeddings, mask_features)
-        resized = nn.functional.interpolate(mask_logits, size=target_size, mode="bilinear", align_corners=False)
-        hidden = resized.sigmoid().flatten(2) < 0.5
-        return self.class_embed(normed), mask_embeddings, mask_logits, hidden.detach()
+        return self.class_embed(normed), mask_embeddings, mask_logits, _hidden_outside(mask_logits, target_size)
 
     def forward(
         self,
@@ -297,12 +302,11 @@ class SeemDecoder(nn.Module):
     def _memory_attention(self, previous_masks, size, generator):
         """Gives each memory slot to a prompt (uniformly, with replacement, sorted, as the original draws it in
         every layer) and hides from it everything outside that prompt's previous mask."""
-        resized = nn.functional.interpolate(previous_masks, size=size, mode="bilinear", align_corners=False)
-        hidden = resized.sigmoid().flatten(2) < 0.5
+        hidden = _hidden_outside(previous_masks, size)
         weights = torch.ones(previous_masks.shape[1], device=generator.device if generator is not None else "cpu")
         slots = torch.multinomial(weights, self.spatial_featured.num_embeddings, replacement=True, generator=generator)
         slots = slots.sort().values.to(previous_masks.device)
-        return hidden[:, slots].detach(), slots
+        return hidden[:, slots], slots
 
 
 __all__ = [

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-import PIL.Image
 import torch
 from transformers import BatchFeature, ProcessorMixin
-from transformers.image_utils import get_image_size, infer_channel_dimension_format
 
+from .image_utils import image_size
 from .processing_utils import CONTEXT_LENGTH, PostProcessingMixin, check_label_set
 from .remote_code import RemoteCodeMixin
 
 from .prompts_seem import BACKGROUND, evaluation_prompts, training_prompt
 from .visual_sampler_seem import rasterize_prompt
-
-
-def _image_size(image) -> tuple[int, int]:
-    if isinstance(image, PIL.Image.Image):
-        return image.height, image.width
-    array = image if isinstance(image, np.ndarray) else torch.as_tensor(image).numpy()
-    if array.ndim == 2:
-        return tuple(array.shape)
-    return tuple(get_image_size(array, infer_channel_dimension_format(array, num_channels=(1, 3, 4))))
 
 
 def _per_image(value, kind, count):
@@ -79,7 +68,7 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
                 raise ValueError("Visual prompts are given in image coordinates: pass the images too.")
             image_list = images if isinstance(images, (list, tuple)) else [images]
             outputs.update(self.prepare_visual_prompts(
-                _per_image(visual_prompts, dict, count), [_image_size(image) for image in image_list],
+                _per_image(visual_prompts, dict, count), [image_size(image) for image in image_list],
                 torch.as_tensor(outputs["pixel_mask"]),
             ))
         return outputs

@@ -154,4 +154,21 @@ def next_click(prediction: torch.Tensor, target: torch.Tensor, clicked: torch.Te
     return click, positive
 
 
-__all__ = ["STROKE_WIDTH", "next_click", "rasterize_prompt", "sample_visual_prompt"]
+def add_corrective_clicks(predictions, targets, positive, negative, stop_iou: float = 0.925) -> torch.Tensor:
+    """One round of SEEM's click protocol for the objects of one image (all `(N, H, W)`): each object whose target
+    is not empty and whose predicted mask is below `stop_iou` IoU gets a `next_click`, added in place to `positive`
+    or `negative`. Returns the IoUs `(N,)` before the clicks (1 where prediction and target are both empty)."""
+    targets = targets.bool().to(predictions.device)
+    intersection = (predictions & targets).flatten(1).sum(1).double()
+    union = (predictions | targets).flatten(1).sum(1).double()
+    ious = torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
+    for index in range(len(targets)):
+        if ious[index] >= stop_iou or not targets[index].any():
+            continue
+        click = next_click(predictions[index], targets[index], positive[index] | negative[index])
+        if click is not None:
+            (positive if click[1] else negative)[index] |= click[0]
+    return ious
+
+
+__all__ = ["STROKE_WIDTH", "add_corrective_clicks", "next_click", "rasterize_prompt", "sample_visual_prompt"]

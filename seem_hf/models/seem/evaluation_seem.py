@@ -14,7 +14,7 @@ from torch import nn
 
 from seem_hf.metrics.segmentation import ReferringAccumulator, number_of_clicks
 
-from .visual_sampler_seem import next_click
+from .visual_sampler_seem import add_corrective_clicks
 
 
 def _shard(items):
@@ -67,12 +67,9 @@ def interactive_ious(model, image_features, targets: torch.Tensor, valid: torch.
     is already right); the previous answer is the memory. `targets` `(N, H, W)` and `valid` `(H, W)` at the
     padded input size."""
     targets, valid = targets.bool(), valid.bool()
-    positive = torch.zeros_like(targets)
-    for index, target in enumerate(targets):
-        click = next_click(torch.zeros_like(target), target, torch.zeros_like(target))
-        if click is not None:
-            positive[index] = click[0]
-    negative, previous, ious = torch.zeros_like(targets), None, []
+    positive, negative = torch.zeros_like(targets), torch.zeros_like(targets)
+    add_corrective_clicks(torch.zeros_like(targets), targets, positive, negative, stop_iou)  # the first clicks
+    previous, ious = None, []
     for _ in range(max_clicks):
         outputs = model(image_features=image_features, spatial_positive_masks=positive[None].to(model.device),
                         spatial_negative_masks=negative[None].to(model.device), previous_masks=previous,
@@ -80,16 +77,7 @@ def interactive_ious(model, image_features, targets: torch.Tensor, valid: torch.
         previous = outputs.interactive_masks_logits
         predictions = nn.functional.interpolate(previous, size=targets.shape[-2:], mode="bilinear",
                                                 align_corners=False)[0].cpu() > 0
-        predictions &= valid
-        intersection = (predictions & targets).flatten(1).sum(1).double()
-        union = (predictions | targets).flatten(1).sum(1).double()
-        ious.append(torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union)))
-        for index in range(len(targets)):
-            if ious[-1][index] >= stop_iou:
-                continue
-            click = next_click(predictions[index], targets[index], positive[index] | negative[index])
-            if click is not None:
-                (positive if click[1] else negative)[index] |= click[0]
+        ious.append(add_corrective_clicks(predictions & valid, targets, positive, negative, stop_iou))
     return torch.stack(ious, dim=1)
 
 
