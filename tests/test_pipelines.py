@@ -104,3 +104,44 @@ def test_pipeline_skips_unconfident_masks_with_the_same_result(segmenter, image)
     assert "mask_score_threshold" not in forward
     _, forward, _ = segmenter._sanitize_parameters(threshold=0.7)
     assert forward["mask_score_threshold"] == 0.7
+
+
+@pytest.mark.parametrize("name", ["seem", "lseg"])
+def test_label_set_is_encoded_once_per_label_set_and_weights(name, image):
+    """SEEM's label set is ~81 prompts per label: the pipeline encodes it once, and again only when the labels or
+    the weights change; the segments equal those of a pipeline that encodes every time."""
+    from seem_hf.testing import FIXTURES
+
+    segmenter = pipeline("image-segmentation", model=str(FIXTURES / f"tiny-random-{name}"))
+    calls = []
+    segmenter.model.get_text_features = _counting(segmenter.model.get_text_features, calls)
+    kwargs = {"subtask": "semantic"}
+    first = segmenter(image, **kwargs)
+    second = segmenter(image, **kwargs)
+    assert len(calls) == 1
+    _assert_same_segments(first, second)
+    other_labels = ["circle", "square", "background"]
+    segmenter(image, labels=other_labels)
+    segmenter(image, labels=other_labels)
+    assert len(calls) == 2
+    with torch.no_grad():  # an optimizer step or load_state_dict changes parameters in place
+        next(segmenter.model.parameters()).mul_(1.0)
+    segmenter(image, labels=other_labels)
+    assert len(calls) == 3
+
+    fresh = pipeline("image-segmentation", model=str(FIXTURES / f"tiny-random-{name}"))
+    _assert_same_segments(fresh(image, **kwargs), first)
+
+
+def _counting(function, calls):
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return function(*args, **kwargs)
+
+    return counted
+
+
+def _assert_same_segments(first, second):
+    assert [segment["label"] for segment in first] == [segment["label"] for segment in second]
+    for a, b in zip(first, second):
+        assert np.array_equal(np.asarray(a["mask"]), np.asarray(b["mask"]))

@@ -20,6 +20,7 @@ from transformers.models.dpt.modeling_dpt import DPTNeck
 from transformers.utils import ModelOutput
 
 from .remote_code import RemoteCodeMixin
+from .text_utils import trim_after_end_of_text
 
 from .configuration_lseg import LSegConfig
 
@@ -133,6 +134,9 @@ class LSegForSemanticSegmentation(RemoteCodeMixin, LSegPreTrainedModel):
         if len(input_ids) == 0:
             raise ValueError("The label set is empty: give at least one label.")
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_text_encoder):
+            input_ids, attention_mask = trim_after_end_of_text(
+                input_ids, self.text_encoder.config.eos_token_id, attention_mask
+            )
             return self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).text_embeds
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:

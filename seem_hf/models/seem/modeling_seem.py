@@ -147,7 +147,9 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
             )
         if input_ids.ndim == 2:
             return self.language_encoder.encode_text(input_ids)
-        prompts = self.language_encoder.encode_text(input_ids.flatten(0, 1)).view(*input_ids.shape[:2], -1)
+        # In chunks: COCO's label set is ~10,000 prompts, whose activations at once would take gigabytes.
+        prompts = torch.cat([self.language_encoder.encode_text(chunk) for chunk in input_ids.flatten(0, 1).split(1024)])
+        prompts = prompts.view(*input_ids.shape[:2], -1)
         return nn.functional.normalize(prompts.mean(1), dim=-1)
 
     def get_image_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -9,6 +9,8 @@ from torch import nn
 from transformers import CLIPTextModel, DetrConfig, FocalNetModel
 from transformers.models.detr.modeling_detr import DetrEncoder, DetrSinePositionEmbedding
 
+from seem_hf.text_utils import trim_after_end_of_text
+
 from .configuration_seem import SeemConfig
 
 
@@ -65,6 +67,7 @@ class SeemLanguageEncoder(nn.Module):
         return tokens, self.lang_proj(outputs.pooler_output)
 
     def encode_text(self, input_ids: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        input_ids, _ = trim_after_end_of_text(input_ids, self.text_model.config.eos_token_id)
         pooled = self.encode_tokens(input_ids)[1]
         return nn.functional.normalize(pooled, dim=-1, eps=1e-7) if normalize else pooled
 
