@@ -1,6 +1,6 @@
 """DETR-panoptic against transformers' DetrForSegmentation: same weights, same inputs, one run.
 
-    python benchmarks/detr_panoptic.py [--size 800 1066] [--repeats 3] [--skip-model] [--results benchmarks/RESULTS.md]
+    python benchmarks/detr_panoptic.py [--size 800 1066] [--repeats 3] [--skip-model] [--skip-memory] [--results benchmarks/RESULTS.md]
 
 Measures, as medians over `--repeats` runs after a warm-up:
 - post-processing alone (panoptic, instance, semantic), on realistic synthetic outputs of the full-size model
@@ -11,7 +11,8 @@ Measures, as medians over `--repeats` runs after a warm-up:
   threshold (`mask_score_threshold`; random weights make no query confident, so the threshold is set just
   below the 20th best score, as a trained model on a COCO image would have it);
 - the whole pipeline (pre-process a PIL image, forward, panoptic post-process at that threshold), checking
-  that both give the same segments.
+  that both give the same segments (with the default overlap rule, and with it off so that segments exist);
+- the peak resident memory of one forward, each model in a fresh process (`--skip-memory` to leave out).
 Prints a table and the ratios (transformers' time / ours: above 1 means seem_hf is faster), and appends them
 to `--results` with the machine and the command.
 """
@@ -19,9 +20,12 @@ to `--results` with the machine and the command.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -105,7 +109,8 @@ def benchmark_postprocessing(size, repeats):
     return rows
 
 
-def benchmark_model(size, repeats, confident=20):
+def build_models():
+    """transformers' full-size DETR-panoptic R50 (random weights, seeded) and seem_hf's model with its weights."""
     torch.manual_seed(0)
     config = DetrConfig(
         use_timm_backbone=False,
@@ -116,34 +121,92 @@ def benchmark_model(size, repeats, confident=20):
     with tempfile.TemporaryDirectory() as folder:
         reference.save_pretrained(folder)
         ours = DetrPanopticForSegmentation.from_pretrained(folder).eval()
+    return reference, ours
+
+
+def confident_threshold(ours, inputs, confident):
+    """Random weights leave no query confident; as a trained model would, let `confident` queries pass the score
+    threshold: the one just below the confident-th best score (found without running the mask head)."""
+    with torch.inference_mode():
+        logits = ours(**inputs, mask_score_threshold=2.0).logits
+    scores = logits.softmax(-1)[..., :-1].max(-1).values.flatten().sort(descending=True).values
+    return float((scores[confident - 1] + scores[confident]) / 2)
+
+
+def test_image(size):
+    return PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[0], size[1], 3), dtype=np.uint8))
+
+
+def peak_memory_case(case, size, confident=20) -> dict:
+    """One forward at `size` in this (fresh) process: its peak resident memory and time."""
+    reference, ours = build_models()
+    inputs = DetrPanopticImageProcessor()(images=test_image(size), return_tensors="pt")
+    threshold = confident_threshold(ours, inputs, confident)
+    model = reference if case == "transformers" else ours
+    kwargs = {"mask_score_threshold": threshold} if case == "confident" else {}
+    del reference, ours
+    started = time.perf_counter()
+    with torch.inference_mode():
+        model(**inputs, **kwargs)
+    return {"seconds": time.perf_counter() - started,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}
+
+
+def benchmark_memory(size, confident=20):
+    """Peak resident memory of one full-size forward, each in a fresh process."""
+    results = {}
+    for case in ("transformers", "all", "confident"):
+        completed = subprocess.run(
+            [sys.executable, __file__, "--memory-case", case, "--size", str(size[0]), str(size[1])],
+            capture_output=True, text=True, check=False,
+        )
+        if completed.returncode:
+            raise SystemExit(f"memory case {case} failed:\n{completed.stderr[-3000:]}")
+        results[case] = json.loads(completed.stdout.strip().splitlines()[-1])
+    theirs = results["transformers"]["peak_rss_gb"]
+    return [
+        (f"peak memory (GB), one forward R50 {size[0]}x{size[1]}, all 100 queries", theirs,
+         results["all"]["peak_rss_gb"], "fresh process each; resident set, weights and Python included"),
+        (f"peak memory (GB), one forward R50 {size[0]}x{size[1]}, masks of the {confident} confident queries",
+         theirs, results["confident"]["peak_rss_gb"],
+         f"ours / transformers' = {results['confident']['peak_rss_gb'] / theirs:.2f} (target <= 0.33)"),
+    ]
+
+
+def benchmark_model(size, repeats, confident=20):
+    reference, ours = build_models()
     our_processor, their_processor = DetrPanopticImageProcessor(), DetrImageProcessorPil()
-    rng = np.random.default_rng(0)
-    image = PIL.Image.fromarray(rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8))
+    image = test_image(size)
 
     inputs = our_processor(images=image, return_tensors="pt")
     with torch.inference_mode():
-        full = ours(**inputs)
-        difference = (full.pred_masks - reference(**inputs).pred_masks).abs().max().item()
-    # Random weights leave no query confident; as a trained model would, let `confident` queries pass the
-    # score threshold (the one just below the confident-th best score), and post-process with it on both sides.
-    scores = full.logits.softmax(-1)[..., :-1].max(-1).values.flatten().sort(descending=True).values
-    threshold = float((scores[confident - 1] + scores[confident]) / 2)
+        difference = (ours(**inputs).pred_masks - reference(**inputs).pred_masks).abs().max().item()
+    threshold = confident_threshold(ours, inputs, confident)
 
     def forward(model, **kwargs):
         with torch.inference_mode():
             return model(**inputs, **kwargs)
 
-    def pipeline(model, processor, **kwargs):
+    def pipeline(model, processor, overlap_mask_area_threshold=0.8, **kwargs):
         inputs = processor(images=image, return_tensors="pt")
         with torch.inference_mode():
             outputs = model(pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"], **kwargs)
-        return processor.post_process_panoptic_segmentation(outputs, threshold=threshold, target_sizes=[size])
+        return processor.post_process_panoptic_segmentation(
+            outputs, threshold=threshold, overlap_mask_area_threshold=overlap_mask_area_threshold, target_sizes=[size]
+        )
 
-    theirs_result = pipeline(reference, their_processor)[0]
-    ours_result = pipeline(ours, our_processor, mask_score_threshold=threshold)[0]
-    same = theirs_result["segments_info"] == ours_result["segments_info"] and torch.equal(
-        theirs_result["segmentation"].long(), ours_result["segmentation"].long()
-    )
+    def same_result(**kwargs):
+        """Whether both pipelines give the same segments (with the post-processing options `kwargs`)."""
+        theirs_result = pipeline(reference, their_processor, **kwargs)[0]
+        ours_result = pipeline(ours, our_processor, mask_score_threshold=threshold, **kwargs)[0]
+        same = theirs_result["segments_info"] == ours_result["segments_info"] and torch.equal(
+            theirs_result["segmentation"].long(), ours_result["segmentation"].long()
+        )
+        return f"{len(ours_result['segments_info'])} segments, " + ("same result" if same else "DIFFERENT result")
+
+    # Random masks rarely keep 80% of their area after the pixel-wise argmax, so the default overlap rule leaves
+    # no segment; with the rule off, each confident query that wins pixels is a segment, which tests more.
+    same_by_default, same_without_overlap_rule = same_result(), same_result(overlap_mask_area_threshold=0.0)
     rows = [
         (f"forward R50 {size[0]}x{size[1]}, all 100 queries", median_seconds(lambda: forward(reference), repeats),
          median_seconds(lambda: forward(ours), repeats), f"max pred_masks difference {difference:.1e}"),
@@ -152,8 +215,8 @@ def benchmark_model(size, repeats, confident=20):
          median_seconds(lambda: forward(ours, mask_score_threshold=threshold), repeats), "transformers runs all 100"),
         (f"whole pipeline R50 {size[0]}x{size[1]}", median_seconds(lambda: pipeline(reference, their_processor), repeats),
          median_seconds(lambda: pipeline(ours, our_processor, mask_score_threshold=threshold), repeats),
-         f"pre-process + forward + panoptic; {len(ours_result['segments_info'])} segments, "
-         + ("same result" if same else "DIFFERENT result")),
+         f"pre-process + forward + panoptic; default overlap rule: {same_by_default}; overlap rule off: "
+         f"{same_without_overlap_rule}"),
     ]
     return rows
 
@@ -174,20 +237,27 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--postprocess-repeats", type=int, default=15)
     parser.add_argument("--skip-model", action="store_true", help="only post-processing (no full-size forward)")
+    parser.add_argument("--skip-memory", action="store_true", help="no peak-memory processes")
     parser.add_argument("--results", type=Path, help="append the table to this Markdown file")
+    parser.add_argument("--memory-case", choices=["transformers", "all", "confident"], help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     size = tuple(arguments.size)
+    if arguments.memory_case:
+        print(json.dumps(peak_memory_case(arguments.memory_case, size)))
+        return
 
     rows = benchmark_postprocessing(size, arguments.postprocess_repeats)
     if not arguments.skip_model:
         rows += benchmark_model(size, arguments.repeats)
+    if not arguments.skip_memory:
+        rows += benchmark_memory(size)
     lines = [
         f"### DETR-panoptic vs transformers ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
         "",
         f"Machine: {machine()}  ",
         f"Command: `python {' '.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))}`",
         "",
-        "| measurement | transformers (s) | seem_hf (s) | speed-up | note |",
+        "| measurement | transformers (s) | seem_hf (s) | ratio (transformers / ours) | note |",
         "|---|---|---|---|---|",
     ]
     for name, theirs, ours, note in rows:

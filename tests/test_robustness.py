@@ -179,3 +179,24 @@ def test_memory_stays_flat_over_500_pipeline_calls():
     for _ in range(450):
         segmenter(image, subtask="panoptic")
     assert resident_mb() - before < 25, f"resident memory grew from {before:.0f} MB to {resident_mb():.0f} MB"
+
+
+@pytest.mark.parametrize("name", ["seem", "lseg"])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(labels=st.lists(st.one_of(st.text(min_size=0, max_size=300), st.sampled_from(["cat", "cat", " ", "a b"])),
+                       min_size=0, max_size=6))
+def test_any_label_set_gives_one_row_per_label_or_a_clear_error(name, labels):
+    """Empty, blank, duplicated, unicode and over-long labels through each open-vocabulary processor's label path
+    (LSeg: one prompt per label; SEEM: 81 templates per label plus "background")."""
+    processor = PROCESSORS[name]
+    try:
+        ids = processor(text=labels)["input_ids"]
+    except ValueError as error:
+        message = str(error)
+        assert "empty" in message or "distinct" in message or "non-empty strings" in message
+        assert not labels or len(set(labels)) < len(labels) or any(not label.strip() for label in labels)
+        return
+    assert len(set(labels)) == len(labels) and all(label.strip() for label in labels)
+    expected = (len(labels), 77) if name == "lseg" else (len(labels) + 1, 81, 77)
+    assert tuple(ids.shape) == expected
+    assert (ids[..., 0] == 49406).all() and (ids == 49407).any(-1).all()  # start, and an end even when truncated

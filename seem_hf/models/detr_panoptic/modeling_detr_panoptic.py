@@ -210,6 +210,8 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
     `bbox_attention.*`, `mask_head.*`), so weights move between the two without any mapping.
     """
 
+    _attention_free_sub_configs = ("backbone_config",)
+
     def __init__(self, config: DetrPanopticConfig):
         super().__init__(config)
         self.detr = DetrForObjectDetection(config)

@@ -101,6 +101,7 @@ class SeemPreTrainedModel(PreTrainedModel):
     base_model_prefix = "seem"
     main_input_name = "pixel_values"
     input_modalities = ("image", "text")
+    _supports_sdpa = True  # the pixel decoder's DETR encoder, the decoder's self-attention, the CLIP text tower
 
 
 class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
@@ -113,6 +114,7 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
     decoder round (SEEM's weights 2, 5, 5; background weight 0.1).
     """
 
+    _attention_free_sub_configs = ("backbone_config",)
     _extra_auto_classes = ("AutoModel", "AutoModelForImageSegmentation")
     # SEEM's fine-tuning recipe for `seem_hf.adapters`: bottlenecks after every cross-attention, self-attention
     # and FFN sub-layer of the decoder and one beside the mask-embedding MLP, the decoder's LayerNorms trainable;

@@ -432,3 +432,16 @@ def test_mask_score_threshold_is_ignored_in_training():
     pixel_values, pixel_mask = _inputs(height=64, width=64)
     outputs = model(pixel_values, pixel_mask, labels=_labels(2, 64, 64), mask_score_threshold=0.99)
     assert (outputs.pred_masks != -1e4).all()
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_attention_implementation_by_name_despite_the_attention_free_backbone(implementation):
+    """transformers refuses "sdpa" for the ResNet sub-config; one string still selects the transformer's attention."""
+    from seem_hf.testing import FIXTURES
+
+    model = DetrPanopticForSegmentation.from_pretrained(
+        FIXTURES / "tiny-random-detr_panoptic", attn_implementation=implementation
+    )
+    assert model.config._attn_implementation == implementation
+    model.set_attn_implementation("eager" if implementation == "sdpa" else "sdpa")
+    assert model.config._attn_implementation != implementation

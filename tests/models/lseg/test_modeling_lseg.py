@@ -272,3 +272,15 @@ def test_fixture_matches_its_script(tmp_path, tiny_lseg_folder):
         assert json.loads((folder / name).read_text()) == json.loads((tiny_lseg_folder / name).read_text())
     for code in folder.glob("*.py"):
         assert code.read_text() == (tiny_lseg_folder / code.name).read_text(), f"{code.name} is stale in the fixture"
+
+
+def test_attention_implementation_reaches_the_vit_and_the_text_tower(tiny_lseg_folder):
+    pixel_values, ids = torch.randn(1, 3, 64, 64), torch.randint(300, 40000, (3, 6))
+    outputs = {}
+    for implementation in ("eager", "sdpa"):
+        model = LSegForSemanticSegmentation.from_pretrained(tiny_lseg_folder, attn_implementation=implementation)
+        assert model.dpt.config._attn_implementation == implementation
+        assert model.text_encoder.config._attn_implementation == implementation
+        with torch.no_grad():
+            outputs[implementation] = model.eval()(pixel_values=pixel_values, input_ids=ids).logits
+    torch.testing.assert_close(outputs["sdpa"], outputs["eager"], rtol=1e-4, atol=1e-4)

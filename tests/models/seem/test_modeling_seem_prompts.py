@@ -271,3 +271,27 @@ def test_prompted_outputs_do_not_need_the_object_queries(model):
     with pytest.raises(ValueError, match="generic=True"):
         model(pixel_values=pixel_values, input_ids=_labels(3), spatial_positive_masks=positive, generic=False,
               labels=[{"masks": torch.zeros(1, 64, 96), "class_labels": torch.tensor([0])}])
+
+
+def test_sdpa_and_eager_attention_give_the_same_outputs(model):
+    """`attn_implementation` reaches the pixel decoder's encoder, the decoder's self-attention (whose padded
+    prompt tokens have fully masked rows) and the CLIP text tower; both implementations agree."""
+    pixel_values = torch.randn(2, 3, 64, 96)
+    ids, attention = _sentences(2, 3, real=[1, 3])
+    positive, negative = _clicks(2, 2)
+    inputs = dict(pixel_values=pixel_values, input_ids=_labels(4), grounding_input_ids=ids,
+                  grounding_attention_mask=attention, spatial_positive_masks=positive,
+                  spatial_negative_masks=negative)
+    outputs = {}
+    try:
+        for implementation in ("eager", "sdpa"):
+            model.set_attn_implementation(implementation)
+            assert model.pixel_decoder.transformer.config._attn_implementation == implementation
+            with torch.no_grad():
+                outputs[implementation] = model(**inputs, generator=torch.Generator().manual_seed(0))
+    finally:
+        model.set_attn_implementation("sdpa")
+    eager, sdpa = outputs["eager"], outputs["sdpa"]
+    for name in ("class_queries_logits", "masks_queries_logits", "grounding_masks_logits", "grounding_logits",
+                 "spatial_masks_logits", "interactive_masks_logits"):
+        torch.testing.assert_close(getattr(sdpa, name), getattr(eager, name), rtol=1e-4, atol=1e-4, msg=name)
