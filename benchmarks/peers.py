@@ -19,7 +19,8 @@ encoded once), the peak resident memory of a fresh process that built the model 
 forward's FLOPs (`torch.utils.flop_counter`, 2 per multiply-add; it counts matmuls, convolutions and
 attention, not grid sampling, so Mask2Former's deformable attention is slightly undercounted). Throughput =
 FLOPs / median forward time / matmul rate (fp32 2048x2048 `torch.matmul`, measured first in this run). Each
-model runs in its own process, one after the other. Appends the table to `--results` with the machine and
+model runs in its own process, one after the other, with denormal floats flushed to zero (random weights can
+produce them, and which model suffers is a matter of the draw). Appends the table to `--results` with the machine and
 the command.
 """
 
@@ -230,6 +231,10 @@ PAIRS = [("seem", "mask2former"), ("lseg", "dpt"), ("lseg", "clipseg")]
 
 
 def run_case(name: str, size: int, count: int, repeats: int) -> dict:
+    # Random weights can drive activations (softmax tails) into denormal floats, which x86 handles tens of times
+    # more slowly; which model suffers depends on the draw (LSeg's ViT did, DPT's identical one did not), so
+    # every model runs with denormals flushed to zero, as trained weights would rarely produce them anyway.
+    torch.set_flush_denormal(True)
     notes = {}
     description, model, forward, end_to_end = BUILDERS[name](size, count, notes)
     with torch.inference_mode():

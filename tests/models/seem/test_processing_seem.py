@@ -170,3 +170,26 @@ def _resized(outputs, query, height, width):
     logits = outputs.masks_queries_logits[0, query : query + 1]
     return F.interpolate(F.interpolate(logits[None], size=(96, 128), mode="bilinear")[..., :height, :width],
                          size=(50, 70), mode="bicubic", antialias=True)[0, 0]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 0.99999])
+def test_panoptic_resizes_only_confident_queries_with_the_same_segments(threshold):
+    """Resizing only the queries that pass the score rule (the speed-up) gives what resizing all of them gives."""
+    from types import SimpleNamespace
+
+    from seem_hf import SeemImageProcessor
+    from seem_hf.postprocessing import crop_and_resize_masks
+
+    from ...helpers import voronoi_outputs
+
+    raw = voronoi_outputs(batch=2, num_queries=12, num_labels=6, height=16, width=20, num_segments=5)
+    outputs = SimpleNamespace(class_queries_logits=raw.logits, masks_queries_logits=raw.pred_masks)
+    processor, size = SeemImageProcessor(), (70, 90)
+    results = processor.post_process_panoptic_segmentation(outputs, threshold=threshold, target_sizes=[size, size])
+    for index, result in enumerate(results):
+        masks = crop_and_resize_masks(raw.pred_masks[index], (64, 80), (64, 80), size)
+        expected = panoptic_segmentation(raw.logits[index : index + 1], masks[None], threshold=threshold,
+                                         overlap_mask_area_threshold=0.8, label_ids_to_fuse=[])[0]
+        assert torch.equal(result["segmentation"], expected["segmentation"])
+        assert result["segments_info"] == expected["segments_info"]
+    assert threshold == 0.99999 or any(result["segments_info"] for result in results)
