@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,12 @@ import PIL.Image
 import torch
 from transformers import DetrConfig, DetrForSegmentation, DetrImageProcessorPil, ResNetConfig
 
-from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import peak_resident_gb  # noqa: E402
+
+from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor  # noqa: E402
 
 
 def median_seconds(function, repeats: int) -> float:
@@ -149,7 +153,7 @@ def peak_memory_case(case, size, confident=20) -> dict:
     with torch.inference_mode():
         model(**inputs, **kwargs)
     return {"seconds": time.perf_counter() - started,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}
+            "peak_rss_gb": peak_resident_gb()}
 
 
 def benchmark_memory(size, confident=20):
@@ -187,12 +191,13 @@ def benchmark_model(size, repeats, confident=20):
         with torch.inference_mode():
             return model(**inputs, **kwargs)
 
-    def pipeline(model, processor, overlap_mask_area_threshold=0.8, **kwargs):
+    def pipeline(model, processor, mask_threshold=0.5, overlap_mask_area_threshold=0.8, **kwargs):
         inputs = processor(images=image, return_tensors="pt")
         with torch.inference_mode():
             outputs = model(pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"], **kwargs)
         return processor.post_process_panoptic_segmentation(
-            outputs, threshold=threshold, overlap_mask_area_threshold=overlap_mask_area_threshold, target_sizes=[size]
+            outputs, threshold=threshold, mask_threshold=mask_threshold,
+            overlap_mask_area_threshold=overlap_mask_area_threshold, target_sizes=[size],
         )
 
     def same_result(**kwargs):
@@ -204,9 +209,10 @@ def benchmark_model(size, repeats, confident=20):
         )
         return f"{len(ours_result['segments_info'])} segments, " + ("same result" if same else "DIFFERENT result")
 
-    # Random masks rarely keep 80% of their area after the pixel-wise argmax, so the default overlap rule leaves
-    # no segment; with the rule off, each confident query that wins pixels is a segment, which tests more.
-    same_by_default, same_without_overlap_rule = same_result(), same_result(overlap_mask_area_threshold=0.0)
+    # Random weights give masks below 0.5 almost everywhere, so the default rule leaves no segment; with the mask
+    # and overlap thresholds at 0, each confident query that wins pixels is a segment, which tests more.
+    same_by_default = same_result()
+    same_without_overlap_rule = same_result(mask_threshold=0.0, overlap_mask_area_threshold=0.0)
     rows = [
         (f"forward R50 {size[0]}x{size[1]}, all 100 queries", median_seconds(lambda: forward(reference), repeats),
          median_seconds(lambda: forward(ours), repeats), f"max pred_masks difference {difference:.1e}"),
@@ -237,6 +243,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--postprocess-repeats", type=int, default=15)
     parser.add_argument("--skip-model", action="store_true", help="only post-processing (no full-size forward)")
+    parser.add_argument("--skip-postprocessing", action="store_true", help="no post-processing comparison")
     parser.add_argument("--skip-memory", action="store_true", help="no peak-memory processes")
     parser.add_argument("--results", type=Path, help="append the table to this Markdown file")
     parser.add_argument("--memory-case", choices=["transformers", "all", "confident"], help=argparse.SUPPRESS)
@@ -246,7 +253,7 @@ def main(argv=None) -> None:
         print(json.dumps(peak_memory_case(arguments.memory_case, size)))
         return
 
-    rows = benchmark_postprocessing(size, arguments.postprocess_repeats)
+    rows = [] if arguments.skip_postprocessing else benchmark_postprocessing(size, arguments.postprocess_repeats)
     if not arguments.skip_model:
         rows += benchmark_model(size, arguments.repeats)
     if not arguments.skip_memory:

@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import peak_resident_gb  # noqa: E402
 
 CHECKPOINTS = ROOT / "seem_hf" / "checkpoints"
 FOCAL_T = dict(embed_dim=96, depths=[2, 2, 6, 2], hidden_sizes=[96, 192, 384, 768], focal_levels=[3, 3, 3, 3],
@@ -248,7 +251,7 @@ def run_case(name: str, size: int, count: int, repeats: int) -> dict:
         "forward": statistics.median(forward_times), "forward_min": min(forward_times),
         "end_to_end": statistics.median(end_to_end_times),
         "flops": counter.get_total_flops(),
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "peak_rss_gb": peak_resident_gb(),
         "notes": notes,
     }
 

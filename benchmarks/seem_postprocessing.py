@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
 from transformers import Mask2FormerImageProcessorPil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

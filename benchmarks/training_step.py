@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import peak_resident_gb  # noqa: E402
 from seem_hf.adapters.strategies import FineTuningStrategy, count_parameters, prepare_for_fine_tuning  # noqa: E402
 
 CHECKPOINTS = ROOT / "seem_hf" / "checkpoints"
@@ -103,7 +105,7 @@ def run_case(name: str, strategy: str, image_size: int, repeats: int) -> dict:
             times.append(time.perf_counter() - started)
     return {
         "model": name, "strategy": strategy, "step": statistics.median(times), "trainable": counts["trainable"],
-        "total": counts["total"], "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "total": counts["total"], "peak_rss_gb": peak_resident_gb(),
     }
 
 

@@ -400,7 +400,11 @@ def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
     shutil.rmtree(folder)
 
 
-def test_mask_head_on_confident_queries_only_gives_the_same_segments(tiny_detr_panoptic_folder):
+@pytest.mark.parametrize("chunk", [2, 8])  # queries per mask-head pass: several passes, or one
+def test_mask_head_on_confident_queries_only_gives_the_same_segments(tiny_detr_panoptic_folder, monkeypatch, chunk):
+    from seem_hf.models.detr_panoptic import modeling_detr_panoptic
+
+    monkeypatch.setattr(modeling_detr_panoptic, "MASK_HEAD_CHUNK", chunk)
     model = DetrPanopticForSegmentation.from_pretrained(tiny_detr_panoptic_folder).eval()
     processor = DetrPanopticProcessor.from_pretrained(tiny_detr_panoptic_folder)
     pixel_values, pixel_mask = _inputs()
