@@ -85,7 +85,8 @@ def run_case(name: str, strategy: str, image_size: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         rows, vocabulary = bundled_rows(image_size, workdir)
     model, batches = build(name, rows, vocabulary)
-    model = prepare_for_fine_tuning(model, strategy)
+    # The examples' adapter sizes: SEEM's fork uses bottlenecks of 256, the others the library default of 64.
+    model = prepare_for_fine_tuning(model, strategy, bottleneck_size=256 if name == "seem" else 64)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     counts = count_parameters(model)
