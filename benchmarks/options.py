@@ -88,14 +88,17 @@ def run(name: str, size: int, repeats: int, device: str, compile_: bool) -> list
     _, default, reference = measure(forward, repeats, device)
     reference = read(reference).float()
     rows.append((name, "fp32, sdpa attention (default)", None, default, 1.0, 0.0))
+    print(rows[-1], flush=True)
 
     model.set_attn_implementation("eager")
     _, eager, output = measure(forward, repeats, device)
     rows.append((name, "fp32, eager attention", None, eager, default / eager, _difference(read(output), reference)))
+    print(rows[-1], flush=True)
     model.set_attn_implementation("sdpa")
 
     _, bf16, output = measure(lambda: forward(autocast=True), repeats, device)
     rows.append((name, "bf16 autocast", None, bf16, default / bf16, _difference(read(output), reference)))
+    print(rows[-1], flush=True)
 
     if compile_:
         compiled = torch.compile(model)
@@ -127,7 +130,6 @@ def main() -> None:
     rows = []
     for name in options.models:
         rows += run(name, options.size, options.repeats, options.device, not options.skip_compile)
-        print(rows[-1], flush=True)
     hardware = (torch.cuda.get_device_name() if options.device.startswith("cuda")
                 else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                      f"{torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}")

@@ -48,6 +48,7 @@ _MODEL_TYPE = "detr_panoptic"
 _CLASS_NAME = "DetrPanopticForSegmentation"
 # Mask logit of a query the mask head skipped: sigmoid gives exactly 0 in float32.
 SKIPPED_MASK_LOGIT = -1e4
+MASK_HEAD_CHUNK = 8  # queries per mask-head pass at inference (peak memory ~ chunk x C x H/4 x W/4)
 
 # transformers renames the legacy mask-head keys only for its own classes; a saved `DetrForSegmentation`
 # folder would otherwise load into this class with its mask head silently left random.
@@ -209,6 +210,8 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
     The module tree and parameter names are those of transformers' `DetrForSegmentation` (`detr.*`,
     `bbox_attention.*`, `mask_head.*`), so weights move between the two without any mapping.
     """
+
+    _attention_free_sub_configs = ("backbone_config",)
 
     def __init__(self, config: DetrPanopticConfig):
         super().__init__(config)
@@ -378,14 +381,15 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
         return self._masks_of_confident_queries(logits, projected, attention_maps, fpn_features, mask_score_threshold)
 
     def _masks_of_confident_queries(self, logits, projected, attention_maps, fpn_features, threshold):
-        """Mask logits of the queries whose best real class scores above `threshold`; -1e4 elsewhere."""
+        """Mask logits of the queries whose best real class scores above `threshold`; -1e4 elsewhere. The mask head
+        treats each query on its own (its FPN runs on a per-query copy of the features, GroupNorm per copy), so
+        running it on `MASK_HEAD_CHUNK` queries at a time gives the same masks with a bounded peak memory."""
         scores, classes = logits.softmax(-1).max(-1)
         confident = (classes != logits.shape[-1] - 1) & (scores > threshold)
         height, width = fpn_features[-1].shape[-2:]
         pred_masks = projected.new_full((*logits.shape[:2], height, width), SKIPPED_MASK_LOGIT)
         for image in range(logits.shape[0]):
-            queries = confident[image].nonzero().flatten()
-            if len(queries):
+            for queries in confident[image].nonzero().flatten().split(MASK_HEAD_CHUNK):
                 masks = self.mask_head(
                     projected[image : image + 1],
                     attention_maps[image : image + 1, queries],

@@ -306,7 +306,7 @@ def semantic_segmentation(
     return results
 
 
-def _keep_confident_queries(class_logits: torch.Tensor, threshold: float):
+def keep_confident_queries(class_logits: torch.Tensor, threshold: float):
     """Per query: (scores, labels, keep), where keep marks queries whose best class is a real
     label with probability above `threshold` (the "no object" class counts in the softmax, as in DETR)."""
     scores, labels = class_logits.softmax(-1).max(-1)
@@ -344,7 +344,7 @@ def _segment_each_image(class_logits, mask_logits, threshold, target_sizes, segm
     """The frame both panoptic rules share: check the outputs, keep each image's confident queries and call
     `segment_image(scores, labels, mask_logits, size)` on them; an image with none gets the empty result."""
     _check_outputs(class_logits, mask_logits, target_sizes)
-    all_scores, all_labels, all_keep = _keep_confident_queries(class_logits, threshold)
+    all_scores, all_labels, all_keep = keep_confident_queries(class_logits, threshold)
     results = []
     for index in range(class_logits.shape[0]):
         size = _target_size(target_sizes, index, mask_logits)
@@ -455,6 +455,7 @@ __all__ = [
     "MASKFORMER_SCORE_THRESHOLD",
     "detr_panoptic_segmentation",
     "instance_segmentation",
+    "keep_confident_queries",
     "panoptic_segmentation",
     "semantic_segmentation",
 ]

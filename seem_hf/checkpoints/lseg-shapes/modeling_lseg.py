@@ -71,6 +71,7 @@ class LSegPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image", "text")
     _no_split_modules = ["DPTViTLayer", "CLIPEncoderLayer"]
+    _supports_sdpa = True  # its attention is transformers' ViT (DPT) and CLIP text layers, which have both
 
     def _init_weights(self, module):
         # transformers' own initialisation for the DPT and CLIP parts; LSeg's head keeps PyTorch's default.

@@ -101,6 +101,7 @@ class SeemPreTrainedModel(PreTrainedModel):
     base_model_prefix = "seem"
     main_input_name = "pixel_values"
     input_modalities = ("image", "text")
+    _supports_sdpa = True  # the pixel decoder's DETR encoder, the decoder's self-attention, the CLIP text tower
 
 
 class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
@@ -113,6 +114,7 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
     decoder round (SEEM's weights 2, 5, 5; background weight 0.1).
     """
 
+    _attention_free_sub_configs = ("backbone_config",)
     _extra_auto_classes = ("AutoModel", "AutoModelForImageSegmentation")
     # SEEM's fine-tuning recipe for `seem_hf.adapters`: bottlenecks after every cross-attention, self-attention
     # and FFN sub-layer of the decoder and one beside the mask-embedding MLP, the decoder's LayerNorms trainable;
@@ -147,7 +149,9 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
             )
         if input_ids.ndim == 2:
             return self.language_encoder.encode_text(input_ids)
-        prompts = self.language_encoder.encode_text(input_ids.flatten(0, 1)).view(*input_ids.shape[:2], -1)
+        # In chunks: COCO's label set is ~10,000 prompts, whose activations at once would take gigabytes.
+        prompts = torch.cat([self.language_encoder.encode_text(chunk) for chunk in input_ids.flatten(0, 1).split(1024)])
+        prompts = prompts.view(*input_ids.shape[:2], -1)
         return nn.functional.normalize(prompts.mean(1), dim=-1)
 
     def get_image_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

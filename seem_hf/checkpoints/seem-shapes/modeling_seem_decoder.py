@@ -17,11 +17,12 @@ from .modeling_seem_prompts import prompt_embeddings, prompt_tokens, self_attent
 class SeemSelfAttention(nn.Module):
     """Multi-head attention with PyTorch's parameter layout (`in_proj_weight` = [query; key; value]) whose softmax
     turns rows that are entirely masked into zeros instead of NaN (SEEM's `nan_to_num`): a padded prompt token
-    then attends to nothing rather than poisoning the batch."""
+    then attends to nothing rather than poisoning the batch. With a `config` whose attention implementation is
+    "sdpa", the product runs through `scaled_dot_product_attention` (same result, tested)."""
 
-    def __init__(self, hidden_dim: int, num_heads: int):
+    def __init__(self, hidden_dim: int, num_heads: int, config: SeemConfig | None = None):
         super().__init__()
-        self.num_heads = num_heads
+        self.num_heads, self.config = num_heads, config
         self.in_proj_weight = nn.Parameter(torch.empty(3 * hidden_dim, hidden_dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * hidden_dim))
         self.out_proj = nn.Linear(hidden_dim, hidden_dim)
@@ -39,12 +40,19 @@ class SeemSelfAttention(nn.Module):
             x = nn.functional.linear(x, weights[index], biases[index])
             return x.view(batch, -1, heads, head_dim).transpose(1, 2)
 
-        scores = project(query, 0) @ project(key, 1).transpose(-1, -2) / math.sqrt(head_dim)
-        if attention_mask is not None:
-            scores = scores.masked_fill(attention_mask.view(batch, heads, *attention_mask.shape[-2:]), float("-inf"))
-        probabilities = torch.nan_to_num(scores.softmax(-1))
-        attended = (probabilities @ project(value, 2)).transpose(1, 2).reshape(batch, length, hidden)
-        return self.out_proj(attended)
+        blocked = None if attention_mask is None else attention_mask.view(batch, heads, *attention_mask.shape[-2:])
+        queries, keys, values = project(query, 0), project(key, 1), project(value, 2)
+        if self.config is not None and self.config._attn_implementation == "sdpa":
+            attended = nn.functional.scaled_dot_product_attention(
+                queries, keys, values, attn_mask=None if blocked is None else ~blocked
+            )
+            attended = torch.nan_to_num(attended)  # a row with nothing to attend to gives zeros, as below
+        else:
+            scores = queries @ keys.transpose(-1, -2) / math.sqrt(head_dim)
+            if blocked is not None:
+                scores = scores.masked_fill(blocked, float("-inf"))
+            attended = torch.nan_to_num(scores.softmax(-1)) @ values
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, length, hidden))
 
 
 # Each sub-layer returns its residual sum; its post-norm LayerNorm is a sibling module in the decoder (the
@@ -71,7 +79,7 @@ class SeemSelfAttentionLayer(nn.Module):
 
     def __init__(self, config: SeemConfig):
         super().__init__()
-        self.self_attn = SeemSelfAttention(config.hidden_dim, config.num_heads)
+        self.self_attn = SeemSelfAttention(config.hidden_dim, config.num_heads, config)
 
     def forward(self, queries, query_position, attention_mask=None):
         keys = queries + query_position

@@ -103,6 +103,7 @@ class SeemPixelDecoder(nn.Module):
             encoder_ffn_dim=config.dim_feedforward, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
             activation_function="relu", use_timm_backbone=False,
         )
+        encoder_config._attn_implementation = config._attn_implementation
         self.transformer = DetrEncoder(encoder_config)
         self.layer_4 = SeemConvNorm(width, width, 3, groups, activation=True)
         self.adapters = nn.ModuleList(SeemConvNorm(c, width, 1, groups, activation=False) for c in channels[:3])

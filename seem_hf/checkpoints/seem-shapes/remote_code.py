@@ -113,6 +113,25 @@ class RemoteCodeMixin:
     `_extra_auto_classes` (the ones beyond the single class transformers records)."""
 
     _extra_auto_classes: tuple[str, ...] = ()
+    # Sub-configs of modules without attention (FocalNet, ResNet): transformers refuses "sdpa" for them, so a
+    # single `attn_implementation` string is given to every other part and "eager" (nothing to change) to these.
+    _attention_free_sub_configs: tuple[str, ...] = ()
+
+    @classmethod
+    def _attention_per_sub_config(cls, implementation):
+        if not isinstance(implementation, str) or not cls._attention_free_sub_configs:
+            return implementation
+        return {"": implementation, **{key: implementation for key in cls.config_class.sub_configs},
+                **{key: "eager" for key in cls._attention_free_sub_configs}}
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        if kwargs.get("attn_implementation") is not None:
+            kwargs["attn_implementation"] = cls._attention_per_sub_config(kwargs["attn_implementation"])
+        return super().from_pretrained(*args, **kwargs)
+
+    def set_attn_implementation(self, attn_implementation, *args, **kwargs):
+        return super().set_attn_implementation(self._attention_per_sub_config(attn_implementation), *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         config = getattr(self, "config", None)
