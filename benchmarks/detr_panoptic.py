@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import peak_resident_gb  # noqa: E402
 
 from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor  # noqa: E402
+from seem_hf.postprocessing import keep_confident_queries  # noqa: E402
 
 
 def median_seconds(function, repeats: int) -> float:
@@ -218,8 +219,7 @@ def benchmark_model(size, repeats, confident=20):
             unpruned_result["segmentation"].long(), ours_result["segmentation"].long()
         )
         differing = theirs_result["segmentation"].long() != ours_result["segmentation"].long()
-        scores, labels = unpruned.logits[0].softmax(-1).max(-1)
-        confident = (labels != unpruned.logits.shape[-1] - 1) & (scores > threshold)
+        scores, _, confident = keep_confident_queries(unpruned.logits[0], threshold)
         weighted = unpruned.pred_masks[0, confident].sigmoid() * scores[confident, None, None]
         top = weighted.topk(2, dim=0).values if len(weighted) > 1 else None
         near_tie = None if top is None else torch.nn.functional.interpolate(

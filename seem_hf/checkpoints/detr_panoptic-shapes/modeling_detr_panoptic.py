@@ -40,6 +40,7 @@ from transformers.models.detr.modeling_detr import (
 
 from .matcher import HungarianMatcher
 from .set_criterion import SetCriterion
+from .postprocessing import keep_confident_queries
 from .remote_code import RemoteCodeMixin
 
 from .configuration_detr_panoptic import DetrPanopticConfig
@@ -384,8 +385,7 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
         """Mask logits of the queries whose best real class scores above `threshold`; -1e4 elsewhere. The mask head
         treats each query on its own (its FPN runs on a per-query copy of the features, GroupNorm per copy), so
         running it on `MASK_HEAD_CHUNK` queries at a time gives the same masks with a bounded peak memory."""
-        scores, classes = logits.softmax(-1).max(-1)
-        confident = (classes != logits.shape[-1] - 1) & (scores > threshold)
+        confident = keep_confident_queries(logits, threshold)[2]  # the rule post-processing applies
         height, width = fpn_features[-1].shape[-2:]
         pred_masks = projected.new_full((*logits.shape[:2], height, width), SKIPPED_MASK_LOGIT)
         for image in range(logits.shape[0]):
