@@ -2,8 +2,9 @@
 
     python scripts/make_tiny_checkpoints.py [--output-dir tests/fixtures]
 
-Each folder is a complete `save_pretrained` checkpoint: config, safetensors weights, processor and the code
-that lets it load with `trust_remote_code=True` where seem_hf is not installed.
+Each folder is a complete `save_pretrained` checkpoint (config, safetensors weights, processor) without the
+bundled remote code: inside the repository `import seem_hf` registers the models, and a folder saved from one of
+these for sharing gets its bundle then (`seem_hf.remote_code`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from seem_hf import (
     SeemProcessor,
 )
 from seem_hf.clip_tokenizer import clip_tokenizer
+from seem_hf.remote_code import remove_bundle
 from seem_hf.testing import (
     FIXTURES,
     TINY_COLORS,
@@ -63,6 +65,7 @@ def make_tiny_detr_panoptic(output_dir: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     model.save_pretrained(folder)
     DetrPanopticProcessor(image_processor=image_processor).save_pretrained(folder)
+    remove_bundle(folder)
     return folder
 
 
@@ -85,6 +88,7 @@ def make_tiny_lseg(output_dir: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    remove_bundle(folder)
     return folder
 
 
@@ -113,6 +117,7 @@ def make_tiny_seem(output_dir: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    remove_bundle(folder)
     return folder
 
 

@@ -1,9 +1,8 @@
 """Train the embedded default checkpoints: each model fine-tuned on the bundled shapes dataset by its own example
-script, from the shipped tiny checkpoint, then copied (model, processor, code, model card with the command and the
-validation metrics) to `seem_hf/checkpoints/<model>-shapes/`.
+script, from the shipped tiny checkpoint, then copied (model, processor, model card with the command and the
+validation metrics; no bundled code: inside the package `import seem_hf` registers the models) to `seem_hf/checkpoints/<model>-shapes/`.
 
     python scripts/train_defaults.py [--models seem,lseg,detr_panoptic] [--workdir outputs/defaults]
-    python scripts/train_defaults.py --refresh-code    # re-bundle the package's current code, weights unchanged
 
 CPU, 2 cores: about 10 (DETR-panoptic), 5 (LSeg) and 15 (SEEM) minutes.
 """
@@ -33,7 +32,7 @@ RECIPES = {
     "lseg": (128, ["--max_steps", "1000", "--eval_steps", "1000", "--learning_rate", "1e-3"]),
     "seem": (128, ["--max_steps", "3000", "--eval_steps", "3000", "--learning_rate", "1e-3"]),
 }
-KEEP = (".json", ".safetensors", ".py", ".txt")
+KEEP = (".json", ".safetensors", ".txt")
 DROP = ("training_args.bin", "trainer_state.json", "all_results.json", "train_results.json")
 
 
@@ -60,6 +59,7 @@ def package(name: str, output: Path, size: int, command: str, minutes: float) ->
     from transformers import AutoModel, AutoProcessor
 
     from seem_hf.model_card import write_model_card
+    from seem_hf.remote_code import remove_bundle
 
     target = DESTINATION / f"{name}-shapes"
     shutil.rmtree(target, ignore_errors=True)
@@ -74,6 +74,7 @@ def package(name: str, output: Path, size: int, command: str, minutes: float) ->
     else:
         image_processor.size = {"shortest_edge": size, "longest_edge": size}
     processor.save_pretrained(target)
+    remove_bundle(target)
     metrics = json.loads((output / "eval_results.json").read_text())
     metrics = {key: value for key, value in metrics.items() if key.startswith("eval_") and "runtime" not in key
                and "per_second" not in key}
@@ -91,31 +92,11 @@ def package(name: str, output: Path, size: int, command: str, minutes: float) ->
     return target
 
 
-def refresh_code(name: str) -> Path:
-    """Save the shipped checkpoint again so that its bundled code is the package's (weights, config, processor and
-    model card unchanged)."""
-    import seem_hf  # noqa: F401
-    from transformers import AutoModel, AutoProcessor
-
-    target = DESTINATION / f"{name}-shapes"
-    for path in target.glob("*.py"):
-        path.unlink()
-    AutoModel.from_pretrained(target).save_pretrained(target)
-    AutoProcessor.from_pretrained(target).save_pretrained(target)
-    return target
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="detr_panoptic,lseg,seem")
     parser.add_argument("--workdir", type=Path, default=ROOT / "outputs" / "defaults")
-    parser.add_argument("--refresh-code", action="store_true", help="re-bundle the code only, no training")
     arguments = parser.parse_args()
-    if arguments.refresh_code:
-        for name in arguments.models.split(","):
-            if (DESTINATION / f"{name.strip()}-shapes").exists():
-                print(refresh_code(name.strip()))
-        return
     for name in arguments.models.split(","):
         print(f"{name}: {train(name.strip(), arguments.workdir)}", flush=True)
 

@@ -99,6 +99,28 @@ def bundle_code(folder: str | os.PathLike, source_files: list[str | os.PathLike]
     return written
 
 
+def remove_bundle(folder: str | os.PathLike) -> None:
+    """Drop the bundled code and the `auto_map` entries from a saved folder that ships inside the repository (the
+    embedded defaults, the test fixtures): there `import seem_hf` registers the models, so a bundle would only be a
+    second copy of every file. Folders saved for sharing keep theirs."""
+    import json
+
+    folder = Path(folder)
+    for path in folder.glob("*.py"):
+        path.unlink()
+
+    for name in ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        path = folder / name
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        found = [part for part in (data, *data.values()) if isinstance(part, dict) and "auto_map" in part]
+        for part in found:
+            del part["auto_map"]
+        if found:
+            path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def _defining_file(obj) -> Path | None:
     """The file that defines `obj`'s class, when it is ours (not transformers')."""
     module = inspect.getmodule(type(obj))
@@ -189,4 +211,4 @@ class RemoteCodeMixin:
             )
 
 
-__all__ = ["RemoteCodeMixin", "bundle_code"]
+__all__ = ["RemoteCodeMixin", "bundle_code", "remove_bundle"]

@@ -101,8 +101,10 @@ def test_each_strategy_trains_what_it_says_and_starts_from_the_pretrained_output
 
     with torch.no_grad():
         start = model(pixel_values=pixel_values)
+    # Zero-initialised adapters add exact zeros, but the adapted graph runs other kernels (PEFT's wrapped linear
+    # layers) whose float32 summation order may differ from the base model's: 6e-8 seen on one machine.
     for name in ("logits", "pred_boxes", "pred_masks"):
-        torch.testing.assert_close(start[name], before[name], rtol=0, atol=0)
+        torch.testing.assert_close(start[name], before[name], rtol=1e-5, atol=1e-6)
 
     # Every trainable tensor must receive a gradient (the original fork's adapters silently never trained), and a
     # frozen backbone must not change. Two steps: zero-initialised up-projections get a gradient first, the
@@ -166,8 +168,8 @@ def test_disable_adapter_gives_the_base_model_unload_keeps_what_trained_in_full_
         with model.disable_adapter():
             disabled = model(pixel_values=pixel_values)
         base_outputs = base(pixel_values=pixel_values)
-    for name in ("logits", "pred_boxes", "pred_masks"):
-        torch.testing.assert_close(disabled[name], base_outputs[name], rtol=0, atol=0)
+    for name in ("logits", "pred_boxes", "pred_masks"):  # other kernels, same maths: float32 summation order
+        torch.testing.assert_close(disabled[name], base_outputs[name], rtol=1e-5, atol=1e-6)
     with torch.no_grad():
         adapted = model(pixel_values=pixel_values).logits
     with pytest.raises(NotImplementedError, match="cannot be merged"):

@@ -317,27 +317,6 @@ def test_auto_classes_load_the_fixture(tiny_detr_panoptic_folder):
     assert processor.id2label[4] == "circle" and processor.thing_label_ids == [4, 5, 6, 7]
 
 
-def test_fixture_matches_its_script(tmp_path, tiny_detr_panoptic_folder):
-    import importlib.util
-
-    from seem_hf.testing import FIXTURES
-
-    spec = importlib.util.spec_from_file_location("make", FIXTURES.parent.parent / "scripts" / "make_tiny_checkpoints.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    folder = script.make_tiny_detr_panoptic(tmp_path)
-    fresh, shipped = load_file(folder / "model.safetensors"), load_file(tiny_detr_panoptic_folder / "model.safetensors")
-    assert fresh.keys() == shipped.keys()
-    assert all(torch.equal(fresh[key], shipped[key]) for key in fresh)
-    for name in ("config.json", "processor_config.json"):
-        assert json.loads((folder / name).read_text()) == json.loads((tiny_detr_panoptic_folder / name).read_text())
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in tiny_detr_panoptic_folder.iterdir())
-    for code in folder.glob("*.py"):  # the shipped remote code is today's code
-        assert code.read_text() == (tiny_detr_panoptic_folder / code.name).read_text(), (
-            f"{code.name} is stale in the fixture: run scripts/make_tiny_checkpoints.py"
-        )
-
-
 def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
     model = DetrPanopticForSegmentation.from_pretrained(tiny_detr_panoptic_folder).eval()
     folder = tmp_path / "checkpoint"

@@ -52,8 +52,9 @@ def test_backbone_maps_are_the_normed_pre_downsampling_stage_outputs():
     for index, (feature, (tokens, (height, width))) in enumerate(zip(ours, captured)):
         expected = norms[index](tokens).transpose(1, 2).reshape(2, -1, height, width)
         assert feature.shape == (2, config.backbone_channels[index], height, width)
-        assert torch.equal(feature, expected)
-    assert torch.equal(ours[3].flatten(2).transpose(1, 2), last)  # the stock model's own final output
+        # same operations in both models; a tolerance, since kernels may be picked differently per call and CPU
+        torch.testing.assert_close(feature, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours[3].flatten(2).transpose(1, 2), last, rtol=1e-5, atol=1e-6)  # stock model's own
     assert [f.shape[-1] for f in ours] == [41, 21, 11, 6]
 
 
