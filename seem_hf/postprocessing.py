@@ -18,28 +18,34 @@ Two panoptic rules are offered:
   >= `mask_threshold`, 0.5), so that a mask mostly hidden behind others does not leave a sliver; fuse the
   segments of labels in `label_ids_to_fuse`.
 - `detr_panoptic_segmentation` (the original DETR `PostProcessPanoptic`, with which DETR's PQ 43.4 was
-  measured): keep queries whose score exceeds 0.85; give every pixel to the kept query of highest mask logit
-  (the original's softmax over queries has the same argmax); merge all segments of one stuff label; drop
-  segments of at most `min_area` (4) pixels and repeat until none is that small.
+  measured, reproduced step by step and tested against a transcription of it): keep queries whose score exceeds
+  0.85; give every pixel of the processed size to the kept query of highest mask logit; resize that id map to
+  the target size with PIL's nearest neighbour; drop queries of at most `min_area` (4) pixels and repeat until
+  none is that small. The original merges the later queries of a stuff label into the first only in its first
+  pass, which in effect drops them (see the function).
 
-The results equal transformers' (tested) with one fix: transformers lists a fused segment once for every query
-that joined it and, after a fusion, can give the next segment an id already in use; here every segment is
-listed once, with its own id. Where the target size differs from the mask size, values at segment boundaries
-are interpolated here rather than by torch's resize and can differ from it in the last bit, so a pixel whose
-two best queries tie within about 1e-6 may go to the other one (1 pixel in 852,800 in the benchmark). The work
-is vectorised: the argmax over queries and the thresholded areas are read off
-2x2 windows of the low-resolution masks, and only boundary pixels are interpolated (see
-`_resized_argmax`); for semantic maps, only the labels that can win somewhere are considered (see
-`_labels_that_can_win`).
+The MaskFormer rule's results equal transformers' (tested) with one fix: transformers lists a fused segment once
+for every query that joined it and, after a fusion, can give the next segment an id already in use; here every
+segment is listed once, with its own id. Where the target size differs from the mask size, values at segment
+boundaries are interpolated here rather than by torch's resize and can differ from it in the last bit, so a
+pixel whose two best queries tie within about 1e-6 may go to the other one (1 pixel in 852,800 in the
+benchmark). The work is vectorised: the argmax over queries and the thresholded areas are read off 2x2 windows
+of the low-resolution masks, and only boundary pixels are interpolated (see `_resized_argmax`); for semantic
+maps, only the labels that can win somewhere are considered (see `_labels_that_can_win`).
+
+Every threshold argument is checked (a number in [0, 1], `top_k` a whole number >= 1) with an error that names it.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from transformers.image_processing_outputs import SemanticSegmentationPostProcessorOutput
 
 # Defaults, named after the papers that set them.
@@ -48,8 +54,41 @@ MASKFORMER_MASK_THRESHOLD = 0.5
 MASKFORMER_OVERLAP_THRESHOLD = 0.8
 DETR_PANOPTIC_SCORE_THRESHOLD = 0.85
 DETR_PANOPTIC_MIN_AREA = 4
-# Mask logit of a dropped query: below any real logit, and finite so that zero interpolation weights stay zero.
-_DROPPED = -1e30
+
+
+def check_threshold(name: str, value, low: float = 0.0, high: float = 1.0) -> float:
+    """`value` as a float, or an error naming the argument `name` when it is not a real number in [low, high]
+    (every threshold of post-processing is a probability or a fraction of an area)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number between {low:g} and {high:g}, got {type(value).__name__} {value!r}.")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value!r}.")
+    return float(value)
+
+
+def check_top_k(top_k) -> int:
+    """`top_k` as an int, or an error when it is not a whole number >= 1."""
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral):
+        raise TypeError(f"top_k must be a whole number >= 1, got {type(top_k).__name__} {top_k!r}.")
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}.")
+    return int(top_k)
+
+
+def _check_sizes(sizes, batch: int, name: str) -> None:
+    """One positive (height, width) per image, or an error naming the argument `name`."""
+    if sizes is None:
+        return
+    if len(sizes) != batch:
+        raise ValueError(f"Got {len(sizes)} {name} for a batch of {batch}: pass one (height, width) per image.")
+    for size in sizes:
+        if len(size) != 2:
+            raise ValueError(f"Each of {name} must be (height, width), got {tuple(size)}.")
+        height, width = (int(v) for v in size)
+        if height <= 0 or width <= 0:
+            raise ValueError(f"Target sizes must be positive (height, width): {name} has {tuple(size)}.")
 
 
 def _check_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, target_sizes) -> None:
@@ -68,16 +107,7 @@ def _check_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, target
     for name, logits in (("class", class_logits), ("mask", mask_logits)):
         if not torch.isfinite(logits).all():
             raise ValueError(f"The {name} logits contain NaN or infinite values; check the model's inputs and dtype.")
-    if target_sizes is not None:
-        if len(target_sizes) != class_logits.shape[0]:
-            raise ValueError(
-                f"Got {len(target_sizes)} target sizes for a batch of {class_logits.shape[0]}: pass one "
-                "(height, width) per image."
-            )
-        for size in target_sizes:
-            height, width = (int(v) for v in size)
-            if height <= 0 or width <= 0:
-                raise ValueError(f"Target sizes must be positive (height, width), got {tuple(size)}.")
+    _check_sizes(target_sizes, class_logits.shape[0], "target sizes")
 
 
 def _target_size(target_sizes, index: int, mask_logits: torch.Tensor) -> tuple[int, int]:
@@ -368,6 +398,9 @@ def panoptic_segmentation(
 ) -> list[dict]:
     """Panoptic (or, with no labels to fuse, instance) segmentation by the MaskFormer rule; see the module
     docstring. Equal to transformers' `post_process_panoptic_segmentation` of DETR and MaskFormer."""
+    check_threshold("threshold", threshold)
+    check_threshold("mask_threshold", mask_threshold)
+    check_threshold("overlap_mask_area_threshold", overlap_mask_area_threshold)
     label_ids_to_fuse = set(label_ids_to_fuse or ())
 
     def segment_image(scores, labels, masks, size):
@@ -398,6 +431,16 @@ def instance_segmentation(
     )
 
 
+def _nearest_resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """PIL's nearest-neighbour resize of a (height, width) id map, as the original DETR resizes its panoptic PNG
+    (PIL and torch pick different source pixels, so torch's `nearest` would not do)."""
+    if tuple(ids.shape) == tuple(size):
+        return ids
+    image = Image.fromarray(ids.to(device="cpu", dtype=torch.int32).numpy())
+    resized = np.asarray(image.resize((size[1], size[0]), resample=Image.NEAREST))
+    return torch.from_numpy(resized.copy()).to(ids.device)
+
+
 def detr_panoptic_segmentation(
     class_logits: torch.Tensor,
     mask_logits: torch.Tensor,
@@ -405,48 +448,85 @@ def detr_panoptic_segmentation(
     label_ids_to_fuse: Iterable[int] | None = None,
     target_sizes: Sequence[tuple[int, int]] | None = None,
     min_area: int = DETR_PANOPTIC_MIN_AREA,
+    processed_sizes: Sequence[tuple[int, int]] | None = None,
 ) -> list[dict]:
-    """Panoptic segmentation by the original DETR rule; see the module docstring.
+    """Panoptic segmentation by the original DETR rule (facebookresearch/detr `PostProcessPanoptic`), step by step:
 
-    `label_ids_to_fuse` are the stuff labels (all of one stuff label become one segment). Two deliberate
-    differences from the original code: segment ids start at 1 (the original used 0, which panopticapi reads
-    as void), and the stuff merge is kept when small segments are dropped (the original forgot it after the
-    first pass). The per-pixel argmax is over mask logits resized bilinearly straight to the target size.
+    1. keep the queries whose best class is a real label with probability above `threshold` (0.85);
+    2. resize their mask logits bilinearly to the processed size (the model's input size of the image) and give
+       every pixel to the query of highest softmax over queries;
+    3. first pass only: the pixels of every later query of a stuff label (`label_ids_to_fuse`) go to the first
+       query of that label;
+    4. resize the id map to the target size with PIL's nearest neighbour and count each query's pixels there;
+    5. while some query has at most `min_area` (4) pixels, drop those queries and redo steps 2 and 4 without
+       the stuff merge. A later query of a stuff label always has 0 pixels after step 3, so it is always
+       dropped and its pixels are recomputed: they go to whichever remaining query wins them, which can be a
+       thing. The first query of a stuff label is the only one left of it, so no segment is ever fused in the
+       result, although step 3's merged area decides whether that query survives the first pass.
+
+    `processed_sizes` defaults to `target_sizes`, and both to the mask size (the original defaults the target
+    size to the processed size). Results are transformers' format: segment ids are the original's plus one
+    (the original numbers the surviving queries 0, 1, ... in query order, and panopticapi reads 0 as void), so
+    every pixel has a segment id >= 1, and -1 everywhere when no query survives (the original's map is then
+    all 0 with no segment). `was_fused` is True for the segments of stuff labels; `score` is the query's class
+    probability.
     """
+    _check_outputs(class_logits, mask_logits, target_sizes)
+    _check_sizes(processed_sizes, class_logits.shape[0], "processed_sizes")
+    check_threshold("threshold", threshold)
+    if isinstance(min_area, bool) or not isinstance(min_area, numbers.Integral) or min_area < 0:
+        raise ValueError(f"min_area must be a whole number of pixels >= 0, got {min_area!r}.")
     label_ids_to_fuse = set(label_ids_to_fuse or ())
-
-    def segment_image(scores, labels, masks, size):
-        scores, labels, masks = scores.tolist(), labels.tolist(), masks.clone()
-        queries = torch.arange(len(labels), device=masks.device)
-        # Every stuff query points at the first query of its label; thing queries point at themselves.
+    all_scores, all_labels, all_keep = keep_confident_queries(class_logits, threshold)
+    results = []
+    for index in range(class_logits.shape[0]):
+        if processed_sizes is not None:
+            processed = tuple(int(v) for v in processed_sizes[index])
+        else:
+            processed = _target_size(target_sizes, index, mask_logits)
+        target = processed if target_sizes is None else tuple(int(v) for v in target_sizes[index])
+        keep = all_keep[index]
+        if not keep.any():
+            results.append(_empty_result(target, mask_logits.device))
+            continue
+        scores, labels = all_scores[index, keep].tolist(), all_labels[index, keep].tolist()
+        masks = F.interpolate(mask_logits[index, keep][None], size=processed, mode="bilinear", align_corners=False)[0]
         first_of_label = {}
-        representative = torch.tensor(
+        merged_into = torch.tensor(
             [first_of_label.setdefault(label, q) if label in label_ids_to_fuse else q for q, label in enumerate(labels)],
-            device=masks.device,
+            dtype=torch.long, device=masks.device,
         )
-        alive = torch.ones(len(labels), dtype=torch.bool, device=masks.device)
-        while True:
-            owner = _resized_argmax(masks, size)[0]
-            area = torch.zeros(len(labels), dtype=torch.long, device=masks.device)
-            area.index_add_(0, representative, owner.counts(len(labels)))
-            # A merged stuff segment's area is counted on its representative; its members go with it.
-            too_small = (alive & (representative == queries) & (area <= min_area))[representative] & alive
-            if not too_small.any():
-                break
-            alive &= ~too_small
-            if not alive.any():
-                return None
-            masks[too_small] = _DROPPED
-        ids, segments = _assign_segment_ids(labels, scores, (alive & (representative == queries)).tolist(), ())
-        for segment in segments:
-            segment["was_fused"] = segment["label_id"] in label_ids_to_fuse
-        lookup = torch.tensor(ids, dtype=torch.int32, device=masks.device)[representative]
-        return {"segmentation": owner.map(lookup), "segments_info": segments}
 
-    return _segment_each_image(class_logits, mask_logits, threshold, target_sizes, segment_image)
+        def owners_and_areas(masks: torch.Tensor, merged_into: torch.Tensor | None):
+            owner = masks.softmax(0).argmax(0)
+            if merged_into is not None:
+                owner = merged_into[owner]
+            owner = _nearest_resize_ids(owner, target)
+            return owner, torch.bincount(owner.flatten(), minlength=len(masks))[: len(masks)]
+
+        owner, area = owners_and_areas(masks, merged_into)
+        survivors = torch.arange(len(labels), device=masks.device)
+        while len(survivors):
+            small = area <= min_area
+            if not small.any():
+                break
+            survivors, masks = survivors[~small], masks[~small]
+            if len(survivors):
+                owner, area = owners_and_areas(masks, None)
+        if not len(survivors):
+            results.append(_empty_result(target, mask_logits.device))
+            continue
+        segments = [
+            {"id": rank + 1, "label_id": labels[q], "was_fused": labels[q] in label_ids_to_fuse, "score": round(scores[q], 6)}
+            for rank, q in enumerate(survivors.tolist())
+        ]
+        results.append({"segmentation": (owner + 1).to(torch.int32), "segments_info": segments})
+    return results
 
 
 __all__ = [
+    "check_threshold",
+    "check_top_k",
     "crop_and_resize_masks",
     "DETR_PANOPTIC_MIN_AREA",
     "DETR_PANOPTIC_SCORE_THRESHOLD",

@@ -141,15 +141,21 @@ def _detr_case():
     return logits, masks
 
 
-def test_detr_rule_merges_stuff_and_drops_tiny_segments():
+def test_detr_rule_drops_later_stuff_queries_and_tiny_segments():
+    """As the original: query 2 (a second query of stuff 5) counts 0 pixels after the first pass's merge and is
+    dropped with the 4-pixel corner of query 3; the argmax is then recomputed over queries 0 and 1."""
     logits, masks = _detr_case()
+    masks[0, 1, 5:, 5:] = -4  # query 1 beats query 0 (-5) where query 2 was
     result = postprocessing.detr_panoptic_segmentation(logits, masks, label_ids_to_fuse={5, 6})[0]
     info = result["segments_info"]
     assert [(s["id"], s["label_id"], s["was_fused"]) for s in info] == [(1, 1, False), (2, 5, True)]
     segmentation = result["segmentation"]
     assert (segmentation[:, :5] == 1).all()
-    assert (segmentation[:, 5:] == 2).all()  # both stuff queries and the dropped corner
+    assert (segmentation[:, 5:] == 2).all()
     assert segmentation.dtype == torch.int32
+    masks[0, 1, 5:, 5:] = -6  # now query 0 wins them: a dropped stuff query's pixels can go to a thing
+    segmentation = postprocessing.detr_panoptic_segmentation(logits, masks, label_ids_to_fuse={5, 6})[0]["segmentation"]
+    assert (segmentation[5:, 5:] == 1).all() and (segmentation[:5, 5:] == 2).all()
 
 
 def test_detr_rule_keeps_segments_above_min_area():
@@ -201,7 +207,8 @@ def test_image_processor_methods_use_the_shared_functions(tiny_detr_panoptic_fol
     _same_segments([default], [explicit])
     detr = processor.post_process_panoptic_segmentation(outputs, target_sizes=[(30, 40)], rule="detr")[0]
     expected = postprocessing.detr_panoptic_segmentation(
-        outputs.logits, outputs.pred_masks, label_ids_to_fuse=processor.stuff_label_ids, target_sizes=[(30, 40)]
+        outputs.logits, outputs.pred_masks, label_ids_to_fuse=processor.stuff_label_ids, target_sizes=[(30, 40)],
+        processed_sizes=[processor.processed_size(30, 40)],
     )[0]
     _same_segments([detr], [expected])
     with pytest.raises(ValueError, match="rule"):

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from transformers.models.detr.image_processing_pil_detr import (
     DetrImageProcessorPil,
     convert_segmentation_to_rle,
+    get_image_size_for_max_height_width,
+    get_size_with_aspect_ratio,
 )
 
 from seem_hf.postprocessing import (
@@ -75,6 +77,17 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
         things = set(self.thing_label_ids)
         return [label for label in sorted(self.id2label) if label not in things]
 
+    def processed_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) to which this processor resizes an image of `height` x `width` (before padding)."""
+        size = self.size
+        if not self.do_resize or height <= 0 or width <= 0:  # sizes are checked, with a clear error, later
+            return (int(height), int(width))
+        if size.shortest_edge and size.longest_edge:
+            return tuple(get_size_with_aspect_ratio((height, width), size.shortest_edge, size.longest_edge))
+        if size.max_height and size.max_width:
+            return tuple(get_image_size_for_max_height_width((height, width), size.max_height, size.max_width))
+        return (size.height, size.width)
+
     # --------------------------------------------------------------------------------------- post-processing
     def post_process_semantic_segmentation(
         self, outputs, target_sizes: list[tuple[int, int]] | None = None, return_segmentation_scores: bool = False
@@ -113,14 +126,21 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
         label_ids_to_fuse: Iterable[int] | None = None,
         target_sizes: list[tuple[int, int]] | None = None,
         rule: str | None = None,
+        processed_sizes: list[tuple[int, int]] | None = None,
     ) -> list[dict]:
         """Panoptic segments per image, in transformers' format.
 
         `rule` (default: the processor's `panoptic_rule`) picks the algorithm: `"maskformer"` is transformers'
         (score `threshold` default 0.5, `mask_threshold`, `overlap_mask_area_threshold`), `"detr"` the original
-        DETR rule (score `threshold` default 0.85, stuff merged, segments of at most 4 pixels dropped; the mask
-        and overlap thresholds do not apply). `label_ids_to_fuse` defaults to the stuff labels of the
-        vocabulary when it is known.
+        DETR `PostProcessPanoptic` (score `threshold` default 0.85, segments of at most 4 pixels dropped; the mask
+        and overlap thresholds do not apply; see `seem_hf.postprocessing.detr_panoptic_segmentation`).
+        `label_ids_to_fuse` defaults to the stuff labels of the vocabulary when it is known.
+
+        The DETR rule takes the per-pixel argmax at `processed_sizes`, the size of each image as the model saw it
+        (this processor's resize, before padding), then resizes the segment map to `target_sizes` with nearest
+        neighbour, as the original. When `processed_sizes` is not given and `target_sizes` are, the target sizes
+        are taken to be the original image sizes and `processed_sizes` the sizes this processor resizes them to
+        (the original's evaluation); with neither, both are the mask size.
         """
         rule = rule or self.panoptic_rule
         if rule not in PANOPTIC_RULES:
@@ -128,12 +148,15 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
         if label_ids_to_fuse is None:
             label_ids_to_fuse = self.stuff_label_ids or ()
         if rule == "detr":
+            if processed_sizes is None and target_sizes is not None:
+                processed_sizes = [self.processed_size(*(int(v) for v in size)) for size in target_sizes]
             return detr_panoptic_segmentation(
                 outputs.logits,
                 outputs.pred_masks,
                 threshold=DETR_PANOPTIC_SCORE_THRESHOLD if threshold is None else threshold,
                 label_ids_to_fuse=label_ids_to_fuse,
                 target_sizes=target_sizes,
+                processed_sizes=processed_sizes,
             )
         return panoptic_segmentation(
             outputs.logits,
