@@ -1,17 +1,17 @@
-"""Reading COCO-panoptic datasets with grounding sentences, and checking them.
+"""Reading COCO-panoptic datasets with grounding sentences (the checks are in `seem_hf.data.validation`).
 
 A dataset is an image folder, a folder of panoptic PNGs (segment id = R + 256 G + 256^2 B, 0 = void), the
 panoptic JSON (`images`, `annotations` with `segments_info`, `categories` with id, name, isthing, color) and,
 optionally, a grounding JSON of COCO-style annotations (`image_id`, polygon or RLE `segmentation`,
-`sentences[].raw`). `validate_coco_panoptic` lists every problem at once, each naming the file and the
-segment; `load_coco_panoptic` refuses a dataset with problems and otherwise returns a `datasets.Dataset`,
+`sentences[].raw`). `validate_coco_panoptic` lists every problem at once, each naming the file, the image and
+the segment; `load_coco_panoptic` refuses a dataset with problems and otherwise returns a `datasets.Dataset`,
 one row per image, whose images and PNGs are decoded only when read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -22,150 +22,112 @@ from tqdm.auto import tqdm
 
 from seem_hf.data.categories import LabelVocabulary
 from seem_hf.data.panoptic_format import rgb2id
-
-_CATEGORY_KEYS = ("id", "name", "isthing", "color")
-
-
-def _read_json(path: Path, problems: list[str]) -> dict | None:
-    if not path.is_file():
-        problems.append(f"{path}: file is missing")
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        problems.append(f"{path}: not valid JSON ({error})")
-        return None
-    missing = [key for key in ("images", "annotations", "categories") if key not in data]
-    if missing:
-        problems.append(f"{path}: missing top-level keys {missing}")
-        return None
-    return data
+from seem_hf.data.validation import plural, validate_coco_panoptic
 
 
-def _open_image(path: Path, problems: list[str]) -> PIL.Image.Image | None:
-    if not path.is_file():
-        problems.append(f"{path}: file is missing")
-        return None
-    try:
-        image = PIL.Image.open(path)
-        image.load()
-        return image
-    except (OSError, SyntaxError) as error:
-        problems.append(f"{path}: cannot be read as an image ({error})")
-        return None
-
-
-def _check_categories(path: Path, categories: list, problems: list[str]) -> dict[int, dict]:
-    known = {}
-    for index, category in enumerate(categories):
-        missing = [key for key in _CATEGORY_KEYS if key not in category]
-        if missing:
-            problems.append(f"{path}: category #{index} lacks {missing}")
-            continue
-        if category["id"] in known:
-            problems.append(f"{path}: category id {category['id']} appears twice")
-        known[category["id"]] = category
-    return known
-
-
-def _check_grounding(path: Path, images: dict, problems: list[str]) -> None:
-    data = _read_json(path, problems)
-    if data is None:
+def _refuse(problems: list[str], image_dir, panoptic_dir, panoptic_json, grounding_json) -> None:
+    """Raise a `ValueError` listing `problems` (the first 100) and the command that lists them all."""
+    if not problems:
         return
-    for annotation in data["annotations"]:
-        label = f"{path}: grounding annotation {annotation.get('id', '?')}"
-        image = images.get(annotation.get("image_id"))
-        if image is None:
-            problems.append(f"{label}: image_id {annotation.get('image_id')} is not in the panoptic JSON")
-            continue
-        segmentation = annotation.get("segmentation")
-        if isinstance(segmentation, list):
-            if not segmentation:
-                problems.append(f"{label}: empty polygon list")
-            for polygon in segmentation:
-                if len(polygon) < 6 or len(polygon) % 2:
-                    problems.append(
-                        f"{label}: polygon with {len(polygon)} coordinates; a polygon needs at least 3 (x, y) points"
-                    )
-        elif isinstance(segmentation, dict):
-            if list(segmentation.get("size", [])) != [image["height"], image["width"]]:
-                problems.append(
-                    f"{label}: RLE size {segmentation.get('size')} differs from the image's "
-                    f"{[image['height'], image['width']]}"
-                )
-        else:
-            problems.append(f"{label}: segmentation must be a polygon list or an RLE dict")
-        sentences = annotation.get("sentences")
-        if not sentences or not all(isinstance(s, dict) and isinstance(s.get("raw"), str) for s in sentences):
-            problems.append(f"{label}: needs a non-empty `sentences` list of {{'raw': text}}")
+    shown = "\n".join(problems[:100])
+    more = f"\n... and {len(problems) - 100} more" if len(problems) > 100 else ""
+    command = " ".join(
+        ["python -m seem_hf.data.validate", str(image_dir) if image_dir is not None else "IMAGE_DIR", str(panoptic_dir),
+         str(panoptic_json)] + (["--grounding", str(grounding_json)] if grounding_json is not None else [])
+    )
+    raise ValueError(
+        f"{plural(len(problems), 'problem')} in the dataset of {panoptic_json}:\n{shown}{more}\n"
+        f"Fix them and check again with: {command}"
+    )
 
 
-def validate_coco_panoptic(
-    image_dir: str | Path,
-    panoptic_dir: str | Path,
-    panoptic_json: str | Path,
-    grounding_json: str | Path | None = None,
-) -> list[str]:
-    """Every problem of a COCO-panoptic dataset, each a line naming the file and, where it applies, the segment:
-    missing or corrupt files, images and PNGs of different sizes, PNG ids missing from `segments_info`,
-    `segments_info` entries with no pixel, unknown category ids, areas that disagree with the PNG, images
-    without annotation, and grounding annotations with bad polygons, masks or sentences. Empty when the
-    dataset is sound."""
-    image_dir, panoptic_dir, panoptic_json = Path(image_dir), Path(panoptic_dir), Path(panoptic_json)
-    problems: list[str] = []
-    data = _read_json(panoptic_json, problems)
-    if data is None:
-        return problems
-    categories = _check_categories(panoptic_json, data["categories"], problems)
-    images = {image["id"]: image for image in data["images"]}
-    annotated = set()
-    annotations = data["annotations"]
-    for annotation in tqdm(annotations, desc=f"checking {panoptic_json.name}", disable=len(annotations) < 100):
-        png_path = panoptic_dir / annotation.get("file_name", "<no file_name>")
-        image = images.get(annotation.get("image_id"))
-        if image is None:
-            problems.append(f"{png_path}: image_id {annotation.get('image_id')} is not among the JSON's images")
-            continue
-        annotated.add(image["id"])
-        segments = annotation.get("segments_info", [])
-        for segment_id, count in Counter(s["id"] for s in segments).items():
-            if count > 1:
-                problems.append(f"{png_path}: segment {segment_id}: listed {count} times in segments_info")
-        for segment in segments:
-            if segment.get("category_id") not in categories:
-                problems.append(f"{png_path}: segment {segment['id']}: unknown category_id {segment.get('category_id')}")
-        png = _open_image(png_path, problems)
-        picture = _open_image(image_dir / image["file_name"], problems)
-        if png is None:
-            continue
-        if png.mode != "RGB":
-            problems.append(f"{png_path}: panoptic PNG must be RGB, got mode {png.mode}")
-            continue
-        if picture is not None and picture.size != png.size:
-            problems.append(
-                f"{png_path}: size {png.size[::-1]} (H, W) differs from its image {image['file_name']} "
-                f"{picture.size[::-1]}"
-            )
-        ids, counts = np.unique(rgb2id(np.asarray(png)), return_counts=True)
-        pixels = {int(i): int(c) for i, c in zip(ids, counts) if i != 0}
-        listed = {s["id"]: s for s in segments}
-        for segment_id in sorted(set(pixels) - set(listed)):
-            problems.append(
-                f"{png_path}: segment {segment_id}: {pixels[segment_id]} pixels in the PNG but not in segments_info"
-            )
-        for segment_id in sorted(set(listed) - set(pixels)):
-            problems.append(f"{png_path}: segment {segment_id}: in segments_info but has no pixel in the PNG")
-        for segment_id in sorted(set(listed) & set(pixels)):
-            area = listed[segment_id].get("area")
-            if area is not None and area != pixels[segment_id]:
-                problems.append(
-                    f"{png_path}: segment {segment_id}: area {area} in the JSON, {pixels[segment_id]} pixels in the PNG"
-                )
-    for image_id in sorted(set(images) - annotated):
-        problems.append(f"{image_dir / images[image_id]['file_name']}: image {image_id} has no panoptic annotation")
-    if grounding_json is not None:
-        _check_grounding(Path(grounding_json), images, problems)
-    return problems
+PANOPTIC_FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "panoptic": datasets.Image(),
+        "image_id": datasets.Value("int64"),
+        "height": datasets.Value("int32"),
+        "width": datasets.Value("int32"),
+        "segments": [
+            {
+                "id": datasets.Value("int64"),
+                "category_id": datasets.Value("int64"),
+                "label": datasets.Value("int32"),
+                "isthing": datasets.Value("bool"),
+                "iscrowd": datasets.Value("bool"),
+                "bbox": datasets.Sequence(datasets.Value("float32"), length=4),
+                "area": datasets.Value("int64"),
+            }
+        ],
+        "groundings": [
+            {
+                "segment_id": datasets.Value("int64"),
+                "category_id": datasets.Value("int64"),
+                "segmentation": datasets.Value("string"),
+                "sentences": [datasets.Value("string")],
+            }
+        ],
+    }
+)
+"""The columns of `load_coco_panoptic`'s rows (and of `seem_hf.data.ShapesStream`'s)."""
+
+
+@contextlib.contextmanager
+def _naming(where: str, image_dir, panoptic_dir, panoptic_json, grounding_json):
+    """Turn an error while reading a record into one that names it and the command that checks the dataset (the
+    validator passes only what the loader reads; this is the last line of defence, not the check)."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        if isinstance(error, ValueError) and "python -m seem_hf.data.validate" in str(error):
+            raise  # already named by an inner record
+        command = " ".join(
+            ["python -m seem_hf.data.validate", str(image_dir), str(panoptic_dir), str(panoptic_json)]
+            + (["--grounding", str(grounding_json)] if grounding_json is not None else [])
+        )
+        detail = f"missing field {error}" if isinstance(error, KeyError) else f"{type(error).__name__}: {error}"
+        raise ValueError(f"{where}: cannot be read ({detail}). List every problem with: {command}") from error
+
+
+def grounding_row(annotation: dict) -> dict:
+    """One grounding annotation (COCO-style, with `sentences[].raw`) as an entry of a row's `groundings`."""
+    return {
+        "segment_id": int(annotation.get("segment_id", -1)),
+        "category_id": int(annotation.get("category_id", -1)),
+        "segmentation": json.dumps(annotation["segmentation"]),
+        "sentences": [sentence["raw"] for sentence in annotation["sentences"]],
+    }
+
+
+def panoptic_row(image: dict, annotation: dict, image_file, panoptic_file, contiguous: dict[int, int],
+                 categories: dict[int, dict], groundings: list[dict], naming=None) -> dict:
+    """One row of `load_coco_panoptic` from an `images` entry, its `annotations` entry and its grounding rows.
+    `image_file` and `panoptic_file` are paths or decoded images; `naming(where)` wraps the reading of each record
+    (a context manager whose errors name it)."""
+    naming = naming or (lambda where: contextlib.nullcontext())
+    png = str(panoptic_file) if isinstance(panoptic_file, (str, Path)) else annotation.get("file_name")
+    segments = []
+    with naming(f"{png}: image {image.get('id')}"):
+        for number, s in enumerate(annotation["segments_info"]):
+            with naming(f"{png}: image {image['id']}: segment {s.get('id', f'#{number}')}"):
+                segments.append({
+                    "id": int(s["id"]),
+                    "category_id": int(s["category_id"]),
+                    "label": contiguous[s["category_id"]],
+                    "isthing": bool(categories[s["category_id"]]["isthing"]),
+                    "iscrowd": bool(s.get("iscrowd", 0)),
+                    "bbox": [float(v) for v in s["bbox"]],
+                    "area": int(s["area"]),
+                })
+        return {
+            "image": str(image_file) if isinstance(image_file, (str, Path)) else image_file,
+            "panoptic": str(panoptic_file) if isinstance(panoptic_file, (str, Path)) else panoptic_file,
+            "image_id": int(image["id"]),
+            "height": int(image["height"]),
+            "width": int(image["width"]),
+            "segments": segments,
+            "groundings": groundings,
+        }
 
 
 def load_coco_panoptic(
@@ -180,85 +142,38 @@ def load_coco_panoptic(
     `segment_id` when given, `category_id`, `segmentation` as JSON text, `sentences`). The label vocabulary
     is in `dataset.info.description` as JSON (see `vocabulary_of`). Raises a `ValueError` listing every
     problem `validate_coco_panoptic` finds."""
-    problems = validate_coco_panoptic(image_dir, panoptic_dir, panoptic_json, grounding_json)
-    if problems:
-        shown = "\n".join(problems[:100])
-        more = f"\n... and {len(problems) - 100} more" if len(problems) > 100 else ""
-        raise ValueError(f"{len(problems)} problems in the dataset of {panoptic_json}:\n{shown}{more}")
+    _refuse(validate_coco_panoptic(image_dir, panoptic_dir, panoptic_json, grounding_json),
+            image_dir, panoptic_dir, panoptic_json, grounding_json)
     data = json.loads(Path(panoptic_json).read_text(encoding="utf-8"))
     vocabulary, contiguous = LabelVocabulary.from_coco(data["categories"])
-    isthing = {c["id"]: bool(c["isthing"]) for c in data["categories"]}
+    categories = {c["id"]: c for c in data["categories"]}
     images = {image["id"]: image for image in data["images"]}
+
+    def naming(where):
+        return _naming(where, image_dir, panoptic_dir, panoptic_json, grounding_json)
+
     groundings: dict[int, list] = {}
     if grounding_json is not None:
-        for annotation in json.loads(Path(grounding_json).read_text(encoding="utf-8"))["annotations"]:
-            groundings.setdefault(annotation["image_id"], []).append(
-                {
-                    "segment_id": int(annotation.get("segment_id", -1)),
-                    "category_id": int(annotation.get("category_id", -1)),
-                    "segmentation": json.dumps(annotation["segmentation"]),
-                    "sentences": [sentence["raw"] for sentence in annotation["sentences"]],
-                }
-            )
+        for index, annotation in enumerate(json.loads(Path(grounding_json).read_text(encoding="utf-8"))["annotations"]):
+            with naming(f"{grounding_json}: grounding annotation #{index}"):
+                groundings.setdefault(annotation["image_id"], []).append(grounding_row(annotation))
     rows = []
     for annotation in sorted(data["annotations"], key=lambda a: a["image_id"]):
         image = images[annotation["image_id"]]
         rows.append(
-            {
-                "image": str(Path(image_dir) / image["file_name"]),
-                "panoptic": str(Path(panoptic_dir) / annotation["file_name"]),
-                "image_id": int(image["id"]),
-                "height": int(image["height"]),
-                "width": int(image["width"]),
-                "segments": [
-                    {
-                        "id": int(s["id"]),
-                        "category_id": int(s["category_id"]),
-                        "label": contiguous[s["category_id"]],
-                        "isthing": isthing[s["category_id"]],
-                        "iscrowd": bool(s.get("iscrowd", 0)),
-                        "bbox": [float(v) for v in s["bbox"]],
-                        "area": int(s["area"]),
-                    }
-                    for s in annotation["segments_info"]
-                ],
-                "groundings": groundings.get(image["id"], []),
-            }
+            panoptic_row(image, annotation, Path(image_dir) / image["file_name"],
+                         Path(panoptic_dir) / annotation["file_name"], contiguous, categories,
+                         groundings.get(image["id"], []), naming=naming)
         )
-    features = datasets.Features(
-        {
-            "image": datasets.Image(),
-            "panoptic": datasets.Image(),
-            "image_id": datasets.Value("int64"),
-            "height": datasets.Value("int32"),
-            "width": datasets.Value("int32"),
-            "segments": [
-                {
-                    "id": datasets.Value("int64"),
-                    "category_id": datasets.Value("int64"),
-                    "label": datasets.Value("int32"),
-                    "isthing": datasets.Value("bool"),
-                    "iscrowd": datasets.Value("bool"),
-                    "bbox": datasets.Sequence(datasets.Value("float32"), length=4),
-                    "area": datasets.Value("int64"),
-                }
-            ],
-            "groundings": [
-                {
-                    "segment_id": datasets.Value("int64"),
-                    "category_id": datasets.Value("int64"),
-                    "segmentation": datasets.Value("string"),
-                    "sentences": [datasets.Value("string")],
-                }
-            ],
-        }
-    )
-    info = datasets.DatasetInfo(description=json.dumps({"categories": vocabulary.coco_categories()}), features=features)
-    return datasets.Dataset.from_list(rows, features=features, info=info)
+    info = datasets.DatasetInfo(description=json.dumps({"categories": vocabulary.coco_categories()}),
+                                features=PANOPTIC_FEATURES)
+    return datasets.Dataset.from_list(rows, features=PANOPTIC_FEATURES, info=info)
 
 
-def vocabulary_of(dataset: datasets.Dataset) -> LabelVocabulary:
-    """The label vocabulary a dataset from `load_coco_panoptic` was read with."""
+def vocabulary_of(dataset) -> LabelVocabulary:
+    """The label vocabulary a dataset from `load_coco_panoptic` was read with (or a `ShapesStream`'s)."""
+    if isinstance(getattr(dataset, "vocabulary", None), LabelVocabulary):
+        return dataset.vocabulary
     return LabelVocabulary.from_coco(json.loads(dataset.info.description)["categories"])[0]
 
 
@@ -314,11 +229,17 @@ def write_semantic_maps(
     panoptic_dir: str | Path, panoptic_json: str | Path, out_dir: str | Path, ignore_index: int = 255
 ) -> list[Path]:
     """Write one semantic PNG per panoptic annotation into `out_dir` (same file names): contiguous label ids
-    in category-id order, void and crowd as `ignore_index`; 8-bit when the labels fit, 16-bit otherwise."""
+    in category-id order, void and crowd as `ignore_index`; 8-bit when the labels fit, 16-bit otherwise.
+    Checks the annotation and the PNGs first (`validate_coco_panoptic` without the images) and raises a
+    `ValueError` listing the problems, writing nothing, when there are any."""
+    _refuse(validate_coco_panoptic(None, panoptic_dir, panoptic_json), None, panoptic_dir, panoptic_json, None)
     data = json.loads(Path(panoptic_json).read_text(encoding="utf-8"))
     _, contiguous = LabelVocabulary.from_coco(data["categories"])
-    if len(contiguous) > 65535 or (len(contiguous) >= ignore_index and ignore_index <= 255):
-        raise ValueError(f"{len(contiguous)} labels do not fit below ignore_index {ignore_index}.")
+    if not len(contiguous) <= ignore_index <= 65535:
+        raise ValueError(
+            f"ignore_index {ignore_index} must lie in {len(contiguous)}..65535: labels are 0..{len(contiguous) - 1} "
+            f"and the maps are 8- or 16-bit PNGs."
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -115,6 +115,7 @@ def test_polygon_groundings_are_read(shapes, tmp_path):
     grounding_json = paths["train"]["grounding_json"]
     data = json.loads(grounding_json.read_text())
     data["annotations"][0]["segmentation"] = [[10, 10, 40, 10, 40, 30, 10, 30]]
+    del data["annotations"][0]["segment_id"]  # a sentence about a region, not one of the segments
     grounding_json.write_text(json.dumps(data))
     row = load_coco_panoptic(*_arguments(paths))[0]
     mask = grounding_mask(row["groundings"][0], row["height"], row["width"])
@@ -126,8 +127,10 @@ def _expect(paths, *fragments):
     text = "\n".join(problems)
     for fragment in fragments:
         assert fragment in text, (fragment, problems)
-    with pytest.raises(ValueError, match=f"{len(problems)} problems"):
+    noun = "problem" if len(problems) == 1 else "problems"
+    with pytest.raises(ValueError, match=f"(?s){len(problems)} {noun} in .*python -m seem_hf.data.validate") as error:
         load_coco_panoptic(*_arguments(paths))
+    assert problems[0] in str(error.value)
     return problems
 
 
@@ -142,10 +145,11 @@ def test_png_id_missing_from_json_and_json_segment_missing_from_png(shapes, tmp_
     panoptic_json.write_text(json.dumps(data))
     problems = _expect(
         paths,
-        f"000001.png: segment {dropped['id']}: {dropped['area']} pixels in the PNG but not in segments_info",
-        "000002.png: segment 999: in segments_info but has no pixel in the PNG",
+        f"000001.png: image 1: segment {dropped['id']}: {dropped['area']} pixels in the PNG but not in segments_info",
+        "000002.png: image 2: segment 999: in segments_info but has no pixel in the PNG",
+        f"(image 1): segment_id {dropped['id']} is not a segment of image 1",  # its grounding sentences too
     )
-    assert len(problems) == 2
+    assert len(problems) == 3
 
 
 def test_unknown_category_wrong_area_and_duplicates(shapes, tmp_path):
@@ -155,14 +159,16 @@ def test_unknown_category_wrong_area_and_duplicates(shapes, tmp_path):
     segments = data["annotations"][2]["segments_info"]
     segments[0]["category_id"] = 77
     segments[1]["area"] += 5
-    segments.append(dict(segments[0]))
     panoptic_json.write_text(json.dumps(data))
     _expect(
         paths,
-        f"000003.png: segment {segments[0]['id']}: unknown category_id 77",
-        f"000003.png: segment {segments[1]['id']}: area {segments[1]['area']} in the JSON",
-        f"000003.png: segment {segments[0]['id']}: listed 2 times",
+        f"000003.png: image 3: segment {segments[0]['id']}: unknown category_id 77",
+        f"000003.png: image 3: segment {segments[1]['id']}: area {segments[1]['area']} in the JSON",
     )
+    segments[0]["category_id"] = 1
+    segments.append(dict(segments[0]))
+    panoptic_json.write_text(json.dumps(data))
+    _expect(paths, f"000003.png: image 3: segment id {segments[0]['id']} appears 2 times")
 
 
 def test_size_mismatch_missing_and_corrupt_files(shapes, tmp_path):
@@ -173,7 +179,7 @@ def test_size_mismatch_missing_and_corrupt_files(shapes, tmp_path):
     (split["panoptic_dir"] / "000003.png").write_bytes(b"not a png")
     _expect(
         paths,
-        "000001.png: size (96, 96) (H, W) differs from its image 000001.jpg (40, 50)",
+        "000001.jpg: image 1: size (40, 50) (H, W) differs from the JSON's height x width (96, 96)",
         "000002.jpg: file is missing",
         "000003.png: cannot be read as an image",
     )
@@ -193,17 +199,23 @@ def test_bad_groundings_and_unannotated_images(shapes, tmp_path):
     panoptic_json.write_text(json.dumps(panoptic))
     _expect(
         paths,
-        "grounding annotation 1: polygon with 4 coordinates; a polygon needs at least 3 (x, y) points",
-        "grounding annotation 2: needs a non-empty `sentences` list",
-        "grounding annotation 3: image_id 4242 is not in the panoptic JSON",
-        "000006.jpg: image 6 has no panoptic annotation",
+        "grounding annotation 1 (image 1): polygon with 4 coordinates; a polygon needs at least 3 (x, y) points",
+        "grounding annotation 2 (image 1): `sentences` must be a non-empty list",
+        "grounding annotation 3 (image 4242): image_id 4242 is not among the panoptic JSON's images",
+        "panoptic_train.json: image 6 (000006.jpg) has no panoptic annotation",
     )
 
 
 def test_missing_or_broken_json(tmp_path):
     assert "file is missing" in validate_coco_panoptic(tmp_path, tmp_path, tmp_path / "nope.json")[0]
-    (tmp_path / "broken.json").write_text("{")
-    assert "not valid JSON" in validate_coco_panoptic(tmp_path, tmp_path, tmp_path / "broken.json")[0]
+    (tmp_path / "broken.json").write_text('{\n  "images": [],\n  "annotations": [}\n')
+    assert validate_coco_panoptic(tmp_path, tmp_path, tmp_path / "broken.json") == [
+        f"{tmp_path / 'broken.json'}: not valid JSON at line 3, column 19: Expecting value"
+    ]
+    for text, fragment in (("[]", "must hold a JSON object"), ('{"images": {}, "annotations": [], "categories": []}',
+                                                               "`images` must be a list")):
+        (tmp_path / "odd.json").write_text(text)
+        assert fragment in validate_coco_panoptic(tmp_path, tmp_path, tmp_path / "odd.json")[0]
 
 
 def test_validate_command(shapes, tmp_path, capsys):
@@ -248,8 +260,14 @@ def test_semantic_maps_leave_crowd_and_void_out(shapes, tmp_path):
     crowd["iscrowd"] = 1
     panoptic_json.write_text(json.dumps(data))
     png = np.asarray(PIL.Image.open(paths["train"]["panoptic_dir"] / "000001.png")).copy()
-    png[:5, :5] = 0  # some void
+    png[:5, :5] = 0  # some void (the JSON's areas and boxes follow)
     PIL.Image.fromarray(png).save(paths["train"]["panoptic_dir"] / "000001.png")
+    for segment in data["annotations"][0]["segments_info"]:
+        mask = rgb2id(png) == segment["id"]
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        segment["area"] = int(mask.sum())
+        segment["bbox"] = [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+    panoptic_json.write_text(json.dumps(data))
     prepare_main([str(paths["train"]["panoptic_dir"]), str(panoptic_json), str(tmp_path / "semantic")])
     semantic = np.asarray(PIL.Image.open(tmp_path / "semantic" / "000001.png"))
     ids = rgb2id(png)
