@@ -278,3 +278,32 @@ def test_no_malformed_json_crashes_and_what_passes_loads(dataset, document):
                     rows[index]
     assert checked > 300 and passed < checked  # the mutations did reach the validator
     print(f"{checked} mutations, {passed} accepted")
+
+
+def test_prepare_semantic_refuses_a_broken_dataset(dataset, tmp_path, capsys):
+    paths, panoptic, grounding, save = dataset
+    segment = panoptic["annotations"][0]["segments_info"].pop()
+    save()
+    out = tmp_path / "semantic"
+    assert prepare_main([str(paths["panoptic_dir"]), str(paths["panoptic_json"]), str(out)]) == 1
+    error = capsys.readouterr().err
+    assert f"1 problem in the dataset" in error
+    assert f"000001.png: image 1: segment {segment['id']}:" in error and "python -m seem_hf.data.validate" in error
+    assert not out.exists() or not any(out.iterdir())  # nothing written
+    panoptic["annotations"][0]["segments_info"].append(segment)
+    save()
+    assert prepare_main([str(paths["panoptic_dir"]), str(paths["panoptic_json"]), str(out)]) == 0
+    assert len(list(out.iterdir())) == 3
+
+
+@pytest.mark.parametrize("command", [validate_main, prepare_main])
+def test_help_texts(command, capsys):
+    with pytest.raises(SystemExit):
+        command(["--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python -m seem_hf.data.")
+    assert not any(line.rstrip().endswith(":") and not line.startswith(("positional", "options")) for line in
+                   text.splitlines()), text  # no dangling colon from a docstring cut short
+    positional = text.split("positional arguments:")[1].split("options:")[0]
+    entries = [line.split() for line in positional.splitlines() if line.startswith("  ") and line[2] != " "]
+    assert entries and all(len(words) > 1 for words in entries), text  # every positional has a help text
