@@ -1,12 +1,18 @@
-"""What the fine-tuning examples share: data arguments and the datasets they describe."""
+"""What the fine-tuning examples share: their command line (own options first, then transformers'
+`TrainingArguments`), the datasets it describes, and the end of a run (evaluate, save model, card and metrics, say
+where they went)."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments
 
+import seem_hf
 from seem_hf.adapters import FineTuningStrategy
 from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter, coco_panoptic_paths, load_coco_panoptic
 from seem_hf.data import make_shapes_dataset
@@ -17,6 +23,8 @@ from seem_hf.data.coco_panoptic import vocabulary_of
 class FineTuningArguments:
     """What trains and how fast: the arguments every fine-tuning example shares besides transformers'
     `TrainingArguments` (see `seem_hf.adapters` for the strategies)."""
+
+    _argument_group_name = "what trains"
 
     strategy: str = field(
         default="full", metadata={"help": "what trains", "choices": [strategy.value for strategy in FineTuningStrategy]}
@@ -36,6 +44,10 @@ class FineTuningArguments:
         return tuple(float(value) for value in self.lr_milestones.split(",") if value) or None
 
 
+EMBEDDED_CHECKPOINTS = Path(seem_hf.__file__).resolve().parent / "checkpoints"
+"""The package's embedded defaults (`seem-shapes`, `lseg-shapes`, `detr_panoptic-shapes`): the examples'
+default starting point, installed with the package."""
+
 QUICK_DEFAULTS = dict(
     per_device_train_batch_size=4,
     per_device_eval_batch_size=4,
@@ -50,17 +62,65 @@ QUICK_DEFAULTS = dict(
 
 @dataclass
 class DataArguments:
+    _argument_group_name = "data"
+
     data_dir: str | None = field(default=None, metadata={"help": "COCO-panoptic root; default: the bundled dataset"})
     image_size: int = field(default=256, metadata={"help": "side of the square training and evaluation images"})
     min_scale: float = field(default=0.5, metadata={"help": "large-scale jitter: smallest scale"})
     max_scale: float = field(default=2.0, metadata={"help": "large-scale jitter: largest scale"})
     num_train: int = field(default=64, metadata={"help": "bundled dataset: training images"})
     num_val: int = field(default=16, metadata={"help": "bundled dataset: validation images"})
+    eval_split: str = field(
+        default="val", metadata={"help": "evaluate on the validation images (val) or on the training images without "
+                                 "augmentation (train: an overfitting check)", "choices": ["val", "train"]}
+    )
+
+
+class ExampleTrainingArguments(TrainingArguments):
+    """transformers' `TrainingArguments`, listed in their own group of the examples' `--help`."""
+
+    _argument_group_name = "transformers' TrainingArguments (all accepted; --help_all describes every one)"
+
+
+COMMON_TRAINING_OPTIONS = (
+    "output_dir", "max_steps", "num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size",
+    "gradient_accumulation_steps", "learning_rate", "weight_decay", "warmup_steps", "max_grad_norm",
+    "lr_scheduler_type", "eval_strategy", "eval_steps", "save_strategy", "save_steps", "logging_steps", "seed",
+    "resume_from_checkpoint", "bf16", "use_cpu", "dataloader_num_workers", "report_to", "push_to_hub",
+    "hub_model_id",
+)
+"""The `TrainingArguments` an example's `--help` describes; `--help_all` describes all of them."""
+
+
+def parse_arguments(dataclass_types: tuple, defaults: dict, argv: list[str] | None = None, description: str = ""):
+    """Parse `argv` into instances of `dataclass_types` (the example's own first, `ExampleTrainingArguments`
+    last), with the example's `defaults`. `--help` lists the example's options, then the commonly used
+    `TrainingArguments` with one line each; `--help_all` adds every other one with transformers' own text."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    full_help = "--help_all" in argv
+    argv = ["--help" if argument == "--help_all" else argument for argument in argv]
+    parser = HfArgumentParser(dataclass_types, description=description,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(**defaults)
+    training_fields = {name for name in TrainingArguments.__dataclass_fields__}
+    for action in parser._actions:
+        if action.dest not in training_fields or full_help:
+            continue
+        if action.dest in COMMON_TRAINING_OPTIONS:
+            text = " ".join((action.help or "").split()).split(". ")[0].rstrip(".")
+            action.help = text if len(text) <= 100 else text[:97] + "..."
+            if action.default is not None and action.default is not argparse.SUPPRESS:
+                action.help += f" (default: {action.default})"
+            action.metavar = action.metavar or action.dest.upper()
+        else:
+            action.help = argparse.SUPPRESS
+    return parser.parse_args_into_dataclasses(args=argv)
 
 
 def training_datasets(data_args: DataArguments, training_args: TrainingArguments):
     """(train, validation, vocabulary): augmented training rows (large-scale jitter, seeded by the run's seed
-    and the epoch), deterministic validation rows (fit and pad to `image_size`), and the dataset's labels.
+    and the epoch), deterministic validation rows (fit and pad to `image_size`; None when `--eval_strategy no`
+    and the folder has no `val` split), and the dataset's labels.
 
     With no `data_dir`, the bundled shapes dataset is written under `<output_dir>/shapes` by the main process
     while the others wait, then every process reads the same files.
@@ -73,6 +133,8 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
             if training_args.process_index == 0:
                 make_shapes_dataset(root, data_args.num_train, data_args.num_val, data_args.image_size, seed=0)
         splits = coco_panoptic_paths(root)
+    if training_args.eval_strategy == "no" and not Path(splits["val"]["panoptic_json"]).exists():
+        del splits["val"]  # nothing evaluates during training: a validation split is optional
     datasets = {
         split: load_coco_panoptic(
             paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"],
@@ -84,34 +146,121 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
     train = AugmentedPanopticDataset(
         datasets["train"], LargeScaleJitter(size, data_args.min_scale, data_args.max_scale), seed=training_args.seed
     )
-    validation = AugmentedPanopticDataset(datasets["val"], LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
+    validation = (AugmentedPanopticDataset(datasets["val"], LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
+                  if "val" in datasets else None)
     return train, validation, vocabulary_of(datasets["train"])
 
 
+def training_data_description(data_args: DataArguments) -> str:
+    """What a run trained on, for its model card."""
+    where = (f"`{data_args.data_dir}` (COCO-panoptic layout)" if data_args.data_dir else
+             f"the bundled synthetic shapes dataset ({data_args.num_train} training images, {data_args.num_val} "
+             "validation images, `seem_hf.data.make_shapes_dataset`, seed 0)")
+    evaluated = "the training images" if data_args.eval_split == "train" else "the validation split"
+    return (f"{where}, at {data_args.image_size} px with large-scale jitter {data_args.min_scale}-"
+            f"{data_args.max_scale}. Metrics below are on {evaluated}.")
+
+
 def train_evaluate_and_save(trainer, processor, training_args: TrainingArguments, evaluate_only: bool = False,
-                            extra_evaluation=None) -> dict:
-    """What every example does after building its Trainer: train (resuming when asked), save the model, its
-    trainer state and its processor, evaluate and save the metrics, and push to the Hub when asked. Returns the
-    evaluation metrics (empty when evaluation is off). `extra_evaluation(model)` returns more metrics (named
-    without the `eval_` prefix), run on every process after Trainer's evaluation."""
+                            data_args: DataArguments | None = None, command: list[str] | None = None) -> dict:
+    """What every example does after building its Trainer: train (resuming when asked); evaluate (when
+    evaluation is on; the Trainer's `extra_evaluation` included); save the model, its processor, its trainer state,
+    the metrics (`eval_results.json`) and a model card that carries them, the training data and `command`; push to
+    the Hub when asked; print where everything went. Returns the evaluation metrics (empty when evaluation is
+    off). With `evaluate_only` nothing is trained or saved but the metrics."""
     metrics = {}
     if not evaluate_only:
         trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if evaluate_only or training_args.eval_strategy != "no":
+        metrics = trainer.evaluate()
+    output_dir = Path(training_args.output_dir)
+    if not evaluate_only:
         trainer.save_model()
         trainer.save_state()  # trainer_state.json: the loss and metric history
         if trainer.is_world_process_zero():
-            processor.save_pretrained(training_args.output_dir)
-    if evaluate_only or training_args.eval_strategy != "no":
-        metrics = trainer.evaluate()
-        if extra_evaluation is not None:
-            model = trainer.accelerator.unwrap_model(trainer.model).eval()
-            metrics.update({f"eval_{name}": value for name, value in extra_evaluation(model).items()})
-        if trainer.is_world_process_zero():
-            print({key: round(value, 3) for key, value in metrics.items()})
+            processor.save_pretrained(output_dir)
+            _write_card(trainer, output_dir, metrics, data_args, command)
+    if metrics:
         trainer.save_metrics("eval", metrics)
-    if training_args.push_to_hub:
+    if training_args.push_to_hub and not evaluate_only:
         trainer.push_to_hub()
+    if trainer.is_world_process_zero():
+        print(run_summary(output_dir, metrics, saved=not evaluate_only))
     return metrics
 
 
-__all__ = ["QUICK_DEFAULTS", "DataArguments", "FineTuningArguments", "train_evaluate_and_save", "training_datasets"]
+def _write_card(trainer, output_dir: Path, metrics: dict, data_args, command) -> None:
+    """The run's model card in `output_dir/README.md`, unless a card there was written by someone else."""
+    from seem_hf.model_card import write_model_card
+
+    card = output_dir / "README.md"
+    if card.exists():
+        text = card.read_text(encoding="utf-8")
+        if "\n- seem_hf\n" not in text and "library_name: peft" not in text:
+            return  # the user's own card
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    command_text = None
+    if command is not None:
+        command_text = "```bash\n" + " ".join(command) + "\n```"
+        if trainer.state.max_steps:
+            command_text += f"\n\n{trainer.state.global_step} steps."
+    write_model_card(
+        model, output_dir, model_name=output_dir.name,
+        metrics={name.removeprefix("eval_"): value for name, value in metrics.items() if name != "epoch"},
+        training_data=None if data_args is None else training_data_description(data_args),
+        training=command_text,
+    )
+
+
+def run_summary(output_dir: Path, metrics: dict, saved: bool = True) -> str:
+    """Where a run's outputs went and its headline metrics, as the examples print it at the end."""
+    output_dir = Path(output_dir)
+    files = sorted(path.name for path in output_dir.iterdir() if path.is_file()) if output_dir.exists() else []
+    weights = [name for name in files if name.endswith((".safetensors", ".bin")) and name != "training_args.bin"]
+    configs = [name for name in files if name in ("config.json", "adapter_config.json")]
+    processor = [name for name in files if name.startswith(("processor", "preprocessor", "tokenizer",
+                                                             "special_tokens", "vocab", "merges"))]
+    lines = [f"Done. Everything is in {output_dir}/"]
+    if saved:
+        lines.append(f"  model       {', '.join(weights + configs)}")
+        lines.append(f"              load: AutoModel.from_pretrained({str(output_dir)!r})")
+        if processor:
+            lines.append(f"  processor   {', '.join(processor)}")
+            lines.append(f"              load: AutoProcessor.from_pretrained({str(output_dir)!r})")
+        if "README.md" in files:
+            lines.append("  model card  README.md" + (" (with the metrics below)" if metrics else ""))
+        if "trainer_state.json" in files:
+            lines.append("  history     trainer_state.json (loss and metrics per logging step)")
+        checkpoints = sorted(path.name for path in output_dir.glob("checkpoint-*"))
+        if checkpoints:
+            lines.append(f"  checkpoints {', '.join(checkpoints)} (--resume_from_checkpoint)")
+    if metrics:
+        lines.append("  metrics     eval_results.json")
+        shown = [(name.removeprefix("eval_"), value) for name, value in metrics.items() if name != "epoch"]
+        for start in range(0, len(shown), 6):
+            lines.append("              " + ", ".join(f"{name} {value:.4g}" for name, value in shown[start:start + 6]))
+    else:
+        lines.append("  metrics     none (evaluation is off: --eval_strategy no)")
+    return "\n".join(lines)
+
+
+def read_metrics(output_dir) -> dict:
+    """The metrics a run saved (`eval_results.json`)."""
+    return json.loads((Path(output_dir) / "eval_results.json").read_text())
+
+
+__all__ = [
+    "COMMON_TRAINING_OPTIONS",
+    "EMBEDDED_CHECKPOINTS",
+    "QUICK_DEFAULTS",
+    "DataArguments",
+    "ExampleTrainingArguments",
+    "FineTuningArguments",
+    "parse_arguments",
+    "read_metrics",
+    "run_summary",
+    "train_evaluate_and_save",
+    "training_data_description",
+    "training_datasets",
+]
