@@ -1,7 +1,9 @@
-"""Datasets: the COCO-panoptic format with grounding sentences, the bundled synthetic dataset, label vocabularies."""
+"""Datasets: the COCO-panoptic format with grounding sentences (reading, checking), the bundled synthetic dataset and
+its unlimited stream, label vocabularies."""
 
 from .categories import CategorySpec, LabelVocabulary
 from .coco_panoptic import (
+    PANOPTIC_FEATURES,
     grounding_mask,
     load_coco_panoptic,
     panoptic_targets,
@@ -12,12 +14,14 @@ from .coco_panoptic import (
     write_semantic_maps,
 )
 from .panoptic_format import id2rgb, rgb2id
-from .shapes import SHAPES_VOCABULARY, coco_panoptic_paths, make_shapes_dataset
+from .shapes import SHAPES_VOCABULARY, ShapesStream, coco_panoptic_paths, make_shapes_dataset
 from .transforms import Augmented, AugmentedPanopticDataset, LargeScaleJitter
 
 __all__ = [
     "AugmentedPanopticDataset",
+    "PANOPTIC_FEATURES",
     "SHAPES_VOCABULARY",
+    "ShapesStream",
     "Augmented",
     "LargeScaleJitter",
     "CategorySpec",

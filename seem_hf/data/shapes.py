@@ -1,6 +1,7 @@
 """The bundled dataset: synthetic scenes of textured stuff (sky, grass, wall, water) and coloured shapes
 (circles, squares, triangles, stars), written in COCO-panoptic layout with grounding sentences and semantic
-maps. Deterministic (same seed, same bytes) and fast, so examples, tests and the demo need no download.
+maps. Deterministic (same seed, same bytes) and fast, so examples, tests and the demo need no download. Also a
+stream of unlimited training samples with a fixed held-out set (`ShapesStream`), from the same generator.
 
 Layout, as COCO's (`<split>` is train or val):
     <out>/<split>/<image_id>.jpg
@@ -11,6 +12,7 @@ Layout, as COCO's (`<split>` is train or val):
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
+import torch
 from pycocotools import mask as mask_utils
 
 from seem_hf.data.categories import CategorySpec, LabelVocabulary
-from seem_hf.data.coco_panoptic import write_semantic_maps
+from seem_hf.data.coco_panoptic import grounding_row, panoptic_row, write_semantic_maps
 from seem_hf.data.panoptic_format import id2rgb
 
 SHAPES_VOCABULARY = LabelVocabulary(
@@ -157,44 +160,76 @@ def _scene(image_size: int, rng: np.random.Generator):
     return image, [masks[i] for i in keep], [names[i] for i in keep], [sentences[i] for i in keep]
 
 
-def _write_split(root: Path, split: str, count: int, image_size: int, rng: np.random.Generator, first_id: int):
+SPLIT_SPACES = {"train": 0, "val": 1}
+"""Seed spaces: sample `index` of `split` draws from `np.random.default_rng([seed, SPLIT_SPACES[split], index])`, so the
+held-out samples ("val") never come from the training stream's random numbers, whatever the counts."""
+
+
+def shapes_sample_files(seed: int, index: int, image_size: int = 256, split: str = "train",
+                        image_id: int | None = None) -> dict:
+    """Sample `index` of `split` for `seed`, as the files of a COCO-panoptic folder: a pure function of
+    (seed, split, index, image_size), the same bytes in any process. Returns `jpeg` and `png` (the image and
+    panoptic PNG bytes), `image` (the `images` entry), `annotation` (the `annotations` entry) and `groundings`
+    (grounding annotations with sentences; their `id`s count from 1 within the image). `image_id` defaults to
+    `index + 1`."""
+    if split not in SPLIT_SPACES:
+        raise ValueError(f"split must be one of {sorted(SPLIT_SPACES)}, got {split!r}.")
+    if not (isinstance(index, (int, np.integer)) and index >= 0):
+        raise ValueError(f"A sample index is a non-negative integer, got {index!r}.")
+    if not 64 <= image_size <= 2048:
+        raise ValueError(f"image_size must be between 64 and 2048, got {image_size}.")
+    image_id = int(index) + 1 if image_id is None else int(image_id)
+    rng = np.random.default_rng([int(seed), SPLIT_SPACES[split], int(index)])
+    picture, masks, names, sentences = _scene(image_size, rng)
+    category_ids = {c["name"]: c["id"] for c in SHAPES_VOCABULARY.coco_categories()}
+    stem = f"{image_id:06d}"
+    ids = np.zeros((image_size, image_size), dtype=np.int64)
+    segments, groundings = [], []
+    for segment_id, (mask, name, texts) in enumerate(zip(masks, names, sentences), start=1):
+        ids[mask] = segment_id
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        bbox = [int(v) for v in mask_utils.toBbox(rle)]
+        area = int(mask.sum())
+        segments.append({"id": segment_id, "category_id": category_ids[name], "iscrowd": 0, "bbox": bbox, "area": area})
+        groundings.append(
+            {
+                "id": len(groundings) + 1,
+                "image_id": image_id,
+                "segment_id": segment_id,
+                "category_id": category_ids[name],
+                "iscrowd": 0,
+                "bbox": bbox,
+                "area": area,
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+                "sentences": [{"raw": text, "sent": text} for text in texts],
+            }
+        )
+    jpeg, png = io.BytesIO(), io.BytesIO()
+    picture.save(jpeg, format="JPEG", quality=95)
+    PIL.Image.fromarray(id2rgb(ids)).save(png, format="PNG")
+    return {
+        "jpeg": jpeg.getvalue(),
+        "png": png.getvalue(),
+        "image": {"id": image_id, "file_name": f"{stem}.jpg", "height": image_size, "width": image_size},
+        "annotation": {"image_id": image_id, "file_name": f"{stem}.png", "segments_info": segments},
+        "groundings": groundings,
+    }
+
+
+def _write_split(root: Path, split: str, count: int, image_size: int, seed: int, first_id: int):
     paths = coco_panoptic_paths(root)[split]
     image_dir, panoptic_dir, semantic_dir = paths["image_dir"], paths["panoptic_dir"], paths["semantic_dir"]
     for folder in (image_dir, panoptic_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    category_ids = {c["name"]: c["id"] for c in SHAPES_VOCABULARY.coco_categories()}
     images, annotations, groundings = [], [], []
-    for image_id in range(first_id, first_id + count):
-        image, masks, names, sentences = _scene(image_size, rng)
-        stem = f"{image_id:06d}"
-        image.save(image_dir / f"{stem}.jpg", quality=95)
-        ids = np.zeros((image_size, image_size), dtype=np.int64)
-        segments = []
-        for segment_id, (mask, name, texts) in enumerate(zip(masks, names, sentences), start=1):
-            ids[mask] = segment_id
-            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            bbox = [int(v) for v in mask_utils.toBbox(rle)]
-            area = int(mask.sum())
-            segments.append(
-                {"id": segment_id, "category_id": category_ids[name], "iscrowd": 0, "bbox": bbox, "area": area}
-            )
-            groundings.append(
-                {
-                    "id": len(groundings) + 1,
-                    "image_id": image_id,
-                    "segment_id": segment_id,
-                    "category_id": category_ids[name],
-                    "iscrowd": 0,
-                    "bbox": bbox,
-                    "area": area,
-                    "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
-                    "sentences": [{"raw": text, "sent": text} for text in texts],
-                }
-            )
-        PIL.Image.fromarray(id2rgb(ids)).save(panoptic_dir / f"{stem}.png")
-        images.append({"id": image_id, "file_name": f"{stem}.jpg", "height": image_size, "width": image_size})
-        annotations.append({"image_id": image_id, "file_name": f"{stem}.png", "segments_info": segments})
-    paths = coco_panoptic_paths(root)[split]
+    for index in range(count):
+        sample = shapes_sample_files(seed, index, image_size, split, image_id=first_id + index)
+        (image_dir / sample["image"]["file_name"]).write_bytes(sample["jpeg"])
+        (panoptic_dir / sample["annotation"]["file_name"]).write_bytes(sample["png"])
+        for grounding in sample["groundings"]:
+            groundings.append(dict(grounding, id=len(groundings) + 1))
+        images.append(sample["image"])
+        annotations.append(sample["annotation"])
     panoptic_json, grounding_json = paths["panoptic_json"], paths["grounding_json"]
     categories = SHAPES_VOCABULARY.coco_categories()
     panoptic_json.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
@@ -224,17 +259,97 @@ def make_shapes_dataset(
 ) -> dict[str, dict[str, Path]]:
     """Write the synthetic shapes dataset under `out_dir` (layout in the module docstring) and return the
     paths it wrote, per split: `image_dir`, `panoptic_dir`, `panoptic_json`, `semantic_dir`,
-    `grounding_json`. The same arguments always give the same bytes."""
+    `grounding_json`. The same arguments always give the same bytes.
+
+    The train split holds samples 0..num_train-1 of the training stream (`ShapesStream(seed, image_size)`), the
+    val split samples 0..num_val-1 of the held-out set (`ShapesStream.held_out(num_val, seed, image_size)`):
+    each split's images depend on its own count only, and the held-out images are never training samples."""
     if num_train < 0 or num_val < 0:
         raise ValueError(f"Image counts must be non-negative, got num_train={num_train}, num_val={num_val}.")
     if not 64 <= image_size <= 2048:
         raise ValueError(f"image_size must be between 64 and 2048, got {image_size}.")
     root = Path(out_dir)
-    rng = np.random.default_rng(seed)
     return {
-        "train": _write_split(root, "train", num_train, image_size, rng, first_id=1),
-        "val": _write_split(root, "val", num_val, image_size, rng, first_id=num_train + 1),
+        "train": _write_split(root, "train", num_train, image_size, seed, first_id=1),
+        "val": _write_split(root, "val", num_val, image_size, seed, first_id=num_train + 1),
     }
 
 
-__all__ = ["SHAPES_VOCABULARY", "coco_panoptic_paths", "make_shapes_dataset"]
+class ShapesStream(torch.utils.data.Dataset):
+    """Unlimited training data: the shapes generator as a stream of new samples, each a pure function of
+    (seed, index), in the rows `load_coco_panoptic` gives for the on-disk folder (`image`, `panoptic`,
+    `image_id`, `height`, `width`, `segments`, `groundings`; see `seem_hf.data.PANOPTIC_FEATURES`), so that
+    `AugmentedPanopticDataset`, the collators and the examples take it unchanged.
+
+        from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter, ShapesStream, load_coco_panoptic
+        from seem_hf.data import make_shapes_dataset
+
+        train = AugmentedPanopticDataset(ShapesStream(seed=0, image_size=256), LargeScaleJitter(256, 0.5, 2.0),
+                                         seed=training_args.seed)
+        held_out = ShapesStream.held_out(16, seed=0, image_size=256)      # in memory, or on disk for users:
+        paths = make_shapes_dataset("shapes", num_train=0, num_val=16, image_size=256, seed=0)["val"]
+        vocabulary = vocabulary_of(train.dataset)                          # SHAPES_VOCABULARY
+
+    Item `i` of epoch `e` is sample `e * epoch_size + i` (`image_id` = sample index + 1), so every step sees new
+    images and the stream never repeats; `sample(index)` reads any sample directly. The same (seed, index,
+    image_size) gives the same bytes in any process: the image is decoded from the JPEG bytes the on-disk folder
+    would hold, so the first `num_train` samples equal `make_shapes_dataset(..., seed)`'s train split exactly.
+    The held-out set (`held_out`, the folder's val split) draws from another seed space: no held-out image is a
+    training sample, and it stays the same for every `epoch_size` and count.
+
+    Why map-style with a finite `epoch_size`, not an `IterableDataset`: transformers' Trainer and accelerate then
+    shard it the way they shard any dataset. The sampler hands each process (accelerate's `BatchSamplerShard`)
+    and each data-loader worker (PyTorch) its own indices, so ranks and workers never repeat a sample and each
+    generates only its own; resuming skips batches by index without generating them; `len()` gives Trainer its
+    epoch arithmetic. An `IterableDataset` would be generated whole on the first process and dispatched, or
+    generated whole on every process and sliced, and resumed by generating every skipped sample.
+
+    Epochs: the default `epoch_size` (1,000,000 samples, 125,000 steps at a global batch of 8) covers a whole run
+    in one epoch. Beyond it, `set_epoch(e)` (which `AugmentedPanopticDataset.set_epoch` forwards) moves to the next
+    block of samples. accelerate 1.16 calls a dataset's `set_epoch` in one process only (with several processes
+    it stops at the sampler), so a multi-process run longer than one epoch should set `epoch_size` to cover it.
+    """
+
+    def __init__(self, seed: int = 0, image_size: int = 256, epoch_size: int = 1_000_000, split: str = "train"):
+        if split not in SPLIT_SPACES:
+            raise ValueError(f"split must be one of {sorted(SPLIT_SPACES)}, got {split!r}.")
+        if not 64 <= image_size <= 2048:
+            raise ValueError(f"image_size must be between 64 and 2048, got {image_size}.")
+        if not (isinstance(epoch_size, int) and epoch_size > 0):
+            raise ValueError(f"epoch_size must be a positive integer, got {epoch_size!r}.")
+        self.seed, self.image_size, self.epoch_size, self.split = int(seed), int(image_size), epoch_size, split
+        self.epoch = 0
+        self.vocabulary = SHAPES_VOCABULARY
+        self._contiguous = {c["id"]: label for label, c in enumerate(SHAPES_VOCABULARY.coco_categories())}
+        self._categories = {c["id"]: c for c in SHAPES_VOCABULARY.coco_categories()}
+
+    @classmethod
+    def held_out(cls, count: int, seed: int = 0, image_size: int = 256) -> ShapesStream:
+        """The fixed held-out set: `count` samples of the val seed space, the same at every epoch; equal to
+        `make_shapes_dataset(..., num_val=count, seed=seed)`'s val split, apart from its `image_id`s (here
+        index + 1; there, after the train split's)."""
+        return cls(seed, image_size, epoch_size=count, split="val")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Move the training stream to the samples of `epoch` (the held-out set does not move)."""
+        if self.split == "train":
+            self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.epoch_size
+
+    def __getitem__(self, position: int) -> dict:
+        if not 0 <= int(position) < self.epoch_size:
+            raise IndexError(f"Position {position} is outside this epoch's {self.epoch_size} samples.")
+        return self.sample(self.epoch * self.epoch_size + int(position))
+
+    def sample(self, index: int) -> dict:
+        """Sample `index` of this stream's seed space as a `load_coco_panoptic` row."""
+        files = shapes_sample_files(self.seed, index, self.image_size, self.split)
+        groundings = [grounding_row(annotation) for annotation in files["groundings"]]
+        return panoptic_row(files["image"], files["annotation"], PIL.Image.open(io.BytesIO(files["jpeg"])),
+                            PIL.Image.open(io.BytesIO(files["png"])), self._contiguous, self._categories, groundings)
+
+
+__all__ = ["SHAPES_VOCABULARY", "SPLIT_SPACES", "ShapesStream", "coco_panoptic_paths", "make_shapes_dataset",
+           "shapes_sample_files"]

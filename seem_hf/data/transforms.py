@@ -84,7 +84,9 @@ class AugmentedPanopticDataset(torch.utils.data.Dataset):
     `epoch`, and the referring targets still visible: `grounding_masks` (G, S, S) with their `sentences`.
     Randomness comes from (seed, image id, epoch) only: epochs differ, any number of data-loader workers or
     processes give the same samples, and a run resumed at an epoch boundary sees exactly what an uninterrupted
-    run would. Trainer (through accelerate's data loader) calls `set_epoch` at the start of every epoch.
+    run would. Trainer (through accelerate's data loader) calls `set_epoch` at the start of every epoch in a
+    one-process run; accelerate 1.16 does not forward it to the dataset when several processes shard the batches
+    (its `DataLoaderShard.set_epoch` stops at the sampler), so there every epoch draws epoch 0's augmentation.
     """
 
     def __init__(self, dataset, jitter: LargeScaleJitter, seed: int = 0):
@@ -92,7 +94,10 @@ class AugmentedPanopticDataset(torch.utils.data.Dataset):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's augmentation; a wrapped dataset with epochs of its own (`ShapesStream`) moves too."""
         self.epoch = int(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)
