@@ -77,10 +77,14 @@ def check_top_k(top_k) -> int:
     return int(top_k)
 
 
-def _check_sizes(sizes, batch: int, name: str) -> None:
+def check_sizes(sizes, batch: int, name: str = "target_sizes") -> None:
     """One positive (height, width) per image, or an error naming the argument `name`."""
     if sizes is None:
         return
+    if isinstance(sizes, torch.Tensor) and sizes.ndim == 1 or (
+        not isinstance(sizes, torch.Tensor) and len(sizes) == 2 and all(isinstance(v, numbers.Integral) for v in sizes)
+    ):
+        raise ValueError(f"{name} takes one (height, width) per image, e.g. [(480, 640)]; got {sizes!r}.")
     if len(sizes) != batch:
         raise ValueError(f"Got {len(sizes)} {name} for a batch of {batch}: pass one (height, width) per image.")
     for size in sizes:
@@ -107,7 +111,7 @@ def _check_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, target
     for name, logits in (("class", class_logits), ("mask", mask_logits)):
         if not torch.isfinite(logits).all():
             raise ValueError(f"The {name} logits contain NaN or infinite values; check the model's inputs and dtype.")
-    _check_sizes(target_sizes, class_logits.shape[0], "target sizes")
+    check_sizes(target_sizes, class_logits.shape[0], "target_sizes")
 
 
 def _target_size(target_sizes, index: int, mask_logits: torch.Tensor) -> tuple[int, int]:
@@ -301,6 +305,8 @@ def crop_and_resize_masks(
     """SEEM's (Mask2Former's) resize of one image's mask logits `(queries, h, w)`: bilinear to the padded input
     size, crop the padding away (`image_size`, the resized image inside the padded batch), then bicubic with
     antialiasing to `target_size` (the original image); SEEM's interactive answers use `mode="bilinear"`."""
+    if mask_logits.shape[0] == 0:  # torch refuses to resize an empty stack
+        return mask_logits.new_zeros((0, *(int(v) for v in target_size)))
     upsampled = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear", align_corners=False)
     cropped = upsampled[..., : image_size[0], : image_size[1]]
     antialias = mode == "bicubic"
@@ -472,7 +478,7 @@ def detr_panoptic_segmentation(
     probability.
     """
     _check_outputs(class_logits, mask_logits, target_sizes)
-    _check_sizes(processed_sizes, class_logits.shape[0], "processed_sizes")
+    check_sizes(processed_sizes, class_logits.shape[0], "processed_sizes")
     check_threshold("threshold", threshold)
     if isinstance(min_area, bool) or not isinstance(min_area, numbers.Integral) or min_area < 0:
         raise ValueError(f"min_area must be a whole number of pixels >= 0, got {min_area!r}.")
@@ -525,6 +531,7 @@ def detr_panoptic_segmentation(
 
 
 __all__ = [
+    "check_sizes",
     "check_threshold",
     "check_top_k",
     "crop_and_resize_masks",

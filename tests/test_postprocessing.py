@@ -178,7 +178,7 @@ def test_detr_rule_threshold_and_target_size():
     [
         (torch.zeros(1, 3, 4), torch.zeros(1, 3, 5), None, "Expected class logits"),
         (torch.zeros(1, 3, 4), torch.zeros(1, 2, 5, 5), None, "disagree"),
-        (torch.zeros(2, 3, 4), torch.zeros(2, 3, 5, 5), [(4, 4)], "target sizes"),
+        (torch.zeros(2, 3, 4), torch.zeros(2, 3, 5, 5), [(4, 4)], "target_sizes"),
         (torch.zeros(1, 3, 4), torch.zeros(1, 3, 5, 5), [(0, 4)], "positive"),
         (torch.zeros(1, 3, 1), torch.zeros(1, 3, 5, 5), None, "at least one label"),
         (torch.full((1, 3, 4), float("nan")), torch.zeros(1, 3, 5, 5), None, "class logits contain NaN"),

@@ -17,6 +17,7 @@ from seem_hf.postprocessing import (
     MASKFORMER_MASK_THRESHOLD,
     MASKFORMER_OVERLAP_THRESHOLD,
     MASKFORMER_SCORE_THRESHOLD,
+    check_sizes,
     detr_panoptic_segmentation,
     instance_segmentation,
     panoptic_segmentation,
@@ -149,6 +150,7 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
             label_ids_to_fuse = self.stuff_label_ids or ()
         if rule == "detr":
             if processed_sizes is None and target_sizes is not None:
+                check_sizes(target_sizes, len(outputs.logits))
                 processed_sizes = [self.processed_size(*(int(v) for v in size)) for size in target_sizes]
             return detr_panoptic_segmentation(
                 outputs.logits,

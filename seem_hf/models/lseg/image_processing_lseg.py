@@ -7,6 +7,7 @@ from transformers.image_utils import PILImageResampling
 from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
 
 from seem_hf.image_utils import CheckedImagesMixin
+from seem_hf.postprocessing import check_sizes
 from seem_hf.remote_code import RemoteCodeMixin
 
 
@@ -55,6 +56,15 @@ class LSegImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DPTImageProcessorP
             labels = {"input_ids": self.label_input_ids, "attention_mask": self.label_attention_mask}
             outputs.update(BatchFeature(labels, tensor_type=kwargs.get("return_tensors")))
         return outputs
+
+    def post_process_semantic_segmentation(self, outputs, target_sizes=None, return_segmentation_scores: bool = False):
+        """Per-pixel label ids `(height, width)` per image (transformers' DPT rule: bilinear resize of the logits
+        to each target size, then the best label); `target_sizes` are checked, one positive (height, width) per
+        image."""
+        check_sizes(target_sizes, len(outputs.logits))
+        if target_sizes is not None:
+            target_sizes = [tuple(int(v) for v in size) for size in target_sizes]
+        return super().post_process_semantic_segmentation(outputs, target_sizes, return_segmentation_scores)
 
 
 LSegImageProcessor.register_for_auto_class("AutoImageProcessor")

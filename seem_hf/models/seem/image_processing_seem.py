@@ -3,18 +3,31 @@ of 32, and SEEM's post-processing."""
 
 from __future__ import annotations
 
+import weakref
+
+import numpy as np
 import torch
 from torch.nn import functional as F
 from transformers import BatchFeature
 from transformers.models.detr.image_processing_pil_detr import DetrImageProcessorPil
 
 from seem_hf.image_utils import CheckedImagesMixin
-from seem_hf.postprocessing import crop_and_resize_masks, keep_confident_queries, panoptic_segmentation
+from seem_hf.postprocessing import (
+    check_sizes,
+    check_threshold,
+    check_top_k,
+    crop_and_resize_masks,
+    keep_confident_queries,
+    panoptic_segmentation,
+)
+from seem_hf.processing_utils import CONTEXT_LENGTH
 from seem_hf.remote_code import RemoteCodeMixin
 
 SEEM_SCORE_THRESHOLD = 0.8  # MODEL.DECODER.TEST.OBJECT_MASK_THRESHOLD
 SEEM_OVERLAP_THRESHOLD = 0.8  # MODEL.DECODER.TEST.OVERLAP_THRESHOLD
 SIZE_DIVISIBILITY = 32
+# the default label set's tokens as a tensor, built once per processor (10,854 prompts for COCO's labels)
+_LABEL_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessorPil):
@@ -30,22 +43,81 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
     thresholds (class score 0.8, mask overlap 0.8), stuff labels fused; semantic maps are
     `argmax_c sum_q softmax(class_q)[c] * sigmoid(mask_q)` over the real labels.
 
+    The processor can carry its default label set tokenised (`label_input_ids`, filled by `SeemProcessor` when it
+    is saved), so that a plain `image_processor(images)` gives the model everything it needs: transformers' own
+    image-segmentation pipeline, where seem_hf is not installed, calls nothing else. They are returned as
+    `input_ids` `(num_labels + 1, templates, 77)` with the pixels.
+
     Args:
         id2label (`dict[int, str]`, *optional*): the default label set (class names), used when no text is given.
         thing_label_ids (`list[int]`, *optional*): labels that are countable things; the others are stuff.
+        label_input_ids (`list[list[list[int]]]`, *optional*): the default label set's prompt tokens, per label
+            ("background" last) and template, without their trailing padding (see `set_default_label_ids`).
+        label_pad_token_id (`int`, *optional*): the token that pads `label_input_ids` back to 77.
         Other arguments: those of transformers' `DetrImageProcessorPil`.
     """
 
     model_input_names = ["pixel_values", "pixel_mask"]
 
-    def __init__(self, id2label: dict | None = None, thing_label_ids: list[int] | None = None, **kwargs):
+    def __init__(
+        self,
+        id2label: dict | None = None,
+        thing_label_ids: list[int] | None = None,
+        label_input_ids: list | None = None,
+        label_pad_token_id: int | None = None,
+        **kwargs,
+    ):
         kwargs.setdefault("do_convert_rgb", True)
         super().__init__(**kwargs)
         self.id2label = {int(k): str(v) for k, v in id2label.items()} if id2label else None
         self.thing_label_ids = sorted(int(i) for i in thing_label_ids) if thing_label_ids is not None else None
+        self.label_input_ids = label_input_ids
+        self.label_pad_token_id = label_pad_token_id
+        if label_input_ids is not None and (
+            self.id2label is None or len(label_input_ids) != len(self.id2label) + 1 or label_pad_token_id is None
+        ):
+            raise ValueError(
+                "label_input_ids needs an id2label with one name per tokenised label (plus the background row) and "
+                "a label_pad_token_id."
+            )
+
+    def set_default_label_ids(self, input_ids: torch.Tensor, pad_token_id: int) -> None:
+        """Store the default label set's tokens `(num_labels + 1, templates, 77)` (from
+        `SeemProcessor.tokenize_labels`), each prompt without its trailing padding, to be saved with the processor."""
+        if self.id2label is None or len(input_ids) != len(self.id2label) + 1:
+            raise ValueError("set_default_label_ids needs the tokens of id2label's labels plus the background row.")
+        rows = []
+        for label in input_ids.tolist():
+            prompts = []
+            for prompt in label:
+                end = len(prompt)
+                while end > 0 and prompt[end - 1] == pad_token_id:
+                    end -= 1
+                prompts.append(prompt[:end])
+            rows.append(prompts)
+        self.label_input_ids, self.label_pad_token_id = rows, int(pad_token_id)
+
+    def default_label_ids(self) -> torch.Tensor | None:
+        """The stored default label set's tokens `(num_labels + 1, templates, 77)`, or None."""
+        if self.label_input_ids is None:
+            return None
+        cached = _LABEL_IDS.get(self)
+        if cached is not None and cached[0] is self.label_input_ids and cached[1] == self.label_pad_token_id:
+            return cached[2]
+        templates = max(len(label) for label in self.label_input_ids)
+        ids = np.full((len(self.label_input_ids), templates, CONTEXT_LENGTH), self.label_pad_token_id, dtype=np.int64)
+        for label, prompts in enumerate(self.label_input_ids):
+            for template, prompt in enumerate(prompts):
+                ids[label, template, : len(prompt)] = prompt[:CONTEXT_LENGTH]
+        _LABEL_IDS[self] = (self.label_input_ids, self.label_pad_token_id, torch.from_numpy(ids))
+        return _LABEL_IDS[self][2]
 
     def preprocess(self, images, *args, **kwargs) -> BatchFeature:
         outputs = super().preprocess(images, *args, **kwargs)
+        labels = self.default_label_ids()
+        if labels is not None:
+            tensors = kwargs.get("return_tensors")
+            outputs["input_ids"] = labels if tensors == "pt" else labels.numpy() if tensors == "np" else labels.tolist()
         pixel_values, pixel_mask = outputs["pixel_values"], outputs["pixel_mask"]
         tensors = isinstance(pixel_values, torch.Tensor)
         values = pixel_values if tensors else torch.as_tensor(pixel_values)
@@ -64,29 +136,34 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         padded = tuple(4 * size for size in mask_logits.shape[-2:])
         image_sizes = getattr(outputs, "image_sizes", None)
         image_size = tuple(image_sizes[index]) if image_sizes is not None else padded
-        return crop_and_resize_masks(mask_logits, padded, image_size, tuple(target_size or image_size), mode)
+        target_size = tuple(int(v) for v in (target_size if target_size is not None else image_size))
+        return crop_and_resize_masks(mask_logits, padded, image_size, target_size, mode)
 
     def post_process_referring_segmentation(
         self, outputs, target_sizes=None, top_k: int = 1, mask_threshold: float = 0.5
     ) -> list[list[dict]]:
-        """Per image, per real sentence: `masks` `(top_k, height, width)` bool, `scores` `(top_k,)` and
+        """Per image, per real sentence: `masks` `(matches, height, width)` bool, `scores` `(matches,)` and
         `query_indices`. The grounding queries are ranked by their similarity with the sentence (SEEM answers with
         the best one, `top_k=1`; a larger `top_k` returns the next-best queries too, e.g. every car for "cars");
-        `scores` are the softmax over queries."""
+        `scores` are the softmax over queries. A query whose mask has no pixel above `mask_threshold` is not a
+        match: `matches` is at most `top_k`, and 0 when even the best query's mask is empty."""
         if getattr(outputs, "grounding_logits", None) is None:
             raise ValueError("These outputs have no referring results: call the model with grounding_input_ids.")
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}.")
+        top_k = check_top_k(top_k)
+        check_threshold("mask_threshold", mask_threshold)
+        check_sizes(target_sizes, len(outputs.grounding_logits))
         results = []
         for index, (logits, real) in enumerate(zip(outputs.grounding_logits, outputs.grounding_sentence_mask)):
-            target = target_sizes[index] if target_sizes else None
+            target = target_sizes[index] if target_sizes is not None else None
             image_results = []
             for sentence in torch.nonzero(real).flatten().tolist():
                 probabilities = logits[:, sentence].softmax(0)
                 scores, queries = probabilities.topk(min(top_k, len(probabilities)))
                 masks = self._resized_masks(outputs, index, target, outputs.grounding_masks_logits[index, queries])
-                image_results.append({"sentence_index": sentence, "masks": masks.sigmoid() > mask_threshold,
-                                      "scores": scores, "query_indices": queries})
+                masks = masks.sigmoid() > mask_threshold
+                found = masks.flatten(1).any(1)
+                image_results.append({"sentence_index": sentence, "masks": masks[found], "scores": scores[found],
+                                      "query_indices": queries[found]})
             results.append(image_results)
         return results
 
@@ -98,9 +175,11 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         `scores` (its query's class probability, background excluded)."""
         if getattr(outputs, "interactive_masks_logits", None) is None:
             raise ValueError("These outputs have no interactive results: call the model with spatial prompts.")
+        check_threshold("mask_threshold", mask_threshold)
+        check_sizes(target_sizes, len(outputs.interactive_masks_logits))
         results = []
         for index, mask_logits in enumerate(outputs.interactive_masks_logits):
-            target = target_sizes[index] if target_sizes else None
+            target = target_sizes[index] if target_sizes is not None else None
             masks = self._resized_masks(outputs, index, target, mask_logits, mode="bilinear")
             result = {"masks": masks.sigmoid() > mask_threshold}
             class_logits = getattr(outputs, "interactive_class_logits", None)
@@ -111,9 +190,10 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
 
     def post_process_semantic_segmentation(self, outputs, target_sizes=None) -> list[torch.Tensor]:
         """Per-pixel label ids `(height, width)` per image."""
+        check_sizes(target_sizes, len(outputs.class_queries_logits))
         results = []
         for index, class_logits in enumerate(outputs.class_queries_logits):
-            masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes else None)
+            masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes is not None else None)
             # sum_q p(c | q) sigmoid(m_q(x)) as a (pixels, Q) x (Q, C) product, so that the argmax over labels runs
             # along contiguous memory (a strided argmax over a (C, H, W) stack is several times slower on CPU).
             scores = masks.sigmoid().flatten(1).t() @ class_logits.softmax(-1)[:, :-1]
@@ -132,6 +212,8 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         """Panoptic segments per image in transformers' format (`segmentation` ids, -1 where nothing is kept,
         and `segments_info`). For the default label set, stuff labels (not in `thing_label_ids`) are fused unless
         `label_ids_to_fuse` says otherwise; for another label set, only the labels in `label_ids_to_fuse`."""
+        check_threshold("threshold", threshold)
+        check_sizes(target_sizes, len(outputs.class_queries_logits))
         num_labels = outputs.class_queries_logits.shape[-1] - 1
         # The thing/stuff split describes the default label set; another set's labels are not fused unless asked.
         if label_ids_to_fuse is None and self.thing_label_ids is not None and len(self.id2label or ()) == num_labels:
@@ -142,7 +224,7 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
             # resizing just those (before the rule runs again on them) gives the same segments for far less work.
             kept = torch.nonzero(keep_confident_queries(class_logits, threshold)[2]).flatten()
             kept = kept if len(kept) else kept.new_zeros(1)  # resizing needs a mask; the rule drops it again
-            masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes else None,
+            masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes is not None else None,
                                         outputs.masks_queries_logits[index, kept])
             results += panoptic_segmentation(
                 class_logits[kept][None], masks[None], threshold, mask_threshold, overlap_mask_area_threshold,
@@ -174,8 +256,11 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
                 outputs, threshold, mask_threshold, overlap_mask_area_threshold, label_ids_to_fuse=(),
                 target_sizes=target_sizes,
             )
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}.")
+        top_k = check_top_k(top_k)
+        for name, value in (("threshold", threshold), ("mask_threshold", mask_threshold),
+                            ("overlap_mask_area_threshold", overlap_mask_area_threshold)):
+            check_threshold(name, value)
+        check_sizes(target_sizes, len(outputs.class_queries_logits))
         num_labels = outputs.class_queries_logits.shape[-1] - 1
         things = None
         if self.thing_label_ids is not None and len(self.id2label or ()) == num_labels:
@@ -188,7 +273,7 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
             if things is not None:
                 keep = torch.isin(labels, things.to(labels.device))
                 scores, labels, queries = scores[keep], labels[keep], queries[keep]
-            masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes else None,
+            masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes is not None else None,
                                         outputs.masks_queries_logits[index, queries])
             binary = masks > 0
             mask_scores = (masks.sigmoid() * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)

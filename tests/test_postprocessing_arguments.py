@@ -1,0 +1,172 @@
+"""Every `post_process_*` of the three processors, called as a user calls them on real (tiny) model outputs:
+threshold arguments out of range or of the wrong type are refused with an error naming the argument; target sizes
+are checked; and the empty cases (no query kept, no label left, a mask with no pixel) give empty results instead
+of crashing or returning empty masks as matches."""
+
+import math
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from transformers import AutoModel, AutoProcessor
+
+from seem_hf.testing import FIXTURES
+
+
+def _image(height=50, width=70, seed=0):
+    return PIL.Image.fromarray(np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def _run(folder: str, **inputs):
+    model = AutoModel.from_pretrained(FIXTURES / folder).eval()
+    processor = AutoProcessor.from_pretrained(FIXTURES / folder)
+    with torch.no_grad():
+        outputs = model(**processor(images=_image(), return_tensors="pt", **inputs))
+    return processor, outputs
+
+
+@pytest.fixture(scope="module")
+def seem():
+    return _run("tiny-random-seem", sentences=["the left part", "the right part"],
+                visual_prompts=[{"points": [(20, 30)]}])
+
+
+@pytest.fixture(scope="module")
+def seem_generic():
+    return _run("tiny-random-seem")
+
+
+@pytest.fixture(scope="module")
+def detr():
+    return _run("tiny-random-detr_panoptic")
+
+
+@pytest.fixture(scope="module")
+def lseg():
+    return _run("tiny-random-lseg")
+
+
+# (fixture, method, keyword arguments that select the mode) -> the threshold arguments that mode reads
+THRESHOLDS = [
+    ("seem", "post_process_referring_segmentation", {}, ["mask_threshold"]),
+    ("seem", "post_process_interactive_segmentation", {}, ["mask_threshold"]),
+    ("seem_generic", "post_process_panoptic_segmentation", {},
+     ["threshold", "mask_threshold", "overlap_mask_area_threshold"]),
+    ("seem_generic", "post_process_instance_segmentation", {},
+     ["threshold", "mask_threshold", "overlap_mask_area_threshold"]),
+    ("seem_generic", "post_process_instance_segmentation", {"return_binary_maps": True},
+     ["threshold", "mask_threshold", "overlap_mask_area_threshold"]),
+    ("detr", "post_process_panoptic_segmentation", {}, ["threshold", "mask_threshold", "overlap_mask_area_threshold"]),
+    ("detr", "post_process_panoptic_segmentation", {"rule": "detr"}, ["threshold"]),
+    ("detr", "post_process_instance_segmentation", {}, ["threshold", "mask_threshold", "overlap_mask_area_threshold"]),
+]
+BAD_VALUES = [(1.5, ValueError), (-0.1, ValueError), (math.nan, ValueError), ("0.5", TypeError), (True, TypeError)]
+
+
+@pytest.mark.parametrize("fixture, method, mode, names", THRESHOLDS)
+@pytest.mark.parametrize("value, error", BAD_VALUES)
+def test_bad_thresholds_are_refused_by_name(request, fixture, method, mode, names, value, error):
+    processor, outputs = request.getfixturevalue(fixture)
+    post_process = getattr(processor, method)
+    post_process(outputs, **mode)  # the defaults work
+    for name in names:
+        with pytest.raises(error, match=name):
+            post_process(outputs, **mode, **{name: value})
+    post_process(outputs, **mode, **{names[0]: 1.0})  # the bounds are allowed
+
+
+@pytest.mark.parametrize("method, mode", [
+    ("post_process_referring_segmentation", {}),
+    ("post_process_instance_segmentation", {"return_binary_maps": True}),
+])
+@pytest.mark.parametrize("top_k, error", [(0, ValueError), (-3, ValueError), (1.5, TypeError), ("2", TypeError)])
+def test_bad_top_k_is_refused(request, method, mode, top_k, error):
+    processor, outputs = request.getfixturevalue("seem" if "referring" in method else "seem_generic")
+    with pytest.raises(error, match="top_k"):
+        getattr(processor, method)(outputs, top_k=top_k, **mode)
+
+
+SIZE_CALLS = [
+    ("seem", "post_process_referring_segmentation", {}),
+    ("seem", "post_process_interactive_segmentation", {}),
+    ("seem_generic", "post_process_semantic_segmentation", {}),
+    ("seem_generic", "post_process_panoptic_segmentation", {}),
+    ("seem_generic", "post_process_instance_segmentation", {}),
+    ("seem_generic", "post_process_instance_segmentation", {"return_binary_maps": True}),
+    ("detr", "post_process_semantic_segmentation", {}),
+    ("detr", "post_process_panoptic_segmentation", {}),
+    ("detr", "post_process_panoptic_segmentation", {"rule": "detr"}),
+    ("detr", "post_process_instance_segmentation", {}),
+    ("lseg", "post_process_semantic_segmentation", {}),
+]
+
+
+@pytest.mark.parametrize("fixture, method, mode", SIZE_CALLS)
+@pytest.mark.parametrize("sizes, message", [
+    ([(0, 10)], "positive"), ([(5, 7), (5, 7)], "per image"), ((50, 70), r"one \(height, width\) per image"),
+])
+def test_bad_target_sizes_are_refused(request, fixture, method, mode, sizes, message):
+    processor, outputs = request.getfixturevalue(fixture)
+    with pytest.raises(ValueError, match=message):
+        getattr(processor, method)(outputs, target_sizes=sizes, **mode)
+
+
+@pytest.mark.parametrize("fixture, method, mode", SIZE_CALLS)
+def test_tensor_target_sizes_work(request, fixture, method, mode):
+    processor, outputs = request.getfixturevalue(fixture)
+    result = getattr(processor, method)(outputs, target_sizes=torch.tensor([[31, 17]]), **mode)[0]
+    if isinstance(result, list):  # referring: one entry per sentence
+        result = result[0]
+    maps = result if isinstance(result, torch.Tensor) else result.get("segmentation", result.get("masks"))
+    assert tuple(maps.shape[-2:]) == (31, 17)
+
+
+def test_seem_binary_instances_with_no_thing_pair_are_empty(seem_generic):
+    """Issue 15, item 20: no (query, label) pair passes the thing filter; SEEM returns no instance."""
+    processor, outputs = seem_generic
+    processor.image_processor.thing_label_ids, saved = [], processor.image_processor.thing_label_ids
+    try:
+        result = processor.post_process_instance_segmentation(outputs, return_binary_maps=True, target_sizes=[(50, 70)])
+    finally:
+        processor.image_processor.thing_label_ids = saved
+    assert result[0]["segments_info"] == []
+    assert result[0]["segmentation"].shape == (0, 50, 70) and result[0]["segmentation"].dtype == torch.bool
+
+
+@pytest.mark.parametrize("fixture, method, mode", [
+    ("seem_generic", "post_process_panoptic_segmentation", {}),
+    ("seem_generic", "post_process_instance_segmentation", {}),
+    ("seem_generic", "post_process_instance_segmentation", {"return_binary_maps": True}),
+    ("detr", "post_process_panoptic_segmentation", {}),
+    ("detr", "post_process_panoptic_segmentation", {"rule": "detr"}),
+    ("detr", "post_process_instance_segmentation", {}),
+])
+def test_no_query_kept_gives_an_empty_result(request, fixture, method, mode):
+    processor, outputs = request.getfixturevalue(fixture)
+    result = getattr(processor, method)(outputs, threshold=1.0, target_sizes=[(50, 70)], **mode)[0]
+    assert result["segments_info"] == []
+    if mode.get("return_binary_maps"):
+        assert result["segmentation"].shape == (0, 50, 70)
+    else:
+        assert result["segmentation"].shape == (50, 70) and (result["segmentation"] == -1).all()
+
+
+@pytest.mark.parametrize("mask_threshold", [0.5, 0.9, 0.999, 1.0])
+def test_referring_matches_are_never_empty_masks(seem, mask_threshold):
+    """Issue 15, item 14: a query whose mask has no pixel above the threshold is not a match; what is returned
+    is the ranked list with those queries left out."""
+    processor, outputs = seem
+    top_k = outputs.grounding_logits.shape[1]  # every query
+    answers = processor.post_process_referring_segmentation(outputs, top_k=top_k, mask_threshold=mask_threshold)[0]
+    assert len(answers) == 2
+    everything = processor.post_process_referring_segmentation(outputs, top_k=top_k, mask_threshold=0.0)[0]
+    for answer, full in zip(answers, everything):
+        assert answer["masks"].flatten(1).any(1).all()
+        assert len(answer["masks"]) == len(answer["scores"]) == len(answer["query_indices"]) <= top_k
+        # the matches are the non-empty ones of the full ranking, in its order
+        ranked = full["query_indices"].tolist()
+        assert answer["query_indices"].tolist() == [q for q in ranked if q in answer["query_indices"].tolist()]
+    if mask_threshold == 1.0:  # a sigmoid never exceeds 1: no match at all
+        assert all(len(answer["masks"]) == 0 for answer in answers)
+        assert answers[0]["masks"].shape[1:] == everything[0]["masks"].shape[1:]
