@@ -1,34 +1,101 @@
-"""Input checks shared by the seem_hf image processors.
+"""The one image reader of seem_hf: every image processor and pipeline reads its images here.
 
-transformers' PIL backend accepts PIL images, numpy arrays and torch tensors, and turns them into channel-first
-numpy arrays; what it does not do is refuse input it cannot mean (a 4-D array passed as one image, an empty
-image, NaN pixels) or turn grayscale and RGBA arrays into the three channels the models expect. These helpers
-do both, with errors that name the problem.
+transformers' PIL backend accepts PIL images, numpy arrays and torch tensors, but reads some of them wrongly without a
+word: a float image on [0, 1] is rescaled as if it were on [0, 255] (a black image), a 16-bit PNG or a uint16 array
+is clipped to white, the alpha of a PIL image is handled differently by the pipelines and the processors. Here every
+image becomes one (height, width, 3) uint8 RGB array by a single rule, or is refused with an error that names the
+problem:
+
+- Layout: (H, W), (H, W, C) or (C, H, W) with 1, 3 or 4 channels; a numpy shape that could be either layout, such
+  as (3, 4, 3), is (H, W, C) (PIL, OpenCV, imageio), a torch one (C, H, W) (torchvision). A 4-D array or tensor
+  is a batch. Grayscale is repeated to RGB; alpha (RGBA arrays, PIL modes RGBA, LA, PA, P or L with transparency)
+  is composited onto white, as transformers' `convert_to_rgb` does.
+- Values: uint8 as they are; bool as black and white; uint16 (and PIL's 16-bit modes I;16 and I) on their full
+  16-bit range, scaled to 8 bits (a warning when no value exceeds 255: such an image reads nearly black); other
+  integer dtypes must hold values in [0, 255]; floating dtypes (float16/32/64, bfloat16) are on [0, 1] when every
+  value lies in [0, 1] and on [0, 255] otherwise, and values outside [0, 255] (normalised pixel values, for
+  instance) are refused. `do_rescale=False` says, as in transformers, that the images are already on [0, 1]:
+  they must then be floating (or bool) with values in [0, 1].
+- PIL images are turned upright by their EXIF orientation (as transformers' `load_image`) and converted from
+  every mode PIL can convert; a file that cannot be read (missing, truncated, not an image) is named in the error.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
+import os
+import warnings
+
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
+
+# PIL modes that carry an alpha band (LAB's "A" band is a colour axis, so the bands alone cannot say)
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_EXIF_ORIENTATION = 0x0112
+
+
+def open_image(source, timeout: float | None = None) -> PIL.Image.Image:
+    """A path (`str` or `os.PathLike`), an http(s) URL, or base64 image data (optionally a `data:image/...` URI)
+    -> a decoded PIL image. Errors name the source: a missing file, a file PIL cannot identify, a truncated one."""
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str):
+        raise TypeError(f"Expected a path, a URL or base64 data, got {type(source).__name__}.")
+    if source.startswith(("http://", "https://")):
+        from huggingface_hub.utils import httpx
+
+        try:
+            response = httpx.get(source, timeout=timeout, follow_redirects=True)
+            response.raise_for_status()
+        except Exception as error:
+            raise ValueError(f"Could not download the image at {source}: {error}") from error
+        return _decoded(io.BytesIO(response.content), source)
+    if os.path.isfile(source):
+        return _decoded(source, source)
+    data = source.split(",", 1)[1] if source.startswith("data:image/") else source
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raw = None
+    if not raw or len(data) < 16:  # a short string is a mistyped path, not image data
+        raise FileNotFoundError(
+            f"No image file at {source!r} (it is not an http(s) URL or base64 image data either); check the path."
+        )
+    return _decoded(io.BytesIO(raw), "the base64 image data")
+
+
+def _decoded(file, name: str) -> PIL.Image.Image:
+    """Open and fully decode (`PIL.Image.open` is lazy, so a truncated file would fail later with no name)."""
+    try:
+        image = PIL.Image.open(file)
+        image.load()
+    except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
+        raise ValueError(f"Cannot read the image {name}: {error}") from error
+    return image
 
 
 def validate_image(image, index: int | None = None):
     """Raise a `ValueError` naming the problem when `image` is not one image the processors can read.
 
-    Accepts a PIL image (any mode: it is converted to RGB later), or a numpy array / torch tensor of shape
-    (height, width), (height, width, channels) or (channels, height, width) with 1, 3 or 4 channels and finite
-    values. Returns the image unchanged.
+    Accepts a PIL image (any mode), or a numpy array / torch tensor of shape (height, width), (height, width,
+    channels) or (channels, height, width) with 1, 3 or 4 channels and finite numeric or bool values. Returns the
+    image unchanged; `read_image` applies the value rule.
     """
     where = "" if index is None else f" (image {index})"
     if isinstance(image, PIL.Image.Image):
         if image.width == 0 or image.height == 0:
             raise ValueError(f"Empty image{where}: size {image.size}.")
         return image
-    module = type(image).__module__.split(".")[0]
-    if not (isinstance(image, np.ndarray) or module == "torch"):
+    if not (isinstance(image, np.ndarray) or _is_tensor(image)):
+        hint = " (the pipelines read paths and URLs; for a processor, open the file with PIL.Image.open)" if (
+            isinstance(image, (str, os.PathLike))) else " (or a path or URL where the pipeline accepts one)"
         raise ValueError(
-            f"Unsupported image type {type(image).__name__}{where}: expected a PIL image, a numpy array or a "
-            "torch tensor (or a path or URL where the pipeline accepts one)."
+            f"Unsupported image type {type(image).__name__}{where}: expected a PIL image, a numpy array or a torch "
+            f"tensor{hint}."
         )
     shape = tuple(image.shape)
     if len(shape) not in (2, 3):
@@ -40,70 +107,208 @@ def validate_image(image, index: int | None = None):
         raise ValueError(f"Empty image{where}: shape {shape}.")
     if len(shape) == 3 and shape[0] not in (1, 3, 4) and shape[-1] not in (1, 3, 4):
         raise ValueError(f"Images must have 1, 3 or 4 channels (first or last axis); got shape {shape}{where}.")
-    array = image if isinstance(image, np.ndarray) else image.detach().cpu().numpy()
-    if array.dtype == bool or not (np.issubdtype(array.dtype, np.number)):
-        raise ValueError(f"Image values must be numeric, got dtype {array.dtype}{where}.")
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+    values = _as_numpy(image)
+    if values.dtype != np.bool_ and not (np.issubdtype(values.dtype, np.integer)
+                                         or np.issubdtype(values.dtype, np.floating)):
+        raise ValueError(f"Image values must be numbers or bool, got dtype {image.dtype}{where}.")
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
         raise ValueError(f"Image contains NaN or infinite values{where}.")
     return image
 
 
-def _ambiguous(image) -> bool:
+def _is_tensor(image) -> bool:
+    return type(image).__module__.split(".")[0] == "torch" and hasattr(image, "shape")
+
+
+def _as_numpy(image) -> np.ndarray:
+    """A numpy view of an array or tensor (bfloat16, which numpy lacks, and float16 become float32)."""
+    if isinstance(image, np.ndarray):
+        return image.astype(np.float32) if image.dtype == np.float16 else image
+    import torch
+
+    tensor = image.detach().cpu()
+    if tensor.dtype in (torch.bfloat16, torch.float16):
+        tensor = tensor.float()
+    return tensor.numpy()
+
+
+def _ambiguous(shape) -> bool:
     """A 3-D shape whose first and last axes could both be channels, e.g. (3, 4, 3) or (1, 1, 3)."""
-    shape = getattr(image, "shape", ())
     return len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] in (1, 3, 4)
 
 
-def image_size(image) -> tuple[int, int]:
-    """(height, width) of one PIL image, numpy array or torch tensor, as the seem_hf processors read it (a numpy
-    shape that could be either layout is (H, W, C), see `CheckedImagesMixin`)."""
-    if isinstance(image, PIL.Image.Image):
-        return image.height, image.width
+def _channels_first(image, input_data_format=None) -> bool:
+    """Whether a 3-D array or tensor is (C, H, W): as told by `input_data_format`, else by its shape, an ambiguous
+    shape being (H, W, C) for numpy and (C, H, W) for torch."""
+    if input_data_format is not None:
+        return str(getattr(input_data_format, "value", input_data_format)) == "channels_first"
     shape = tuple(image.shape)
-    if len(shape) == 2 or (isinstance(image, np.ndarray) and _ambiguous(image)):
-        return shape[:2]
-    from transformers.image_utils import get_image_size, infer_channel_dimension_format
-
-    array = image if isinstance(image, np.ndarray) else image.detach().cpu().numpy()
-    return tuple(get_image_size(array, infer_channel_dimension_format(array, num_channels=(1, 3, 4))))
+    if _ambiguous(shape):
+        return not isinstance(image, np.ndarray)
+    return shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4)
 
 
-def to_three_channels(image: np.ndarray) -> np.ndarray:
-    """Turn a channel-first (1|3|4, H, W) array into (3, H, W): grayscale is repeated, alpha is dropped."""
-    channels = image.shape[0]
-    if channels == 3:
+def _upright(image: PIL.Image.Image) -> PIL.Image.Image:
+    """The image turned by its EXIF orientation tag (a photo as its camera meant it), as transformers' `load_image`."""
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # unreadable EXIF: the pixels as stored
         return image
+    return PIL.ImageOps.exif_transpose(image) if orientation not in (None, 1) else image
+
+
+def image_size(image, input_data_format=None) -> tuple[int, int]:
+    """(height, width) of one PIL image, numpy array or torch tensor as `read_image` reads it (PIL images upright by
+    their EXIF orientation; an ambiguous numpy shape is (H, W, C)), without reading the pixels."""
+    if isinstance(image, PIL.Image.Image):
+        try:
+            turned = image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+        except Exception:
+            turned = False
+        return (image.width, image.height) if turned else (image.height, image.width)
+    shape = tuple(int(side) for side in image.shape)
+    if len(shape) == 3 and _channels_first(image, input_data_format):
+        return shape[1], shape[2]
+    return shape[0], shape[1]
+
+
+def _values_to_uint8(values: np.ndarray, what: str, unit_range: bool = False, sixteen_bit: bool = False) -> np.ndarray:
+    """Pixel values of any dtype -> uint8 by the module's rule (see the module docstring)."""
+    dtype = values.dtype
+    if dtype == np.bool_:
+        return values.astype(np.uint8) * np.uint8(255)
+    low, high = (values.min(), values.max()) if values.size else (0, 0)
+    if unit_range:
+        if not np.issubdtype(dtype, np.floating) or low < 0 or high > 1:
+            raise ValueError(
+                f"do_rescale=False says the images are already on [0, 1], but {what} has dtype {dtype} and values in "
+                f"[{low}, {high}]. Leave do_rescale at its default for images on [0, 255]."
+            )
+        return np.round(values.astype(np.float32) * 255).astype(np.uint8)
+    if dtype == np.uint8:
+        return values
+    if np.issubdtype(dtype, np.floating):
+        if low >= 0 and high <= 1:
+            return np.round(values.astype(np.float32) * 255).astype(np.uint8)
+        if low >= 0 and high <= 255:
+            return np.round(values).astype(np.uint8)
+        raise ValueError(
+            f"{what} has float values in [{low}, {high}]; images must be on [0, 1] or [0, 255]. Normalised pixel "
+            "values (after mean and std) are not images: give the image itself, or call the model with pixel_values."
+        )
+    if sixteen_bit or dtype == np.uint16:
+        if low < 0 or high > 65535:
+            raise ValueError(f"{what} is a 16-bit image with values in [{low}, {high}], outside [0, 65535].")
+        if high <= 255 and high > 0:
+            warnings.warn(
+                f"{what} is a 16-bit image (read on [0, 65535]) whose values are all at most {high}: it reads nearly "
+                "black. If it holds 8-bit values, convert it to uint8 first.",
+                stacklevel=4,
+            )
+        return np.round(values.astype(np.float64) * (255 / 65535)).astype(np.uint8)
+    if low < 0 or high > 255:
+        hint = " For a 16-bit image use dtype uint16." if 0 <= low and high <= 65535 else ""
+        raise ValueError(
+            f"{what} has integer values in [{low}, {high}]; integer images (other than uint16) must be on [0, 255]."
+            + hint
+        )
+    return values.astype(np.uint8)
+
+
+def _to_rgb(values: np.ndarray) -> np.ndarray:
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 -> (H, W, 3) uint8; alpha composited onto white."""
+    if values.ndim == 2:
+        values = values[..., None]
+    channels = values.shape[-1]
     if channels == 1:
-        return np.repeat(image, 3, axis=0)
+        return np.ascontiguousarray(np.repeat(values, 3, axis=-1))
     if channels == 4:
-        return image[:3]
-    raise ValueError(f"Images must have 1, 3 or 4 channels, got {channels}.")
+        alpha = values[..., 3:].astype(np.float32) / 255
+        return np.round(values[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    return np.ascontiguousarray(values)
+
+
+def _pil_to_rgb(image: PIL.Image.Image, what: str) -> np.ndarray:
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as error:
+        name = getattr(image, "filename", None) or what
+        raise ValueError(f"Cannot read the image {name}: {error}") from error
+    image = _upright(image)
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        return _to_rgb(_values_to_uint8(np.asarray(image), what, sixteen_bit=True))
+    if mode == "F":
+        return _to_rgb(_values_to_uint8(np.asarray(image), what))
+    try:
+        if mode in _ALPHA_MODES or "transparency" in image.info:
+            rgba = image.convert("LA").convert("RGBA") if mode == "La" else image.convert("RGBA")
+            return _to_rgb(np.asarray(rgba))
+        return np.asarray(image.convert("RGB"))
+    except ValueError as error:
+        raise ValueError(f"{what} has PIL mode {mode}, which cannot be converted to RGB: {error}") from error
+
+
+def read_image(image, input_data_format=None, unit_range: bool = False, timeout: float | None = None,
+               index: int | None = None, allow_paths: bool = False) -> np.ndarray:
+    """One image -> a (height, width, 3) uint8 RGB array, by the rule of the module docstring.
+
+    `image` is a PIL image, a numpy array or a torch tensor (with `allow_paths`, also a path, `os.PathLike`, URL or
+    base64 string, opened with `open_image`); `input_data_format` ("channels_first" / "channels_last") settles the
+    layout of an array; `unit_range=True` (the processors' `do_rescale=False`) says the values are on [0, 1].
+    """
+    what = "the image" if index is None else f"image {index}"
+    if allow_paths and isinstance(image, (str, os.PathLike)):
+        image = open_image(image, timeout=timeout)
+    validate_image(image, index)
+    if isinstance(image, PIL.Image.Image):
+        if unit_range:
+            raise ValueError(f"do_rescale=False says the images are already on [0, 1]; {what} is a PIL image.")
+        return _pil_to_rgb(image, what)
+    values = _as_numpy(image)
+    if values.ndim == 3 and _channels_first(image, input_data_format):
+        values = values.transpose(1, 2, 0)
+    return _to_rgb(_values_to_uint8(values, what, unit_range))
+
+
+def read_images(images, input_data_format=None, unit_range: bool = False) -> list[np.ndarray]:
+    """One image, a list or tuple of them, or a 4-D array or tensor (a batch) -> a list of `read_image` arrays."""
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise ValueError("No images given: got an empty list.")
+        items = list(images)
+    elif getattr(images, "ndim", None) == 4:
+        if len(images) == 0:
+            raise ValueError(f"No images given: got a batch of shape {tuple(images.shape)}.")
+        items = list(images)  # a 4-D array or tensor is a batch, as transformers reads it
+    else:
+        return [read_image(images, input_data_format, unit_range)]
+    return [read_image(image, input_data_format, unit_range, index=index if len(items) > 1 else None)
+            for index, image in enumerate(items)]
 
 
 class CheckedImagesMixin:
-    """For subclasses of transformers' `PilBackend` image processors: every image is checked with
-    `validate_image` before transformers reads it, a 4-D array or tensor is read as a batch, and grayscale or
-    RGBA images become RGB."""
+    """For subclasses of transformers' `PilBackend` image processors: the images are read by `read_images` (the
+    rule of this module) before transformers sees them, so transformers gets (H, W, 3) uint8 RGB arrays."""
+
+    def _preprocess_image_like_inputs(self, images, *args, **kwargs):
+        from transformers.image_utils import ChannelDimension
+
+        unit_range = kwargs.get("do_rescale") is False
+        images = read_images(images, kwargs.get("input_data_format"), unit_range=unit_range)
+        kwargs["input_data_format"] = ChannelDimension.LAST
+        if unit_range:  # the reader brought [0, 1] images to [0, 255]; rescaling brings them back
+            kwargs.update(do_rescale=True, rescale_factor=1 / 255)
+        return super()._preprocess_image_like_inputs(images, *args, **kwargs)
 
     def _prepare_image_like_inputs(self, images, *args, expected_ndims: int = 3, **kwargs):
-        if isinstance(images, (list, tuple)):
-            if len(images) == 0:
-                raise ValueError("No images given: got an empty list.")
-            images = list(images)
-        elif getattr(images, "ndim", None) == 4:
-            images = list(images)  # a 4-D array or tensor is a batch, as transformers reads it
-        else:
-            images = [images]
-        explicit = kwargs.get("input_data_format") is not None
-        for index, image in enumerate(images):
-            if not isinstance(image, (list, tuple)):
-                validate_image(image, index if len(images) > 1 else None)
-                if getattr(image, "ndim", None) == 2:
-                    images[index] = image[None]  # grayscale: a channel axis first, which nothing can misread
-                elif not explicit and _ambiguous(image) and isinstance(image, np.ndarray):
-                    # transformers reads a shape like (3, 4, 3) as channels-first; a numpy image is (H, W, C) by
-                    # convention (PIL, OpenCV, imageio), so say so by moving its channels first
-                    images[index] = np.ascontiguousarray(image.transpose(2, 0, 1))
+        if expected_ndims == 2:  # segmentation maps: checked, and given a channel axis nothing can misread
+            maps = list(images) if isinstance(images, (list, tuple)) or getattr(images, "ndim", 0) == 3 else [images]
+            for index, segmentation_map in enumerate(maps):
+                validate_image(segmentation_map, index if len(maps) > 1 else None)
+                if getattr(segmentation_map, "ndim", None) == 2:
+                    maps[index] = segmentation_map[None]
+            images = maps
         return super()._prepare_image_like_inputs(images, *args, expected_ndims=expected_ndims, **kwargs)
 
     def resize(self, image, size, *args, **kwargs):
@@ -126,8 +331,5 @@ class CheckedImagesMixin:
             kwargs["keep_aspect_ratio"] = False
         return super().resize(image, size, *args, **kwargs)
 
-    def process_image(self, image, *args, **kwargs) -> np.ndarray:
-        return to_three_channels(super().process_image(image, *args, **kwargs))
 
-
-__all__ = ["CheckedImagesMixin", "image_size", "to_three_channels", "validate_image"]
+__all__ = ["CheckedImagesMixin", "image_size", "open_image", "read_image", "read_images", "validate_image"]

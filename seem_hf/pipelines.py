@@ -1,61 +1,231 @@
-"""The image-segmentation pipeline, extended to take numpy arrays and torch tensors.
+"""The image-segmentation pipeline, extended to read every image through seem_hf's one image reader, and the
+referring-segmentation pipeline.
 
-transformers' `ImageSegmentationPipeline` reads only paths, URLs and PIL images. `import seem_hf` installs this
-subclass as the task's implementation; it hands arrays and tensors straight to the image processor (which
-checks them and turns grayscale or RGBA into RGB) and behaves exactly as transformers' pipeline otherwise.
+transformers' `ImageSegmentationPipeline` reads paths, URLs and PIL images with its own `load_image`. `import
+seem_hf` installs this subclass as the task's implementation: every input (paths as `str` or `pathlib.Path`, URLs,
+PIL images, numpy arrays, torch tensors) is read by `seem_hf.image_utils.read_image`, the rule the image processors
+apply, and behaves as transformers' pipeline otherwise. With `batch_size`, the images of a batch that have the same
+processed size go through the model together, the others separately: a batched call gives what one image at a time
+gives.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 
 import numpy as np
 import PIL.Image
 import torch
+from torch.utils.data import DataLoader
 from transformers import AutoModelForUniversalSegmentation, AutoProcessor
-from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY, ImageSegmentationPipeline, Pipeline
+from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+from transformers.utils import ModelOutput
 
-from seem_hf.image_utils import image_size, validate_image
+from seem_hf.image_utils import read_image
 from seem_hf.processing_utils import check_label_set
 
+SUBTASKS = (None, "panoptic", "instance", "semantic")
+# Model outputs that describe the label set, not one image: every image of a batch shares them.
+_SHARED_OUTPUTS = ("class_embeddings",)
 
-class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
-    """`pipeline("image-segmentation")` that also accepts numpy arrays (H, W), (H, W, C), (C, H, W) and torch
-    tensors (C, H, W), besides paths, URLs and PIL images.
+
+def _images_argument(inputs):
+    """The pipelines' `inputs`: one image, or a batch (a list, a tuple, or a 4-D array or tensor) as a list."""
+    if inputs is None:
+        raise ValueError("No image given: call the pipeline with an image, or a list of images.")
+    if isinstance(inputs, tuple):
+        inputs = list(inputs)
+    elif getattr(inputs, "ndim", None) == 4 and not isinstance(inputs, PIL.Image.Image):
+        inputs = list(inputs)  # a 4-D array or tensor is a batch, as the image processors read it
+    if isinstance(inputs, list) and not inputs:
+        raise ValueError("No images given: the pipeline got an empty list; give at least one image.")
+    return inputs
+
+
+def _check_fraction(name: str, value) -> None:
+    if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}.")
+
+
+def _label_list(labels) -> list[str]:
+    """`labels=` as a list of names: a list, tuple or other iterable of strings (a single string or a mapping is
+    refused with the fix, rather than read letter by letter or key by key)."""
+    if isinstance(labels, str):
+        raise ValueError(
+            f"labels={labels!r} is one string: give a list of label names, e.g. labels=[{labels!r}, 'other'] "
+            "(a semantic map needs labels to choose between)."
+        )
+    if isinstance(labels, collections.abc.Mapping):
+        raise ValueError("labels= takes a list of label names; for an id2label dict pass list(id2label.values()).")
+    if not isinstance(labels, collections.abc.Iterable):
+        raise ValueError(f"labels= takes a list of label names, got {type(labels).__name__}.")
+    return check_label_set(list(labels))
+
+
+class _Flattened:
+    """Per-image outputs from an iterable of per-batch lists (with the number of images when it is known)."""
+
+    def __init__(self, batches, size):
+        self.batches, self.size = batches, size
+
+    def __len__(self):
+        if self.size is None:
+            raise TypeError("unknown length")
+        return self.size
+
+    def __iter__(self):
+        for batch in self.batches:
+            yield from batch
+
+
+class _ImageBatchingMixin:
+    """`batch_size` for pipelines whose preprocess gives one image's model inputs: a batch's images are grouped by
+    processed size (and by anything else their inputs differ in), each group runs through the model at once, and
+    the outputs are split back into one batch-1 output per image, so post-processing is the one-image code.
+
+    Subclasses set `_per_image_inputs` (the input keys with a batch axis) and `_per_image_lists` (list-valued keys,
+    one entry per image, in inputs and outputs)."""
+
+    _per_image_inputs: tuple[str, ...] = ("pixel_values", "pixel_mask")
+    _per_image_lists: tuple[str, ...] = ("target_size",)
+
+    def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+        if batch_size == 1:
+            return super().get_iterator(
+                inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params
+            )
+        sized = isinstance(inputs, collections.abc.Sized)
+        dataset = (PipelineDataset if sized else PipelineIterator)(inputs, self.preprocess, preprocess_params)
+        loader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=list)
+        outputs = _Flattened(PipelineIterator(loader, self.forward, forward_params), len(inputs) if sized else None)
+        return PipelineIterator(outputs, self.postprocess, postprocess_params)
+
+    def _forward(self, model_inputs, **forward_params):
+        if not isinstance(model_inputs, list):
+            return self._forward_one(model_inputs, **forward_params)
+        groups: list[list[int]] = []
+        for index, item in enumerate(model_inputs):
+            for group in groups:
+                if self._batchable(model_inputs[group[0]], item):
+                    group.append(index)
+                    break
+            else:
+                groups.append([index])
+        results = [None] * len(model_inputs)
+        for group in groups:
+            items = [model_inputs[index] for index in group]
+            batch = dict(items[0])
+            for key in self._per_image_inputs:
+                if key in batch:
+                    batch[key] = torch.cat([item[key] for item in items])
+            for key in self._per_image_lists:
+                if key in batch:
+                    batch[key] = [entry for item in items for entry in item[key]]
+            outputs = self._forward_one(batch, **forward_params)
+            for position, index in enumerate(group):
+                results[index] = self._one_image(outputs, position, len(group))
+        return results
+
+    def _batchable(self, first: dict, other: dict) -> bool:
+        """Whether two images' inputs can share a forward: the same keys, per-image tensors of the same shape, and
+        everything else (label set, thresholds, prompts) equal."""
+        if first.keys() != other.keys():
+            return False
+        for key, value in first.items():
+            if key in self._per_image_lists:
+                continue
+            if key in self._per_image_inputs:
+                if value.shape != other[key].shape:
+                    return False
+            elif isinstance(value, torch.Tensor):
+                if value.shape != other[key].shape or not torch.equal(value, other[key]):
+                    return False
+            elif value != other[key]:
+                return False
+        return True
+
+    def _one_image(self, outputs, position: int, count: int) -> ModelOutput:
+        """The batch-1 outputs of image `position` of a batch of `count`: tensors with a batch axis sliced, shared
+        outputs kept, per-image lists cut; nested outputs (auxiliary losses) are left out, as post-processing does
+        not read them."""
+        single = {}
+        for key, value in outputs.items():
+            if key in _SHARED_OUTPUTS:
+                single[key] = value
+            elif isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == count:
+                single[key] = value[position : position + 1]
+            elif key in self._per_image_lists + ("image_sizes",) and isinstance(value, (list, tuple)):
+                single[key] = [value[position]]
+        return ModelOutput(single)
+
+
+class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipeline):
+    """`pipeline("image-segmentation")` for seem_hf's models: images as paths (`str` or `pathlib.Path`), URLs, PIL
+    images, numpy arrays (H, W), (H, W, C), (C, H, W) and torch tensors, read by `seem_hf.image_utils.read_image`
+    (the rule is documented there: uint8, bool, uint16 and float values, alpha, EXIF orientation); a list, a tuple
+    or a 4-D array or tensor is a batch.
 
     For panoptic and instance results of a model whose forward takes `mask_score_threshold` (DETR-panoptic),
-    the pipeline's score threshold is passed to it, so masks are computed only for queries that can pass it;
+    the call's score threshold is passed to it, so masks are computed only for queries that can pass it;
     the results are those of the full forward.
 
-    Open-vocabulary models (LSeg) segment over the label set stored with their processor by default;
+    Open-vocabulary models (LSeg, SEEM) segment over the label set stored with their processor by default;
     `segmenter(image, labels=["cat", "sofa", "other"])` segments over another set for that call.
     """
 
+    _per_image_lists = ("target_size",)
+
+    def __call__(self, inputs=None, **kwargs):
+        if "images" in kwargs:
+            inputs = kwargs.pop("images")
+        return super().__call__(_images_argument(inputs), **kwargs)
+
     def _sanitize_parameters(self, **kwargs):
+        # Every value below is derived from this call's own arguments; what depends on several of them (the
+        # forward's mask threshold depends on subtask, threshold and labels) is settled in preprocess, from the
+        # call's arguments merged with the pipeline's, so nothing of one call can reach the next.
+        if kwargs.get("subtask") not in SUBTASKS:
+            raise ValueError(f"subtask must be one of {SUBTASKS}, got {kwargs['subtask']!r}.")
+        for name in ("threshold", "mask_threshold", "overlap_mask_area_threshold"):
+            _check_fraction(name, kwargs.get(name))
         preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)
+        if kwargs.get("threshold") is not None:
+            preprocess["threshold"] = kwargs["threshold"]
         if kwargs.get("labels") is not None:
             if "input_ids" not in inspect.signature(self.model.forward).parameters:
                 raise ValueError(f"{type(self.model).__name__} has a fixed label set; it takes no labels=.")
-            preprocess = {**preprocess, "labels": list(kwargs["labels"])}
-            postprocess = {**postprocess, "labels": list(kwargs["labels"])}
+            labels = _label_list(kwargs["labels"])
+            preprocess["labels"] = postprocess["labels"] = labels
+        return preprocess, forward, postprocess
+
+    def preprocess(self, image, subtask=None, timeout=None, labels=None, threshold=None):
+        image = read_image(image, timeout=timeout, allow_paths=True)
+        inputs = self.image_processor(images=[image], return_tensors="pt").to(self.dtype)
+        inputs = dict(inputs)
+        inputs["target_size"] = [tuple(image.shape[:2])]
+        takes_text = "input_ids" in inspect.signature(self.model.forward).parameters
+        if takes_text and (labels is not None or "input_ids" not in inputs):
+            inputs.update(self._label_set_inputs(labels))
+        if labels is not None and subtask not in (None, "semantic"):
+            raise ValueError("A per-call label set gives semantic segmentation only: use subtask='semantic'.")
         accepts = "mask_score_threshold" in inspect.signature(self.model.forward).parameters
-        if accepts and kwargs.get("subtask") != "semantic":
+        if accepts and subtask != "semantic":
             # Masks may be skipped only below the threshold postprocess will apply, so read its default rather
             # than restating it.
             default = inspect.signature(ImageSegmentationPipeline.postprocess).parameters["threshold"].default
-            forward = {**forward, "mask_score_threshold": kwargs.get("threshold", default)}
-        return preprocess, forward, postprocess
+            inputs["mask_score_threshold"] = default if threshold is None else threshold
+        return inputs
 
-    def _forward(self, model_inputs, mask_score_threshold=None):
+    def _forward_one(self, model_inputs):
+        model_inputs = dict(model_inputs)
+        target_size = model_inputs.pop("target_size")
         if "input_ids" in model_inputs and hasattr(self.model, "get_text_features"):
             model_inputs["class_embeddings"] = self._label_embeddings(
                 model_inputs.pop("input_ids"), model_inputs.pop("attention_mask", None)
             )
-        if mask_score_threshold is None:
-            return super()._forward(model_inputs)
-        target_size = model_inputs.pop("target_size")
-        model_outputs = self.model(**model_inputs, mask_score_threshold=mask_score_threshold)
+        model_outputs = self.model(**model_inputs)
         model_outputs["target_size"] = target_size
         return model_outputs
 
@@ -82,13 +252,6 @@ class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
         self._label_cache = (versions, input_ids, attention_mask, embeddings)
         return embeddings
 
-    def preprocess(self, image, subtask=None, timeout=None, labels=None):
-        inputs = self._preprocess_image(image, subtask, timeout)
-        takes_text = "input_ids" in inspect.signature(self.model.forward).parameters
-        if takes_text and (labels is not None or "input_ids" not in inputs):
-            inputs.update(self._label_set_inputs(labels))
-        return inputs
-
     def _label_set_inputs(self, labels) -> dict:
         """The label set (this call's, or the model's default `id2label`) tokenised by the model's processor."""
         if labels is None:
@@ -114,8 +277,6 @@ class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
     def postprocess(self, model_outputs, labels=None, **kwargs):
         if labels is None:
             return super().postprocess(model_outputs, **kwargs)
-        if kwargs.get("subtask") not in (None, "semantic"):
-            raise ValueError("A per-call label set gives semantic segmentation only.")
         segmentation = self.image_processor.post_process_semantic_segmentation(
             model_outputs, target_sizes=model_outputs["target_size"]
         )[0].numpy()
@@ -125,34 +286,46 @@ class ArrayImageSegmentationPipeline(ImageSegmentationPipeline):
             for label in np.unique(segmentation)
         ]
 
-    def _preprocess_image(self, image, subtask, timeout):
-        if isinstance(image, (str, PIL.Image.Image)):
-            return super().preprocess(image, subtask=subtask, timeout=timeout)
-        validate_image(image)
-        target_size = image_size(image)
-        inputs = self.image_processor(images=[image], return_tensors="pt").to(self.dtype)
-        inputs["target_size"] = [tuple(target_size)]
-        return inputs
 
-
-class ReferringSegmentationPipeline(Pipeline):
+class ReferringSegmentationPipeline(_ImageBatchingMixin, Pipeline):
     """`pipeline("referring-segmentation", model=...)`: a mask for each sentence that describes something in the
     image (SEEM's grounding queries).
 
     `segmenter(image, sentences=["the red circle", "the squares"], top_k=1)` returns, per sentence, a list of
     `{"sentence", "score", "mask"}` (a PIL "L" image at the input's size); `top_k` > 1 returns the next-best
-    matches too (every car for "cars", not one). Images as in the image-segmentation pipeline.
+    matches too (every car for "cars", not one). Images as in the image-segmentation pipeline; one sentence may be
+    given as a string.
     """
 
     _load_processor = True
     _load_image_processor = False
     _load_feature_extractor = False
     _load_tokenizer = False
+    _per_image_inputs = ("pixel_values", "pixel_mask", "grounding_input_ids", "grounding_attention_mask")
+    _per_image_lists = ("target_size", "sentences")
+
+    def __call__(self, inputs=None, **kwargs):
+        if "images" in kwargs:
+            inputs = kwargs.pop("images")
+        return super().__call__(_images_argument(inputs), **kwargs)
 
     def _sanitize_parameters(self, sentences=None, top_k=None, mask_threshold=None, timeout=None, **kwargs):
         if kwargs:
             raise ValueError(f"Unknown arguments for referring segmentation: {sorted(kwargs)}.")
-        preprocess = {"sentences": sentences, "timeout": timeout}
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}.")
+        _check_fraction("mask_threshold", mask_threshold)
+        if sentences is not None:
+            if isinstance(sentences, str):
+                sentences = [sentences]
+            elif not isinstance(sentences, collections.abc.Iterable) or isinstance(sentences, collections.abc.Mapping):
+                raise ValueError(f"sentences= takes a sentence or a list of sentences, got {type(sentences).__name__}.")
+            sentences = list(sentences)
+            if not sentences or any(not isinstance(text, str) or not text.strip() for text in sentences):
+                raise ValueError(f"sentences= needs at least one non-empty sentence, got {sentences!r}.")
+        # only what this call gives: a None must not override the pipeline's own default
+        preprocess = {key: value for key, value in (("sentences", sentences), ("timeout", timeout))
+                      if value is not None}
         postprocess = {key: value for key, value in (("top_k", top_k), ("mask_threshold", mask_threshold))
                        if value is not None}
         return preprocess, {}, postprocess
@@ -160,17 +333,14 @@ class ReferringSegmentationPipeline(Pipeline):
     def preprocess(self, image, sentences=None, timeout=None):
         if sentences is None:
             raise ValueError("Referring segmentation needs sentences=[...] describing what to segment.")
-        sentences = [sentences] if isinstance(sentences, str) else list(sentences)
-        if isinstance(image, (str, PIL.Image.Image)):
-            image = load_image(image, timeout=timeout)
-        else:
-            validate_image(image)
-        inputs = self.processor(images=image, sentences=sentences, return_tensors="pt").to(self.dtype)
-        inputs["target_size"] = [tuple(int(side) for side in image_size(image))]
-        inputs["sentences"] = sentences
+        image = read_image(image, timeout=timeout, allow_paths=True)
+        inputs = dict(self.processor(images=image, sentences=sentences, return_tensors="pt").to(self.dtype))
+        inputs["target_size"] = [tuple(image.shape[:2])]
+        inputs["sentences"] = [list(sentences)]
         return inputs
 
-    def _forward(self, model_inputs):
+    def _forward_one(self, model_inputs):
+        model_inputs = dict(model_inputs)
         target_size, sentences = model_inputs.pop("target_size"), model_inputs.pop("sentences")
         outputs = self.model(**model_inputs)
         outputs["target_size"], outputs["sentences"] = target_size, sentences
@@ -180,8 +350,9 @@ class ReferringSegmentationPipeline(Pipeline):
         results = self.processor.post_process_referring_segmentation(
             model_outputs, target_sizes=model_outputs["target_size"], top_k=top_k, mask_threshold=mask_threshold
         )[0]
+        sentences = model_outputs["sentences"][0]
         return [
-            [{"sentence": model_outputs["sentences"][result["sentence_index"]], "score": float(score),
+            [{"sentence": sentences[result["sentence_index"]], "score": float(score),
               "mask": PIL.Image.fromarray((mask.numpy() * 255).astype(np.uint8), mode="L")}
              for mask, score in zip(result["masks"], result["scores"])]
             for result in results
@@ -190,8 +361,7 @@ class ReferringSegmentationPipeline(Pipeline):
 
 def register_pipeline() -> None:
     """Make `pipeline("image-segmentation")` build `ArrayImageSegmentationPipeline` (a strict superset of
-    transformers' pipeline: every input it accepted is handled by transformers' own code), and register
-    `pipeline("referring-segmentation")`."""
+    transformers' pipeline for every input it accepted), and register `pipeline("referring-segmentation")`."""
     PIPELINE_REGISTRY.supported_tasks["image-segmentation"]["impl"] = ArrayImageSegmentationPipeline
     PIPELINE_REGISTRY.register_pipeline(
         "referring-segmentation", pipeline_class=ReferringSegmentationPipeline,

@@ -100,10 +100,8 @@ def test_pipeline_skips_unconfident_masks_with_the_same_result(segmenter, image)
         ]
         for result, info in zip(results, expected["segments_info"]):
             assert np.array_equal(np.array(result["mask"]) > 0, (expected["segmentation"] == info["id"]).numpy())
-    _, forward, _ = segmenter._sanitize_parameters(subtask="semantic")
-    assert "mask_score_threshold" not in forward
-    _, forward, _ = segmenter._sanitize_parameters(threshold=0.7)
-    assert forward["mask_score_threshold"] == 0.7
+    assert "mask_score_threshold" not in segmenter.preprocess(image, subtask="semantic")
+    assert segmenter.preprocess(image, threshold=0.7)["mask_score_threshold"] == 0.7
 
 
 @pytest.mark.parametrize("name", ["seem", "lseg"])
