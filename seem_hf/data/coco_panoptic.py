@@ -17,11 +17,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import PIL.Image
-from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
 
 from seem_hf.data.categories import LabelVocabulary
-from seem_hf.data.panoptic_format import rgb2id
+from seem_hf.data.panoptic_format import rgb2id, segmentation_mask
 from seem_hf.data.validation import plural, validate_coco_panoptic
 
 
@@ -255,15 +254,8 @@ def write_semantic_maps(
 
 
 def grounding_mask(grounding: dict, height: int, width: int) -> np.ndarray:
-    """(H, W) bool mask of a grounding annotation (polygons or RLE)."""
-    segmentation = json.loads(grounding["segmentation"])
-    if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rle = dict(segmentation, counts=segmentation["counts"].encode("ascii"))
-    return mask_utils.decode(rle).astype(bool)
+    """(H, W) bool mask of a grounding row (its `segmentation`, JSON text of polygons or RLE)."""
+    return segmentation_mask(json.loads(grounding["segmentation"]), height, width)
 
 
 __all__ = [

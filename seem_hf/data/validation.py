@@ -30,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
-from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
 
-from seem_hf.data.panoptic_format import rgb2id
+from seem_hf.data.panoptic_format import rgb2id, segmentation_mask
 
 BBOX_TOLERANCE = 1
 """Pixels a `bbox` side may differ from its mask's box: COCO's converters give `w = x_max - x_min + 1`, some tools
@@ -257,16 +256,6 @@ def _check_files(checker: _Checker, image: dict, image_path: Path | None, png_pa
     return ids
 
 
-def _grounding_mask(segmentation, height: int, width: int) -> np.ndarray:
-    if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation["counts"], list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rle = dict(segmentation, counts=segmentation["counts"].encode("ascii"))
-    return mask_utils.decode(rle).astype(bool)
-
-
 def _check_grounding_fields(checker: _Checker, path: Path, index: int, annotation, images: dict,
                             categories: dict, segments_of: dict) -> tuple | None:
     """The fields of one grounding annotation; returns (image, segmentation, segment id or None) when sound."""
@@ -308,7 +297,8 @@ def _check_grounding_fields(checker: _Checker, path: Path, index: int, annotatio
     elif isinstance(segmentation, dict):
         counts = segmentation.get("counts")
         if not (isinstance(counts, str) or (isinstance(counts, list) and all(_is_int(c) and c >= 0 for c in counts))):
-            checker.add(f"{where}: RLE `counts` must be a compressed text or a list of run lengths, got {_show(counts)}")
+            checker.add(f"{where}: RLE `counts` must be a compressed text or a list of run lengths, "
+                        f"got {_show(counts)}")
             segmentation = None
     else:
         checker.add(f"{where}: segmentation must be a polygon list or an RLE dict, got {_show(segmentation)}")
@@ -340,7 +330,7 @@ def _check_grounding_fields(checker: _Checker, path: Path, index: int, annotatio
 def _check_grounding_mask(checker: _Checker, grounding: tuple, ids: np.ndarray | None) -> None:
     image, segmentation, segment_id, where = grounding
     try:
-        mask = _grounding_mask(segmentation, image["height"], image["width"])
+        mask = segmentation_mask(segmentation, image["height"], image["width"])
     except Exception as error:  # pycocotools raises several types on malformed RLE
         checker.add(f"{where}: segmentation cannot be decoded ({type(error).__name__}: {error})")
         return

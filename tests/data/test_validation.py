@@ -287,7 +287,7 @@ def test_prepare_semantic_refuses_a_broken_dataset(dataset, tmp_path, capsys):
     out = tmp_path / "semantic"
     assert prepare_main([str(paths["panoptic_dir"]), str(paths["panoptic_json"]), str(out)]) == 1
     error = capsys.readouterr().err
-    assert f"1 problem in the dataset" in error
+    assert "1 problem in the dataset" in error
     assert f"000001.png: image 1: segment {segment['id']}:" in error and "python -m seem_hf.data.validate" in error
     assert not out.exists() or not any(out.iterdir())  # nothing written
     panoptic["annotations"][0]["segments_info"].append(segment)
