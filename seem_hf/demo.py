@@ -1,7 +1,9 @@
 """The README's main command: segment a few bundled images with each embedded default model and write overlay PNGs
 and a table of segments.
 
-    ./run demo [--output-dir outputs/demo] [--seem FOLDER] [--lseg FOLDER] [--detr-panoptic FOLDER]
+    ./run demo [--output-dir outputs/demo] [--count 3] [--seem FOLDER] [--lseg FOLDER] [--detr-panoptic FOLDER]
+
+(`./run demo ARGS` is `.venv/bin/python -m seem_hf.demo ARGS`.)
 
 The defaults are the small checkpoints trained on the bundled shapes dataset and shipped in
 `seem_hf/checkpoints/` (`scripts/train_defaults.py` made them); the images are the validation split of that
@@ -15,9 +17,12 @@ dataset, generated on the spot (deterministic, a second or two). Per image:
 from __future__ import annotations
 
 import argparse
+import functools
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import torch
 
 from seem_hf.data import load_coco_panoptic, make_shapes_dataset
@@ -25,6 +30,22 @@ from seem_hf.visualize import overlay_masks, overlay_segments, overlay_semantic,
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 DEFAULTS = {name: CHECKPOINTS / f"{name}-shapes" for name in ("seem", "lseg", "detr_panoptic")}
+
+
+@functools.lru_cache(maxsize=8)
+def _example_image(index: int) -> PIL.Image.Image:
+    with tempfile.TemporaryDirectory() as folder:
+        paths = make_shapes_dataset(folder, num_train=0, num_val=index + 1, image_size=256, seed=0)["val"]
+        with PIL.Image.open(sorted(paths["image_dir"].glob("*.jpg"))[index]) as image:
+            return image.convert("RGB")
+
+
+def example_image(index: int = 0) -> PIL.Image.Image:
+    """A bundled picture: the `index`-th validation image of the shapes dataset the demo uses (256x256 RGB, made on
+    the spot and always the same; the documentation's examples segment it)."""
+    if index < 0:
+        raise ValueError(f"example_image(index) needs an index >= 0, got {index}.")
+    return _example_image(index).copy()
 
 
 def demo_examples(output_dir: Path, count: int = 3) -> list[dict]:
@@ -140,13 +161,17 @@ def format_table(rows) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs/demo"))
-    parser.add_argument("--count", type=int, default=3, help="how many bundled images")
+    parser = argparse.ArgumentParser(prog="python -m seem_hf.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", type=Path, default=Path("outputs/demo"), metavar="DIR",
+                        help="where the overlay PNGs and segments.md go (default: %(default)s)")
+    parser.add_argument("--count", type=int, default=3, metavar="N",
+                        help="how many bundled images to segment (default: %(default)s)")
     for name in DEFAULTS:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=Path, default=DEFAULTS[name],
-                            help=f"{name} checkpoint folder (default: the embedded one)")
+        parser.add_argument(f"--{name.replace('_', '-')}", type=Path, default=DEFAULTS[name], metavar="FOLDER",
+                            help=f"the {name} checkpoint folder (default: the embedded {DEFAULTS[name].name})")
     arguments = parser.parse_args(argv)
+    if arguments.count < 1:
+        parser.error(f"--count must be at least 1, got {arguments.count}.")
     examples = demo_examples(arguments.output_dir, arguments.count)
     for index, example in enumerate(examples):
         save_overlay(example["image"], arguments.output_dir / f"input_{index}.png")
