@@ -28,16 +28,18 @@ import sys
 from dataclasses import dataclass, field
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import set_seed
 
 from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor, DetrPanopticProcessor
 from seem_hf.adapters import describe_parameters, prepare_for_fine_tuning
-from seem_hf.testing import FIXTURES
 from seem_hf.training import DetrPanopticCollator, SegmentationTrainer
 from seem_hf.training.arguments import (
+    EMBEDDED_CHECKPOINTS,
     QUICK_DEFAULTS,
     DataArguments,
+    ExampleTrainingArguments,
     FineTuningArguments,
+    parse_arguments,
     train_evaluate_and_save,
     training_datasets,
 )
@@ -45,8 +47,11 @@ from seem_hf.training.arguments import (
 
 @dataclass
 class ModelArguments:
+    _argument_group_name = "model"
+
     model_name_or_path: str = field(
-        default=str(FIXTURES / "tiny-random-detr_panoptic"), metadata={"help": "checkpoint folder or Hub id"}
+        default=str(EMBEDDED_CHECKPOINTS / "detr_panoptic-shapes"),
+        metadata={"help": "checkpoint folder or Hub id (default: the package's embedded detr_panoptic-shapes)"},
     )
     stage: str = field(
         default="joint",
@@ -55,6 +60,10 @@ class ModelArguments:
     )
     panoptic_rule: str = field(
         default="maskformer", metadata={"help": "post-processing for evaluation: maskformer (score > 0.5) or detr"}
+    )
+    dropout: float = field(
+        default=0.0, metadata={"help": "transformer dropout (DETR's 0.1 is for COCO-sized data; 0 learns things "
+                               "from a few images, see the module docstring)"}
     )
 
 
@@ -72,13 +81,15 @@ DEFAULTS = dict(
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ModelArguments, FineTuningArguments, DataArguments, TrainingArguments))
-    parser.set_defaults(**DEFAULTS, use_cpu=not torch.cuda.is_available())
-    model_args, tuning, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    model_args, tuning, data_args, training_args = parse_arguments(
+        (ModelArguments, FineTuningArguments, DataArguments, ExampleTrainingArguments),
+        dict(DEFAULTS, use_cpu=not torch.cuda.is_available()), argv, __doc__,
+    )
 
     train, evaluation, vocabulary = training_datasets(data_args, training_args)
     set_seed(training_args.seed)  # before anything random is created: adapters, new heads
-    model = DetrPanopticForSegmentation.from_pretrained(model_args.model_name_or_path)
+    model = DetrPanopticForSegmentation.from_pretrained(model_args.model_name_or_path, dropout=model_args.dropout)
     if model.config.id2label != vocabulary.id2label:
         raise ValueError(
             f"The model's labels {model.config.id2label} differ from the dataset's {vocabulary.id2label}; "
@@ -123,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         lr_milestones=tuning.milestones,
         lr_gamma=tuning.lr_gamma,
     )
-    return train_evaluate_and_save(trainer, DetrPanopticProcessor(processor), training_args, tuning.evaluate_only)
+    return train_evaluate_and_save(trainer, DetrPanopticProcessor(processor), training_args, tuning.evaluate_only,
+                                   data_args=data_args, command=["python", "examples/finetune_detr_panoptic.py", *argv])
 
 
 if __name__ == "__main__":

@@ -20,16 +20,18 @@ import sys
 from dataclasses import dataclass, field
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import set_seed
 
 from seem_hf import LSegForSemanticSegmentation, LSegProcessor
 from seem_hf.adapters import describe_parameters, prepare_for_fine_tuning
-from seem_hf.testing import FIXTURES
 from seem_hf.training import SegmentationTrainer, SemanticCollator
 from seem_hf.training.arguments import (
+    EMBEDDED_CHECKPOINTS,
     QUICK_DEFAULTS,
     DataArguments,
+    ExampleTrainingArguments,
     FineTuningArguments,
+    parse_arguments,
     train_evaluate_and_save,
     training_datasets,
 )
@@ -37,8 +39,11 @@ from seem_hf.training.arguments import (
 
 @dataclass
 class ModelArguments:
+    _argument_group_name = "model"
+
     model_name_or_path: str = field(
-        default=str(FIXTURES / "tiny-random-lseg"), metadata={"help": "checkpoint folder or Hub id"}
+        default=str(EMBEDDED_CHECKPOINTS / "lseg-shapes"),
+        metadata={"help": "checkpoint folder or Hub id (default: the package's embedded lseg-shapes)"},
     )
 
 
@@ -55,9 +60,11 @@ DEFAULTS = dict(
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ModelArguments, FineTuningArguments, DataArguments, TrainingArguments))
-    parser.set_defaults(**DEFAULTS, image_size=128, use_cpu=not torch.cuda.is_available())
-    model_args, tuning, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    model_args, tuning, data_args, training_args = parse_arguments(
+        (ModelArguments, FineTuningArguments, DataArguments, ExampleTrainingArguments),
+        dict(DEFAULTS, image_size=128, use_cpu=not torch.cuda.is_available()), argv, __doc__,
+    )
     if data_args.image_size % 32:
         raise ValueError(f"LSeg needs image sides that are multiples of 32; --image_size is {data_args.image_size}.")
 
@@ -87,7 +94,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         postprocess=postprocess,
         lr_multipliers={"dpt": tuning.backbone_lr_multiplier},
     )
-    return train_evaluate_and_save(trainer, processor, training_args, tuning.evaluate_only)
+    return train_evaluate_and_save(trainer, processor, training_args, tuning.evaluate_only, data_args=data_args,
+                                   command=["python", "examples/finetune_lseg.py", *argv])
 
 
 if __name__ == "__main__":

@@ -7,18 +7,28 @@ groups together, as SEEM trains.
         --lr_milestones 0.88889,0.96296 --warmup_steps 10 --max_grad_norm 5.0
     torchrun --nproc_per_node 2 examples/finetune_seem.py ...
 
-Arguments are transformers' `TrainingArguments`, the model arguments below and the data arguments of
-`seem_hf.training.arguments.DataArguments`. The dataset's category names are the label set: in training each
-batch writes every name into one of SEEM's 81 prompt templates drawn at random (as SEEM trains), in evaluation
-into all 81, averaged. Every batch also carries referring sentences (the dataset's grounding annotations, or
-class names where an image has none) and visual prompts sampled inside its segments (clicks, polygons,
-scribbles, circles), and the model first adds 0..`--max_click_rounds` corrective clicks without gradient; the
-loss is SEEM's generic set loss plus its grounding and spatial losses, on every decoder round
-(`--tasks generic` trains the generic group alone). Evaluation adds referring cIoU and interactive NoC@85/90
-(`--eval_max_clicks` clicks per object) to PQ and mIoU. `--strategy` picks what trains (`seem_hf.adapters`; SEEM's four: backbone frozen
-or adapted x head adapted or fully tuned); the language encoder never trains. SEEM's optimiser recipe: AdamW,
-backbone at 0.1x (`--backbone_lr_multiplier`), no weight decay on norms and embeddings, warm-up then multi-step
-decay (`--lr_milestones`), gradient clipping (`--max_grad_norm`).
+Options: the model arguments below, `seem_hf.training.arguments`' fine-tuning and data arguments, then
+transformers' `TrainingArguments` (`--help` lists the common ones, `--help_all` all). With no `--model_name_or_path`
+the run fine-tunes the package's embedded `seem-shapes` model on the bundled shapes dataset (written under
+`<output_dir>/shapes`).
+
+Class targets (`--label_prompts`, see `seem_hf.training.label_prompts`): SEEM trains with each class name written
+into one of its 81 prompt templates drawn at random per batch, and scores with the 81-template mean at inference.
+That is right for a pretrained text tower, whose templates of one name agree; a random or barely trained tower (the
+embedded and tiny models) gives two templates of one name a cosine near 0, so random-template targets change every
+batch and the classes never learn. `auto` (default) measures the tower's template agreement on the label set and
+trains against the 81-template means below 0.5, SEEM's random templates from 0.5 up; `mean` and `random` force one.
+The language encoder never trains.
+
+Every batch also carries referring sentences (the dataset's grounding annotations, or class names where an image
+has none) and visual prompts sampled inside its segments (clicks, polygons, scribbles, circles), and the model first
+adds 0..`--max_click_rounds` corrective clicks without gradient; the loss is SEEM's generic set loss plus its
+grounding and spatial losses, on every decoder round (`--tasks generic` trains the generic group alone). Every
+evaluation (in training and at the end) adds referring cIoU and interactive NoC@85/90 (`--eval_max_clicks` clicks
+per object) to PQ and mIoU. `--strategy` picks what trains (`seem_hf.adapters`; SEEM's four: backbone frozen or
+adapted x head adapted or fully tuned). SEEM's optimiser recipe: AdamW, backbone at 0.1x
+(`--backbone_lr_multiplier`), no weight decay on norms and embeddings, warm-up then multi-step decay
+(`--lr_milestones`), gradient clipping (`--max_grad_norm`).
 """
 
 from __future__ import annotations
@@ -29,26 +39,37 @@ import sys
 from dataclasses import dataclass, field
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import set_seed
 
 from seem_hf import SeemForUniversalSegmentation, SeemProcessor
 from seem_hf.adapters import describe_parameters, prepare_for_fine_tuning
 from seem_hf.models.seem.evaluation_seem import evaluate_interactive, evaluate_referring
-from seem_hf.testing import FIXTURES
 from seem_hf.training import DetrPanopticCollator, LabelSetCollator, SeemPromptCollator, SegmentationTrainer
 from seem_hf.training.arguments import (
+    EMBEDDED_CHECKPOINTS,
     QUICK_DEFAULTS,
     DataArguments,
+    ExampleTrainingArguments,
     FineTuningArguments,
+    parse_arguments,
     train_evaluate_and_save,
     training_datasets,
 )
+from seem_hf.training.label_prompts import LABEL_PROMPT_RULES, choose_label_prompts
 
 
 @dataclass
 class ModelArguments:
+    _argument_group_name = "model"
+
     model_name_or_path: str = field(
-        default=str(FIXTURES / "tiny-random-seem"), metadata={"help": "checkpoint folder or Hub id"}
+        default=str(EMBEDDED_CHECKPOINTS / "seem-shapes"),
+        metadata={"help": "checkpoint folder or Hub id (default: the package's embedded seem-shapes)"},
+    )
+    label_prompts: str = field(
+        default="auto", metadata={"help": "class targets: auto, mean (81-template means, as inference) or random "
+                                  "(SEEM's random template per batch, for a pretrained text tower)",
+                                  "choices": list(LABEL_PROMPT_RULES)},
     )
     tasks: str = field(default="generic,referring,interactive",
                        metadata={"help": "query groups to train: generic, or generic with referring and interactive"})
@@ -79,9 +100,11 @@ DEFAULTS = dict(
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ModelArguments, FineTuningArguments, DataArguments, TrainingArguments))
-    parser.set_defaults(**DEFAULTS, image_size=128, bottleneck_size=256, use_cpu=not torch.cuda.is_available())
-    model_args, tuning, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    model_args, tuning, data_args, training_args = parse_arguments(
+        (ModelArguments, FineTuningArguments, DataArguments, ExampleTrainingArguments),
+        dict(DEFAULTS, image_size=128, bottleneck_size=256, use_cpu=not torch.cuda.is_available()), argv, __doc__,
+    )
 
     train, evaluation, vocabulary = training_datasets(data_args, training_args)
     label_names = [vocabulary.id2label[index] for index in sorted(vocabulary.id2label)]
@@ -92,19 +115,25 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     processor = SeemProcessor.from_pretrained(model_args.model_name_or_path)
     processor.image_processor.id2label = dict(vocabulary.id2label)
     processor.image_processor.thing_label_ids = list(vocabulary.thing_label_ids)
+    label_prompts = choose_label_prompts(model, processor, label_names, model_args.label_prompts)
     model = prepare_for_fine_tuning(
         model, tuning.strategy, bottleneck_size=tuning.bottleneck_size, lora_rank=tuning.lora_rank
     )
     if training_args.process_index == 0:
         print(f"{tuning.strategy}, {training_args.world_size} process(es): {describe_parameters(model)}")
+        print(label_prompts.describe())
 
-    # Training: one template per label and batch, drawn from the run's seed, the epoch and the batch's images (so
-    # resumed and distributed runs draw the same); evaluation: all 81.
-    def training_prompts(rows):
+    # Evaluation scores against the 81-template means, as inference does (the text tower is frozen: computed once).
+    # Training too, unless the rule is SEEM's: one template per label and batch, drawn from the run's seed, the
+    # epoch and the batch's images (so resumed and distributed runs draw the same).
+    def mean_prompts(rows):
+        return {"class_embeddings": label_prompts.embeddings}
+
+    def random_prompts(rows):
         key = f"{training_args.seed}-{rows[0]['epoch']}-" + "-".join(str(row["image_id"]) for row in rows)
         return {"input_ids": processor.tokenize_training_labels(label_names, random.Random(key))}
 
-    evaluation_ids = processor.tokenize_labels(label_names)
+    training_prompts = random_prompts if label_prompts.rule == "random" else mean_prompts
     train_collator = DetrPanopticCollator(processor.image_processor)
     if model_args.prompted:
         train_collator = SeemPromptCollator(
@@ -112,9 +141,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             max_visual_prompts=model_args.max_visual_prompts, max_click_rounds=model_args.max_click_rounds,
         )
     train_collator = LabelSetCollator(train_collator, training_prompts)
-    eval_collator = LabelSetCollator(
-        DetrPanopticCollator(processor.image_processor), lambda rows: {"input_ids": evaluation_ids}
-    )
+    eval_collator = LabelSetCollator(DetrPanopticCollator(processor.image_processor), mean_prompts)
+
+    def prompt_evaluation(trained):
+        """Referring cIoU and interactive NoC (SEEM's click protocol, `--eval_max_clicks`) on the evaluation set."""
+        return {**evaluate_referring(trained, processor, evaluation),
+                **evaluate_interactive(trained, processor, evaluation, max_clicks=model_args.eval_max_clicks,
+                                       seed=training_args.seed)}
 
     def postprocess(outputs, target_sizes):
         return processor.post_process_panoptic_segmentation(outputs, target_sizes=target_sizes)
@@ -132,15 +165,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         lr_multipliers={"backbone": tuning.backbone_lr_multiplier},
         lr_milestones=tuning.milestones,
         lr_gamma=tuning.lr_gamma,
+        extra_evaluation=prompt_evaluation if model_args.prompted else None,
     )
-    def prompt_evaluation(trained):
-        """Referring cIoU and interactive NoC (SEEM's click protocol, `--eval_max_clicks`) on the validation set."""
-        return {**evaluate_referring(trained, processor, evaluation),
-                **evaluate_interactive(trained, processor, evaluation, max_clicks=model_args.eval_max_clicks,
-                                       seed=training_args.seed)}
-
-    return train_evaluate_and_save(trainer, processor, training_args, tuning.evaluate_only,
-                                   extra_evaluation=prompt_evaluation if model_args.prompted else None)
+    return train_evaluate_and_save(trainer, processor, training_args, tuning.evaluate_only, data_args=data_args,
+                                   command=["python", "examples/finetune_seem.py", *argv])
 
 
 if __name__ == "__main__":

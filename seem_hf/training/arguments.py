@@ -118,22 +118,24 @@ def parse_arguments(dataclass_types: tuple, defaults: dict, argv: list[str] | No
 
 
 def training_datasets(data_args: DataArguments, training_args: TrainingArguments):
-    """(train, validation, vocabulary): augmented training rows (large-scale jitter, seeded by the run's seed
-    and the epoch), deterministic validation rows (fit and pad to `image_size`; None when `--eval_strategy no`
-    and the folder has no `val` split), and the dataset's labels.
+    """(train, evaluation, vocabulary): augmented training rows (large-scale jitter, seeded by the run's seed
+    and the epoch), deterministic evaluation rows (fit and pad to `image_size`) of the validation split (None when
+    `--eval_strategy no` and the folder has no `val` split), or of the training split with `--eval_split train`,
+    and the dataset's labels.
 
     With no `data_dir`, the bundled shapes dataset is written under `<output_dir>/shapes` by the main process
     while the others wait, then every process reads the same files.
     """
+    needed = ("train",) if data_args.eval_split == "train" else ("train", "val")
     if data_args.data_dir is not None:
-        splits = coco_panoptic_paths(data_args.data_dir)
+        splits = coco_panoptic_paths(data_args.data_dir, needed)
     else:
         root = Path(training_args.output_dir) / "shapes"
         with training_args.main_process_first(desc="writing the bundled dataset"):
             if training_args.process_index == 0:
                 make_shapes_dataset(root, data_args.num_train, data_args.num_val, data_args.image_size, seed=0)
-        splits = coco_panoptic_paths(root)
-    if training_args.eval_strategy == "no" and not Path(splits["val"]["panoptic_json"]).exists():
+        splits = coco_panoptic_paths(root, needed)
+    if "val" in splits and training_args.eval_strategy == "no" and not Path(splits["val"]["panoptic_json"]).exists():
         del splits["val"]  # nothing evaluates during training: a validation split is optional
     datasets = {
         split: load_coco_panoptic(
@@ -146,8 +148,9 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
     train = AugmentedPanopticDataset(
         datasets["train"], LargeScaleJitter(size, data_args.min_scale, data_args.max_scale), seed=training_args.seed
     )
-    validation = (AugmentedPanopticDataset(datasets["val"], LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
-                  if "val" in datasets else None)
+    evaluated = datasets["train"] if data_args.eval_split == "train" else datasets.get("val")
+    validation = (AugmentedPanopticDataset(evaluated, LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
+                  if evaluated is not None else None)
     return train, validation, vocabulary_of(datasets["train"])
 
 

@@ -42,6 +42,9 @@ class SegmentationTrainer(Trainer):
             arguments' warm-up steps, then the rate times `lr_gamma` at each milestone (fractions of training).
         eval_data_collator: the evaluation batches' collator when it differs from training's (DETR's box-only
             first stage trains without masks but is evaluated with them).
+        extra_evaluation: `(model) -> {name: value}`, more metrics on the evaluation set (SEEM's referring and
+            interactive ones), run on every process in every evaluation, in training and at the end alike; the
+            names get the `eval_` prefix.
         Other arguments: those of `Trainer`. Batches must carry `labels` as DETR's (`class_labels`, `masks`).
     """
 
@@ -55,10 +58,12 @@ class SegmentationTrainer(Trainer):
         lr_milestones: tuple[float, ...] | None = None,
         lr_gamma: float = 0.1,
         eval_data_collator: Callable | None = None,
+        extra_evaluation: Callable | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.eval_data_collator = eval_data_collator or self.data_collator
+        self.extra_evaluation = extra_evaluation
         self.categories = categories
         self.postprocess, self.semantic_postprocess = postprocess, semantic_postprocess
         self.lr_multipliers, self.lr_milestones, self.lr_gamma = lr_multipliers, lr_milestones, lr_gamma
@@ -86,8 +91,22 @@ class SegmentationTrainer(Trainer):
         return super().create_scheduler(num_training_steps, optimizer)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """The metrics above, the loss and `extra_evaluation`'s metrics. Random draws inside evaluation (the loss's
+        point sampling and matching, SEEM's prompt sampling) come from the run's seed, set afresh for every
+        evaluation and restored afterwards: the same weights give the same numbers whenever they are evaluated,
+        and evaluating does not change what training draws next."""
+        devices = [self.args.device] if self.args.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.args.seed)
+            metrics = self._evaluate(eval_dataset, metric_key_prefix)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def _evaluate(self, eval_dataset, metric_key_prefix: str) -> dict[str, float]:
         dataloader = self._sharded_eval_dataloader(self.eval_dataset if eval_dataset is None else eval_dataset)
         model = self.model
+        was_training = model.training
         model.eval()
         panoptic = PanopticQualityAccumulator(self.categories)
         semantic = SemanticSegmentationAccumulator(len(self.categories))
@@ -127,9 +146,21 @@ class SegmentationTrainer(Trainer):
         semantic_scores = semantic.compute()
         metrics[f"{metric_key_prefix}_miou"] = 100 * semantic_scores["mean_iou"]
         metrics[f"{metric_key_prefix}_pixel_accuracy"] = 100 * semantic_scores["pixel_accuracy"]
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        if self.extra_evaluation is not None:
+            unwrapped = self.accelerator.unwrap_model(model)
+            extra = self.extra_evaluation(unwrapped)
+            metrics.update({f"{metric_key_prefix}_{name}": value for name, value in extra.items()})
+        model.train(was_training)
         return metrics
+
+    def create_model_card(self, *args, **kwargs):
+        """Keeps the model card seem_hf wrote (with the run's metrics) when pushing; transformers' own otherwise."""
+        from pathlib import Path
+
+        card = Path(self.args.output_dir) / "README.md"
+        if card.exists() and "\n- seem_hf\n" in card.read_text(encoding="utf-8"):
+            return None
+        return super().create_model_card(*args, **kwargs)
 
     def _sharded_eval_dataloader(self, dataset) -> DataLoader:
         """Each process takes every world_size-th image, so no image is evaluated twice (transformers' loader

@@ -3,7 +3,6 @@ through `accelerate launch`, and evaluated by two processes (torchrun) with the 
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import os
@@ -22,7 +21,8 @@ from seem_hf.testing import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "finetune_detr_panoptic.py"
-TINY = ["--num_train", "4", "--num_val", "4", "--image_size", "96", "--per_device_train_batch_size", "2",
+TINY = ["--model_name_or_path", str(FIXTURES / "tiny-random-detr_panoptic"),
+        "--num_train", "4", "--num_val", "4", "--image_size", "96", "--per_device_train_batch_size", "2",
         "--per_device_eval_batch_size", "2", "--logging_steps", "1", "--disable_tqdm", "true"]
 
 
@@ -94,8 +94,12 @@ def _run(command: list[str], cwd: Path) -> str:
 
 
 def _printed_metrics(stdout: str) -> dict:
-    lines = [line for line in stdout.splitlines() if line.startswith("{'eval_loss'")]
-    return ast.literal_eval(lines[-1])
+    """The metrics of the run whose end-of-run summary `stdout` shows, read from the folder it names."""
+    lines = [line for line in stdout.splitlines() if line.startswith("Done. Everything is in ")]
+    assert lines, stdout[-2000:]
+    folder = Path(lines[-1].removeprefix("Done. Everything is in ").rstrip("/"))
+    assert "eval_results.json" in stdout
+    return json.loads((folder / "eval_results.json").read_text())
 
 
 def test_accelerate_launch(tmp_path):

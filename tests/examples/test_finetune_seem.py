@@ -18,7 +18,8 @@ from seem_hf.testing import FIXTURES
 from .test_finetune_detr_panoptic import ROOT, _printed_metrics, _run
 
 SCRIPT = ROOT / "examples" / "finetune_seem.py"
-TINY = ["--num_train", "4", "--num_val", "4", "--image_size", "64", "--per_device_train_batch_size", "2",
+TINY = ["--model_name_or_path", str(FIXTURES / "tiny-random-seem"),
+        "--num_train", "4", "--num_val", "4", "--image_size", "64", "--per_device_train_batch_size", "2",
         "--per_device_eval_batch_size", "2", "--logging_steps", "1", "--disable_tqdm", "true"]
 
 

@@ -63,29 +63,48 @@ def interactive_ious(model, image_features, targets: torch.Tensor, valid: torch.
                      generator: torch.Generator | None = None, stop_iou: float = 0.925) -> torch.Tensor:
     """IoU of every object after each click `(num_objects, max_clicks)`: all objects of one image are prompted
     together (SEEM v1's multi-object mode); click 1 is each object's innermost point, and every later click corrects
-    the previous answer (`next_click`) until the object reaches `stop_iou` (SEEM's 0.925: no clicks on a mask that
-    is already right); the previous answer is the memory. `targets` `(N, H, W)` and `valid` `(H, W)` at the
-    padded input size."""
+    the previous answer (`next_click`); the previous answer is the memory. An object whose answer reaches `stop_iou`
+    (SEEM's 0.925) gets no more clicks and is not run again: its answer, and IoU, stay as they were. Run the model
+    in eval mode: its draws are then repeatable without a `generator`. `targets` `(N, H, W)` and `valid` `(H, W)`
+    at the padded input size."""
     targets, valid = targets.bool(), valid.bool()
     positive, negative = torch.zeros_like(targets), torch.zeros_like(targets)
     add_corrective_clicks(torch.zeros_like(targets), targets, positive, negative, stop_iou)  # the first clicks
     previous, ious = None, []
+    latest = torch.zeros(len(targets), dtype=torch.float64)
+    active = torch.ones(len(targets), dtype=torch.bool)
     for _ in range(max_clicks):
-        outputs = model(image_features=image_features, spatial_positive_masks=positive[None].to(model.device),
-                        spatial_negative_masks=negative[None].to(model.device), previous_masks=previous,
+        if not active.any():  # every object reached the stop: its IoU carries over
+            ious.append(latest.clone())
+            continue
+        index = active.nonzero()[:, 0]
+        outputs = model(image_features=image_features, spatial_positive_masks=positive[index][None].to(model.device),
+                        spatial_negative_masks=negative[index][None].to(model.device),
+                        previous_masks=None if previous is None else previous[:, index.to(previous.device)],
                         generator=generator)
-        previous = outputs.interactive_masks_logits
-        predictions = nn.functional.interpolate(previous, size=targets.shape[-2:], mode="bilinear",
+        answer = outputs.interactive_masks_logits
+        if previous is None:
+            previous = answer.new_zeros(answer.shape[0], len(targets), *answer.shape[2:])
+        previous[:, index.to(previous.device)] = answer
+        predictions = nn.functional.interpolate(answer, size=targets.shape[-2:], mode="bilinear",
                                                 align_corners=False)[0].cpu() > 0
-        ious.append(add_corrective_clicks(predictions & valid, targets, positive, negative, stop_iou))
+        grown_positive, grown_negative = positive[index], negative[index]
+        latest[index] = add_corrective_clicks(predictions & valid, targets[index], grown_positive, grown_negative,
+                                              stop_iou).cpu()
+        positive[index], negative[index] = grown_positive, grown_negative
+        active &= (latest < stop_iou) & targets.flatten(1).any(1)
+        ious.append(latest.clone())
     return torch.stack(ious, dim=1)
 
 
 @torch.no_grad()
-def evaluate_interactive(model, processor, items, max_clicks: int = 20, seed: int = 0) -> dict:
-    """NoC@85 and NoC@90 (clicks to reach that IoU, `max_clicks` when never reached) and the mean IoU after 1 and
-    after 5 clicks, over every (non-crowd) segment of every item; seeded."""
+def evaluate_interactive(model, processor, items, max_clicks: int = 20, seed: int | None = None) -> dict:
+    """NoC@85 and NoC@90 (clicks to reach that IoU, `max_clicks` when never reached) and the mean IoU after 1, 3
+    and 5 clicks, over every (non-crowd) segment of every item. The model runs in eval mode, whose draws repeat
+    exactly; `seed` (optional) draws them from a generator seeded with `seed` + the image id instead."""
     rows = []
+    was_training = model.training
+    model.eval()
     for item in _shard(items):
         keep = ~np.asarray(item["iscrowd"], dtype=bool)
         if not keep.any():
@@ -93,9 +112,12 @@ def evaluate_interactive(model, processor, items, max_clicks: int = 20, seed: in
         pixel_values, _ = _pixels(processor, item, model.device, model.dtype)
         size = pixel_values.shape[-2:]
         targets = torch.stack([_padded(mask, size) for mask in np.asarray(item["masks"])[keep]])
-        generator = torch.Generator(device=model.device).manual_seed(seed + int(item["image_id"]))
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=model.device).manual_seed(seed + int(item["image_id"]))
         features = model.get_image_features(pixel_values)
         rows.append(interactive_ious(model, features, targets, _padded(item["valid"], size), max_clicks, generator))
+    model.train(was_training)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         gathered = [None] * torch.distributed.get_world_size()
         torch.distributed.all_gather_object(gathered, rows)
@@ -105,8 +127,8 @@ def evaluate_interactive(model, processor, items, max_clicks: int = 20, seed: in
     ious = torch.cat(rows)
     results = {f"interactive_{name}": value for name, value in
                number_of_clicks(ious.tolist(), max_clicks=max_clicks).items()}
-    results["interactive_miou@1"] = float(ious[:, 0].mean())
-    results[f"interactive_miou@{min(5, max_clicks)}"] = float(ious[:, min(5, max_clicks) - 1].mean())
+    for clicks in sorted({1, min(3, max_clicks), min(5, max_clicks)}):
+        results[f"interactive_miou@{clicks}"] = float(ious[:, clicks - 1].mean())
     return results
 
 

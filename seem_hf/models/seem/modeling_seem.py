@@ -227,7 +227,9 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
         image_features (`tuple`, *optional*): `get_image_features(pixel_values)` computed once and reused, so an
             interactive round or a new label set does not run the backbone and pixel decoder again.
         generator (`torch.Generator`, *optional*): drives SEEM's random draws (spatial queries are random copies of
-            object queries; prompt pixels and memory slots are sampled); give a seeded one for repeatable results.
+            object queries; prompt pixels and memory slots are sampled). Not needed for repeatable results: in eval
+            mode the draws come from a fixed seed, so the same image and prompts give the same masks on every call;
+            in training mode they come from torch's global generator, as SEEM trains.
         click_rounds (`int`, *optional*): SEEM's training-time click simulation: with `spatial_masks` in `labels`,
             first run this many interactive rounds without gradient, each adding a corrective click per prompt
             (`simulate_clicks`), then the training pass with the clicks and the last round's masks as memory.

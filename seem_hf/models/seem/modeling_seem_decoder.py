@@ -221,19 +221,22 @@ class SeemDecoder(nn.Module):
         if positive_prompts is not None:
             if negative_prompts is None:
                 negative_prompts = torch.zeros_like(positive_prompts)
-            embeddings = prompt_embeddings(mask_features, positive_prompts, self.max_spatial_tokens, generator)
+            embeddings = prompt_embeddings(mask_features, positive_prompts, self.max_spatial_tokens,
+                                           self._draws(generator))
             token_levels = []
             for level, (features, size) in enumerate(zip(memories, sizes)):
                 projected = self.mask_spatial_embed[level](features).transpose(1, 2).reshape(batch, -1, *size)
                 token_levels.append(prompt_tokens(projected, positive_prompts, negative_prompts,
-                                                  self.max_spatial_tokens, self.pn_indicator.weight, generator))
+                                                  self.max_spatial_tokens, self.pn_indicator.weight,
+                                                  self._draws(generator)))
             num_prompts = positive_prompts.shape[1]
             spatial_index = torch.arange(num_prompts, device=mask_features.device).repeat_interleave(
                 self.queries_per_prompt
             )
+            draws = self._draws(generator)
             picks = torch.randint(
-                self.query_feat.num_embeddings, (len(spatial_index),), generator=generator,
-                device=generator.device if generator is not None else "cpu",
+                self.query_feat.num_embeddings, (len(spatial_index),), generator=draws,
+                device=draws.device if draws is not None else "cpu",
             ).to(mask_features.device)
             groups["spatial"] = (initial[:, picks], initial_position[:, picks])
         if previous_masks is not None:
@@ -256,7 +259,8 @@ class SeemDecoder(nn.Module):
             level = index % self.num_levels
             memory_index = None
             if previous_masks is not None:
-                memory_hidden, memory_index = self._memory_attention(previous_masks, sizes[level], generator)
+                memory_hidden, memory_index = self._memory_attention(previous_masks, sizes[level],
+                                                                     self._draws(generator))
                 hidden = torch.cat([hidden, memory_hidden], dim=1)
             hidden = hidden & ~hidden.all(-1, keepdim=True)  # a query that would see nothing sees everything
             queries = self.cross_attention_norms[index](cross(
@@ -288,6 +292,17 @@ class SeemDecoder(nn.Module):
                 queries[:, :num_predicted], mask_features, sizes[(index + 1) % self.num_levels], lengths, rounds
             )
         return {"rounds": rounds, "prompt_embeddings": embeddings}
+
+    def _draws(self, generator: torch.Generator | None) -> torch.Generator | None:
+        """The generator for one of SEEM's random draws (spatial queries copy random object queries; prompt pixels
+        and memory slots are sampled). SEEM draws them at inference too (`Variable.rand_sample`, `rand_sample`,
+        the memory `multinomial` in the original); here a given `generator` drives them, training draws from
+        torch's global generator as SEEM does, and in eval mode without a generator each draw comes from a fresh
+        generator seeded 0: the same distribution as SEEM's, repeated exactly on every call, and independent of
+        the other draws (a new click does not change which object queries the spatial queries copy)."""
+        if generator is not None or self.training:
+            return generator
+        return torch.Generator().manual_seed(0)
 
     def _predict_round(self, queries, mask_features, target_size, lengths, rounds):
         """Runs the prediction head on every query group, appends the round's outputs split by group, and returns

@@ -38,7 +38,23 @@ def test_an_oracle_needs_one_click_and_the_memory_is_passed_on():
     first_positive = model.seen[0][0][0]
     assert first_positive.flatten(1).sum(1).tolist() == [9, 9]  # one 3 x 3 click per object, inside it
     assert not (first_positive & ~targets).any()
-    assert model.seen[0][2] is None and model.seen[1][2] is not None  # round 2 reads round 1's answer
+    assert model.seen[0][2] is None
+    assert len(model.seen) == 1  # both objects reached the stop IoU at click 1: they are not run again
+
+
+def test_an_object_at_the_stop_iou_is_not_run_again_and_keeps_its_answer():
+    targets = _targets()
+
+    def answer(positive, negative):  # object 0's clicks give its exact mask; any other answers its clicks only
+        exact = (positive & targets[0]).flatten(1).any(1)[:, None, None]
+        return torch.where(exact, targets[0], positive & ~negative)
+
+    model = _Answering(answer)
+    ious = interactive_ious(model, None, targets, torch.ones(64, 64, dtype=torch.bool), max_clicks=3)
+    # object 0 reached the stop (0.996: its mask went through stride 4 and back) and keeps that IoU exactly
+    assert ious[0, 0] >= 0.925 and ious[0].tolist() == [float(ious[0, 0])] * 3 and (ious[1] < 0.85).all()
+    assert [len(positive[0]) for positive, _, _ in model.seen] == [2, 1, 1]  # rounds 2-3 run object 1 only
+    assert model.seen[1][2].shape[1] == 1  # ... with its own previous answer as memory
 
 
 def test_clicks_correct_the_larger_error():
