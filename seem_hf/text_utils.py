@@ -2,7 +2,39 @@
 
 from __future__ import annotations
 
+import html
+import logging
+import re
+
 import torch
+
+logger = logging.getLogger(__name__)
+# Printable ASCII, tab and line breaks without "&": text that ftfy and the HTML un-escaping leave as it is (up to
+# line breaks, which the whitespace collapse removes), so that the cleaning of prompt templates costs nothing.
+_PLAIN_TEXT = re.compile(r"[ -%'-~\t\n\r]*")
+
+
+def clean_text(text: str) -> str:
+    """CLIP's own text cleaning, applied before its BPE (OpenAI CLIP's and open_clip's `SimpleTokenizer`): ftfy's
+    `fix_text` (mojibake, curly quotes, ligatures, full-width letters), HTML entities un-escaped twice (so
+    `"&amp;lt;"` becomes `"<"`), runs of whitespace collapsed to one space, lower case. transformers'
+    `CLIPTokenizer` does only the last two, so the processors clean every text with this first.
+
+    Without `ftfy` installed (`pip install ftfy`) the ftfy step is skipped, with a warning: texts that ftfy would
+    change then tokenise differently from CLIP's."""
+    if _PLAIN_TEXT.fullmatch(text):
+        return " ".join(text.split()).lower()
+    try:
+        import ftfy
+    except ImportError:
+        if not getattr(clean_text, "_warned", False):
+            logger.warning("ftfy is not installed: texts are cleaned without ftfy.fix_text, so mojibake, curly "
+                           "quotes and ligatures tokenise differently from CLIP's own tokenizer (pip install ftfy).")
+            clean_text._warned = True
+    else:
+        text = ftfy.fix_text(text)
+    text = html.unescape(html.unescape(text))
+    return " ".join(text.split()).lower()
 
 
 def trim_after_end_of_text(
@@ -21,4 +53,4 @@ def trim_after_end_of_text(
     return input_ids[..., :length], trimmed_mask
 
 
-__all__ = ["trim_after_end_of_text"]
+__all__ = ["clean_text", "trim_after_end_of_text"]

@@ -5,6 +5,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seem_hf.clip_tokenizer import CONTEXT_LENGTH, clip_tokenizer
 
@@ -57,3 +59,59 @@ def test_vocabulary_and_truncation(tokenizer, reference):
     ours = tokenizer(long, padding="max_length", max_length=CONTEXT_LENGTH, truncation=True)["input_ids"]
     assert len(ours) == CONTEXT_LENGTH and ours[-1] == 49407  # truncated, still ends with end-of-text
     assert ours == reference([long], context_length=CONTEXT_LENGTH)[0].tolist()
+
+
+# Pieces that CLIP's text cleaning changes: HTML entities (un-escaped twice), mojibake and other ftfy fixes,
+# unicode whitespace and compatibility characters; mixed with arbitrary text. Code points that Python's own
+# Unicode tables (15.0 for Python 3.11) do not assign are left out: CLIP's tokenizer splits words with the `regex`
+# package and transformers' with the `tokenizers` library, whose Unicode versions differ, so a letter added in a
+# later version (e.g. U+323B0, CJK extension J) is a letter for one and not for the other; that is not cleaning.
+FRAGMENTS = [
+    "&amp;", "&lt;", "&amp;lt;", "&amp;amp;lt;", "&#39;", "&#x27;", "&nbsp;", "&quot;", "&gt", "&copy", "Ã©", "â€™",
+    "ÃƒÂ©", "ï¬\x81", "\ufb01", "ＦＵＬＬ", "’", "“quoted”", "e\u0301", "\u00a0", "\u3000", "\t", "\n", "\r\n",
+    "\x0b", "\x0c", "\x1b[31m", "\x00", "🐶", "日本語", "İ", "ß", "\u200b", "  ", "A", "Word", ".", "'s", "<b>",
+]
+ASSIGNED = st.characters(exclude_categories=("Cn", "Cs"))
+TEXTS = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(ASSIGNED, max_size=6)), max_size=12).map("".join)
+
+
+@pytest.fixture(scope="module")
+def processors():
+    from transformers import AutoProcessor
+
+    from seem_hf.testing import FIXTURES
+
+    return AutoProcessor.from_pretrained(FIXTURES / "tiny-random-seem"), AutoProcessor.from_pretrained(
+        FIXTURES / "tiny-random-lseg"
+    )
+
+
+def _clip_ids(reference, text):
+    ids = reference([text], context_length=CONTEXT_LENGTH)[0].tolist()
+    return ids[: ids.index(49407) + 1]
+
+
+def test_html_entities_are_unescaped_twice_as_clip_does(processors, reference):
+    """Issue 15, item 21: "&amp;lt;" is "<" for CLIP (two rounds of HTML un-escaping)."""
+    seem, lseg = processors
+    for text in ["&amp;lt;", "a &amp; b", "fish &amp;amp; chips", "I’m ＦＵＬＬ of \ufb01sh"]:
+        ids = seem.tokenize_sentences([[text]])["grounding_input_ids"][0, 0].tolist()
+        assert ids[: ids.index(49407) + 1] == _clip_ids(reference, text)
+        ids = lseg(text=[text])["input_ids"][0].tolist()
+        assert ids[: ids.index(49407) + 1] == _clip_ids(reference, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=TEXTS)
+def test_processors_tokenise_any_text_as_clip(processors, reference, text):
+    """Sentences (SEEM) and labels (LSeg) get exactly CLIP's ids, cleaning included, for any text."""
+    seem, lseg = processors
+    expected = _clip_ids(reference, text)
+    if not text.strip():  # the processors refuse a blank text
+        with pytest.raises(ValueError, match="non-empty"):
+            seem.tokenize_sentences([[text]])
+        return
+    ids = seem.tokenize_sentences([[text]])["grounding_input_ids"][0, 0].tolist()
+    assert ids[: ids.index(49407) + 1] == expected
+    ids = lseg.tokenize_labels([text])["input_ids"][0].tolist()
+    assert ids[: ids.index(49407) + 1] == expected

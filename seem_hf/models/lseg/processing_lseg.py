@@ -6,6 +6,7 @@ from transformers import BatchFeature, ProcessorMixin
 
 from seem_hf.processing_utils import CONTEXT_LENGTH, check_label_set
 from seem_hf.remote_code import RemoteCodeMixin
+from seem_hf.text_utils import clean_text
 
 
 class LSegProcessor(RemoteCodeMixin, ProcessorMixin):
@@ -35,7 +36,8 @@ class LSegProcessor(RemoteCodeMixin, ProcessorMixin):
         """`input_ids` and `attention_mask` of a label set, padded to CLIP's 77 tokens."""
         labels = check_label_set(labels)
         tokens = self.tokenizer(
-            labels, padding="max_length", max_length=CONTEXT_LENGTH, truncation=True, return_tensors=return_tensors
+            [clean_text(label) for label in labels], padding="max_length", max_length=CONTEXT_LENGTH, truncation=True,
+            return_tensors=return_tensors,
         )
         return BatchFeature({"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]})
 

@@ -8,18 +8,24 @@ from transformers import BatchFeature, ProcessorMixin
 from seem_hf.image_utils import image_size
 from seem_hf.processing_utils import CONTEXT_LENGTH, PostProcessingMixin, check_label_set
 from seem_hf.remote_code import RemoteCodeMixin
+from seem_hf.text_utils import clean_text
 
 from .prompts_seem import BACKGROUND, evaluation_prompts, training_prompt
 from .visual_sampler_seem import rasterize_prompt
 
 
-def _per_image(value, kind, count):
-    """One image's prompts (a dict list, or a string list for sentences) -> a batch of one; check the count."""
+def _per_image(value, kind, count, name):
+    """One image's prompts (a dict list, or a string list for sentences) -> a batch of one; check the count.
+    `name` is the argument, for the errors."""
+    example = '["the red circle"]' if kind is str else '[{"points": [(x, y)]}]'
+    if isinstance(value, (list, tuple)) and not value:
+        raise ValueError(f"{name} is empty: give at least one prompt per image, e.g. {name}={example}.")
     single = (kind is dict and value and isinstance(value[0], dict)) or (kind is str and (
         isinstance(value, str) or (value and isinstance(value[0], str))))
     batch = [[value] if isinstance(value, str) else value] if single else list(value)
     if len(batch) != count:
-        raise ValueError(f"Got prompts for {len(batch)} images and {count} images.")
+        raise ValueError(f"{name}: got prompts for {len(batch)} images but {count} image(s) were given; give one "
+                         f"list per image (for a single image, a flat list such as {name}={example}).")
     return batch
 
 
@@ -51,44 +57,78 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
         super().__init__(image_processor, tokenizer, **kwargs)
 
     def __call__(self, images=None, text=None, sentences=None, visual_prompts=None, return_tensors="pt",
-                 **kwargs) -> BatchFeature:
+                 independent_sentences: bool = False, **kwargs) -> BatchFeature:
+        """See the class docstring. `independent_sentences=True` makes one batch row per (image, sentence), so that
+        each sentence gets the answer it would get alone (in one row, SEEM's grounding queries see the tokens of
+        every sentence of the image); pass `sentences_per_image` to `post_process_referring_segmentation` to get the
+        answers back per image."""
         if images is None and text is None and sentences is None:
             raise ValueError("SeemProcessor needs images, text (class names), sentences, or several of them.")
+        if independent_sentences:
+            return self._independent_sentences(images, text, sentences, visual_prompts, return_tensors, **kwargs)
         outputs = BatchFeature()
         if images is not None:
             outputs.update(self.image_processor(images, return_tensors=return_tensors, **kwargs))
         labels = text if text is not None else self.default_labels
         if labels is not None and (text is not None or (sentences is None and visual_prompts is None)):
             outputs["input_ids"] = self.tokenize_labels(labels)
+        else:  # prompts without a label set: not the default label set the image processor may carry
+            outputs.pop("input_ids", None)
         count = len(images) if isinstance(images, (list, tuple)) else 1
         if sentences is not None:
-            outputs.update(self.tokenize_sentences(_per_image(sentences, str, count)))
+            outputs.update(self.tokenize_sentences(_per_image(sentences, str, count, "sentences")))
         if visual_prompts is not None:
             if images is None:
                 raise ValueError("Visual prompts are given in image coordinates: pass the images too.")
             image_list = images if isinstance(images, (list, tuple)) else [images]
             outputs.update(self.prepare_visual_prompts(
-                _per_image(visual_prompts, dict, count), [image_size(image) for image in image_list],
+                _per_image(visual_prompts, dict, count, "visual_prompts"), [image_size(image) for image in image_list],
                 torch.as_tensor(outputs["pixel_mask"]),
             ))
         return outputs
 
+    def _independent_sentences(self, images, text, sentences, visual_prompts, return_tensors, **kwargs):
+        if sentences is None or images is None or visual_prompts is not None:
+            raise ValueError("independent_sentences=True needs images and sentences, and no visual_prompts (give "
+                             "visual prompts in a call of their own).")
+        count = len(images) if isinstance(images, (list, tuple)) else 1
+        per_image = _per_image(sentences, str, count, "sentences")
+        outputs = BatchFeature(self.image_processor(images, return_tensors=return_tensors, **kwargs))
+        outputs.pop("input_ids", None)
+        if text is not None:
+            outputs["input_ids"] = self.tokenize_labels(text)
+        rows = [image for image, image_sentences in enumerate(per_image) for _ in image_sentences]
+        for key in ("pixel_values", "pixel_mask"):
+            value = outputs[key]
+            outputs[key] = value[rows] if hasattr(value, "shape") else [value[row] for row in rows]
+        tokens = self.tokenize_sentences([[sentence] for image_sentences in per_image for sentence in image_sentences])
+        outputs.update(tokens)
+        return outputs
+
     def tokenize_sentences(self, sentences: list[list[str]], allow_empty: bool = False) -> dict:
         """Referring sentences per image -> `grounding_input_ids` and `grounding_attention_mask`
-        `(batch, max sentences, 77)`; SEEM lower-cases them. `allow_empty` lets an image have none (training
+        `(batch, max sentences, 77)`, cleaned as CLIP cleans text (`seem_hf.text_utils.clean_text`, lower case
+        included, as SEEM lower-cases them). `allow_empty` lets an image have none (training
         batches), which the model treats as padding only."""
-        for image_sentences in sentences:
-            if (not image_sentences and not allow_empty) or any(
-                not isinstance(t, str) or not t.strip() for t in image_sentences
-            ):
-                raise ValueError(f"Each image needs a non-empty list of non-empty sentences, got {image_sentences!r}.")
+        cleaned = []
+        for image, image_sentences in enumerate(sentences):
+            if isinstance(image_sentences, str) or not isinstance(image_sentences, (list, tuple)):
+                raise ValueError(f"sentences: image {image} needs a list of sentences, got {image_sentences!r}.")
+            if not image_sentences and not allow_empty:
+                raise ValueError(f"sentences: image {image} has none; each image needs a non-empty list of non-empty "
+                                 "sentences.")
+            if bad := [t for t in image_sentences if not isinstance(t, str) or not t.strip()]:
+                raise ValueError(f"sentences: each image needs a non-empty list of non-empty sentences; image {image} "
+                                 f"has {bad!r}.")
+            cleaned.append([clean_text(t) for t in image_sentences])
+        sentences = cleaned
         width = max(1, max(len(image_sentences) for image_sentences in sentences))
         ids = torch.full((len(sentences), width, CONTEXT_LENGTH), self.tokenizer.pad_token_id, dtype=torch.long)
         attention = torch.zeros_like(ids)
         for image, image_sentences in enumerate(sentences):
             if not image_sentences:
                 continue
-            encoded = self.tokenizer([t.lower() for t in image_sentences], padding="max_length",
+            encoded = self.tokenizer(image_sentences, padding="max_length",
                                      max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt")
             ids[image, : len(image_sentences)] = encoded["input_ids"]
             attention[image, : len(image_sentences)] = encoded["attention_mask"]
@@ -116,8 +156,36 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
                 positive[image, index], negative[image, index] = torch.from_numpy(masks[0]), torch.from_numpy(masks[1])
         return {"spatial_positive_masks": positive, "spatial_negative_masks": negative}
 
-    def post_process_referring_segmentation(self, *args, **kwargs):
-        return self.image_processor.post_process_referring_segmentation(*args, **kwargs)
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also stores the default label set's tokens with the image processor, so that transformers' own
+        image-segmentation pipeline (which calls the image processor alone) works where seem_hf is not installed."""
+        if self.default_labels:
+            self.image_processor.set_default_label_ids(
+                self.tokenize_labels(self.default_labels), self.tokenizer.pad_token_id
+            )
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def post_process_referring_segmentation(self, outputs, target_sizes=None, *args, sentences_per_image=None,
+                                            **kwargs):
+        """The image processor's `post_process_referring_segmentation`. With `sentences_per_image` (the number of
+        sentences of each image, for outputs of `independent_sentences=True`), the rows are gathered back per image,
+        with `target_sizes` per image and `sentence_index` the sentence's index in its image's list."""
+        if sentences_per_image is None:
+            return self.image_processor.post_process_referring_segmentation(outputs, target_sizes, *args, **kwargs)
+        counts = [int(count) for count in sentences_per_image]
+        if sum(counts) != len(outputs.grounding_logits) or any(count < 1 for count in counts):
+            raise ValueError(f"sentences_per_image={counts} does not match outputs with {len(outputs.grounding_logits)} "
+                             "rows (one per sentence, from independent_sentences=True).")
+        if target_sizes is not None:
+            if len(target_sizes) != len(counts):
+                raise ValueError(f"Got {len(target_sizes)} target_sizes for {len(counts)} images: one per image.")
+            target_sizes = [size for size, count in zip(target_sizes, counts) for _ in range(count)]
+        rows = self.image_processor.post_process_referring_segmentation(outputs, target_sizes, *args, **kwargs)
+        results, start = [], 0
+        for count in counts:
+            results.append([dict(row[0], sentence_index=index) for index, row in enumerate(rows[start:start + count])])
+            start += count
+        return results
 
     def post_process_interactive_segmentation(self, *args, **kwargs):
         return self.image_processor.post_process_interactive_segmentation(*args, **kwargs)
@@ -141,7 +209,7 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
 
     def _tokenize(self, prompts: list[str]):
         return self.tokenizer(
-            prompts, padding="max_length", max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt"
+            [clean_text(prompt) for prompt in prompts], padding="max_length", max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt"
         )["input_ids"]
 
 
