@@ -1,20 +1,25 @@
-"""The demo page: its segmentation functions on the tiny checkpoints, then the page itself in headless Chromium
-(Debian's chromium and chromedriver, driven by selenium): give a sentence, then a click, and a mask image comes
-back."""
+"""The demo page: its segmentation functions on the tiny checkpoints; the page's events as gradio wires them (a new
+image starts afresh); the served page through gradio's client (a refused request keeps the last result, warns, and
+logs one line); then the page itself in headless Chromium (Debian's chromium and chromedriver, driven by selenium):
+give a sentence, then a click, and a mask image comes back; a new image clears the prompts; a request with nothing
+to segment keeps the last result."""
 
 from __future__ import annotations
 
 import base64
 import io
+import logging
 import shutil
 import socket
+import subprocess
+import sys
 import time
 
 import numpy as np
 import PIL.Image
 import pytest
 
-from seem_hf.app import Segmenters, build_app, example_image
+from seem_hf.app import NO_PROMPTS, Segmenters, build_app, example_image, scribble_of
 from seem_hf.testing import FIXTURES
 
 
@@ -38,8 +43,114 @@ def test_segment_functions(segmenters):
     assert overlay.size == image.size and "pixels" in summary
     with pytest.raises(ValueError, match="Give a sentence"):
         segmenters.segment_seem(image, "  ")
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="Give at least one label"):
         segmenters.segment_lseg(image, " , ")
+
+
+def _event(app, elem_id: str, event: str):
+    """The function gradio runs when the component `elem_id` fires `event`, with its input and output components."""
+    component = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == elem_id)
+    functions = [function for function in app.fns.values() if (component._id, event) in function.targets]
+    assert len(functions) == 1, f"#{elem_id} {event} runs {len(functions)} functions"
+    return functions[0]
+
+
+def _outputs(function, values) -> dict:
+    """A function's returned values by output component (its elem_id, or its class name for a gr.State)."""
+    return {getattr(block, "elem_id", None) or type(block).__name__: value
+            for block, value in zip(function.outputs, values, strict=True)}
+
+
+def test_a_new_image_clears_the_prompts_the_scribbles_and_the_result(segmenters):
+    """Uploading (or clearing) the SEEM image resets what belonged to the previous one: the clicks (which would
+    otherwise be applied to the new image), the scribble pad (which showed the old image) and the result."""
+    app = build_app(segmenters, example_image())
+    upload = _event(app, "seem-image", "change")
+    new_image = PIL.Image.new("RGB", (120, 90), (30, 60, 90))
+    reset = _outputs(upload, upload.fn(new_image))
+    assert reset["State"] == [] and reset["seem-summary"] == NO_PROMPTS and reset["seem-result"] is None
+    assert reset["seem-pad"] is new_image  # the pad now shows the new image, without the old strokes
+    cleared = _outputs(upload, upload.fn(None))
+    assert cleared["State"] == [] and cleared["seem-pad"] is None
+    # "Clear prompts" empties the prompts and the pad too, and keeps the image
+    clear = next(function for function in app.fns.values() if function.name == "<lambda>"
+                 and [getattr(block, "elem_id", None) for block in function.inputs] == ["seem-image"]
+                 and "seem-result" not in [getattr(block, "elem_id", None) for block in function.outputs])
+    kept = _outputs(clear, clear.fn(new_image))
+    assert kept["State"] == [] and kept["seem-pad"] is new_image
+    # the LSeg tab's result goes with its image too
+    lseg = _event(app, "lseg-image", "change")
+    assert _outputs(lseg, lseg.fn(new_image)) == {"lseg-result": None, "lseg-summary": ""}
+
+
+def test_scribbles_of_every_layer_at_the_image_size():
+    image = PIL.Image.new("RGB", (64, 48))
+    first, second = (PIL.Image.new("RGBA", (32, 24)) for _ in range(2))
+    first.putpixel((2, 3), (255, 0, 0, 255))
+    second.putpixel((20, 10), (0, 0, 255, 255))
+    scribble = scribble_of({"background": image, "layers": [first, second]}, image)
+    assert scribble.shape == (48, 64) and scribble[6, 4] and scribble[20, 40] and scribble.sum() == 8
+    assert scribble_of({"layers": [PIL.Image.new("RGBA", (32, 24))]}, image) is None  # nothing drawn
+    assert scribble_of(None, image) is None
+
+
+def test_a_refused_request_keeps_the_result_warns_and_logs_one_line(segmenters, caplog):
+    """The Segment buttons' functions as gradio wires them: a request with nothing to segment changes no output
+    (gradio keeps the last good result rather than showing "Error" badges), warns the user with the reason and logs
+    one line without a traceback."""
+    app = build_app(segmenters, example_image())
+    seem = _event(app, "seem-run", "click")
+    image = example_image()
+    good = _outputs(seem, seem.fn(image, "the circle on the left", [], None))
+    assert good["seem-result"].size == image.size
+    caplog.set_level(logging.INFO, logger="seem_hf.app")
+    with pytest.warns(UserWarning, match="Give a sentence.*the result shown is the previous one"):
+        refused = _outputs(seem, seem.fn(image, "  ", [], None))
+    assert all(isinstance(value, dict) and value.get("__type__") == "update" and len(value) == 1
+               for value in refused.values()), refused  # gr.skip(): the page keeps what it shows
+    records = [record for record in caplog.records if record.name == "seem_hf.app"]
+    assert [record.getMessage() for record in records] == [
+        "run_seem refused: Give a sentence, click on the image, mark a box or draw a scribble."]
+    assert records[0].exc_info is None and "\n" not in records[0].getMessage()
+    lseg = _event(app, "lseg-run", "click")
+    with pytest.warns(UserWarning, match="Give at least one label"):
+        refused = lseg.fn(image, " , ")
+    assert all(value.get("__type__") == "update" for value in refused)
+
+
+def test_served_page_refuses_without_a_traceback(tmp_path):
+    """The page served by gradio and called through its client, in a process of its own so that its console is what
+    a user of `python -m seem_hf.app` sees: a refused request prints one line, no traceback, and the client gets
+    "no change" for both outputs."""
+    program = f"""
+import logging, socket
+from gradio_client import Client, handle_file
+from seem_hf.app import Segmenters, build_app, example_image
+from seem_hf.testing import FIXTURES
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+app = build_app(Segmenters(FIXTURES / "tiny-random-seem", FIXTURES / "tiny-random-lseg"), example_image())
+app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+client = Client(f"http://127.0.0.1:{{port}}/", verbose=False)
+example_image().save("{tmp_path}/image.png")
+picture = handle_file("{tmp_path}/image.png")
+print("GOOD", client.predict(picture, "sky, circle", api_name="/run_lseg")[1])
+print("REFUSED", client.predict(None, "sky", api_name="/run_lseg"))
+print("REFUSED", client.predict(picture, " , ", api_name="/run_lseg"))
+app.close()
+"""
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GOOD" in result.stdout and "pixels" in result.stdout
+    assert result.stdout.count("REFUSED ({'__type__': 'update'}, {'__type__': 'update'})") == 2, result.stdout
+    logged = [line for line in result.stderr.splitlines() if "seem_hf.app" in line]
+    assert logged == ["WARNING seem_hf.app: run_lseg refused: Give an image.",
+                      "WARNING seem_hf.app: run_lseg refused: Give at least one label: a comma-separated list such as "
+                      "'sky, grass, circle'."], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
 
 
 def _free_port() -> int:
