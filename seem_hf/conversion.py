@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import pickle
+import zipfile
+from pathlib import Path
+
 import torch
 from torch import nn
+
+# Keys that identify each original checkpoint, for the error that says which converter a file belongs to.
+CHECKPOINT_SIGNATURES = {
+    "SEEM (seem_hf.models.seem.convert_seem_original_to_hf)": "sem_seg_head.predictor.query_feat.weight",
+    "DETR-panoptic (seem_hf.models.detr_panoptic.convert_detr_panoptic_original_to_hf)": "detr.query_embed.weight",
+    "LSeg (seem_hf.models.lseg.convert_lseg_original_to_hf)": "pretrained.model.patch_embed.proj.weight",
+}
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
 # OpenAI CLIP's text-block names -> transformers' CLIPTextModel, once a converter has mapped its own prefix of
@@ -15,6 +27,69 @@ CLIP_TEXT_LAYER_RENAMES = [
     (r"(text_model\.encoder\.layers\.\d+)\.mlp\.c_fc\.", r"\1.mlp.fc1."),
     (r"(text_model\.encoder\.layers\.\d+)\.mlp\.c_proj\.", r"\1.mlp.fc2."),
 ]
+
+
+def read_checkpoint(path: str | Path, expected: str, safe_globals: list | None = None):
+    """Load a checkpoint file safely (`torch.load(weights_only=True)`, or safetensors) with errors that say what is
+    wrong: the file is missing, is a folder, is empty, is not a PyTorch checkpoint at all (another format, or a
+    truncated file), or pickles Python objects besides tensors. `expected` names the checkpoint the converter
+    wants, for the messages; `safe_globals` are classes the checkpoint may pickle besides tensors."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found (expected {expected}).")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give the checkpoint file inside it (expected {expected}).")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty: not a PyTorch checkpoint (expected {expected}).")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except Exception as error:
+            raise ValueError(f"{path} is not a readable safetensors file ({error}); expected {expected}.") from error
+    with open(path, "rb") as file:
+        head = file.read(len(_LEGACY_TORCH_MAGIC))
+    torch_zip = zipfile.is_zipfile(path) and any(
+        name.endswith("/data.pkl") or name == "data.pkl" for name in zipfile.ZipFile(path).namelist()
+    )
+    if not torch_zip and head != _LEGACY_TORCH_MAGIC:
+        kind = "a zip archive" if zipfile.is_zipfile(path) else "a Python pickle" if head[:1] == b"\x80" else None
+        raise ValueError(
+            f"{path} is not a PyTorch checkpoint (neither torch.save's zip nor its legacy format"
+            f"{'' if kind is None else ', but ' + kind}); expected {expected}."
+        )
+    try:
+        with torch.serialization.safe_globals(safe_globals or []):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint (corrupt?): {error}") from error
+        objects = [line.strip() for line in str(error).splitlines() if "Unsupported global" in line]
+        raise ValueError(
+            f"{path} pickles Python objects besides tensors, which are not loaded for safety "
+            f"({objects[0] if objects else 'weights_only=True refused it'}); expected {expected}. Save its state "
+            "dict alone (torch.save(checkpoint['model'], 'weights.pth')) and convert that."
+        ) from error
+    except Exception as error:
+        raise ValueError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {type(error).__name__}: {error}"
+        ) from error
+
+
+def check_checkpoint_keys(state_dict: dict, required: list[str], expected: str) -> None:
+    """Raise a `ValueError` when keys that the converter reads are missing: it names the checkpoint expected, the
+    missing keys, some of the keys found instead, and the converter the file seems to belong to."""
+    missing = [key for key in required if key not in state_dict]
+    if not missing:
+        return
+    found = sorted(state_dict)
+    belongs = [name for name, key in CHECKPOINT_SIGNATURES.items() if key in state_dict]
+    hint = f" It looks like a {belongs[0]} checkpoint: use that converter." if belongs else ""
+    raise ValueError(
+        f"This is not {expected}: the converter needs keys that are missing ({len(missing)} of {len(required)}): "
+        f"{missing[:8]}. Unexpected keys found instead ({len(found)}), e.g. {found[:8]}.{hint}"
+    )
 
 
 def load_state_dict_strictly(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
@@ -31,10 +106,14 @@ def load_state_dict_strictly(model: nn.Module, state_dict: dict[str, torch.Tenso
     if missing or unexpected or mismatched:
         raise ValueError(
             f"The checkpoint does not match {type(model).__name__}.\n"
-            f"Missing keys ({len(missing)}): {missing}\nUnexpected keys ({len(unexpected)}): {unexpected}\n"
-            f"Shape mismatches ({len(mismatched)}): {mismatched}"
+            f"Missing keys ({len(missing)}): {_first(missing)}\nUnexpected keys ({len(unexpected)}): "
+            f"{_first(unexpected)}\nShape mismatches ({len(mismatched)}): {_first(mismatched)}"
         )
     model.load_state_dict(state_dict, strict=True)
 
 
-__all__ = ["CLIP_TEXT_LAYER_RENAMES", "load_state_dict_strictly"]
+def _first(items: list, count: int = 40) -> str:
+    return str(items[:count]) + (f" and {len(items) - count} more" if len(items) > count else "")
+
+
+__all__ = ["CLIP_TEXT_LAYER_RENAMES", "check_checkpoint_keys", "load_state_dict_strictly", "read_checkpoint"]

@@ -499,7 +499,8 @@ def detr_panoptic_segmentation(
         masks = F.interpolate(mask_logits[index, keep][None], size=processed, mode="bilinear", align_corners=False)[0]
         first_of_label = {}
         merged_into = torch.tensor(
-            [first_of_label.setdefault(label, q) if label in label_ids_to_fuse else q for q, label in enumerate(labels)],
+            [first_of_label.setdefault(label, q) if label in label_ids_to_fuse else q
+             for q, label in enumerate(labels)],
             dtype=torch.long, device=masks.device,
         )
 
@@ -523,7 +524,8 @@ def detr_panoptic_segmentation(
             results.append(_empty_result(target, mask_logits.device))
             continue
         segments = [
-            {"id": rank + 1, "label_id": labels[q], "was_fused": labels[q] in label_ids_to_fuse, "score": round(scores[q], 6)}
+            {"id": rank + 1, "label_id": labels[q], "was_fused": labels[q] in label_ids_to_fuse,
+             "score": round(scores[q], 6)}
             for rank, q in enumerate(survivors.tolist())
         ]
         results.append({"segmentation": (owner + 1).to(torch.int32), "segments_info": segments})

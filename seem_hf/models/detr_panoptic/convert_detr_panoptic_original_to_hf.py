@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
-from seem_hf.conversion import load_state_dict_strictly
+from seem_hf.conversion import check_checkpoint_keys, load_state_dict_strictly, read_checkpoint
 
 from .configuration_detr_panoptic import DetrPanopticConfig, native_resnet_config
 from .image_processing_detr_panoptic import DetrPanopticImageProcessor
@@ -83,8 +83,16 @@ def convert_original_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str
     return converted
 
 
+EXPECTED = "an original DETR-panoptic checkpoint (facebookresearch/detr detr-r50-panoptic-*.pth: DETRsegm's state dict)"
+REQUIRED_KEYS = [
+    "detr.query_embed.weight", "detr.class_embed.weight", "mask_head.lay1.weight",
+    "detr.transformer.encoder.layers.0.linear1.weight", "detr.transformer.decoder.layers.0.linear1.weight",
+]
+
+
 def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overrides) -> DetrPanopticConfig:
     """The [`DetrPanopticConfig`] whose model has the shapes of an original DETR-panoptic state dict."""
+    check_checkpoint_keys(state_dict, REQUIRED_KEYS, EXPECTED)
 
     def count(pattern: str) -> int:
         return len({match.group(1) for key in state_dict if (match := re.match(pattern, key))})
@@ -115,8 +123,7 @@ def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overr
 def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an original `.pth` safely (`weights_only=True`); returns its `model` state dict. DETR's training
     checkpoints also pickle their `argparse.Namespace` of arguments, which is allowed and ignored."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(path, EXPECTED, safe_globals=[argparse.Namespace])
     state_dict = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ValueError(f"{path} does not hold a DETR state dict (expected a dict of tensors, or one under 'model').")
@@ -156,6 +163,7 @@ def convert(
     """Convert `checkpoint` and write a complete folder (config, safetensors weights, processor, code). The
     architecture is read off the weights unless `config` is given (for backbones other than ResNet-50/101)."""
     state_dict = load_original_checkpoint(checkpoint)
+    check_checkpoint_keys(state_dict, REQUIRED_KEYS, EXPECTED)
     config = config or config_from_original_state_dict(state_dict)
     category_list = json.loads(Path(categories).read_text())["categories"] if categories else None
     labels = vocabulary(config.num_labels, category_list)

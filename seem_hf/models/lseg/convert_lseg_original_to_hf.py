@@ -27,7 +27,12 @@ from pathlib import Path
 
 import torch
 
-from seem_hf.conversion import CLIP_TEXT_LAYER_RENAMES, load_state_dict_strictly
+from seem_hf.conversion import (
+    CLIP_TEXT_LAYER_RENAMES,
+    check_checkpoint_keys,
+    load_state_dict_strictly,
+    read_checkpoint,
+)
 
 from .configuration_lseg import LSegConfig, lseg_vision_config
 from .image_processing_lseg import LSegImageProcessor
@@ -102,21 +107,20 @@ def convert_original_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str
 def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an LSeg checkpoint safely (`weights_only=True`): the Lightning `state_dict` with its `net.` prefix
     removed, or a plain state dict."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(
-            f"{path} could not be read with weights_only=True ({error}). If it pickles Python objects besides "
-            "tensors, save its state_dict alone (torch.save(ckpt['state_dict'], ...)) and convert that."
-        ) from error
+    checkpoint = read_checkpoint(path, EXPECTED)
     state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ValueError(f"{path} does not hold an LSeg state dict (a dict of tensors, or one under 'state_dict').")
     return {key.removeprefix("net."): value for key, value in state_dict.items()}
 
 
+EXPECTED = "an original LSeg checkpoint (isl-org/lang-seg, e.g. demo_e200.ckpt: LSegNet's state dict)"
+REQUIRED_KEYS = ["pretrained.model.patch_embed.proj.weight", "clip_pretrained.text_projection"]
+
+
 def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overrides) -> LSegConfig:
     """The [`LSegConfig`] whose model has the shapes of an original state dict (ViT-L/16 or ViT-B/32)."""
+    check_checkpoint_keys(state_dict, REQUIRED_KEYS, EXPECTED)
     patch = state_dict["pretrained.model.patch_embed.proj.weight"]
     variant = {(1024, 16): "vit_l16", (768, 32): "vit_b32"}.get((patch.shape[0], patch.shape[-1]))
     if variant is None:
@@ -142,6 +146,7 @@ def convert(
     from seem_hf.clip_tokenizer import clip_tokenizer
 
     state_dict = load_original_checkpoint(checkpoint)
+    check_checkpoint_keys(state_dict, REQUIRED_KEYS, EXPECTED)
     labels = labels or ["other"]
     if config is None:
         config = config_from_original_state_dict(state_dict, **config_overrides)

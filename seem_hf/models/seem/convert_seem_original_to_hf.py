@@ -34,7 +34,12 @@ from pathlib import Path
 
 import torch
 
-from seem_hf.conversion import CLIP_TEXT_LAYER_RENAMES, load_state_dict_strictly
+from seem_hf.conversion import (
+    CLIP_TEXT_LAYER_RENAMES,
+    check_checkpoint_keys,
+    load_state_dict_strictly,
+    read_checkpoint,
+)
 
 from .configuration_seem import FOCAL_L, SEEM_TEXT, SeemConfig
 from .image_processing_seem import SeemImageProcessor
@@ -47,6 +52,13 @@ FORK_ADAPTERS = re.compile(r"\.adopter_layer\.|_adapters\.")
 TEXT_PREFIX = "sem_seg_head.predictor.lang_encoder.lang_encoder."
 _DECODER = r"^sem_seg_head\.predictor\."
 _TEXT = "^" + re.escape(TEXT_PREFIX)
+EXPECTED = "an original SEEM checkpoint (seem_focall_v1.pt: GeneralizedSEEM's state dict)"
+REQUIRED_KEYS = [
+    "backbone.patch_embed.proj.weight", "backbone.layers.0.blocks.0.modulation.focal_layers.0.0.weight",
+    TEXT_PREFIX + "ln_final.weight", TEXT_PREFIX + "resblocks.0.mlp.c_fc.weight",
+    "sem_seg_head.predictor.query_feat.weight", "sem_seg_head.predictor.class_embed",
+    "sem_seg_head.predictor.transformer_ffn_layers.0.linear1.weight", "sem_seg_head.predictor.spatial_embed.weight",
+]
 _RENAMES = [
     # FocalNet
     (r"^backbone\.patch_embed\.proj\.", "backbone.focalnet.embeddings.patch_embeddings.projection."),
@@ -126,6 +138,7 @@ def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overr
     def count(pattern):
         return len({m[1] for key in state_dict if (m := re.match(pattern, key))})
 
+    check_checkpoint_keys(state_dict, REQUIRED_KEYS, EXPECTED)
     embed_dim = state_dict["backbone.patch_embed.proj.weight"].shape[0]
     depths = [count(rf"^backbone\.layers\.{stage}\.blocks\.(\d+)\.") for stage in range(4)]
     levels = count(r"^backbone\.layers\.0\.blocks\.0\.modulation\.focal_layers\.(\d+)\.")
@@ -153,18 +166,7 @@ def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overr
 def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a SEEM checkpoint safely (`weights_only=True`; `.safetensors` too): a flat state dict, or one under
     `model` or `state_dict`."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(
-            f"{path} could not be read with weights_only=True ({error}). If it pickles Python objects besides "
-            "tensors, save its state dict alone and convert that."
-        ) from error
+    checkpoint = read_checkpoint(path, EXPECTED)
     if isinstance(checkpoint, dict):
         for key in ("model", "state_dict"):
             if isinstance(checkpoint.get(key), dict):
@@ -181,6 +183,7 @@ def convert(checkpoint: str | Path, output_dir: str | Path, labels: list[str] | 
     from seem_hf.clip_tokenizer import clip_tokenizer
 
     state_dict = load_original_checkpoint(checkpoint)
+    check_checkpoint_keys(state_dict, REQUIRED_KEYS, EXPECTED)
     config = config or config_from_original_state_dict(state_dict)
     if labels:
         config.id2label = dict(enumerate(labels))

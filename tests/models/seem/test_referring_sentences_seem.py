@@ -64,7 +64,8 @@ def test_independent_sentences_for_a_batch_of_images(loaded):
     (dict(sentences=[]), "sentences is empty"),
     (dict(sentences=[["a"], ["b"]]), "2 images but 1 image"),
     (dict(visual_prompts=[]), "visual_prompts is empty"),
-    (dict(sentences=["a"], visual_prompts=[{"points": [(1, 1)]}], independent_sentences=True), "visual prompts in a call"),
+    (dict(sentences=["a"], visual_prompts=[{"points": [(1, 1)]}], independent_sentences=True),
+     "visual prompts in a call"),
 ])
 def test_prompt_lists_errors_name_the_argument(loaded, arguments, message):
     with pytest.raises(ValueError, match=message):
