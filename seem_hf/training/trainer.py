@@ -98,12 +98,12 @@ class SegmentationTrainer(Trainer):
         devices = [self.args.device] if self.args.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.args.seed)
-            metrics = self._evaluate(eval_dataset, metric_key_prefix)
+            metrics = self._segmentation_metrics(eval_dataset, metric_key_prefix)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
-    def _evaluate(self, eval_dataset, metric_key_prefix: str) -> dict[str, float]:
+    def _segmentation_metrics(self, eval_dataset, metric_key_prefix: str) -> dict[str, float]:
         dataloader = self._sharded_eval_dataloader(self.eval_dataset if eval_dataset is None else eval_dataset)
         model = self.model
         was_training = model.training

@@ -109,3 +109,40 @@ def test_seem_s_recipe_trains_the_released_decoder_only():
     counts = count_parameters(both)
     assert counts["trainable"] == 39_812_608 + counts["adapters"]
     assert not [name for name, p in both.named_parameters() if p.requires_grad and "pixel_decoder" in name]
+
+
+def test_interactive_answers_repeat_in_eval_mode_without_a_generator():
+    """Issue 14: the same image and prompts give the same masks on every call (SEEM's random draws come from a fixed
+    seed in eval mode), through the processor and the Auto classes as a user calls them; training keeps SEEM's
+    randomness."""
+    import numpy as np
+    import PIL.Image
+    from transformers import AutoModel, AutoProcessor
+
+    from seem_hf.testing import FIXTURES
+
+    model = AutoModel.from_pretrained(FIXTURES / "tiny-random-seem").eval()
+    processor = AutoProcessor.from_pretrained(FIXTURES / "tiny-random-seem")
+    image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    # a scribble covers more pixels than the tiny model samples (16), so pixel sampling is a draw too
+    inputs = processor(images=image, visual_prompts=[{"points": [(20, 20)]},
+                                                     {"scribbles": [[(5, 40), (60, 45), (30, 60)]]}])
+    prompts = {key: inputs[key] for key in ("spatial_positive_masks", "spatial_negative_masks")}
+
+    def session():
+        features = model.get_image_features(inputs["pixel_values"])
+        first = model(image_features=features, **prompts)
+        second = model(image_features=features, previous_masks=first.interactive_masks_logits, **prompts)
+        return first.interactive_masks_logits, second.interactive_masks_logits
+
+    with torch.no_grad():
+        runs = [session() for _ in range(3)]
+        # Same computation, same inputs, same draws: equal to the bit.
+        assert all(torch.equal(run[0], runs[0][0]) and torch.equal(run[1], runs[0][1]) for run in runs)
+        model.train()
+        try:
+            torch.manual_seed(0)
+            trained_runs = [session()[0] for _ in range(3)]
+        finally:
+            model.eval()
+    assert not all(torch.equal(run, trained_runs[0]) for run in trained_runs)  # training draws at random
