@@ -181,7 +181,7 @@ def _result_image(driver, element_id, previous=None, timeout=60):
 
 @pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
                     reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
-def test_page_in_headless_chromium(segmenters):
+def test_page_in_headless_chromium(segmenters, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
@@ -210,8 +210,10 @@ def test_page_in_headless_chromium(segmenters):
         source, picture = _result_image(driver, "seem-result")
         assert picture.size == (256, 256)
 
-        # a click on the image adds a prompt; Segment again gives another picture
-        sentence.clear()
+        # a click on the image adds a prompt; Segment again gives another picture (of the click alone: an input event,
+        # unlike selenium's clear(), empties gradio's copy of the sentence)
+        driver.execute_script("arguments[0].value = ''; arguments[0].dispatchEvent(new Event('input', {bubbles: true}))",
+                              sentence)
         picture_element = driver.find_element(By.CSS_SELECTOR, "#seem-image img")
         ActionChains(driver).move_to_element(picture_element).click().perform()
         deadline = time.time() + 30
@@ -228,6 +230,39 @@ def test_page_in_headless_chromium(segmenters):
             time.sleep(0.5)
         assert "visual prompt (points)" in driver.find_element(By.CSS_SELECTOR, "#seem-summary textarea").get_attribute(
             "value")
+        assert "sentence" not in driver.find_element(By.CSS_SELECTOR, "#seem-summary textarea").get_attribute("value")
+        shown = driver.find_elements(By.CSS_SELECTOR, "#seem-result img")[0].get_attribute("src")
+
+        def summary() -> str:
+            return driver.find_element(By.CSS_SELECTOR, "#seem-summary textarea").get_attribute("value")
+
+        def wait_for(condition, what, timeout=30):
+            deadline = time.time() + timeout
+            while not condition():
+                assert time.time() < deadline, f"{what}; page says: {driver.find_element(By.TAG_NAME, 'body').text[-1500:]}"
+                time.sleep(0.5)
+
+        # nothing to segment: a warning says why, the last result stays, no "Error" badge
+        next(button for button in driver.find_elements(By.TAG_NAME, "button")
+             if button.text.strip() == "Clear prompts").click()
+        wait_for(lambda: summary() == NO_PROMPTS, "Clear prompts did not clear")
+        driver.find_element(By.ID, "seem-run").click()
+        wait_for(lambda: "Give a sentence" in driver.find_element(By.TAG_NAME, "body").text, "no warning shown")
+        assert driver.find_elements(By.CSS_SELECTOR, "#seem-result img")[0].get_attribute("src") == shown
+        assert "Error" not in driver.find_element(By.ID, "seem-result").text
+
+        # a new image: the prompts and the result of the previous one are gone
+        ActionChains(driver).move_to_element(picture_element).click().perform()
+        wait_for(lambda: "1 prompt(s)" in summary(), "the click was not added")
+        example_image(1).resize((200, 150)).save(tmp_path / "new.png")
+        clear_image = driver.find_elements(By.CSS_SELECTOR, "#seem-image button[aria-label='Remove Image']")
+        assert clear_image, "the image has no Remove Image button"
+        clear_image[0].click()
+        wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#seem-image input[type=file]"), "no upload field")
+        driver.find_element(By.CSS_SELECTOR, "#seem-image input[type=file]").send_keys(str(tmp_path / "new.png"))
+        wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#seem-image img"), "the new image did not show")
+        wait_for(lambda: summary() == NO_PROMPTS and not driver.find_elements(By.CSS_SELECTOR, "#seem-result img"),
+                 "the new image kept the old prompts or result")
     finally:
         driver.quit()
         app.close()
