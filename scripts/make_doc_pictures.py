@@ -1,7 +1,7 @@
 """Make the pictures of docs/: an architecture diagram per model, and overlays of the embedded default checkpoints on
 a bundled image (the demo's, one image).
 
-    python scripts/make_doc_pictures.py [--output-dir docs/images]
+    .venv/bin/python scripts/make_doc_pictures.py [--output-dir docs/images]
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ def architecture(name: str) -> PIL.Image.Image:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", type=Path, default=ROOT / "docs" / "images")
+    parser = argparse.ArgumentParser(prog="python scripts/make_doc_pictures.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", type=Path, default=ROOT / "docs" / "images", metavar="DIR",
+                        help="where the PNGs go (default: docs/images, the pictures the pages show)")
     arguments = parser.parse_args(argv)
     arguments.output_dir.mkdir(parents=True, exist_ok=True)
     for name in DIAGRAMS:

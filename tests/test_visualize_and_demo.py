@@ -1,5 +1,7 @@
 """Overlay pictures and the README's demo command."""
 
+import importlib
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -42,3 +44,53 @@ def test_demo_writes_overlays(tmp_path, capsys):
     for model, task in (("DETR-panoptic", "panoptic"), ("SEEM", "referring"), ("SEEM", "interactive"),
                         ("LSeg", "semantic")):
         assert f"| {model} | 0 | {task} |" in table and f"| {model} | 0 | {task} |" in printed
+
+
+CLIS = {"seem_hf.demo": "python -m seem_hf.demo", "seem_hf.app": "python -m seem_hf.app",
+        "scripts/make_doc_pictures.py": "python scripts/make_doc_pictures.py"}
+
+
+class _Parsed(Exception):
+    """Raised in place of parsing, carrying the parser a command line interface built."""
+
+
+@pytest.mark.parametrize("cli", sorted(CLIS))
+def test_command_line_help_names_the_command_and_explains_every_option(cli, monkeypatch, capsys):
+    """`--help` starts with the command a user types (not `demo.py`), and every option says what it does."""
+    import argparse
+    import runpy
+    from pathlib import Path
+
+    if cli.endswith(".py"):
+        main = runpy.run_path(str(Path(__file__).resolve().parents[1] / cli), run_name="cli")["main"]
+    else:
+        main = importlib.import_module(cli).main
+    with pytest.raises(SystemExit) as exit:
+        main(["--help"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: {CLIS[cli]} ")
+
+    def parsed(parser, *arguments, **keywords):
+        raise _Parsed(parser)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parsed)
+    with pytest.raises(_Parsed) as caught:
+        main([])
+    parser = caught.value.args[0]
+    options = [action for action in parser._actions if not isinstance(action, argparse._HelpAction)]
+    assert options, cli
+    assert not [action.option_strings or action.dest for action in options if not (action.help or "").strip()]
+
+
+def test_example_image_is_a_bundled_picture_the_docs_can_use(tmp_path):
+    """`seem_hf.demo.example_image`, the picture of the README's blocks: the demo's images (the same JPEG bytes,
+    decoded the same way), 256x256 RGB, a fresh copy each call."""
+    first = demo.example_image()
+    assert first.mode == "RGB" and first.size == (256, 256)
+    examples = demo.demo_examples(tmp_path, count=2)
+    assert np.array_equal(np.asarray(first), np.asarray(examples[0]["image"]))
+    assert np.array_equal(np.asarray(demo.example_image(1)), np.asarray(examples[1]["image"]))
+    first.paste((0, 0, 0), (0, 0, 256, 256))
+    assert np.asarray(demo.example_image()).any()  # the caller's edits do not reach the next call
+    with pytest.raises(ValueError, match="index >= 0"):
+        demo.example_image(-1)
