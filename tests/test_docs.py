@@ -7,7 +7,8 @@
   `torchrun`, as `./run` makes them): any other command (`./run`, `pip`, a system `python3.11`) needs the comment,
   and no block assumes an activated environment (a bare `python`);
 - every command on the pages, run or not (in bash blocks and in inline code such as `python -m seem_hf.demo`), names
-  a script or module that exists and only options its `--help` lists, and `./run` only the commands it has;
+  a script or module that exists and only options its `--help` lists, and `./run` only the commands it has; an
+  option named alone in inline code (`--strategy`) is one of those commands' options;
 - every `seem_hf.…` name in inline code imports, every repository path and relative link exists;
 - every picture the pages show exists and scripts/make_doc_pictures.py makes it.
 
@@ -146,7 +147,8 @@ import contextlib, io, json, runpy, sys
 texts = {}
 for kind, name in json.loads(sys.argv[1]):
     output = io.StringIO()
-    arguments = {"torchrun": ["torchrun", "--help"], "accelerate launch": ["accelerate", "launch", "--help"]}
+    arguments = {"torchrun": ["torchrun", "--help"], "accelerate launch": ["accelerate", "launch", "--help"],
+                 "pip": ["pip", name, "--help"]}
     sys.argv = arguments.get(kind, [name, "--help"])
     code = None
     try:
@@ -155,6 +157,8 @@ for kind, name in json.loads(sys.argv[1]):
                 runpy.run_module(name, run_name="__main__", alter_sys=True)
             elif kind == "script":
                 runpy.run_path(name, run_name="__main__")
+            elif kind == "pip":
+                runpy.run_module("pip", run_name="__main__", alter_sys=True)
             elif kind == "torchrun":
                 runpy.run_module("torch.distributed.run", run_name="__main__", alter_sys=True)
             else:
@@ -244,11 +248,21 @@ def test_commands_name_scripts_modules_and_options_that_exist():
             if REPOSITORY_PATH.match(word):
                 assert (ROOT / word).exists(), f"{where}: {word} does not exist"
     wanted = sorted({(target.kind, target.name) for _, target in targets})
+    # pip's options, for the pages that show pip commands and name their options in prose
+    wanted += sorted({("pip", words[1]) for page in PAGES for block in blocks_of(page) if block.language == "bash"
+                      for words in commands_of(block.code) if words[0] == "pip" and len(words) > 1})
     result = subprocess.run([sys.executable, "-c", HELP_DRIVER, json.dumps(wanted)], cwd=ROOT, env=_environment(),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     texts = json.loads(result.stdout.split("HELP", 1)[1])
     problems = []
+    every_option, inline_options = "\n".join(text for _, text in texts.values()), 0
+    for page in PAGES:
+        for match in INLINE.finditer(prose_of(page)):
+            for option in _options(match[1].split()) if match[1].startswith("--") else []:
+                inline_options += 1
+                if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", every_option):
+                    problems.append(f"{page.name}: `{match[1]}` names {option}, an option of none of the pages' commands")
     for where, target in targets:
         code, text = texts[f"{target.kind} {target.name}"]
         if code not in (0, None) or "usage" not in text.lower():
@@ -257,6 +271,7 @@ def test_commands_name_scripts_modules_and_options_that_exist():
         for option in target.options:
             if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text):
                 problems.append(f"{where}: {target.name} has no option {option}")
+    assert inline_options >= 5, "the pages name fewer options in prose than expected: is INLINE still right?"
     assert not problems, "\n".join(problems)
 
 
