@@ -62,21 +62,27 @@ class ModelArguments:
         default="maskformer", metadata={"help": "post-processing for evaluation: maskformer (score > 0.5) or detr"}
     )
     dropout: float = field(
-        default=0.0, metadata={"help": "transformer dropout (DETR's 0.1 is for COCO-sized data; 0 learns things "
-                               "from a few images, see the module docstring)"}
+        default=0.0, metadata={"help": "transformer dropout (DETR's 0.1 suits COCO-sized data; 0 learns things sooner "
+                               "from a few images: see DEFAULTS)"}
     )
 
 
 DEFAULTS = dict(
     QUICK_DEFAULTS,
     output_dir="outputs/finetune_detr_panoptic",
-    max_steps=600,
-    # The quick run's recipe (a tiny model from scratch); DETR's own for R50 is 1e-4 with gradient clip 0.1.
+    max_steps=1000,
+    # The quick run's recipe (a small model on a few dozen images); DETR's own for R50 on COCO is 1e-4 with gradient
+    # clip 0.1, dropout 0.1 and a step decay (--lr_milestones 0.667). Here a constant rate and no dropout: each
+    # makes things (the shapes) learn sooner. Measured on 4 images at 96 px from the tiny random model, evaluated on
+    # them: things PQ at 600 steps 70.8 (constant, dropout 0), 46.7 (constant, dropout 0.1), 42.1 (linear decay,
+    # dropout 0); stuff reaches 90+ either way. At 64 px things stay below 35 whatever the recipe: DETR's stride-32
+    # map is 2 x 2 there, hence 128 px here.
     learning_rate=1e-3,
+    lr_scheduler_type="constant",
     weight_decay=1e-4,
     max_grad_norm=1.0,
-    eval_steps=200,
-    save_steps=200,
+    eval_steps=250,
+    save_steps=250,
 )
 
 
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     argv = list(sys.argv[1:] if argv is None else argv)
     model_args, tuning, data_args, training_args = parse_arguments(
         (ModelArguments, FineTuningArguments, DataArguments, ExampleTrainingArguments),
-        dict(DEFAULTS, use_cpu=not torch.cuda.is_available()), argv, __doc__,
+        dict(DEFAULTS, image_size=128, use_cpu=not torch.cuda.is_available()), argv, __doc__,
     )
 
     train, evaluation, vocabulary = training_datasets(data_args, training_args)

@@ -146,8 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     def prompt_evaluation(trained):
         """Referring cIoU and interactive NoC (SEEM's click protocol, `--eval_max_clicks`) on the evaluation set."""
         return {**evaluate_referring(trained, processor, evaluation),
-                **evaluate_interactive(trained, processor, evaluation, max_clicks=model_args.eval_max_clicks,
-                                       seed=training_args.seed)}
+                **evaluate_interactive(trained, processor, evaluation, max_clicks=model_args.eval_max_clicks)}
 
     def postprocess(outputs, target_sizes):
         return processor.post_process_panoptic_segmentation(outputs, target_sizes=target_sizes)

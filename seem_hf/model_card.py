@@ -22,8 +22,8 @@ _MODELS = {
               'inputs = processor(images=image, sentences=["the red circle"])\n'
               'masks = processor.post_process_referring_segmentation(model(**inputs))',
         limitations="Class scores come from text embeddings: label sets far from the training vocabulary score "
-                    "lower. Interactive answers repeat exactly in eval mode (SEEM's random draws come from a fixed "
-                    "seed there); training draws them at random, as SEEM does.",
+                    "lower. Interactive answers repeat exactly in eval mode (every object query serves each prompt, "
+                    "as in SEEM's demo, and sampling uses a fixed seed); training draws at random, as SEEM does.",
     ),
     "lseg": dict(
         title="LSeg",

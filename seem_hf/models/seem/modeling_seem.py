@@ -57,7 +57,8 @@ class SeemUniversalSegmentationOutput(ModelOutput):
     grounding_sentence_mask (`(batch_size, num_sentences)`, *optional*): True for real (not padding) sentences.
     spatial_masks_logits (`(batch_size, queries_per_prompt * num_prompts, height / 4, width / 4)`, *optional*):
         masks of the spatial queries, when visual prompts are given; queries of prompt n are rows
-        `n * queries_per_prompt ...`.
+        `n * queries_per_prompt ...` (`queries_per_prompt`: the config's `spatial_queries_per_prompt` in training
+        or with a `generator`, `num_queries` in eval mode without one).
     spatial_logits (`(batch_size, queries_per_prompt * num_prompts, num_prompts)`, *optional*): each spatial
         query's mask embedding times each prompt's embedding (SEEM's selection score).
     interactive_masks_logits (`(batch_size, num_prompts, height / 4, width / 4)`, *optional*): the answer for
@@ -226,10 +227,12 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
             `interactive_masks_logits`, read by the memory slots.
         image_features (`tuple`, *optional*): `get_image_features(pixel_values)` computed once and reused, so an
             interactive round or a new label set does not run the backbone and pixel decoder again.
-        generator (`torch.Generator`, *optional*): drives SEEM's random draws (spatial queries are random copies of
-            object queries; prompt pixels and memory slots are sampled). Not needed for repeatable results: in eval
-            mode the draws come from a fixed seed, so the same image and prompts give the same masks on every call;
-            in training mode they come from torch's global generator, as SEEM trains.
+        generator (`torch.Generator`, *optional*): drives SEEM v1's random draws (each prompt's spatial queries are
+            `spatial_queries_per_prompt` random copies of object queries; prompt pixels and memory slots are
+            sampled). Not needed for repeatable results: in eval mode without it every object query is copied for
+            every prompt (as SEEM's demo decoder does) and the sampling draws come from a fixed seed, so the same
+            image and prompts give the same masks on every call; in training mode the draws come from torch's
+            global generator, as SEEM trains.
         click_rounds (`int`, *optional*): SEEM's training-time click simulation: with `spatial_masks` in `labels`,
             first run this many interactive rounds without gradient, each adding a corrective click per prompt
             (`simulate_clicks`), then the training pass with the clicks and the last round's masks as memory.
@@ -364,9 +367,9 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
 
     def _interactive_outputs(self, decoded_round, prompt_embeddings, label_embeddings) -> dict:
         """Scores each spatial query against each prompt and answers each prompt with its best own query."""
-        k = self.config.spatial_queries_per_prompt
         logits = decoded_round["spatial_mask_embeddings"] @ prompt_embeddings.transpose(1, 2)
         batch, num_queries, num_prompts = logits.shape
+        k = num_queries // num_prompts  # spatial queries per prompt (all object queries in eval mode)
         own = torch.arange(num_queries, device=logits.device)[:, None] // k == torch.arange(
             num_prompts, device=logits.device
         )

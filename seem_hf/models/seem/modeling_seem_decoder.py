@@ -131,7 +131,9 @@ class SeemDecoder(nn.Module):
     - object queries (`num_queries`): generic segmentation;
     - grounding queries, an exact copy of the object queries, which also see the text tokens of the referring
       sentences (those tokens go through self-attention and the FFN, never cross-attention);
-    - spatial queries, `spatial_queries_per_prompt` random copies of object queries per visual prompt, which see
+    - spatial queries, copies of object queries per visual prompt (in training and with a `generator`,
+      `spatial_queries_per_prompt` random ones, as SEEM v1 draws them; in eval mode without one, all of them,
+      as SEEM's demo decoder copies them: no draw, and the best of every query answers), which see
       that prompt's visual tokens (pixels sampled from the level's features projected by `mask_spatial_embed`,
       plus `pn_indicator` for positive or negative) and, from the second interactive round on,
     - memory slots (`spatial_featured` content, `spatial_embed` position), each given to a prompt at random in
@@ -230,14 +232,16 @@ class SeemDecoder(nn.Module):
                                                   self.max_spatial_tokens, self.pn_indicator.weight,
                                                   self._draws(generator)))
             num_prompts = positive_prompts.shape[1]
-            spatial_index = torch.arange(num_prompts, device=mask_features.device).repeat_interleave(
-                self.queries_per_prompt
-            )
-            draws = self._draws(generator)
-            picks = torch.randint(
-                self.query_feat.num_embeddings, (len(spatial_index),), generator=draws,
-                device=draws.device if draws is not None else "cpu",
-            ).to(mask_features.device)
+            if generator is None and not self.training:  # SEEM's demo: every object query, for every prompt
+                per_prompt = self.query_feat.num_embeddings
+                picks = torch.arange(per_prompt, device=mask_features.device).repeat(num_prompts)
+            else:  # SEEM v1: `spatial_queries_per_prompt` random copies per prompt
+                per_prompt = self.queries_per_prompt
+                picks = torch.randint(
+                    self.query_feat.num_embeddings, (num_prompts * per_prompt,), generator=generator,
+                    device=generator.device if generator is not None else "cpu",
+                ).to(mask_features.device)
+            spatial_index = torch.arange(num_prompts, device=mask_features.device).repeat_interleave(per_prompt)
             groups["spatial"] = (initial[:, picks], initial_position[:, picks])
         if previous_masks is not None:
             groups["memory"] = (
@@ -294,12 +298,10 @@ class SeemDecoder(nn.Module):
         return {"rounds": rounds, "prompt_embeddings": embeddings}
 
     def _draws(self, generator: torch.Generator | None) -> torch.Generator | None:
-        """The generator for one of SEEM's random draws (spatial queries copy random object queries; prompt pixels
-        and memory slots are sampled). SEEM draws them at inference too (`Variable.rand_sample`, `rand_sample`,
-        the memory `multinomial` in the original); here a given `generator` drives them, training draws from
-        torch's global generator as SEEM does, and in eval mode without a generator each draw comes from a fresh
-        generator seeded 0: the same distribution as SEEM's, repeated exactly on every call, and independent of
-        the other draws (a new click does not change which object queries the spatial queries copy)."""
+        """The generator for one of SEEM's sampling draws (prompt pixels, memory slots): a given `generator`; in
+        training torch's global one, as SEEM trains; in eval mode without a generator a fresh one seeded 0 for each
+        draw, so a call repeats exactly (the same distribution as SEEM's draws, which the original makes at
+        inference too: `rand_sample`, the memory `multinomial`)."""
         if generator is not None or self.training:
             return generator
         return torch.Generator().manual_seed(0)
