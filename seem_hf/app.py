@@ -200,9 +200,11 @@ def build_app(segmenters: Segmenters, example: PIL.Image.Image | None = None):
                 with gr.Column():
                     result = gr.Image(type="pil", label="masks", elem_id="seem-result")
                     summary = gr.Textbox(label="result", elem_id="seem-summary")
-            image.select(on_click, [prompts, kind], [prompts, summary])
-            image.change(start_afresh, [image], [prompts, summary, pad, result])
-            clear.click(lambda picture: start_afresh(picture)[:3], [image], [prompts, summary, pad])
+            # the page's own bookkeeping stays off the API page: only the two Segment requests are offered there
+            image.select(on_click, [prompts, kind], [prompts, summary], api_visibility="private")
+            image.change(start_afresh, [image], [prompts, summary, pad, result], api_visibility="private")
+            clear.click(lambda picture: start_afresh(picture)[:3], [image], [prompts, summary, pad],
+                        api_visibility="private")
             segment.click(run_seem, [image, sentence, prompts, pad], [result, summary])
         with gr.Tab("LSeg"):
             with gr.Row():
@@ -215,7 +217,8 @@ def build_app(segmenters: Segmenters, example: PIL.Image.Image | None = None):
                     lseg_result = gr.Image(type="pil", label="labels per pixel", elem_id="lseg-result")
                     lseg_summary = gr.Textbox(label="result", elem_id="lseg-summary")
             lseg_run.click(run_lseg, [lseg_image, labels], [lseg_result, lseg_summary])
-            lseg_image.change(lambda picture: (None, ""), [lseg_image], [lseg_result, lseg_summary])
+            lseg_image.change(lambda picture: (None, ""), [lseg_image], [lseg_result, lseg_summary],
+                              api_visibility="private")
     return app
 
 
