@@ -8,7 +8,7 @@ import PIL.Image
 import pytest
 import torch
 import transformers
-from transformers import pipeline
+from transformers import AutoProcessor, pipeline
 
 import seem_hf  # noqa: F401  (registers the models and the pipeline)
 from seem_hf import ArrayImageSegmentationPipeline
@@ -143,3 +143,182 @@ def _assert_same_segments(first, second):
     assert [segment["label"] for segment in first] == [segment["label"] for segment in second]
     for a, b in zip(first, second):
         assert np.array_equal(np.asarray(a["mask"]), np.asarray(b["mask"]))
+
+
+# ------------------------------------------------------------------------------------- issue 15: calls and batches
+@pytest.fixture(scope="module")
+def shapes_images(tmp_path_factory):
+    """Four photos of the bundled shapes dataset, two of them at the sizes of the issue (451x300 and 600x400)."""
+    from seem_hf.data import make_shapes_dataset
+
+    paths = make_shapes_dataset(tmp_path_factory.mktemp("shapes"), num_train=0, num_val=2, image_size=128)["val"]
+    first, second = (PIL.Image.open(path).convert("RGB") for path in sorted(paths["image_dir"].glob("*.jpg")))
+    return [np.asarray(first), np.asarray(second), np.asarray(first.resize((451, 300))),
+            np.asarray(second.resize((600, 400)))]
+
+
+def _summary(results):
+    return [(segment["label"], segment["score"]) for segment in results]
+
+
+def _semantic_map(results, labels):
+    ids = {label: index for index, label in enumerate(labels)}
+    shape = np.asarray(results[0]["mask"]).shape
+    segmentation = np.full(shape, -1)
+    for segment in results:
+        segmentation[np.asarray(segment["mask"]) > 0] = ids[segment["label"]]
+    return segmentation
+
+
+def test_semantic_calls_are_not_changed_by_the_pipeline_s_panoptic_settings(shapes_images):
+    """DETR-panoptic (the trained shapes default): the pipeline's semantic map is the model plus
+    `post_process_semantic_segmentation`, whether the pipeline was built without a subtask (its panoptic mask
+    threshold used to reach semantic calls and skip masks: one label over the whole image), was called for
+    panoptic just before, or was built with a threshold of its own. Same computation on the same pixels, so the
+    maps are compared pixel for pixel."""
+    from seem_hf.demo import DEFAULTS
+
+    image = shapes_images[0]
+    built = [pipeline("image-segmentation", model=str(DEFAULTS["detr_panoptic"]))]
+    built.append(pipeline("image-segmentation", model=str(DEFAULTS["detr_panoptic"]), threshold=0.5))
+    model, processor = built[0].model, built[0].image_processor
+    with torch.no_grad():
+        outputs = model(**processor(images=image, return_tensors="pt"))
+    expected = processor.post_process_semantic_segmentation(outputs, target_sizes=[image.shape[:2]])[0].numpy()
+    assert len(np.unique(expected)) >= 3  # water, grass and shapes: a map worth comparing
+    labels = [model.config.id2label[index] for index in range(len(model.config.id2label))]
+    for segmenter in built:
+        segmenter(image, subtask="panoptic")
+        np.testing.assert_array_equal(_semantic_map(segmenter(image, subtask="semantic"), labels), expected)
+    # a pipeline built with threshold=0.5 uses it for panoptic calls that do not restate it
+    panoptic = processor.post_process_panoptic_segmentation(
+        outputs, threshold=0.5, mask_threshold=0.5, overlap_mask_area_threshold=0.5, target_sizes=[image.shape[:2]]
+    )[0]
+    assert _summary(built[1](image, subtask="panoptic")) == [
+        (model.config.id2label[info["label_id"]], info["score"]) for info in panoptic["segments_info"]
+    ]
+
+
+def test_argument_checks(segmenter, image):
+    """`labels="cat"` is one string (it used to become the labels "c", "a", "t"); a mapping is not a label list;
+    thresholds outside [0, 1] and unknown subtasks are refused before any work."""
+    from seem_hf.testing import FIXTURES
+
+    lseg = pipeline("image-segmentation", model=str(FIXTURES / "tiny-random-lseg"))
+    with pytest.raises(ValueError, match="one string"):
+        lseg(image, labels="cat")
+    with pytest.raises(ValueError, match="id2label"):
+        lseg(image, labels={0: "cat", 1: "other"})
+    assert {r["label"] for r in lseg(image, labels=("cat", "other"))} <= {"cat", "other"}
+    with pytest.raises(ValueError, match="semantic"):
+        lseg(image, labels=["cat", "other"], subtask="panoptic")
+    for bad, message in (({"threshold": 1.5}, "threshold"), ({"mask_threshold": -0.1}, "mask_threshold"),
+                         ({"subtask": "semantics"}, "subtask")):
+        with pytest.raises(ValueError, match=message):
+            segmenter(image, **bad)
+
+
+def test_referring_arguments_and_init_defaults(image):
+    """Referring segmentation: a pipeline built with sentences= keeps them for calls that give none (a call's
+    unset arguments used to override them with None); empty sentences, top_k=0 and mask_threshold=1.5 are named."""
+    from seem_hf.testing import FIXTURES
+
+    folder = str(FIXTURES / "tiny-random-seem")
+    built = pipeline("referring-segmentation", model=folder, sentences="the circle", top_k=2)
+    results = built(image)
+    assert len(results) == 1 and len(results[0]) <= 2 and results[0][0]["sentence"] == "the circle"
+    for bad, message in (({"sentences": []}, "at least one"), ({"sentences": [""]}, "at least one"),
+                         ({"top_k": 0}, "top_k"), ({"mask_threshold": 1.5}, "mask_threshold")):
+        with pytest.raises(ValueError, match=message):
+            built(image, **bad)
+    with pytest.raises(ValueError, match="empty list"):
+        built([])
+
+
+def _assert_same_results(single, batched, tolerance):
+    assert len(single) == len(batched)
+    for one, many in zip(single, batched):
+        name = "sentence" if one and "sentence" in one[0] else "label"
+        assert [segment[name] for segment in one] == [segment[name] for segment in many]
+        for a, b in zip(one, many):
+            if a["score"] is not None:
+                assert abs(a["score"] - b["score"]) < 1e-4
+            a, b = np.asarray(a["mask"]), np.asarray(b["mask"])
+            assert a.shape == b.shape and (a != b).mean() <= tolerance
+
+
+@pytest.mark.parametrize("case", ["lseg", "lseg-labels", "detr_panoptic", "seem-labels"])
+def test_batched_calls_give_the_results_of_one_at_a_time(case, shapes_images):
+    """`batch_size=3` over images of four sizes (two equal, so one batch really runs two images at once) gives
+    each image's results of a call on its own: same labels and scores, masks equal up to 0.5% of the pixels
+    (batched matrix products round differently, which can flip pixels where two masks nearly tie)."""
+    from seem_hf.demo import DEFAULTS
+    from seem_hf.testing import FIXTURES
+
+    name = case.split("-")[0]
+    folder = FIXTURES / "tiny-random-seem" if name == "seem" else DEFAULTS[name]
+    segmenter = pipeline("image-segmentation", model=str(folder))
+    kwargs = {"subtask": "panoptic", "threshold": 0.5} if name == "detr_panoptic" else {"subtask": "semantic"}
+    if case.endswith("labels"):
+        kwargs["labels"] = ["circle", "square", "grass", "water", "sky", "other"]
+    images = [shapes_images[0], shapes_images[1], shapes_images[2], shapes_images[3]]
+    single = [segmenter(image, **kwargs) for image in images]
+    assert any(len(results) > 1 for results in single) or name == "seem"  # real segments (tiny SEEM: a label)
+    batched = segmenter(images, batch_size=3, **kwargs)
+    _assert_same_results(single, batched, tolerance=0.005)
+
+
+def test_batched_referring_calls_give_the_results_of_one_at_a_time(shapes_images):
+    from seem_hf.testing import FIXTURES
+
+    segmenter = pipeline("referring-segmentation", model=str(FIXTURES / "tiny-random-seem"))
+    kwargs = {"sentences": ["the red circle", "the water"], "top_k": 2}
+    single = [segmenter(image, **kwargs) for image in shapes_images]
+    batched = segmenter(shapes_images, batch_size=2, **kwargs)
+    for one, many in zip(single, batched):
+        _assert_same_results(one, many, tolerance=0.005)
+
+
+def test_pipeline_from_a_saved_folder_without_seem_hf(tmp_path):
+    """The model card's call, `pipeline("image-segmentation", model=folder, trust_remote_code=True)`, in a process
+    where seem_hf cannot be imported (transformers' own pipeline, the folder's own code), for the three models,
+    gives the segments seem_hf's pipeline gives (SEEM used to fail: its label set was not with the image
+    processor). Same computation on the same pixels: labels equal, masks up to 0.1% of the pixels (transformers'
+    pipeline runs the full forward where seem_hf's skips unconfident DETR masks, which ties can flip)."""
+    import json
+
+    from transformers import AutoModel
+
+    from seem_hf.testing import FIXTURES
+
+    from .helpers import run_without_seem_hf
+
+    image = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    np.save(tmp_path / "image.npy", image)
+    expected, folders = {}, {}
+    for name in ("seem", "lseg", "detr_panoptic"):
+        folders[name] = folder = tmp_path / name
+        AutoModel.from_pretrained(FIXTURES / f"tiny-random-{name}").save_pretrained(folder)
+        AutoProcessor.from_pretrained(FIXTURES / f"tiny-random-{name}").save_pretrained(folder)
+        segmenter = pipeline("image-segmentation", model=str(folder))
+        subtask = "panoptic" if name == "detr_panoptic" else "semantic"  # the tiny SEEM keeps no panoptic segment
+        expected[name] = [(r["label"], np.asarray(r["mask"]).tolist())
+                          for r in segmenter(PIL.Image.fromarray(image), subtask=subtask)]
+    output = run_without_seem_hf(f"""
+        import json, numpy as np, PIL.Image
+        from transformers import pipeline
+        image = PIL.Image.fromarray(np.load({str(tmp_path / 'image.npy')!r}))
+        results = {{}}
+        for name, folder in {json.dumps({k: str(v) for k, v in folders.items()})}.items():
+            segmenter = pipeline("image-segmentation", model=folder, trust_remote_code=True)
+            assert "seem_hf" not in type(segmenter.model).__module__
+            subtask = "panoptic" if name == "detr_panoptic" else "semantic"
+            results[name] = [(r["label"], np.asarray(r["mask"]).tolist()) for r in segmenter(image, subtask=subtask)]
+        print(json.dumps(results))
+    """)
+    results = json.loads(output.strip().splitlines()[-1])
+    for name in expected:
+        got, want = results[name], expected[name]
+        assert got and [label for label, _ in got] == [label for label, _ in want], name
+        for (_, a), (_, b) in zip(got, want):
+            assert (np.array(a) != np.array(b)).mean() <= 0.001, name

@@ -91,7 +91,7 @@ def test_batch_is_padded_with_mask():
         (np.zeros((5, 5, 7)), "1, 3 or 4 channels"),
         (np.full((4, 4, 3), np.nan, dtype=np.float32), "NaN"),
         (torch.full((3, 4, 4), float("inf")), "NaN or infinite"),
-        (np.zeros((4, 4, 3), dtype=bool), "numeric"),
+        (np.full((4, 4, 3), "a"), "numbers or bool"),  # bool images are black and white (seem_hf.image_utils)
         ("not an image", "Unsupported image type"),
         ([], "empty list"),
         (PIL.Image.new("RGB", (0, 0)), "Empty image"),

@@ -1,0 +1,247 @@
+"""Every image input read right or refused clearly (issue 15, items 3, 4, 13 and the same classes beyond them):
+the one reader (`seem_hf.image_utils.read_image`) behind the three image processors and both pipelines, driven
+through the processors and pipelines as a user calls them.
+
+The rule under test (docs/getting_started.md, "Image inputs"): uint8 as is; float on [0, 1] when every value is in
+[0, 1], else on [0, 255], else refused; uint16 and 16-bit PIL modes on [0, 65535]; bool black and white; other
+integers on [0, 255]; alpha composited onto white; EXIF orientation applied; `do_rescale=False` means [0, 1].
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+import pytest
+import torch
+from transformers import AutoProcessor, pipeline
+
+import seem_hf  # noqa: F401  (registers the models and the pipelines)
+from seem_hf.testing import FIXTURES
+
+NAMES = ("seem", "lseg", "detr_panoptic")
+PROCESSORS = {name: AutoProcessor.from_pretrained(FIXTURES / f"tiny-random-{name}") for name in NAMES}
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return pipeline("image-segmentation", model=str(FIXTURES / "tiny-random-detr_panoptic"))
+
+
+def _photo(height=40, width=56, seed=0):
+    """A uint8 RGB image with structure (gradients and a square), so that a wrong reading shows in the pixels."""
+    rows, cols = np.mgrid[0:height, 0:width]
+    image = np.stack([rows * 255 // max(1, height - 1), cols * 255 // max(1, width - 1),
+                      np.full_like(rows, 128)], -1).astype(np.uint8)
+    image[height // 4: height // 2, width // 4: width // 2] = (250, 20, 30)
+    noise = np.random.default_rng(seed).integers(0, 20, image.shape)
+    return np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8)
+
+
+def _pixel_values(name, image, **kwargs):
+    return PROCESSORS[name](images=image, return_tensors="pt", **kwargs)["pixel_values"]
+
+
+# ------------------------------------------------------------------------------------------- value ranges (item 3)
+@pytest.mark.parametrize("name", NAMES)
+def test_float_images_on_the_unit_range_read_as_the_8_bit_image(name):
+    """A float image on [0, 1] (numpy float32/float16, torch float32 channels-first) is the 8-bit image divided by
+    255: the processors give the same pixel values as for the uint8 image (LSeg used to see a black image).
+    float16 holds x / 255 to within 1/2048 of x / 255, so x 255 rounds back to the same 8-bit value; the rest of
+    the processing is then the same computation, compared with a float32 tolerance."""
+    image = _photo()
+    expected = _pixel_values(name, image)
+    unit = image.astype(np.float32) / 255
+    for form in (unit, unit.astype(np.float16), torch.from_numpy(unit).permute(2, 0, 1),
+                 torch.from_numpy(unit).permute(2, 0, 1).half()):
+        torch.testing.assert_close(_pixel_values(name, form), expected, rtol=0, atol=1e-6)
+    # the same image on [0, 255] as floats, with fractions: rounded to the nearest 8-bit value
+    fractional = image.astype(np.float64) * 0.999 + 0.1  # within 0.16 of each 8-bit value
+    torch.testing.assert_close(_pixel_values(name, fractional), expected, rtol=0, atol=1e-6)
+    # transformers' own meaning of do_rescale=False: the images are already on [0, 1]
+    torch.testing.assert_close(_pixel_values(name, unit, do_rescale=False), expected, rtol=0, atol=1e-6)
+
+
+def test_float_images_outside_both_ranges_and_contradictory_do_rescale_are_refused():
+    processor = PROCESSORS["lseg"]
+    normalised = (_photo().astype(np.float32) / 255 - 0.5) / 0.5  # already normalised pixel values: not an image
+    with pytest.raises(ValueError, match=r"\[0, 1\] or \[0, 255\].*Normalised"):
+        processor(images=normalised)
+    with pytest.raises(ValueError, match="do_rescale=False"):
+        processor(images=_photo(), do_rescale=False)  # uint8 does not hold [0, 1] values
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_integer_and_bool_dtypes(name):
+    """uint16 is 16-bit (x 257 is the same image), int64 holds 8-bit values (torch's and numpy's default integer
+    type), bool is black and white; out-of-range integers are refused and an 8-bit-looking uint16 image warns."""
+    image = _photo()
+    expected = _pixel_values(name, image)
+    torch.testing.assert_close(_pixel_values(name, image.astype(np.uint16) * 257), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(_pixel_values(name, image.astype(np.int64)), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(_pixel_values(name, torch.from_numpy(image.astype(np.int64)).permute(2, 0, 1)),
+                               expected, rtol=0, atol=1e-6)
+    mask = image[..., 0] > 127
+    torch.testing.assert_close(_pixel_values(name, mask), _pixel_values(name, mask.astype(np.uint8) * 255),
+                               rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\[0, 255\].*uint16"):
+        _pixel_values(name, image.astype(np.int32) * 4)
+    with pytest.warns(UserWarning, match="16-bit image.*nearly black"):
+        _pixel_values(name, image.astype(np.uint16))
+
+
+# ------------------------------------------------------------------------------------------- PIL modes (item 4)
+def _expected_rgb(gray_or_rgb, alpha=None):
+    """What an image with these 8-bit values and this alpha should read as: alpha composited onto white."""
+    rgb = np.repeat(gray_or_rgb[..., None], 3, -1) if gray_or_rgb.ndim == 2 else gray_or_rgb
+    if alpha is None:
+        return rgb
+    weight = alpha[..., None].astype(np.float64) / 255
+    return np.round(rgb * weight + 255 * (1 - weight)).astype(np.uint8)
+
+
+def _mode_cases():
+    image = _photo(24, 32)
+    gray = image[..., 0]
+    alpha = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (24, 1))
+    palette_image = PIL.Image.fromarray(image).quantize(8)
+    palette = np.array(palette_image.getpalette()[: 8 * 3], np.uint8).reshape(8, 3)
+    indices = np.asarray(palette_image)
+    transparent = palette_image.copy()
+    transparent.info["transparency"] = int(indices[0, 0])
+    palette_rgb = palette[indices]
+    cmyk = PIL.Image.fromarray(image).convert("CMYK")
+    return {
+        "I;16": (PIL.Image.fromarray(gray.astype(np.uint16) * 257), _expected_rgb(gray)),
+        "I": (PIL.Image.fromarray(gray.astype(np.int32) * 257), _expected_rgb(gray)),
+        "F": (PIL.Image.fromarray(gray.astype(np.float32) / 255), _expected_rgb(gray)),
+        "1": (PIL.Image.fromarray(gray > 127), _expected_rgb((gray > 127).astype(np.uint8) * 255)),
+        "LA": (PIL.Image.fromarray(np.stack([gray, alpha], -1), "LA"), _expected_rgb(gray, alpha)),
+        "RGBA": (PIL.Image.fromarray(np.concatenate([image, alpha[..., None]], -1)), _expected_rgb(image, alpha)),
+        "P": (palette_image, palette_rgb),
+        "P+transparency": (transparent, np.where((indices == indices[0, 0])[..., None], 255, palette_rgb)),
+        # CMYK -> RGB is PIL's conversion (255 - C - K per channel); the white-out defect gave all 255
+        "CMYK": (cmyk, np.asarray(cmyk.convert("RGB"))),
+    }
+
+
+@pytest.mark.parametrize("mode", list(_mode_cases()))
+def test_every_pil_mode_reads_as_its_rgb_image(mode, tmp_path):
+    from seem_hf.image_utils import read_image
+
+    image, expected = _mode_cases()[mode]
+    assert not (expected == 255).all()
+    if mode in ("I;16", "LA", "RGBA", "P+transparency"):  # as a file, the way such images arrive
+        path = tmp_path / "image.png"
+        image.save(path)
+        image = PIL.Image.open(path)
+        assert image.mode in (mode.split("+")[0], "I") or (mode == "I;16" and image.mode.startswith("I"))
+    np.testing.assert_array_equal(read_image(image), expected)
+    # and the processors see exactly that image
+    for name in NAMES:
+        torch.testing.assert_close(_pixel_values(name, image), _pixel_values(name, expected), rtol=0, atol=1e-6)
+
+
+def test_16_bit_png_through_the_pipeline_is_the_8_bit_image(segmenter, tmp_path):
+    """A 16-bit grayscale PNG (read as mode I;16) gives the segments of its 8-bit version, not of a white image."""
+    gray = _photo()[..., 1]
+    PIL.Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "16bit.png")
+    inputs = segmenter.preprocess(str(tmp_path / "16bit.png"))
+    expected = segmenter.preprocess(gray)
+    torch.testing.assert_close(inputs["pixel_values"], expected["pixel_values"], rtol=0, atol=1e-6)
+
+
+def test_pipeline_and_processor_read_alpha_the_same(segmenter):
+    """A transparent region is white for the pipeline as for the processors (the pipeline used to drop alpha while
+    the processors composited it)."""
+    image = _photo()
+    alpha = np.zeros(image.shape[:2], np.uint8)
+    alpha[:, : image.shape[1] // 2] = 255
+    rgba = PIL.Image.fromarray(np.concatenate([image, alpha[..., None]], -1))
+    composited = _expected_rgb(image, alpha)
+    torch.testing.assert_close(segmenter.preprocess(rgba)["pixel_values"],
+                               segmenter.preprocess(composited)["pixel_values"], rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ EXIF orientation
+def test_exif_orientation_is_applied_by_processors_and_pipelines(segmenter, tmp_path):
+    """A camera JPEG stored sideways with orientation 6 ("rotate 90 degrees clockwise to view") is read upright by
+    the processors too, as transformers' `load_image` and the pipelines read it; `image_size` agrees."""
+    from seem_hf.image_utils import image_size
+
+    stored = _photo(40, 56)
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "photo.jpg"
+    PIL.Image.fromarray(stored).save(path, exif=exif, quality=95)
+    opened = PIL.Image.open(path)
+    upright = PIL.ImageOps.exif_transpose(PIL.Image.open(path))
+    assert upright.size == (40, 56) and image_size(opened) == (56, 40)
+    for name in NAMES:
+        torch.testing.assert_close(_pixel_values(name, opened), _pixel_values(name, upright), rtol=0, atol=1e-6)
+    results = segmenter(path, subtask="semantic")
+    assert results[0]["mask"].size == (40, 56)  # PIL sizes are (width, height)
+
+
+# --------------------------------------------------------------------------------------- paths and errors (item 13)
+def test_paths_urls_and_file_errors_name_the_file(segmenter, tmp_path, monkeypatch):
+    image = _photo()
+    path = tmp_path / "image.png"
+    PIL.Image.fromarray(image).save(path)
+    expected = [r["label"] for r in segmenter(image, subtask="semantic")]
+    assert [r["label"] for r in segmenter(path, subtask="semantic")] == expected  # a pathlib.Path
+
+    from huggingface_hub.utils import httpx
+
+    class _Response:
+        content = path.read_bytes()
+
+        def raise_for_status(self):
+            return None
+
+    monkeypatch.setattr(httpx, "get", lambda url, **kwargs: _Response())
+    assert [r["label"] for r in segmenter("https://example.com/image.png", subtask="semantic")] == expected
+
+    missing = tmp_path / "no such image.png"
+    with pytest.raises(FileNotFoundError, match="no such image.png"):
+        segmenter(str(missing))
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="truncated.png"):
+        segmenter(str(truncated))
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    with pytest.raises(ValueError, match="notes.png"):
+        segmenter(str(not_an_image))
+
+
+def test_empty_and_batched_pipeline_inputs(segmenter):
+    image = _photo()
+    with pytest.raises(ValueError, match="empty list"):
+        segmenter([])
+    batch = np.stack([image, image[::-1].copy()])
+    from_array = segmenter(batch, subtask="semantic")  # a 4-D array is a batch, as for the processors
+    from_tuple = segmenter((image, image[::-1].copy()), subtask="semantic")
+    assert len(from_array) == len(from_tuple) == 2
+    assert [r["label"] for r in from_array[1]] == [r["label"] for r in from_tuple[1]]
+
+
+def test_read_image_reads_bytes_like_base64_and_refuses_garbage():
+    from seem_hf.image_utils import read_image
+
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(_photo()).save(buffer, format="PNG")
+    import base64
+
+    data = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    np.testing.assert_array_equal(read_image(data, allow_paths=True), _photo())
+    with pytest.raises(FileNotFoundError, match="No image file"):
+        read_image("cat.jpg", allow_paths=True)
+    with pytest.raises(ValueError, match="Unsupported image type str"):
+        read_image("cat.jpg")  # processors take images, not paths (as transformers' processors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a uint8 image is read without a word
+        read_image(_photo())
