@@ -321,6 +321,9 @@ class ReferringSegmentationPipeline(_ImageBatchingMixin, Pipeline):
             elif not isinstance(sentences, collections.abc.Iterable) or isinstance(sentences, collections.abc.Mapping):
                 raise ValueError(f"sentences= takes a sentence or a list of sentences, got {type(sentences).__name__}.")
             sentences = list(sentences)
+            if any(isinstance(text, (list, tuple)) for text in sentences):
+                raise ValueError("sentences= is one list of sentences for every image of the call, not a list per "
+                                 "image: call the pipeline once per set of sentences.")
             if not sentences or any(not isinstance(text, str) or not text.strip() for text in sentences):
                 raise ValueError(f"sentences= needs at least one non-empty sentence, got {sentences!r}.")
         # only what this call gives: a None must not override the pipeline's own default

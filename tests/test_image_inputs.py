@@ -245,3 +245,17 @@ def test_read_image_reads_bytes_like_base64_and_refuses_garbage():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a uint8 image is read without a word
         read_image(_photo())
+
+
+def test_seem_prompts_for_a_4d_batch_and_a_single_visual_prompt():
+    """A 4-D array is a batch for the prompts too (its images used to count as one), and one object's visual prompt
+    may be a dict on its own, as one sentence may be a string (it used to fail with a bare KeyError)."""
+    processor = PROCESSORS["seem"]
+    image = _photo()
+    batch = np.stack([image, image[::-1].copy()])
+    outputs = processor(images=batch, visual_prompts=[[{"points": [(3, 4)]}], [{"points": [(50, 30)]}]])
+    expected = processor(images=list(batch), visual_prompts=[[{"points": [(3, 4)]}], [{"points": [(50, 30)]}]])
+    assert torch.equal(outputs["spatial_positive_masks"], expected["spatial_positive_masks"])
+    assert processor(images=batch, sentences=[["a"], ["b"]])["grounding_input_ids"].shape[:2] == (2, 1)
+    single = processor(images=image, visual_prompts={"points": [(3, 4)]})["spatial_positive_masks"]
+    assert torch.equal(single, processor(images=image, visual_prompts=[{"points": [(3, 4)]}])["spatial_positive_masks"])

@@ -228,7 +228,8 @@ def test_referring_arguments_and_init_defaults(image):
     results = built(image)
     assert len(results) == 1 and len(results[0]) <= 2 and results[0][0]["sentence"] == "the circle"
     for bad, message in (({"sentences": []}, "at least one"), ({"sentences": [""]}, "at least one"),
-                         ({"top_k": 0}, "top_k"), ({"mask_threshold": 1.5}, "mask_threshold")):
+                         ({"top_k": 0}, "top_k"), ({"mask_threshold": 1.5}, "mask_threshold"),
+                         ({"sentences": [["a"], ["b"]]}, "every image")):
         with pytest.raises(ValueError, match=message):
             built(image, **bad)
     with pytest.raises(ValueError, match="empty list"):

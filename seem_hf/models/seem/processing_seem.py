@@ -20,6 +20,8 @@ def _per_image(value, kind, count, name):
     example = '["the red circle"]' if kind is str else '[{"points": [(x, y)]}]'
     if isinstance(value, (list, tuple)) and not value:
         raise ValueError(f"{name} is empty: give at least one prompt per image, e.g. {name}={example}.")
+    if kind is dict and isinstance(value, dict):  # one object's prompt for one image
+        value = [value]
     single = (kind is dict and value and isinstance(value[0], dict)) or (kind is str and (
         isinstance(value, str) or (value and isinstance(value[0], str))))
     batch = [[value] if isinstance(value, str) else value] if single else list(value)
@@ -74,13 +76,14 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
             outputs["input_ids"] = self.tokenize_labels(labels)
         else:  # prompts without a label set: not the default label set the image processor may carry
             outputs.pop("input_ids", None)
-        count = len(images) if isinstance(images, (list, tuple)) else 1
+        count = len(images) if isinstance(images, (list, tuple)) or getattr(images, "ndim", 0) == 4 else 1
         if sentences is not None:
             outputs.update(self.tokenize_sentences(_per_image(sentences, str, count, "sentences")))
         if visual_prompts is not None:
             if images is None:
                 raise ValueError("Visual prompts are given in image coordinates: pass the images too.")
-            image_list = images if isinstance(images, (list, tuple)) else [images]
+            batched = isinstance(images, (list, tuple)) or getattr(images, "ndim", 0) == 4
+            image_list = list(images) if batched else [images]
             outputs.update(self.prepare_visual_prompts(
                 _per_image(visual_prompts, dict, count, "visual_prompts"), [image_size(image) for image in image_list],
                 torch.as_tensor(outputs["pixel_mask"]),
@@ -91,7 +94,7 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
         if sentences is None or images is None or visual_prompts is not None:
             raise ValueError("independent_sentences=True needs images and sentences, and no visual_prompts (give "
                              "visual prompts in a call of their own).")
-        count = len(images) if isinstance(images, (list, tuple)) else 1
+        count = len(images) if isinstance(images, (list, tuple)) or getattr(images, "ndim", 0) == 4 else 1
         per_image = _per_image(sentences, str, count, "sentences")
         outputs = BatchFeature(self.image_processor(images, return_tensors=return_tensors, **kwargs))
         outputs.pop("input_ids", None)
