@@ -41,6 +41,37 @@ from seem_hf.testing import (
 )
 
 
+@torch.no_grad()
+def fit_lseg_text_projection(model: LSegForSemanticSegmentation, processor: LSegProcessor) -> None:
+    """As for SEEM below: the frozen random text tower gives the vocabulary's names nearly one direction
+    (cosine 0.8-0.99), which no image feature can tell apart; fit the projection to keep them apart, as a
+    pretrained CLIP tower does."""
+    text = processor(text=list(TINY_LABELS.values()))
+    pooled = model.text_encoder.text_model(input_ids=text["input_ids"],
+                                           attention_mask=text["attention_mask"]).pooler_output
+    targets = torch.linalg.qr(torch.randn(model.config.embedding_dim, len(pooled)))[0].t()
+    weight = torch.linalg.lstsq(pooled.double(), targets.double()).solution.t()
+    model.text_encoder.text_projection.weight.copy_(weight.float())
+
+
+@torch.no_grad()
+def fit_seem_label_embeddings(model: SeemForUniversalSegmentation, processor: SeemProcessor) -> None:
+    """SEEM's class logits are exp(logit_scale) x cosine with a frozen, pretrained scale; the initial value 1
+    caps a class probability below SEEM's 0.8 score threshold unless the embeddings are nearly perfect.
+    A pretrained-like scale (CLIP's initial 1 / 0.07) lets a random checkpoint learn to pass it.
+    A random text tower maps every class name to nearly the same direction (cosine ~0.97 after SEEM's
+    template averaging), and it is frozen in training, so no query could ever be confident. A pretrained
+    tower separates names: fit the projection so that the bundled vocabulary's names (and "background")
+    land on orthonormal directions, as a pretrained one would keep them apart."""
+    model.language_encoder.logit_scale.fill_(math.log(1 / 0.07))
+    ids = processor.tokenize_labels(list(TINY_LABELS.values()))
+    pooled = model.language_encoder.text_model(input_ids=ids.flatten(0, 1)).pooler_output
+    pooled = pooled.view(*ids.shape[:2], -1).mean(1)
+    targets = torch.linalg.qr(torch.randn(model.config.dim_proj, len(pooled)))[0].t()
+    weight = torch.linalg.lstsq(pooled.double(), targets.double()).solution.t()
+    model.language_encoder.lang_proj.weight.copy_(weight.float())
+
+
 def make_tiny_detr_panoptic(output_dir: Path) -> Path:
     torch.manual_seed(0)
     config = tiny_detr_panoptic_config()
@@ -74,16 +105,7 @@ def make_tiny_lseg(output_dir: Path) -> Path:
     model = LSegForSemanticSegmentation(tiny_lseg_config()).eval()
     processor = LSegProcessor(LSegImageProcessor(size={"height": 64, "width": 64}), clip_tokenizer())
     processor.set_default_labels(list(TINY_LABELS.values()))
-    with torch.no_grad():
-        # As for SEEM below: the frozen random text tower gives the vocabulary's names nearly one direction
-        # (cosine 0.8-0.99), which no image feature can tell apart; fit the projection to keep them apart, as a
-        # pretrained CLIP tower does.
-        text = processor(text=list(TINY_LABELS.values()))
-        pooled = model.text_encoder.text_model(input_ids=text["input_ids"],
-                                               attention_mask=text["attention_mask"]).pooler_output
-        targets = torch.linalg.qr(torch.randn(model.config.embedding_dim, len(pooled)))[0].t()
-        weight = torch.linalg.lstsq(pooled.double(), targets.double()).solution.t()
-        model.text_encoder.text_projection.weight.copy_(weight.float())
+    fit_lseg_text_projection(model, processor)
     folder = output_dir / "tiny-random-lseg"
     shutil.rmtree(folder, ignore_errors=True)
     model.save_pretrained(folder)
@@ -97,22 +119,8 @@ def make_tiny_seem(output_dir: Path) -> Path:
     model = SeemForUniversalSegmentation(tiny_seem_config(id2label=dict(TINY_LABELS))).eval()
     image_processor = SeemImageProcessor(id2label=dict(TINY_LABELS), thing_label_ids=TINY_THINGS,
                                          size=dict(TINY_IMAGE_SIZE))
-    with torch.no_grad():
-        # SEEM's class logits are exp(logit_scale) x cosine with a frozen, pretrained scale; the initial value 1
-        # caps a class probability below SEEM's 0.8 score threshold unless the embeddings are nearly perfect.
-        # A pretrained-like scale (CLIP's initial 1 / 0.07) lets the tiny checkpoint learn to pass it.
-        model.language_encoder.logit_scale.fill_(math.log(1 / 0.07))
-        # A random text tower maps every class name to nearly the same direction (cosine ~0.97 after SEEM's
-        # template averaging), and it is frozen in training, so no query could ever be confident. A pretrained
-        # tower separates names: fit the projection so that the bundled vocabulary's names (and "background")
-        # land on orthonormal directions, as a pretrained one would keep them apart.
-        processor = SeemProcessor(image_processor, clip_tokenizer())
-        ids = processor.tokenize_labels(list(TINY_LABELS.values()))
-        pooled = model.language_encoder.text_model(input_ids=ids.flatten(0, 1)).pooler_output
-        pooled = pooled.view(*ids.shape[:2], -1).mean(1)
-        targets = torch.linalg.qr(torch.randn(model.config.dim_proj, len(pooled)))[0].t()
-        weight = torch.linalg.lstsq(pooled.double(), targets.double()).solution.t()
-        model.language_encoder.lang_proj.weight.copy_(weight.float())
+    processor = SeemProcessor(image_processor, clip_tokenizer())
+    fit_seem_label_embeddings(model, processor)
     folder = output_dir / "tiny-random-seem"
     shutil.rmtree(folder, ignore_errors=True)
     model.save_pretrained(folder)

@@ -1,10 +1,14 @@
-"""Train the embedded default checkpoints: each model fine-tuned on the bundled shapes dataset by its own example
-script, from the shipped tiny checkpoint, then copied (model, processor, model card with the command and the
-validation metrics; no bundled code: inside the package `import seem_hf` registers the models) to `seem_hf/checkpoints/<model>-shapes/`.
+"""Train the embedded default checkpoints: each model built from its small "shapes default" config below (random
+weights, seeded), trained by its own example script on the unlimited shapes stream (`--stream`: new 256 px images
+every step) and evaluated on the stream's fixed held-out set, then copied (model, processor, model card with the
+command, wall time and held-out metrics; no bundled code: inside the package `import seem_hf` registers the
+models) to `seem_hf/checkpoints/<model>-shapes/`, and its learning curve to `docs/images/learning_curve_<model>.png`.
 
-    python scripts/train_defaults.py [--models seem,lseg,detr_panoptic] [--workdir outputs/defaults]
+    python scripts/train_defaults.py --models detr_panoptic [--steps 1000] [--workdir outputs/defaults] [--resume]
 
-CPU, 2 cores: about 10 (DETR-panoptic), 5 (LSeg) and 15 (SEEM) minutes.
+One model at a time (2 CPU cores). `--resume` continues a stopped run from its last saved checkpoint instead of
+starting again (with `--steps` at that checkpoint's step it only evaluates and installs it); the wall time in the
+card counts from the run's start.
 """
 
 from __future__ import annotations
@@ -18,75 +22,230 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+from transformers import CLIPTextConfig, ResNetConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from seem_hf.testing import FIXTURES  # noqa: E402
+from learning_curve_plot import plot  # noqa: E402
+from make_tiny_checkpoints import fit_lseg_text_projection, fit_seem_label_embeddings  # noqa: E402
+
+from seem_hf import (  # noqa: E402
+    DetrPanopticConfig,
+    DetrPanopticForSegmentation,
+    DetrPanopticImageProcessor,
+    DetrPanopticProcessor,
+    LSegConfig,
+    LSegForSemanticSegmentation,
+    LSegImageProcessor,
+    LSegProcessor,
+    SeemForUniversalSegmentation,
+    SeemImageProcessor,
+    SeemProcessor,
+)
+from seem_hf.clip_tokenizer import clip_tokenizer  # noqa: E402
+from seem_hf.data.shapes import SHAPES_VOCABULARY  # noqa: E402
+from seem_hf.models.lseg import lseg_vision_config  # noqa: E402
+from seem_hf.models.lseg.configuration_lseg import CLIP_B32_TEXT  # noqa: E402
+from seem_hf.remote_code import remove_bundle  # noqa: E402
 
 DESTINATION = ROOT / "seem_hf" / "checkpoints"
-COMMON = ["--num_train", "64", "--num_val", "16", "--disable_tqdm", "true", "--report_to", "none", "--seed", "0",
-          "--backbone_lr_multiplier", "1.0", "--warmup_steps", "50", "--save_strategy", "no"]
-# Per model: the image size it trains and runs at, and the example's arguments.
+IMAGE_SIZE = 256
+"""The defaults train and run at 256 px: the shapes data's images, up to 2 stuff regions and 5 things each."""
+
+
+def shapes_detr_panoptic_config() -> DetrPanopticConfig:
+    """DETR-panoptic for the shapes data: a 4-stage ResNet of 16-128 channels (stride 32: an 8x8 map at 256 px),
+    width 64, 2 encoder and 3 decoder layers, 20 queries (about 3 per segment of a 7-segment image), no dropout."""
+    return DetrPanopticConfig(
+        backbone_config=ResNetConfig(hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 2, 1], embedding_size=16,
+                                     out_features=["stage1", "stage2", "stage3", "stage4"]),
+        d_model=64, encoder_layers=2, decoder_layers=3, encoder_attention_heads=8, decoder_attention_heads=8,
+        encoder_ffn_dim=128, decoder_ffn_dim=128, num_queries=20, dropout=0.0,
+        id2label=dict(SHAPES_VOCABULARY.id2label),
+    )
+
+
+def shapes_text_config(projection_dim: int) -> CLIPTextConfig:
+    """The frozen text tower of the LSeg and SEEM defaults: CLIP's vocabulary (so the real tokenizer drives it),
+    2 layers of width 32 (its token table, 49,408 x 32, is most of a checkpoint's size)."""
+    return CLIPTextConfig(**{**CLIP_B32_TEXT, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                             "num_attention_heads": 4, "projection_dim": projection_dim})
+
+
+def shapes_lseg_config() -> LSegConfig:
+    """LSeg for the shapes data: a 6-layer ViT of width 96 (patch 16: a 16x16 map at 256 px), DPT neck of 32-96
+    channels fused at 64, meeting the text tower in a 64-d space."""
+    return LSegConfig(
+        vision_config=lseg_vision_config(
+            "vit_l16", hidden_size=96, num_hidden_layers=6, num_attention_heads=4, intermediate_size=192,
+            image_size=IMAGE_SIZE, backbone_out_indices=[1, 3, 4, 5], neck_hidden_sizes=[32, 64, 96, 96],
+            fusion_hidden_size=64,
+        ),
+        text_config=shapes_text_config(64),
+        embedding_dim=64,
+        id2label=dict(SHAPES_VOCABULARY.id2label),
+    )
+
+
+def shapes_seem_config():
+    """SEEM for the shapes data: a 4-stage FocalNet of 24-192 channels (1, 1, 2, 1 blocks), pixel decoder and
+    decoder of width 64 (2 encoder layers, 3 decoder layers), 16 object queries (about 2 per segment), 8 spatial
+    memories."""
+    from seem_hf.models.seem.configuration_seem import FOCAL_L, SEEM_TEXT, SeemConfig
+
+    backbone = dict(FOCAL_L, embed_dim=24, depths=[1, 1, 2, 1], hidden_sizes=[24, 48, 96, 192],
+                    focal_levels=[2] * 4, drop_path_rate=0.0)
+    text = dict(SEEM_TEXT, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                projection_dim=64)
+    return SeemConfig(
+        backbone_config=backbone, text_config=text, conv_dim=64, mask_dim=64, hidden_dim=64, dim_proj=64,
+        pixel_decoder_layers=2, norm_groups=16, num_queries=16, num_heads=4, dim_feedforward=128, decoder_layers=3,
+        spatial_memories=8, max_spatial_tokens=16, train_num_points=112 * 112 // 4,
+        id2label=dict(SHAPES_VOCABULARY.id2label),
+    )
+
+
+def initial_checkpoint(name: str, folder: Path) -> Path:
+    """The untrained starting point of `name`: its shapes config with seeded random weights (the frozen text
+    towers' projections fitted to keep the vocabulary's names apart, as `scripts/make_tiny_checkpoints.py` does
+    for the tiny ones), and its processor at `IMAGE_SIZE` with the shapes vocabulary."""
+    torch.manual_seed(0)
+    shutil.rmtree(folder, ignore_errors=True)
+    size = {"shortest_edge": IMAGE_SIZE, "longest_edge": IMAGE_SIZE}
+    if name == "detr_panoptic":
+        model = DetrPanopticForSegmentation(shapes_detr_panoptic_config())
+        processor = DetrPanopticProcessor(DetrPanopticImageProcessor(
+            id2label=model.config.id2label, thing_label_ids=SHAPES_VOCABULARY.thing_label_ids,
+            label_colors=SHAPES_VOCABULARY.label_colors, size=size))
+    elif name == "lseg":
+        model = LSegForSemanticSegmentation(shapes_lseg_config())
+        processor = LSegProcessor(LSegImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
+                                  clip_tokenizer())
+        processor.set_default_labels(list(SHAPES_VOCABULARY.id2label.values()))
+        fit_lseg_text_projection(model, processor)
+    elif name == "seem":
+        model = SeemForUniversalSegmentation(shapes_seem_config())
+        processor = SeemProcessor(SeemImageProcessor(id2label=dict(SHAPES_VOCABULARY.id2label),
+                                                     thing_label_ids=SHAPES_VOCABULARY.thing_label_ids, size=size),
+                                  clip_tokenizer())
+        fit_seem_label_embeddings(model, processor)
+    else:
+        raise SystemExit(f"Unknown model {name!r}: choose detr_panoptic, lseg or seem.")
+    model.eval().save_pretrained(folder)
+    processor.save_pretrained(folder)
+    remove_bundle(folder)
+    return folder
+
+
+COMMON = ["--stream", "true", "--image_size", str(IMAGE_SIZE), "--num_val", "16", "--disable_tqdm", "true",
+          "--report_to", "none", "--seed", "0", "--backbone_lr_multiplier", "1.0", "--logging_steps", "5",
+          "--save_strategy", "steps", "--save_total_limit", "1", "--dataloader_num_workers", "0",
+          "--lr_scheduler_type", "constant_with_warmup"]
+"""Every model: the stream, evaluated on its held-out set; a constant rate after warm-up, so that a run stopped at
+any saved step is the run `--steps <that step>` gives (the defaults' step counts were set by the time available)."""
+# Per model: default steps, steps between evaluations and checkpoints (the learning curve's points; what a stopped
+# run can lose), and the example's own arguments.
 RECIPES = {
-    "detr_panoptic": (256, ["--max_steps", "1000", "--eval_steps", "1000"]),
-    "lseg": (128, ["--max_steps", "1000", "--eval_steps", "1000", "--learning_rate", "1e-3"]),
-    "seem": (128, ["--max_steps", "3000", "--eval_steps", "3000", "--learning_rate", "1e-3"]),
+    "detr_panoptic": (1000, 25, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
+    "lseg": (1000, 25, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
+    "seem": (1000, 25, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
 }
 KEEP = (".json", ".safetensors", ".txt")
-DROP = ("training_args.bin", "trainer_state.json", "all_results.json", "train_results.json")
+DROP = ("training_args.bin", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json")
 
 
-def train(name: str, workdir: Path) -> Path:
-    size, arguments = RECIPES[name]
-    output = workdir / name
-    shutil.rmtree(output, ignore_errors=True)
-    command = [f"examples/finetune_{name}.py", "--model_name_or_path",
-               str((FIXTURES / f"tiny-random-{name}").relative_to(ROOT)), "--image_size", str(size),
-               "--output_dir", str(output), *COMMON, *arguments]
-    started = time.perf_counter()
+def train(name: str, workdir: Path, steps: int | None, resume: bool, destination: Path = DESTINATION) -> Path:
+    default_steps, every, arguments = RECIPES[name]
+    steps = steps or default_steps
+    output, start, clock = workdir / name, workdir / f"{name}-init", workdir / f"{name}.started"
+    checkpoints = sorted(output.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    if not (resume and checkpoints):
+        shutil.rmtree(output, ignore_errors=True)
+        clock.write_text(f"{time.time():.0f}\n")  # when the run started: wall time counts from here
+        initial_checkpoint(name, start)
+    command = [f"examples/finetune_{name}.py", "--model_name_or_path", str(start.relative_to(ROOT)),
+               "--output_dir", str(output.relative_to(ROOT)), "--max_steps", str(steps), "--eval_steps", str(every),
+               "--save_steps", str(every), *COMMON, *arguments]
+    if resume and checkpoints:
+        command += ["--resume_from_checkpoint", str(checkpoints[-1].relative_to(ROOT))]
+    print(f"{name}: python {' '.join(command)}", flush=True)
     environment = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run([sys.executable, *command], cwd=ROOT, env=environment, capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(result.stdout[-4000:] + result.stderr[-4000:])
-    minutes = (time.perf_counter() - started) / 60
-    return package(name, output, size, "python " + " ".join(command).replace(str(workdir), "<workdir>"), minutes)
+    if subprocess.run([sys.executable, *command], cwd=ROOT, env=environment).returncode:
+        raise SystemExit(f"{name}: training failed (its log is above); rerun with --resume to continue.")
+    seconds = time.time() - float(clock.read_text())
+    folder = package(name, output, steps, seconds, destination)
+    pictures = ROOT / "docs" / "images" if destination == DESTINATION else workdir
+    print(plot(output, pictures / f"learning_curve_{name}.png", f"{name}-shapes: held-out metrics vs training step "
+               f"(scripts/train_defaults.py, {steps} steps of 4 stream images)"), flush=True)
+    return folder
 
 
-def package(name: str, output: Path, size: int, command: str, minutes: float) -> Path:
-    """Copy the trained folder's model, processor and code, set the processor to the training size, and write
-    the model card with the command and the validation metrics."""
-    import seem_hf  # noqa: F401  (registers the Auto classes)
-    from transformers import AutoModel, AutoProcessor
+def held_out_set():
+    """The held-out rows the examples evaluate on with `--stream` (16 images, unaugmented)."""
+    from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter, ShapesStream
+
+    return AugmentedPanopticDataset(ShapesStream.held_out(16, seed=0, image_size=IMAGE_SIZE),
+                                    LargeScaleJitter(IMAGE_SIZE, 1.0, 1.0, flip_probability=0.0))
+
+
+def referring_by_kind(folder: Path) -> dict[str, float]:
+    """SEEM's referring metrics on the held-out set for sentences about things ("the red circle") and about stuff
+    ("the sky") apart: each image asked with only that kind's sentences."""
+    from seem_hf.data.shapes import STUFF
+    from seem_hf.models.seem.evaluation_seem import evaluate_referring
+
+    model = SeemForUniversalSegmentation.from_pretrained(folder).eval()
+    processor = SeemProcessor.from_pretrained(folder)
+    rows = [held_out_set()[index] for index in range(16)]
+    results = {}
+    for kind in ("things", "stuff"):
+        items = []
+        for row in rows:
+            keep = [(sentences[0].split()[-1] in STUFF) == (kind == "stuff") for sentences in row["sentences"]]
+            items.append({**row, "sentences": [text for text, kept in zip(row["sentences"], keep) if kept],
+                          "grounding_masks": row["grounding_masks"][keep]})
+        for metric, value in evaluate_referring(model, processor, items).items():
+            results[metric.replace("referring_", f"referring_{kind}_")] = value
+    return results
+
+
+def package(name: str, output: Path, steps: int, seconds: float, destination: Path = DESTINATION) -> Path:
+    """Copy the trained folder's model and processor to the package, and write the model card with the command,
+    the wall time and the held-out metrics."""
+    from transformers import AutoModel
 
     from seem_hf.model_card import write_model_card
-    from seem_hf.remote_code import remove_bundle
 
-    target = DESTINATION / f"{name}-shapes"
+    target = destination / f"{name}-shapes"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for path in output.iterdir():
         if path.is_file() and path.suffix in KEEP and path.name not in DROP:
             shutil.copyfile(path, target / path.name)
-    processor = AutoProcessor.from_pretrained(target)
-    image_processor = getattr(processor, "image_processor", processor)
-    if name == "lseg":
-        image_processor.size = {"height": size, "width": size}
-    else:
-        image_processor.size = {"shortest_edge": size, "longest_edge": size}
-    processor.save_pretrained(target)
     remove_bundle(target)
     metrics = json.loads((output / "eval_results.json").read_text())
-    metrics = {key: value for key, value in metrics.items() if key.startswith("eval_") and "runtime" not in key
-               and "per_second" not in key}
+    metrics = {key.removeprefix("eval_"): value for key, value in metrics.items()
+               if key.startswith("eval_") and "runtime" not in key and "per_second" not in key}
+    if name == "seem":
+        metrics.update(referring_by_kind(target))
     model = AutoModel.from_pretrained(target)
     (target / "README.md").unlink(missing_ok=True)
+    parameters = sum(parameter.numel() for parameter in model.parameters()) / 1e6
     write_model_card(
         model, target, repo_id=f"seem_hf/checkpoints/{name}-shapes", metrics=metrics,
-        training_data="The bundled synthetic shapes dataset (`seem_hf.data.make_shapes_dataset`, seed 0): 64 "
-                      f"training and 16 validation images of {size} px, 4 stuff and 4 thing classes, with referring "
-                      "sentences. Metrics are on its validation split.",
-        training=f"`{command}` (about {minutes:.0f} minutes on 2 CPU cores), from the shipped tiny random checkpoint; "
-                 "made by `scripts/train_defaults.py`.",
+        training_data=("The synthetic shapes stream (`seem_hf.data.ShapesStream`, seed 0): a new 256 px image for "
+                       "every sample (2 of 4 stuff classes, up to 5 things of 4 shapes and 5 colours, with referring "
+                       "sentences), large-scale jitter 0.5-2.0. Metrics are on the stream's fixed held-out set "
+                       "(`ShapesStream.held_out(16, seed=0, image_size=256)`), which no training step saw."),
+        training=(f"`python scripts/train_defaults.py --models {name} --steps {steps}` from random weights "
+                  f"({parameters:.2f} M parameters, config `shapes_{name}_config` in that script): {steps} steps of "
+                  f"4 images, {seconds / 60:.0f} minutes wall time on 2 shared CPU cores. It runs "
+                  f"`examples/finetune_{name}.py` with the arguments its `trainer_state.json` history came from: "
+                  f"`{' '.join(RECIPES[name][2])}` and `{' '.join(COMMON)}`."),
     )
     (target / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return target
@@ -94,11 +253,17 @@ def package(name: str, output: Path, size: int, command: str, minutes: float) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="detr_panoptic,lseg,seem")
+    parser.add_argument("--models", default="detr_panoptic,lseg,seem", help="comma-separated, trained in order")
+    parser.add_argument("--steps", type=int, help="training steps (default: each model's recipe)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "outputs" / "defaults")
+    parser.add_argument("--resume", action="store_true", help="continue from the last saved checkpoint")
+    parser.add_argument("--destination", type=Path, default=DESTINATION,
+                        help="where the <model>-shapes folders go (default: the package's embedded checkpoints)")
     arguments = parser.parse_args()
+    arguments.workdir = arguments.workdir.resolve()
     for name in arguments.models.split(","):
-        print(f"{name}: {train(name.strip(), arguments.workdir)}", flush=True)
+        folder = train(name.strip(), arguments.workdir, arguments.steps, arguments.resume, arguments.destination)
+        print(f"{name}: {folder}", flush=True)
 
 
 if __name__ == "__main__":

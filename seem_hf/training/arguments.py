@@ -15,7 +15,7 @@ from transformers import HfArgumentParser, TrainingArguments
 import seem_hf
 from seem_hf.adapters import FineTuningStrategy
 from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter, coco_panoptic_paths, load_coco_panoptic
-from seem_hf.data import make_shapes_dataset
+from seem_hf.data import ShapesStream, make_shapes_dataset
 from seem_hf.data.coco_panoptic import vocabulary_of
 
 
@@ -65,6 +65,10 @@ class DataArguments:
     _argument_group_name = "data"
 
     data_dir: str | None = field(default=None, metadata={"help": "COCO-panoptic root; default: the bundled dataset"})
+    stream: bool = field(
+        default=False, metadata={"help": "train on the unlimited shapes stream (new images every step, "
+                                 "seem_hf.data.ShapesStream) and evaluate on its fixed held-out set of --num_val images"}
+    )
     image_size: int = field(default=256, metadata={"help": "side of the square training and evaluation images"})
     min_scale: float = field(default=0.5, metadata={"help": "large-scale jitter: smallest scale"})
     max_scale: float = field(default=2.0, metadata={"help": "large-scale jitter: largest scale"})
@@ -126,6 +130,8 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
     With no `data_dir`, the bundled shapes dataset is written under `<output_dir>/shapes` by the main process
     while the others wait, then every process reads the same files.
     """
+    if data_args.stream:
+        return _stream_datasets(data_args, training_args)
     needed = ("train",) if data_args.eval_split == "train" else ("train", "val")
     if data_args.data_dir is not None:
         splits = coco_panoptic_paths(data_args.data_dir, needed)
@@ -154,8 +160,30 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
     return train, validation, vocabulary_of(datasets["train"])
 
 
+def _stream_datasets(data_args: DataArguments, training_args: TrainingArguments):
+    """`training_datasets` for `--stream`: the shapes stream (seed 0) augmented like the folder's rows, and its
+    held-out set (or, with `--eval_split train`, the stream's first `num_train` samples) unaugmented."""
+    if data_args.data_dir is not None:
+        raise ValueError("--stream trains on the generated shapes stream; drop --data_dir (or drop --stream to "
+                         "train on the folder).")
+    size = data_args.image_size
+    train = AugmentedPanopticDataset(ShapesStream(seed=0, image_size=size),
+                                     LargeScaleJitter(size, data_args.min_scale, data_args.max_scale),
+                                     seed=training_args.seed)
+    evaluated = (ShapesStream(seed=0, image_size=size, epoch_size=data_args.num_train)
+                 if data_args.eval_split == "train" else ShapesStream.held_out(data_args.num_val, 0, size))
+    validation = AugmentedPanopticDataset(evaluated, LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
+    return train, validation, vocabulary_of(train.dataset)
+
+
 def training_data_description(data_args: DataArguments) -> str:
     """What a run trained on, for its model card."""
+    if data_args.stream:
+        evaluated = (f"the stream's first {data_args.num_train} samples" if data_args.eval_split == "train" else
+                     f"the stream's fixed held-out set ({data_args.num_val} images, `ShapesStream.held_out`)")
+        return (f"the unlimited synthetic shapes stream (`seem_hf.data.ShapesStream`, seed 0: new images every "
+                f"step), at {data_args.image_size} px with large-scale jitter {data_args.min_scale}-"
+                f"{data_args.max_scale}. Metrics below are on {evaluated}.")
     where = (f"`{data_args.data_dir}` (COCO-panoptic layout)" if data_args.data_dir else
              f"the bundled synthetic shapes dataset ({data_args.num_train} training images, {data_args.num_val} "
              "validation images, `seem_hf.data.make_shapes_dataset`, seed 0)")

@@ -26,3 +26,40 @@ def test_no_validation_split_needed_without_evaluation(tmp_path):
     assert len(train) == 2 and validation is None and len(vocabulary) == 8
     with pytest.raises(ValueError, match="panoptic_val.json: file is missing"):
         training_datasets(data_args, TrainingArguments(eval_strategy="steps", **arguments))
+
+
+def test_stream_trains_on_new_images_and_evaluates_on_the_held_out_set(tmp_path):
+    """`--stream`: an example trains on the unlimited shapes stream (no dataset folder written; every step's images
+    are new samples) and evaluates on the stream's held-out set of `--num_val` images, said in the model card."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from seem_hf.data import ShapesStream
+    from seem_hf.testing import FIXTURES
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "finetune_detr_panoptic.py"
+    spec = importlib.util.spec_from_file_location("finetune_detr_panoptic_stream", script)
+    example = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = example  # dataclasses resolve the script's annotations through sys.modules
+    spec.loader.exec_module(example)
+    output = tmp_path / "run"
+    metrics = example.main(["--output_dir", str(output), "--stream", "true", "--num_val", "2", "--image_size", "64",
+                            "--model_name_or_path", str(FIXTURES / "tiny-random-detr_panoptic"), "--max_steps", "2",
+                            "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2",
+                            "--eval_steps", "2", "--save_strategy", "no", "--disable_tqdm", "true"])
+    assert "eval_pq" in metrics and not (output / "shapes").exists()
+    assert "ShapesStream.held_out" in (output / "README.md").read_text()
+
+    arguments = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, seed=3)
+    train, evaluation, vocabulary = training_datasets(DataArguments(stream=True, num_val=2, image_size=64), arguments)
+    assert len(train) >= 10**6 and len(evaluation) == 2 and len(vocabulary) == 8
+    held_out = ShapesStream.held_out(2, seed=0, image_size=64)
+    for index in range(2):  # unaugmented held-out images; training images are the stream's, all different
+        assert np.array_equal(evaluation[index]["image"], np.asarray(held_out[index]["image"].convert("RGB")))
+    images = [train[index]["image"] for index in range(4)]
+    assert all(not np.array_equal(images[i], images[j]) for i in range(4) for j in range(i + 1, 4))
+    with pytest.raises(ValueError, match="drop --data_dir"):
+        training_datasets(DataArguments(stream=True, data_dir=str(tmp_path)), arguments)
