@@ -75,10 +75,13 @@ class Segmenters:
         masks, names, lines = [], [], []
         if sentence:
             answer = processor.post_process_referring_segmentation(outputs, target_sizes=size)[0][0]
-            masks.append(answer["masks"][0])
-            names.append(sentence)
-            lines.append(f"sentence {sentence!r}: {int(answer['masks'][0].sum())} pixels, score "
-                         f"{float(answer['scores'][0]):.3f}")
+            if len(answer["scores"]):
+                masks.append(answer["masks"][0])
+                names.append(sentence)
+                lines.append(f"sentence {sentence!r}: {int(answer['masks'][0].sum())} pixels, score "
+                             f"{float(answer['scores'][0]):.3f}")
+            else:
+                lines.append(f"sentence {sentence!r}: no match (even the best candidate's mask is empty)")
         if visual:
             answer = processor.post_process_interactive_segmentation(outputs, target_sizes=size)[0]
             label = labels[int(answer["labels"][0])]
@@ -87,7 +90,8 @@ class Segmenters:
             lines.append(f"visual prompt ({', '.join(sorted(visual))}): {label}, {int(answer['masks'][0].sum())} "
                          "pixels")
         points = [(x, y, kind != "negative click") for kind, x, y in prompts]
-        return overlay_masks(image, torch.stack(masks), names, points=points), "\n".join(lines)
+        stacked = torch.stack(masks) if masks else torch.zeros((0, image.height, image.width), dtype=torch.bool)
+        return overlay_masks(image, stacked, names, points=points), "\n".join(lines)
 
     @torch.inference_mode()
     def segment_lseg(self, image: PIL.Image.Image, labels: str):

@@ -121,9 +121,11 @@ def run_seem(examples, output_dir: Path, folder: Path):
         rows += _rows_of(panoptic, id2label, "SEEM", index, "panoptic", "score > 0.5")
         written.append(save_overlay(overlay_segments(image, panoptic["segmentation"], panoptic["segments_info"],
                                                      id2label), output_dir / f"seem_{index}_panoptic.png"))
-        referring = processor.post_process_referring_segmentation(outputs, target_sizes=size)[0][0]
-        rows.append(("SEEM", index, "referring", repr(example["sentence"]), "-", float(referring["scores"][0]),
-                     int(referring["masks"][0].sum())))
+        # the best match; none when even the best query's mask is empty (then the picture is the bare image)
+        referring = processor.post_process_referring_segmentation(outputs, target_sizes=size, top_k=1)[0][0]
+        matched = len(referring["scores"]) > 0
+        rows.append(("SEEM", index, "referring", repr(example["sentence"]), "-" if matched else "no match",
+                     float(referring["scores"][0]) if matched else None, int(referring["masks"].sum())))
         written.append(save_overlay(overlay_masks(image, referring["masks"], [example["sentence"]]),
                                     output_dir / f"seem_{index}_referring.png"))
         interactive = processor.post_process_interactive_segmentation(outputs, target_sizes=size)[0]

@@ -45,6 +45,24 @@ def test_segment_functions(segmenters):
         segmenters.segment_lseg(image, " , ")
 
 
+def test_a_sentence_without_a_match_says_so(segmenters, monkeypatch):
+    """Referring post-processing returns no match when even the best query's mask is empty: the page shows the
+    image and says so, instead of failing."""
+    processor = segmenters.seem_processor
+    original = processor.post_process_referring_segmentation
+
+    def no_match(outputs, target_sizes=None, **keywords):
+        return [[{key: value[:0] if key in ("masks", "scores") else value for key, value in answer.items()}
+                 for answer in image]
+                for image in original(outputs, target_sizes=target_sizes, **keywords)]
+
+    monkeypatch.setattr(processor, "post_process_referring_segmentation", no_match)
+    image = example_image()
+    overlay, summary = segmenters.segment_seem(image, "the purple elephant")
+    assert summary == "sentence 'the purple elephant': no match (even the best candidate's mask is empty)"
+    assert np.array_equal(np.asarray(overlay), np.asarray(image))  # nothing drawn over the image
+
+
 def _event(app, elem_id: str, event: str):
     """The function gradio runs when the component `elem_id` fires `event`, with its input and output components."""
     component = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == elem_id)
