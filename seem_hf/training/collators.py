@@ -33,7 +33,10 @@ class DetrPanopticCollator:
         self.boxes_only = boxes_only
 
     def __call__(self, rows: list[dict]) -> dict:
-        inputs = self.image_processor(images=[row["image"] for row in rows], do_resize=False, return_tensors="pt")
+        processed = self.image_processor(images=[row["image"] for row in rows], do_resize=False, return_tensors="pt")
+        # Pixels only: a saved SEEM image processor also returns its default label set's tokens (`input_ids`),
+        # while the examples give the label set themselves (`LabelSetCollator`).
+        inputs = {key: processed[key] for key in ("pixel_values", "pixel_mask")}
         height, width = inputs["pixel_values"].shape[-2:]
         labels = []
         for index, row in enumerate(rows):

@@ -44,3 +44,25 @@ def test_trainer_trains_on_the_bundled_dataset(tmp_path):
     assert len(losses) == 2 and all(math.isfinite(loss) and loss > 0 for loss in losses)
     assert not torch.equal(before, model.mask_head.output_conv.weight.detach())  # the mask head was trained
     assert np.isfinite(model.mask_head.output_conv.weight.detach().numpy()).all()
+
+
+def test_seem_batches_from_a_saved_processor_carry_one_label_set(tmp_path):
+    """A saved `SeemProcessor` stores its default label set's tokens with the image processor (so that the image
+    processor alone feeds transformers' pipeline); the examples' batches must still hold only the label set they
+    give (`LabelSetCollator`): a second one (`input_ids` beside `class_embeddings`) made the model refuse every
+    training step of a model fine-tuned from a saved SEEM checkpoint."""
+    from seem_hf import SeemForUniversalSegmentation, SeemProcessor
+    from seem_hf.data import ShapesStream
+    from seem_hf.training import LabelSetCollator
+
+    SeemProcessor.from_pretrained(FIXTURES / "tiny-random-seem").save_pretrained(tmp_path)
+    processor = SeemProcessor.from_pretrained(tmp_path)
+    assert "input_ids" in processor.image_processor(images=[np.zeros((64, 64, 3), np.uint8)], return_tensors="pt")
+    model = SeemForUniversalSegmentation.from_pretrained(FIXTURES / "tiny-random-seem")
+    rows = AugmentedPanopticDataset(ShapesStream(seed=0, image_size=64), LargeScaleJitter(64, 1.0, 1.0))
+    embeddings = torch.randn(len(model.config.id2label) + 1, model.config.dim_proj)
+    collator = LabelSetCollator(DetrPanopticCollator(processor.image_processor),
+                                lambda batch: {"class_embeddings": embeddings})
+    batch = collator([rows[0], rows[1]])
+    assert "input_ids" not in batch
+    assert torch.isfinite(model(**batch).loss)
