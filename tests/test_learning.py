@@ -1,0 +1,83 @@
+"""Recipes that learn: each fine-tuning example's own `main` (the code path a user runs), on 4 bundled images at
+64 px from a tiny random model, evaluated on the same images (`--eval_split train`), must fit them to a stated bar.
+A recipe that stops learning (the SEEM class-target bug: random prompt templates with a random text tower; DETR
+with its COCO dropout) fails here.
+
+Each model trains once per module (SEEM once for its three query groups, as its example trains them together); the
+whole file takes 143 s of CPU (one thread; 2.5 minutes of wall time on 2 free cores). The bars sit below what the
+recipes reach (the figures in docs/training.md, "Recipes that learn") by a margin for
+run-to-run changes across machines and library versions (CPU kernels differ in the last bits, which a few hundred
+steps can amplify)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from seem_hf.testing import FIXTURES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# 4 training images, no jitter, evaluated on themselves once at the end (eval_steps past max_steps).
+OVERFIT = ["--num_train", "4", "--num_val", "0", "--eval_split", "train", "--image_size", "64", "--min_scale", "1",
+           "--max_scale", "1", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4",
+           "--eval_strategy", "steps", "--eval_steps", "100000", "--save_strategy", "no", "--logging_steps", "50",
+           "--disable_tqdm", "true", "--seed", "0"]
+
+SEEM_STEPS, DETR_STEPS, LSEG_STEPS = 500, 600, 200
+
+
+def _example(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve the script's annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def _train(name: str, model: str, folder: Path, steps: int, *extra: str) -> dict:
+    metrics = _example(name).main(["--model_name_or_path", str(FIXTURES / model), "--output_dir", str(folder),
+                                   "--max_steps", str(steps), *OVERFIT, *extra])
+    print(name, {key: round(value, 3) for key, value in metrics.items()})  # shown with -s, and on failure
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def seem(tmp_path_factory) -> dict:
+    """The SEEM example's default recipe (generic, referring and interactive query groups together)."""
+    return _train("finetune_seem", "tiny-random-seem", tmp_path_factory.mktemp("seem"), SEEM_STEPS,
+                  "--eval_max_clicks", "3")
+
+
+def test_seem_generic_segmentation_learns(seem):
+    # measured (seed 0): PQ 92.7, things 84.5, mIoU 94.1; with SEEM's random templates on this tower: PQ 0
+    assert seem["eval_pq"] >= 85 and seem["eval_pq_things"] >= 75 and seem["eval_miou"] >= 90, seem
+
+
+def test_seem_referring_segmentation_learns(seem):
+    # measured: cIoU 0.90, precision@0.5 0.82
+    assert seem["eval_referring_ciou"] >= 0.85 and seem["eval_referring_precision@0.5"] >= 0.7, seem
+
+
+def test_seem_interactive_segmentation_learns(seem):
+    # measured: mean IoU 0.87 after one click, NoC@85 1.7 of 3 clicks
+    assert seem["eval_interactive_miou@1"] >= 0.8 and seem["eval_interactive_noc@85"] <= 2.0, seem
+    # Corrective clicks must not undo the first answer. Measured 0.78 after 3 clicks (0.87 after 1): in 500 steps
+    # the tiny model has not learnt corrective clicks well enough for the mean to rise (800 steps: 0.86 -> 0.88),
+    # so the bar is a bounded loss, not the rise the embedded defaults aim for.
+    assert seem["eval_interactive_miou@3"] >= seem["eval_interactive_miou@1"] - 0.12, seem
+
+
+def test_detr_panoptic_learns_stuff_and_things(tmp_path):
+    # 96 px: at 64 px DETR's stride-32 map is 2 x 2 and things do not learn whatever the recipe
+    metrics = _train("finetune_detr_panoptic", "tiny-random-detr_panoptic", tmp_path, DETR_STEPS, "--image_size", "96")
+    # measured: PQ 89.9, things 79.7 (seed 0; 85.7 / 70.8 with seed 42); dropout 0.1: things 46.7
+    assert metrics["eval_pq"] >= 80 and metrics["eval_pq_things"] >= 65, metrics
+
+
+def test_lseg_learns(tmp_path):
+    metrics = _train("finetune_lseg", "tiny-random-lseg", tmp_path, LSEG_STEPS)
+    assert metrics["eval_miou"] >= 90, metrics  # measured: 97.2
