@@ -67,7 +67,8 @@ class DataArguments:
     data_dir: str | None = field(default=None, metadata={"help": "COCO-panoptic root; default: the bundled dataset"})
     stream: bool = field(
         default=False, metadata={"help": "train on the unlimited shapes stream (new images every step, "
-                                 "seem_hf.data.ShapesStream) and evaluate on its fixed held-out set of --num_val images"}
+                                 "seem_hf.data.ShapesStream) and evaluate on its fixed held-out set of --num_val "
+                                 "images"}
     )
     image_size: int = field(default=256, metadata={"help": "side of the square training and evaluation images"})
     min_scale: float = field(default=0.5, metadata={"help": "large-scale jitter: smallest scale"})
