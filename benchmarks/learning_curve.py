@@ -106,8 +106,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--mask-loss", default="focal", choices=["focal", "points"])
     parser.add_argument("--start", default="small", choices=["small", "fixture"],
-                        help="small: the random small config above; fixture: the shipped tiny checkpoint, which the "
-                             "example trains by default")
+                        help="small: the random small config above; fixture: the tiny random test checkpoint "
+                             "(tests/fixtures)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "outputs" / "learning_curve")
     parser.add_argument("--results", type=Path)
     options = parser.parse_args()
@@ -156,7 +156,7 @@ def main() -> None:
         f"({torch.get_num_threads()} threads); training took {seconds:.0f} s  ",
         "Command: `python benchmarks/learning_curve.py " + " ".join(sys.argv[1:]) + "`  ",
         f"Data: {options.num_train} training / {options.num_val} validation images of {options.image_size} px; "
-        f"start: {'the shipped tiny checkpoint' if options.start == 'fixture' else 'the small config'}, random "
+        f"start: {'the tiny test checkpoint' if options.start == 'fixture' else 'the small config'}, random "
         "weights at step 0.",
         "",
         "| step | train loss | " + " | ".join(headers[key] for key in keys) + " |",

@@ -1,6 +1,7 @@
 """Fine-tune DETR-panoptic on a COCO-panoptic dataset with transformers' Trainer.
 
-    python examples/finetune_detr_panoptic.py                      # tiny model, bundled dataset, a few minutes
+    python examples/finetune_detr_panoptic.py   # embedded model, bundled dataset: 1000 steps at 128 px, ~0.11 s/step
+                                                # on one CPU thread (measured), about 3 minutes with its evaluations
     accelerate launch examples/finetune_detr_panoptic.py --model_name_or_path detr-r50-panoptic \
         --data_dir data/my_dataset --output_dir runs/mine --max_steps 20000
     torchrun --nproc_per_node 2 examples/finetune_detr_panoptic.py ...

@@ -1,7 +1,8 @@
 """Fine-tune SEEM on a COCO-panoptic dataset with transformers' Trainer: generic, referring and interactive query
 groups together, as SEEM trains.
 
-    python examples/finetune_seem.py                      # tiny model, bundled dataset, a few minutes on CPU
+    python examples/finetune_seem.py   # embedded model, bundled dataset: 300 steps at 128 px, ~0.28 s/step on one CPU
+                                       # thread (measured), about 3 minutes with its referring and click evaluations
     accelerate launch examples/finetune_seem.py --model_name_or_path seem-focall-v1 --data_dir data/my_dataset \
         --output_dir runs/seem --max_steps 20000 --strategy freeze_backbone_adapt_head \
         --lr_milestones 0.88889,0.96296 --warmup_steps 10 --max_grad_norm 5.0
