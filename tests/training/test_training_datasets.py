@@ -63,3 +63,15 @@ def test_stream_trains_on_new_images_and_evaluates_on_the_held_out_set(tmp_path)
     assert all(not np.array_equal(images[i], images[j]) for i in range(4) for j in range(i + 1, 4))
     with pytest.raises(ValueError, match="drop --data_dir"):
         training_datasets(DataArguments(stream=True, data_dir=str(tmp_path)), arguments)
+
+
+def test_eval_split_train_evaluates_the_training_images_without_augmentation(tmp_path):
+    """`--eval_split train` (the overfitting check the learning tests run): no validation split needed, and the
+    evaluation rows are the training images at their size, unjittered and unflipped."""
+    make_shapes_dataset(tmp_path / "data", num_train=3, num_val=0, image_size=64, seed=0)
+    data_args = DataArguments(data_dir=str(tmp_path / "data"), image_size=64, eval_split="train")
+    arguments = dict(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, eval_strategy="steps")
+    train, evaluation, _ = training_datasets(data_args, TrainingArguments(**arguments))
+    assert len(evaluation) == len(train) == 3
+    assert [evaluation[i]["image_id"] for i in range(3)] == [train[i]["image_id"] for i in range(3)]
+    assert (evaluation[0]["image"] == evaluation[0]["image"]).all()  # deterministic rows
