@@ -13,12 +13,27 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from seem_hf.data.coco_panoptic import semantic_from_panoptic
 from seem_hf.loss.set_criterion import local_target_count
 from seem_hf.metrics import PanopticQualityAccumulator, SemanticSegmentationAccumulator
 from seem_hf.training.optim import parameter_groups, warmup_multistep_schedule
+
+
+class DatasetEpochCallback(TrainerCallback):
+    """Tell the training dataset which epoch starts (`dataset.set_epoch(epoch)`), with any number of processes.
+
+    accelerate forwards `set_epoch` to the dataset only when the sampler has none: under several processes its
+    seedable sampler takes the call and the dataset stays at epoch 0, so `AugmentedPanopticDataset` would draw epoch
+    0's augmentation every epoch (and `ShapesStream` would repeat its first samples)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(int(state.epoch or 0))
 
 
 class SegmentationTrainer(Trainer):
@@ -62,6 +77,8 @@ class SegmentationTrainer(Trainer):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        if self.train_dataset is not None:
+            self.add_callback(DatasetEpochCallback(self.train_dataset))
         self.eval_data_collator = eval_data_collator or self.data_collator
         self.extra_evaluation = extra_evaluation
         self.categories = categories
