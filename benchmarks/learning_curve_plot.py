@@ -44,7 +44,7 @@ def plot(run_dir: str | Path, output: str | Path, title: str) -> Path:
     if not panels:
         raise SystemExit(f"{run_dir}/trainer_state.json has no evaluation in its history (--eval_strategy no?).")
     last_step = max(step for values in found.values() for step, _ in values) or 1
-    width, height, margin = 480, 300, 50
+    width, height, margin = 560, 300, 50
     image = Image.new("RGB", (width * len(panels), height + 30), "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()

@@ -31,7 +31,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from learning_curve_plot import plot  # noqa: E402
-from make_tiny_checkpoints import fit_lseg_text_projection, fit_seem_label_embeddings  # noqa: E402
+from make_tiny_checkpoints import (  # noqa: E402
+    fit_lseg_text_projection,
+    fit_seem_label_embeddings,
+    sharpen_detr_panoptic,
+)
 
 from seem_hf import (  # noqa: E402
     DetrPanopticConfig,
@@ -111,13 +115,14 @@ def shapes_seem_config():
 
 def initial_checkpoint(name: str, folder: Path) -> Path:
     """The untrained starting point of `name`: its shapes config with seeded random weights (the frozen text
-    towers' projections fitted to keep the vocabulary's names apart, as `scripts/make_tiny_checkpoints.py` does
-    for the tiny ones), and its processor at `IMAGE_SIZE` with the shapes vocabulary."""
+    towers' projections fitted to keep the vocabulary's names apart, DETR's queries and mask output sharpened, as
+    `scripts/make_tiny_checkpoints.py` does for the tiny ones), and its processor at `IMAGE_SIZE` with the shapes vocabulary."""
     torch.manual_seed(0)
     shutil.rmtree(folder, ignore_errors=True)
     size = {"shortest_edge": IMAGE_SIZE, "longest_edge": IMAGE_SIZE}
     if name == "detr_panoptic":
         model = DetrPanopticForSegmentation(shapes_detr_panoptic_config())
+        sharpen_detr_panoptic(model)
         processor = DetrPanopticProcessor(DetrPanopticImageProcessor(
             id2label=model.config.id2label, thing_label_ids=SHAPES_VOCABULARY.thing_label_ids,
             label_colors=SHAPES_VOCABULARY.label_colors, size=size))
@@ -144,15 +149,17 @@ def initial_checkpoint(name: str, folder: Path) -> Path:
 COMMON = ["--stream", "true", "--image_size", str(IMAGE_SIZE), "--num_val", "16", "--disable_tqdm", "true",
           "--report_to", "none", "--seed", "0", "--backbone_lr_multiplier", "1.0", "--logging_steps", "5",
           "--save_strategy", "steps", "--save_total_limit", "1", "--dataloader_num_workers", "0",
-          "--lr_scheduler_type", "constant_with_warmup"]
-"""Every model: the stream, evaluated on its held-out set; a constant rate after warm-up, so that a run stopped at
-any saved step is the run `--steps <that step>` gives (the defaults' step counts were set by the time available)."""
+          "--lr_scheduler_type", "warmup_stable_decay"]
+"""Every model: the stream, evaluated on its held-out set; warm-up, a constant rate, then a cosine decay to 0 over
+the last quarter (`DECAY`). Until the decay starts, a run is the same whatever its length: a run resumed with more
+`--steps` before then is the longer run (the defaults' step counts were set by the time available)."""
+DECAY = 0.25
 # Per model: default steps, steps between evaluations and checkpoints (the learning curve's points; what a stopped
 # run can lose), and the example's own arguments.
 RECIPES = {
-    "detr_panoptic": (1000, 25, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
-    "lseg": (1000, 25, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
-    "seem": (1000, 25, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
+    "detr_panoptic": (2600, 25, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
+    "lseg": (1500, 50, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
+    "seem": (2000, 250, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
 }
 KEEP = (".json", ".safetensors", ".txt")
 DROP = ("training_args.bin", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json")
@@ -169,11 +176,14 @@ def train(name: str, workdir: Path, steps: int | None, resume: bool, destination
         initial_checkpoint(name, start)
     command = [f"examples/finetune_{name}.py", "--model_name_or_path", str(start.relative_to(ROOT)),
                "--output_dir", str(output.relative_to(ROOT)), "--max_steps", str(steps), "--eval_steps", str(every),
-               "--save_steps", str(every), *COMMON, *arguments]
+               "--save_steps", str(every), *COMMON,
+               "--lr_scheduler_kwargs", json.dumps({"num_decay_steps": int(steps * DECAY)}), *arguments]
     if resume and checkpoints:
         command += ["--resume_from_checkpoint", str(checkpoints[-1].relative_to(ROOT))]
     print(f"{name}: python {' '.join(command)}", flush=True)
-    environment = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    # One thread: on a shared machine a second one mostly waits for the first (OpenMP spinning).
+    environment = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+                       OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     if subprocess.run([sys.executable, *command], cwd=ROOT, env=environment).returncode:
         raise SystemExit(f"{name}: training failed (its log is above); rerun with --resume to continue.")
     seconds = time.time() - float(clock.read_text())
@@ -238,14 +248,15 @@ def package(name: str, output: Path, steps: int, seconds: float, destination: Pa
     write_model_card(
         model, target, repo_id=f"seem_hf/checkpoints/{name}-shapes", metrics=metrics,
         training_data=("The synthetic shapes stream (`seem_hf.data.ShapesStream`, seed 0): a new 256 px image for "
-                       "every sample (2 of 4 stuff classes, up to 5 things of 4 shapes and 5 colours, with referring "
+                       "every sample (2 of 4 stuff classes, 1 to 5 things of 4 shapes, 4 colours and 2 sizes, with referring "
                        "sentences), large-scale jitter 0.5-2.0. Metrics are on the stream's fixed held-out set "
                        "(`ShapesStream.held_out(16, seed=0, image_size=256)`), which no training step saw."),
         training=(f"`python scripts/train_defaults.py --models {name} --steps {steps}` from random weights "
                   f"({parameters:.2f} M parameters, config `shapes_{name}_config` in that script): {steps} steps of "
-                  f"4 images, {seconds / 60:.0f} minutes wall time on 2 shared CPU cores. It runs "
-                  f"`examples/finetune_{name}.py` with the arguments its `trainer_state.json` history came from: "
-                  f"`{' '.join(RECIPES[name][2])}` and `{' '.join(COMMON)}`."),
+                  f"4 images, {seconds / 60:.0f} minutes wall time on 2 shared CPU cores (one thread). It runs "
+                  f"`examples/finetune_{name}.py` with `{' '.join(RECIPES[name][2])}` and `{' '.join(COMMON)}` "
+                  f"(cosine decay over the last "
+                  f"{int(steps * DECAY)} steps)."),
     )
     (target / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return target

@@ -20,4 +20,6 @@ def test_default_checkpoint(name):
     metrics = json.loads((folder / "eval_results.json").read_text())
     assert metrics and all(f"| {key} | {value:.4g} |" in card for key, value in metrics.items())
     assert f"examples/finetune_{name}.py" in card and "train_defaults.py" in card
-    assert sum(path.stat().st_size for path in folder.iterdir()) < 12e6  # a few MB
+    # Issue 14's bound for a default: under 40 MB (the small configs' frozen text tower, 49,408 tokens x 32, is
+    # about half of SEEM's and LSeg's).
+    assert sum(path.stat().st_size for path in folder.iterdir()) < 40e6
