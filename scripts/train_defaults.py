@@ -116,7 +116,8 @@ def shapes_seem_config():
 def initial_checkpoint(name: str, folder: Path) -> Path:
     """The untrained starting point of `name`: its shapes config with seeded random weights (the frozen text
     towers' projections fitted to keep the vocabulary's names apart, DETR's queries and mask output sharpened, as
-    `scripts/make_tiny_checkpoints.py` does for the tiny ones), and its processor at `IMAGE_SIZE` with the shapes vocabulary."""
+    `scripts/make_tiny_checkpoints.py` does for the tiny ones), and its processor at `IMAGE_SIZE` with the shapes
+    vocabulary."""
     torch.manual_seed(0)
     shutil.rmtree(folder, ignore_errors=True)
     size = {"shortest_edge": IMAGE_SIZE, "longest_edge": IMAGE_SIZE}
@@ -248,9 +249,9 @@ def package(name: str, output: Path, steps: int, seconds: float, destination: Pa
     write_model_card(
         model, target, repo_id=f"seem_hf/checkpoints/{name}-shapes", metrics=metrics,
         training_data=("The synthetic shapes stream (`seem_hf.data.ShapesStream`, seed 0): a new 256 px image for "
-                       "every sample (2 of 4 stuff classes, 1 to 5 things of 4 shapes, 4 colours and 2 sizes, with referring "
-                       "sentences), large-scale jitter 0.5-2.0. Metrics are on the stream's fixed held-out set "
-                       "(`ShapesStream.held_out(16, seed=0, image_size=256)`), which no training step saw."),
+                       "every sample (2 of 4 stuff classes, 1 to 5 things of 4 shapes, 4 colours and 2 sizes, with "
+                       "referring sentences), large-scale jitter 0.5-2.0. Metrics are on the stream's fixed held-out "
+                       "set (`ShapesStream.held_out(16, seed=0, image_size=256)`), which no training step saw."),
         training=(f"`python scripts/train_defaults.py --models {name} --steps {steps}` from random weights "
                   f"({parameters:.2f} M parameters, config `shapes_{name}_config` in that script): {steps} steps of "
                   f"4 images, {seconds / 60:.0f} minutes wall time on 2 shared CPU cores (one thread). It runs "
