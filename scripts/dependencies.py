@@ -87,8 +87,8 @@ def main() -> None:
             print(f"\nWrote {LOCK.relative_to(ROOT)} ({len(pins)} packages). Run ./run test before committing it.")
             return
         started = time.perf_counter()
-        result = subprocess.run([python, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-q", "-p", "no:cacheprovider",
-                                 "-rf", *arguments.pytest_args], cwd=ROOT, text=True)
+        pytest = ["-m", "pytest", "-n", "2", "--dist", "loadfile", "-q", "-p", "no:cacheprovider", "-rf"]
+        result = subprocess.run([python, *pytest, *arguments.pytest_args], cwd=ROOT, text=True)
         minutes = (time.perf_counter() - started) / 60
         verdict = "passed" if result.returncode == 0 else f"FAILED (exit {result.returncode}; the failures are above)"
         print(f"\nThe suite with the newest allowed releases {verdict} in {minutes:.1f} min.")
