@@ -166,13 +166,16 @@ KEEP = (".json", ".safetensors", ".txt")
 DROP = ("training_args.bin", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json")
 
 
-def train(name: str, workdir: Path, steps: int | None, resume: bool, destination: Path = DESTINATION) -> Path:
+def train(name: str, workdir: Path, steps: int | None, resume: bool, destination: Path = DESTINATION,
+          overrides: list[str] = ()) -> Path:
     default_steps, every, arguments = RECIPES[name]
+    arguments = [*arguments, *overrides]
     steps = steps or default_steps
     output, start, clock = workdir / name, workdir / f"{name}-init", workdir / f"{name}.started"
     checkpoints = sorted(output.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
     if not (resume and checkpoints):
         shutil.rmtree(output, ignore_errors=True)
+        workdir.mkdir(parents=True, exist_ok=True)
         clock.write_text(f"{time.time():.0f}\n")  # when the run started: wall time counts from here
         initial_checkpoint(name, start)
     command = [f"examples/finetune_{name}.py", "--model_name_or_path", str(start.relative_to(ROOT)),
@@ -188,7 +191,7 @@ def train(name: str, workdir: Path, steps: int | None, resume: bool, destination
     if subprocess.run([sys.executable, *command], cwd=ROOT, env=environment).returncode:
         raise SystemExit(f"{name}: training failed (its log is above); rerun with --resume to continue.")
     seconds = time.time() - float(clock.read_text())
-    folder = package(name, output, steps, seconds, destination)
+    folder = package(name, output, steps, seconds, destination, arguments)
     pictures = ROOT / "docs" / "images" if destination == DESTINATION else workdir
     print(plot(output, pictures / f"learning_curve_{name}.png", f"{name}-shapes: held-out metrics vs training step "
                f"(scripts/train_defaults.py, {steps} steps of 4 stream images)"), flush=True)
@@ -224,7 +227,8 @@ def referring_by_kind(folder: Path) -> dict[str, float]:
     return results
 
 
-def package(name: str, output: Path, steps: int, seconds: float, destination: Path = DESTINATION) -> Path:
+def package(name: str, output: Path, steps: int, seconds: float, destination: Path = DESTINATION,
+            arguments: list[str] | None = None) -> Path:
     """Copy the trained folder's model and processor to the package, and write the model card with the command,
     the wall time and the held-out metrics."""
     from transformers import AutoModel
@@ -255,7 +259,7 @@ def package(name: str, output: Path, steps: int, seconds: float, destination: Pa
         training=(f"`python scripts/train_defaults.py --models {name} --steps {steps}` from random weights "
                   f"({parameters:.2f} M parameters, config `shapes_{name}_config` in that script): {steps} steps of "
                   f"4 images, {seconds / 60:.0f} minutes wall time on 2 shared CPU cores (one thread). It runs "
-                  f"`examples/finetune_{name}.py` with `{' '.join(RECIPES[name][2])}` and `{' '.join(COMMON)}` "
+                  f"`examples/finetune_{name}.py` with `{' '.join(arguments or RECIPES[name][2])}` and `{' '.join(COMMON)}` "
                   f"(cosine decay over the last "
                   f"{int(steps * DECAY)} steps)."),
     )
@@ -271,10 +275,14 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the last saved checkpoint")
     parser.add_argument("--destination", type=Path, default=DESTINATION,
                         help="where the <model>-shapes folders go (default: the package's embedded checkpoints)")
+    parser.add_argument("overrides", nargs="*", metavar="-- EXAMPLE_ARGUMENT",
+                        help="after `--`: more arguments for the example script, overriding the recipe's (an "
+                             "ablation's `-- --learning_rate 2e-4`)")
     arguments = parser.parse_args()
     arguments.workdir = arguments.workdir.resolve()
     for name in arguments.models.split(","):
-        folder = train(name.strip(), arguments.workdir, arguments.steps, arguments.resume, arguments.destination)
+        folder = train(name.strip(), arguments.workdir, arguments.steps, arguments.resume, arguments.destination,
+                       arguments.overrides)
         print(f"{name}: {folder}", flush=True)
 
 
