@@ -5,11 +5,10 @@ untrained model and after every `--eval-every` steps, from the example script ru
         [--results benchmarks/RESULTS.md]
 
 The model starts from random weights, saved with the bundled vocabulary, so every point shows what training on
-the bundled dataset alone achieves: DETR-panoptic with d_model 64, 2 + 3 layers, 20 queries and a 4-stage
-ResNet of 16-128 channels; LSeg with a 6-layer ViT of width 96 (patch 16) and a 2-layer CLIP text tower of
-width 64 (frozen, as LSeg's: its random label embeddings act as a fixed classifier). Appends a table (step,
-mean training loss since the last point, PQ for the panoptic model, mIoU, pixel accuracy, eval loss) and the
-command to `--results`.
+the bundled dataset alone achieves: the embedded defaults' small configs (`initial_checkpoint` in
+`scripts/train_defaults.py`) or, with `--start fixture`, the tiny test checkpoints. Appends a table (step, mean
+training loss since the last point, PQ for the panoptic models, mIoU, pixel accuracy, eval loss) and the command
+to `--results`, and draws the curve (`learning_curve_plot.py`) into the work folder.
 """
 
 from __future__ import annotations
@@ -25,68 +24,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from transformers import ResNetConfig
 
-from seem_hf import (
-    DetrPanopticForSegmentation,
-    DetrPanopticImageProcessor,
-    DetrPanopticProcessor,
-    LSegConfig,
-    LSegForSemanticSegmentation,
-    LSegImageProcessor,
-    LSegProcessor,
-)
-from seem_hf.clip_tokenizer import clip_tokenizer
-from seem_hf.data.shapes import SHAPES_VOCABULARY
-from seem_hf.models.lseg import lseg_vision_config
-from seem_hf.models.lseg.configuration_lseg import CLIP_B32_TEXT
 from seem_hf.testing import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def small_detr_panoptic(folder: Path, image_size: int, mask_loss: str = "focal") -> Path:
-    from seem_hf import DetrPanopticConfig
-
-    torch.manual_seed(0)
-    config = DetrPanopticConfig(
-        backbone_config=ResNetConfig(
-            hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 2, 1], embedding_size=16,
-            out_features=["stage1", "stage2", "stage3", "stage4"],
-        ),
-        d_model=64, encoder_layers=2, decoder_layers=3, encoder_attention_heads=8, decoder_attention_heads=8,
-        encoder_ffn_dim=128, decoder_ffn_dim=128, num_queries=20, dropout=0.0, mask_loss=mask_loss,
-        id2label=dict(SHAPES_VOCABULARY.id2label),
-    )
-    DetrPanopticForSegmentation(config).save_pretrained(folder)
-    processor = DetrPanopticImageProcessor(
-        id2label=config.id2label, thing_label_ids=SHAPES_VOCABULARY.thing_label_ids,
-        label_colors=SHAPES_VOCABULARY.label_colors, size={"shortest_edge": image_size, "longest_edge": image_size},
-    )
-    DetrPanopticProcessor(image_processor=processor).save_pretrained(folder)
-    return folder
-
-
-def small_lseg(folder: Path, image_size: int) -> Path:
-    from transformers import CLIPTextConfig
-
-    torch.manual_seed(0)
-    config = LSegConfig(
-        vision_config=lseg_vision_config(
-            "vit_l16", hidden_size=96, num_hidden_layers=6, num_attention_heads=4, intermediate_size=192,
-            image_size=image_size, backbone_out_indices=[1, 3, 4, 5], neck_hidden_sizes=[32, 64, 96, 96],
-            fusion_hidden_size=64,
-        ),
-        text_config=CLIPTextConfig(**{**CLIP_B32_TEXT, "hidden_size": 64, "intermediate_size": 128,
-                                      "num_hidden_layers": 2, "num_attention_heads": 4, "projection_dim": 64}),
-        embedding_dim=64,
-        id2label=dict(SHAPES_VOCABULARY.id2label),
-    )
-    LSegForSemanticSegmentation(config).save_pretrained(folder)
-    processor = LSegProcessor(LSegImageProcessor(size={"height": image_size, "width": image_size}), clip_tokenizer())
-    processor.set_default_labels(list(SHAPES_VOCABULARY.id2label.values()))
-    processor.save_pretrained(folder)
-    return folder
+from learning_curve_plot import plot  # noqa: E402
+from train_defaults import initial_checkpoint  # noqa: E402
 
 
 def run(arguments: list[str], environment: dict) -> None:
@@ -104,10 +50,9 @@ def main() -> None:
     parser.add_argument("--num-train", type=int, default=64)
     parser.add_argument("--num-val", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
-    parser.add_argument("--mask-loss", default="focal", choices=["focal", "points"])
     parser.add_argument("--start", default="small", choices=["small", "fixture"],
-                        help="small: the random small config above; fixture: the tiny random test checkpoint "
-                             "(tests/fixtures)")
+                        help="small: the embedded defaults' random small config (scripts/train_defaults.py); "
+                             "fixture: the tiny random test checkpoint (tests/fixtures)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "outputs" / "learning_curve")
     parser.add_argument("--results", type=Path)
     options = parser.parse_args()
@@ -116,12 +61,8 @@ def main() -> None:
     untrained_folder = options.workdir / "untrained"
     if options.start == "fixture":
         start_folder = FIXTURES / f"tiny-random-{options.model}"
-    elif options.model == "seem":
-        raise SystemExit("SEEM starts from the shipped tiny checkpoint: pass --start fixture.")
-    elif options.model == "detr_panoptic":
-        start_folder = small_detr_panoptic(untrained_folder, options.image_size, options.mask_loss)
     else:
-        start_folder = small_lseg(untrained_folder, options.image_size)
+        start_folder = initial_checkpoint(options.model, untrained_folder)
     script = str(ROOT / "examples" / f"finetune_{options.model}.py")
     common = ["--model_name_or_path", str(start_folder), "--image_size", str(options.image_size),
               "--num_train", str(options.num_train), "--num_val", str(options.num_val), "--disable_tqdm", "true",
@@ -171,6 +112,8 @@ def main() -> None:
         lines += [f"| {key.removeprefix('eval_')} | {untrained[key]:.3f} | {final[key]:.3f} |" for key in prompt_keys]
     text = "\n".join(lines) + "\n"
     print(text)
+    print(plot(options.workdir / "run", options.workdir / f"learning_curve_{options.model}.png",
+               f"{options.model}: metrics vs training step ({' '.join(sys.argv[1:])})"))
     if options.results:
         with options.results.open("a") as handle:
             handle.write("\n" + text)
