@@ -79,6 +79,32 @@ class DataArguments:
         default="val", metadata={"help": "evaluate on the validation images (val) or on the training images without "
                                  "augmentation (train: an overfitting check)", "choices": ["val", "train"]}
     )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "a `datasets` dataset: Hub name or local folder (save_to_disk's or files "
+                                "load_dataset reads); layouts: seem_hf.data.hf_datasets.LAYOUTS"}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "--dataset_name: its configuration"})
+    train_split: str = field(default="train", metadata={"help": "--dataset_name: the training split"})
+    validation_split: str | None = field(
+        default=None, metadata={"help": "--dataset_name: the evaluation split (default: validation, else val)"}
+    )
+    train_val_split: float | None = field(
+        default=None, metadata={"help": "--dataset_name without a validation split: fraction of the training rows "
+                                "held out for evaluation"}
+    )
+    image_column: str = field(default="image", metadata={"help": "--dataset_name: the image column"})
+    annotation_column: str | None = field(
+        default=None, metadata={"help": "--dataset_name: the annotation column (default: the layout's own: "
+                                "panoptic, label or annotation)"}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "--dataset_name: keep the first N "
+                                                                   "training rows"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "--dataset_name: keep the first N "
+                                                                  "evaluation rows"})
+    do_reduce_labels: bool = field(
+        default=False, metadata={"help": "--dataset_name, semantic and instance layouts: class 0 is background "
+                                 "(unlabelled), the others shift down by one"}
+    )
 
 
 class ExampleTrainingArguments(TrainingArguments):
@@ -133,6 +159,8 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
     """
     if data_args.stream:
         return _stream_datasets(data_args, training_args)
+    if data_args.dataset_name is not None:
+        return _named_datasets(data_args, training_args)
     needed = ("train",) if data_args.eval_split == "train" else ("train", "val")
     if data_args.data_dir is not None:
         splits = coco_panoptic_paths(data_args.data_dir, needed)
@@ -161,6 +189,34 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
     return train, validation, vocabulary_of(datasets["train"])
 
 
+def _named_datasets(data_args: DataArguments, training_args: TrainingArguments):
+    """`training_datasets` for `--dataset_name` (`seem_hf.data.hf_datasets`): its rows augmented as the folder's,
+    in any recognised layout; the layout is the run's first log line."""
+    from seem_hf.data.hf_datasets import load_training_splits
+
+    if data_args.data_dir is not None:
+        raise ValueError("--dataset_name and --data_dir both name the training data; keep one.")
+    evaluate_on = "train" if data_args.eval_split == "train" else "validation"
+    if evaluate_on == "validation" and training_args.eval_strategy == "no" and data_args.train_val_split is None:
+        evaluate_on = None  # nothing evaluates during training: a validation split is optional
+    loaded = load_training_splits(
+        data_args.dataset_name, data_args.dataset_config_name, data_args.train_split, data_args.validation_split,
+        data_args.train_val_split, data_args.image_column, data_args.annotation_column, data_args.max_train_samples,
+        data_args.max_eval_samples, data_args.do_reduce_labels, evaluate_on, seed=training_args.seed,
+    )
+    if training_args.process_index == 0:
+        print(f"Dataset {data_args.dataset_name}: {loaded.layout.describe()}; {len(loaded.train)} training rows, "
+              f"{'no' if loaded.evaluation is None else len(loaded.evaluation)} evaluation rows, "
+              f"{len(loaded.vocabulary)} labels.")
+    size = data_args.image_size
+    train = AugmentedPanopticDataset(
+        loaded.train, LargeScaleJitter(size, data_args.min_scale, data_args.max_scale), seed=training_args.seed
+    )
+    validation = (AugmentedPanopticDataset(loaded.evaluation, LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
+                  if loaded.evaluation is not None else None)
+    return train, validation, loaded.vocabulary
+
+
 def _stream_datasets(data_args: DataArguments, training_args: TrainingArguments):
     """`training_datasets` for `--stream`: the shapes stream (seed 0) augmented like the folder's rows, and its
     held-out set (or, with `--eval_split train`, the stream's first `num_train` samples) unaugmented."""
@@ -186,6 +242,7 @@ def training_data_description(data_args: DataArguments) -> str:
                 f"step), at {data_args.image_size} px with large-scale jitter {data_args.min_scale}-"
                 f"{data_args.max_scale}. Metrics below are on {evaluated}.")
     where = (f"`{data_args.data_dir}` (COCO-panoptic layout)" if data_args.data_dir else
+             f"the `datasets` dataset `{data_args.dataset_name}`" if data_args.dataset_name else
              f"the bundled synthetic shapes dataset ({data_args.num_train} training images, {data_args.num_val} "
              "validation images, `seem_hf.data.make_shapes_dataset`, seed 0)")
     evaluated = "the training images" if data_args.eval_split == "train" else "the validation split"
