@@ -13,6 +13,7 @@ from .coco_panoptic import (
     vocabulary_of,
     write_semantic_maps,
 )
+from .hf_datasets import LAYOUTS, PanopticRows, detect_layout, for_the_hub, load_training_splits
 from .panoptic_format import id2rgb, rgb2id
 from .shapes import SHAPES_VOCABULARY, ShapesStream, coco_panoptic_paths, make_shapes_dataset
 from .transforms import Augmented, AugmentedPanopticDataset, LargeScaleJitter
@@ -26,7 +27,12 @@ __all__ = [
     "LargeScaleJitter",
     "CategorySpec",
     "coco_panoptic_paths",
+    "LAYOUTS",
     "LabelVocabulary",
+    "PanopticRows",
+    "detect_layout",
+    "for_the_hub",
+    "load_training_splits",
     "grounding_mask",
     "id2rgb",
     "load_coco_panoptic",
