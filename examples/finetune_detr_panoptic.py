@@ -4,12 +4,15 @@
                                                 # on one CPU thread (measured), about 3 minutes with its evaluations
     accelerate launch examples/finetune_detr_panoptic.py --model_name_or_path detr-r50-panoptic \
         --data_dir data/my_dataset --output_dir runs/mine --max_steps 20000
+    python examples/finetune_detr_panoptic.py --dataset_name data/my_saved_dataset   # a `datasets` folder or Hub name
     torchrun --nproc_per_node 2 examples/finetune_detr_panoptic.py ...
 
 Arguments are transformers' `TrainingArguments` plus the model and data arguments below. With no `--data_dir`,
 the bundled shapes dataset is generated under `<output_dir>/shapes`. `--data_dir` is a folder in the layout
 `make_shapes_dataset` writes (COCO's): `train/`, `val/`, `annotations/panoptic_{train,val}.json` and the PNG
-folders beside them.
+folders beside them. `--dataset_name` is a `datasets` dataset instead (Hub name or local folder, in the package's
+panoptic rows, semantic maps or 3-channel instance annotations: `seem_hf.data.hf_datasets`; semantic maps train as
+stuff-only panoptic).
 
 What trains:
 - `--stage joint` (default): the whole model with the full set loss. `--stage detector`: DETR's first stage, the

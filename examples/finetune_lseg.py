@@ -4,14 +4,17 @@
                                        # thread (measured), about 1 minute with its evaluations
     accelerate launch examples/finetune_lseg.py --model_name_or_path lseg-vit-l16 --data_dir data/my_dataset \
         --output_dir runs/lseg --max_steps 20000 --image_size 480
+    python examples/finetune_lseg.py --dataset_name data/my_saved_dataset   # a `datasets` folder or Hub name
     torchrun --nproc_per_node 2 examples/finetune_lseg.py ...
 
 Arguments are transformers' `TrainingArguments` plus the model arguments below and the data arguments of
 `seem_hf.training.arguments.DataArguments` (the bundled shapes dataset unless `--data_dir` names a folder in
-COCO's layout). The label set is the dataset's category names: each pixel is classified among them by the
-scaled cosine similarity of its embedding with each name's CLIP embedding (per-pixel cross-entropy, crowd and
-unlabelled pixels ignored). LSeg's recipe: the text tower frozen, the image encoder at 0.1x the decoder's
-learning rate (`--backbone_lr_multiplier`). `--strategy` picks what trains (see `seem_hf.adapters`).
+COCO's layout, or `--dataset_name` a `datasets` dataset: Hub name or local folder, in the package's panoptic rows,
+semantic maps or 3-channel instance annotations, see `seem_hf.data.hf_datasets`). The label set is the dataset's
+category names: each pixel is classified among them by the scaled cosine similarity of its embedding with each
+name's CLIP embedding (per-pixel cross-entropy, crowd and unlabelled pixels ignored). LSeg's recipe: the text
+tower frozen, the image encoder at 0.1x the decoder's learning rate (`--backbone_lr_multiplier`). `--strategy`
+picks what trains (see `seem_hf.adapters`).
 """
 
 from __future__ import annotations

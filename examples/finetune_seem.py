@@ -6,12 +6,15 @@ groups together, as SEEM trains.
     accelerate launch examples/finetune_seem.py --model_name_or_path seem-focall-v1 --data_dir data/my_dataset \
         --output_dir runs/seem --max_steps 20000 --strategy freeze_backbone_adapt_head \
         --lr_milestones 0.88889,0.96296 --warmup_steps 10 --max_grad_norm 5.0
+    python examples/finetune_seem.py --dataset_name data/my_saved_dataset   # a `datasets` folder or Hub name
     torchrun --nproc_per_node 2 examples/finetune_seem.py ...
 
 Options: the model arguments below, `seem_hf.training.arguments`' fine-tuning and data arguments, then
 transformers' `TrainingArguments` (`--help` lists the common ones, `--help_all` all). With no `--model_name_or_path`
 the run fine-tunes the package's embedded `seem-shapes` model on the bundled shapes dataset (written under
-`<output_dir>/shapes`).
+`<output_dir>/shapes`). `--dataset_name` trains on a `datasets` dataset instead (Hub name or local folder, in the
+package's panoptic rows, semantic maps or 3-channel instance annotations: `seem_hf.data.hf_datasets`; semantic maps
+train as stuff-only panoptic).
 
 Class targets (`--label_prompts`, see `seem_hf.training.label_prompts`): SEEM trains with each class name written
 into one of its 81 prompt templates drawn at random per batch, and scores with the 81-template mean at inference.

@@ -130,10 +130,11 @@ def _id2label_file(folder: Path | None, name: str) -> dict[int, str] | None:
             return None
     else:
         from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
 
         try:
             path = hf_hub_download(name, "id2label.json", repo_type="dataset")
-        except Exception:
+        except (OSError, EntryNotFoundError):  # no such file, repository or connection: no names from there
             return None
     return {int(key): value for key, value in json.loads(Path(path).read_text(encoding="utf-8")).items()}
 

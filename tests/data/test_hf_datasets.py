@@ -14,13 +14,13 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
+from seem_hf import DetrPanopticImageProcessor
 from seem_hf.data import SHAPES_VOCABULARY, load_coco_panoptic, make_shapes_dataset, panoptic_targets
+from seem_hf.data.coco_panoptic import semantic_map
 from seem_hf.data.hf_datasets import detect_layout, for_the_hub, load_training_splits
+from seem_hf.testing import FIXTURES
 from seem_hf.training import DetrPanopticCollator
 from seem_hf.training.arguments import DataArguments, training_datasets
-from seem_hf.data.coco_panoptic import semantic_map
-from seem_hf import DetrPanopticImageProcessor
-from seem_hf.testing import FIXTURES
 
 NAMES = [category.name for category in SHAPES_VOCABULARY.categories]
 
