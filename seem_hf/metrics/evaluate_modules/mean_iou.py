@@ -1,0 +1,53 @@
+"""Mean IoU and pixel accuracy of semantic label maps, as an `evaluate` metric (seem_hf's
+`SemanticSegmentationAccumulator`: the numbers `SegmentationTrainer` reports as `miou` and `pixel_accuracy`, as
+fractions)."""
+
+import datasets
+import evaluate
+import numpy as np
+
+from seem_hf.metrics import SemanticSegmentationAccumulator
+from seem_hf.metrics.evaluate_modules import common
+
+_DESCRIPTION = """Mean IoU and pixel accuracy over a dataset: one confusion matrix over all pixels of all images,
+IoU = TP / (TP + FP + FN) per label, averaged over the labels that occur in the targets or predictions."""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: predicted label maps, one (height, width) array, tensor or nested list per image.
+    references: target label maps of the same sizes.
+    num_labels (`int`): the number of labels (label ids are 0 .. num_labels - 1).
+    ignore_index (`int`, default 255): target value of pixels that are not counted.
+Returns:
+    mean_iou: IoU averaged over the labels present (union > 0).
+    pixel_accuracy: the fraction of counted pixels labelled right.
+    per_class_iou: IoU per label, NaN for labels that occur nowhere.
+Examples:
+    >>> metric = evaluate.load(seem_hf.metrics.evaluate_module_path("mean_iou"))
+    >>> metric.compute(predictions=[[[0, 1], [1, 1]]], references=[[[0, 1], [255, 0]]], num_labels=2)["pixel_accuracy"]
+    0.6666666666666666
+"""
+
+_LABEL_MAP = datasets.List(datasets.List(datasets.Value("int32")))
+
+
+class MeanIou(common.PreparedInputsMetric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features({"predictions": _LABEL_MAP, "references": _LABEL_MAP}),
+        )
+
+    def prepare_prediction(self, prediction):
+        return common.as_array(prediction, np.int32)
+
+    def prepare_reference(self, reference):
+        return common.as_array(reference, np.int32)
+
+    def _compute(self, predictions, references, num_labels: int, ignore_index: int = 255):
+        accumulator = SemanticSegmentationAccumulator(num_labels, ignore_index=ignore_index)
+        for prediction, reference in zip(predictions, references):
+            accumulator.update(np.asarray(prediction, np.int64), np.asarray(reference, np.int64))
+        return accumulator.compute()

@@ -1,0 +1,49 @@
+"""Referring segmentation: cIoU, mean IoU and precision at 0.5 / 0.7 / 0.9 of one binary mask per sentence, as an
+`evaluate` metric (seem_hf's `ReferringAccumulator`)."""
+
+import datasets
+import evaluate
+import numpy as np
+
+from seem_hf.metrics import ReferringAccumulator
+from seem_hf.metrics.evaluate_modules import common
+
+_DESCRIPTION = """Referring segmentation scores over sentences: cIoU = total intersection / total union over all
+sentences (large objects weigh more), mIoU = mean of the per-sentence IoUs (an empty target predicted empty has
+IoU 1), precision@t = fraction of sentences with IoU above t."""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: predicted binary masks, one (height, width) array, tensor or nested list per sentence.
+    references: target binary masks of the same sizes.
+Returns:
+    ciou, miou, precision@0.5, precision@0.7, precision@0.9 (fractions).
+Examples:
+    >>> metric = evaluate.load(seem_hf.metrics.evaluate_module_path("referring_iou"))
+    >>> metric.compute(predictions=[[[1, 1], [0, 0]]], references=[[[1, 0], [0, 0]]])["ciou"]
+    0.5
+"""
+
+_MASK = datasets.List(datasets.List(datasets.Value("bool")))
+
+
+class ReferringIou(common.PreparedInputsMetric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features({"predictions": _MASK, "references": _MASK}),
+        )
+
+    def prepare_prediction(self, prediction):
+        return common.as_array(prediction, bool)
+
+    def prepare_reference(self, reference):
+        return common.as_array(reference, bool)
+
+    def _compute(self, predictions, references):
+        accumulator = ReferringAccumulator()
+        for prediction, reference in zip(predictions, references):
+            accumulator.update(np.asarray(prediction, bool), np.asarray(reference, bool))
+        return accumulator.compute()
