@@ -208,6 +208,8 @@ class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipel
         takes_text = "input_ids" in inspect.signature(self.model.forward).parameters
         if takes_text and (labels is not None or "input_ids" not in inputs):
             inputs.update(self._label_set_inputs(labels))
+        if takes_text:
+            inputs["default_label_set"] = labels is None
         if labels is not None and subtask not in (None, "semantic"):
             raise ValueError("A per-call label set gives semantic segmentation only: use subtask='semantic'.")
         accepts = "mask_score_threshold" in inspect.signature(self.model.forward).parameters
@@ -221,19 +223,21 @@ class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipel
     def _forward_one(self, model_inputs):
         model_inputs = dict(model_inputs)
         target_size = model_inputs.pop("target_size")
+        default_label_set = model_inputs.pop("default_label_set", False)
         if "input_ids" in model_inputs and hasattr(self.model, "get_text_features"):
             model_inputs["class_embeddings"] = self._label_embeddings(
-                model_inputs.pop("input_ids"), model_inputs.pop("attention_mask", None)
+                model_inputs.pop("input_ids"), model_inputs.pop("attention_mask", None), default_label_set
             )
         model_outputs = self.model(**model_inputs)
         model_outputs["target_size"] = target_size
         return model_outputs
 
-    def _label_embeddings(self, input_ids, attention_mask):
+    def _label_embeddings(self, input_ids, attention_mask, default_label_set: bool = False):
         """The label set's text embeddings, computed once while the label set and the model's weights stay the
         same. SEEM averages 81 prompt templates per label, so encoding COCO's 133 labels is ~10,000 prompts: the
         original encodes them once too. Any in-place change to a parameter (an optimizer step, `load_state_dict`)
-        bumps its version counter, which invalidates the cache."""
+        bumps its version counter, which invalidates the cache. Models with `get_label_embeddings`
+        (`seem_hf.label_embeddings`) also read them from their folder or the disk cache, across processes."""
         versions = tuple(parameter._version for parameter in self.model.parameters())
         cached = getattr(self, "_label_cache", None)
         if (
@@ -245,7 +249,9 @@ class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipel
             and (attention_mask is None or torch.equal(cached[2], attention_mask))
         ):
             return cached[3]
-        if "attention_mask" in inspect.signature(self.model.get_text_features).parameters:
+        if hasattr(self.model, "get_label_embeddings"):
+            embeddings = self.model.get_label_embeddings(input_ids, attention_mask, default_label_set=default_label_set)
+        elif "attention_mask" in inspect.signature(self.model.get_text_features).parameters:
             embeddings = self.model.get_text_features(input_ids, attention_mask)
         else:
             embeddings = self.model.get_text_features(input_ids)

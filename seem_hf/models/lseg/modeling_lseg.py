@@ -19,6 +19,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATI
 from transformers.models.dpt.modeling_dpt import DPTNeck
 from transformers.utils import ModelOutput
 
+from seem_hf.label_embeddings import LabelEmbeddingsMixin
 from seem_hf.remote_code import RemoteCodeMixin
 from seem_hf.text_utils import trim_after_end_of_text
 
@@ -80,7 +81,7 @@ class LSegPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
 
 
-class LSegForSemanticSegmentation(RemoteCodeMixin, LSegPreTrainedModel):
+class LSegForSemanticSegmentation(LabelEmbeddingsMixin, RemoteCodeMixin, LSegPreTrainedModel):
     """LSeg: per-pixel scores for any label set given at run time.
 
     `forward(pixel_values, input_ids, attention_mask)` with the label set tokenised as `(num_labels, 77)` ids
@@ -101,6 +102,7 @@ class LSegForSemanticSegmentation(RemoteCodeMixin, LSegPreTrainedModel):
         r"|fusion_stage\.layers\.\d+\.(projection|residual_layer\d\.convolution\d))",
         "head_trainable": r"head|spatial_block",
     }
+    _text_tower_modules = ("text_encoder",)
 
     def __init__(self, config: LSegConfig):
         super().__init__(config)

@@ -41,12 +41,20 @@ class LSegProcessor(RemoteCodeMixin, ProcessorMixin):
         )
         return BatchFeature({"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]})
 
-    def set_default_labels(self, labels) -> None:
-        """Store `labels` as the image processor's default label set (names and tokens), saved with it."""
+    def set_default_labels(self, labels, model=None) -> None:
+        """Store `labels` as the image processor's default label set (names and tokens), saved with it. With
+        `model`, it becomes the model's default label set too (`config.id2label`), and `model.save_pretrained`
+        then carries the set's text embeddings in the folder (`seem_hf.label_embeddings`)."""
+        labels = check_label_set(labels)
         tokens = self.tokenize_labels(labels, return_tensors=None)
-        self.image_processor.id2label = dict(enumerate(check_label_set(labels)))
+        self.image_processor.id2label = dict(enumerate(labels))
         self.image_processor.label_input_ids = [list(ids) for ids in tokens["input_ids"]]
         self.image_processor.label_attention_mask = [list(mask) for mask in tokens["attention_mask"]]
+        if model is not None:
+            model.config.id2label = dict(enumerate(labels))
+            model.config.label2id = {label: index for index, label in enumerate(labels)}
+            tensors = self.tokenize_labels(labels)
+            model.set_default_label_set(tensors["input_ids"], tensors["attention_mask"], labels)
 
     @property
     def id2label(self) -> dict | None:

@@ -19,6 +19,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES,
 )
 
+from seem_hf.label_embeddings import LabelEmbeddingsMixin
 from seem_hf.loss.matcher import HungarianMatcher
 from seem_hf.loss.set_criterion import SetCriterion
 from seem_hf.remote_code import RemoteCodeMixin
@@ -105,7 +106,7 @@ class SeemPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True  # the pixel decoder's DETR encoder, the decoder's self-attention, the CLIP text tower
 
 
-class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
+class SeemForUniversalSegmentation(LabelEmbeddingsMixin, RemoteCodeMixin, SeemPreTrainedModel):
     """SEEM for generic (semantic, instance, panoptic) segmentation over a label set chosen at call time.
 
     `forward(pixel_values, input_ids)` with one tokenised prompt per label plus "background" last
@@ -116,6 +117,7 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
     """
 
     _attention_free_sub_configs = ("backbone_config",)
+    _text_tower_modules = ("language_encoder.text_model", "language_encoder.lang_proj")
     _extra_auto_classes = ("AutoModel", "AutoModelForImageSegmentation")
     # SEEM's fine-tuning recipe for `seem_hf.adapters`: bottlenecks after every cross-attention, self-attention
     # and FFN sub-layer of the decoder and one beside the mask-embedding MLP, the decoder's LayerNorms trainable;
@@ -269,7 +271,7 @@ class SeemForUniversalSegmentation(RemoteCodeMixin, SeemPreTrainedModel):
         padded_size = tuple(4 * side for side in mask_features.shape[-2:])
         label_embeddings = class_embeddings
         if input_ids is not None:
-            label_embeddings = self.get_text_features(input_ids)
+            label_embeddings = self.get_label_embeddings(input_ids)  # computed once per label set and weights
 
         grounding = {}
         if grounding_input_ids is not None:

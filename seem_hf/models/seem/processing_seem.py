@@ -193,6 +193,23 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
     def post_process_interactive_segmentation(self, *args, **kwargs):
         return self.image_processor.post_process_interactive_segmentation(*args, **kwargs)
 
+    def set_default_labels(self, labels, thing_label_ids: list[int] | None = None, model=None) -> None:
+        """Make `labels` the default label set (the image processor's `id2label`, its tokens stored when the
+        processor is saved), with `thing_label_ids` the countable ones (the others are stuff, fused in panoptic
+        results). With `model`, it becomes the model's default label set too (`config.id2label`), and
+        `model.save_pretrained` then carries the set's text embeddings in the folder (`seem_hf.label_embeddings`),
+        so that no process encodes its 81 prompts per label again."""
+        labels = check_label_set(labels)
+        if thing_label_ids is not None and any(not 0 <= int(i) < len(labels) for i in thing_label_ids):
+            raise ValueError(f"thing_label_ids must index the {len(labels)} labels, got {list(thing_label_ids)}.")
+        self.image_processor.id2label = dict(enumerate(labels))
+        self.image_processor.thing_label_ids = None if thing_label_ids is None else sorted(map(int, thing_label_ids))
+        self.image_processor.label_input_ids = self.image_processor.label_pad_token_id = None
+        if model is not None:
+            model.config.id2label = dict(enumerate(labels))
+            model.config.label2id = {label: index for index, label in enumerate(labels)}
+            model.set_default_label_set(self.tokenize_labels(labels), labels=labels)
+
     @property
     def default_labels(self) -> list[str] | None:
         id2label = getattr(self.image_processor, "id2label", None)
