@@ -227,9 +227,9 @@ def read_category_table(table: str | Path | Iterable[dict]) -> list[dict]:
     return categories
 
 
-def _image_files(image_dir: Path, problems: list[str]) -> tuple[dict[str, Path], int]:
-    """The images of a folder by file stem, and how many were left out: two files with one stem are a problem
-    (their PNGs would collide)."""
+def _image_files(image_dir: Path, problems: list[str]) -> tuple[dict[str, Path], dict[str, int]]:
+    """The images of a folder by file stem, and the stems left out with their file counts: two files with one stem
+    are a problem (their PNGs would collide)."""
     if not image_dir.is_dir():
         raise ConversionError([f"{image_dir}: folder is missing (images)"], "input")
     by_stem: dict[str, list[Path]] = defaultdict(list)
@@ -241,7 +241,7 @@ def _image_files(image_dir: Path, problems: list[str]) -> tuple[dict[str, Path],
             problems.append(f"{image_dir}: duplicate file name {stem!r} ({', '.join(p.name for p in paths)}): both "
                             f"would write {stem}.png; rename one (skipped: all of them)")
     files = {stem: paths[0] for stem, paths in by_stem.items() if len(paths) == 1}
-    return files, sum(len(paths) for paths in by_stem.values() if len(paths) > 1)
+    return files, {stem: len(paths) for stem, paths in by_stem.items() if len(paths) > 1}
 
 
 def _open_image(path: Path, where: str, problems: list[str]) -> PIL.Image.Image | None:
@@ -557,7 +557,7 @@ def convert_coco_instances(
                 if value not in stuff_ids:
                     problems.append(f"{Path(stuff_dir) / (Path(base).stem + '.png')}: image {image_id}: segment of "
                                     f"index {value} ({pixels} pixels, {_first_pixel(free & (stuff == value))}): index "
-                                    f"missing from the category table {stuff_categories} (left unlabelled)")
+                                    f"missing from the stuff category table (left unlabelled)")
                     writer.report.skipped_segments += 1
                     continue
                 kept.append({"id": 0, "category_id": stuff_ids[value], "isthing": False, "mask": free & (stuff == value)})
@@ -594,9 +594,10 @@ def convert_semantic_masks(
     if things not in THING_RULES:
         raise ValueError(f"things must be one of {THING_RULES}, got {things!r}.")
     table = read_category_table(categories)
+    table_name = str(categories) if isinstance(categories, (str, Path)) else "the category table"
     by_index = all(row["index"] is not None for row in table)
     if not by_index and not all(row["color"] is not None for row in table):
-        raise ConversionError([f"{categories}: give every row an `index` (index PNGs) or every row a `color` (colour "
+        raise ConversionError([f"{table_name}: give every row an `index` (index PNGs) or every row a `color` (colour "
                                f"PNGs)"], "category table")
     coco = [_coco_category(number, row["name"], row["isthing"], row["color"] or label_color(number - 1))
             for number, row in enumerate(table, start=1)]
@@ -606,10 +607,11 @@ def convert_semantic_masks(
     mask_files = {path.stem: path for path in sorted(mask_dir.glob("*.png"))} if mask_dir.is_dir() else {}
     if not mask_dir.is_dir():
         raise ConversionError([f"{mask_dir}: folder is missing (masks)"], "semantic masks input")
-    for stem in sorted(set(mask_files) - set(image_files)):
+    orphans = sorted(set(mask_files) - set(image_files) - set(duplicates))
+    for stem in orphans:
         problems.append(f"{mask_files[stem]}: no image named {stem}.* in {image_dir} (mask skipped)")
     writer = _PanopticWriter(out_dir, split, "semantic-masks", overwrite)
-    writer.report.skipped_images += duplicates + len(set(mask_files) - set(image_files))
+    writer.report.skipped_images += sum(duplicates.values()) + len(orphans)
     structure = np.ones((3, 3), dtype=bool)  # 8-connected components
     for image_id, stem in enumerate(sorted(image_files), start=1):
         path = image_files[stem]
@@ -653,7 +655,7 @@ def convert_semantic_masks(
                 shown = (f"index {value}" if by_index else
                          f"colour ({value // 65536}, {value // 256 % 256}, {value % 256})")
                 problems.append(f"{where}: segment of unknown {shown} ({pixels} pixels, {_first_pixel(region)}): "
-                                f"missing from the category table {categories} (left unlabelled)")
+                                f"missing from {table_name} (left unlabelled)")
                 writer.report.skipped_segments += 1
                 continue
             category_id = lookup[value]
@@ -713,10 +715,11 @@ def convert_instance_annotations(
     problems: list[str] = []
     image_files, duplicates = _image_files(image_dir, problems)
     annotation_files = {path.stem: path for path in sorted(annotation_dir.glob("*.png"))}
-    for stem in sorted(set(annotation_files) - set(image_files)):
+    orphans = sorted(set(annotation_files) - set(image_files) - set(duplicates))
+    for stem in orphans:
         problems.append(f"{annotation_files[stem]}: no image named {stem}.* in {image_dir} (annotation skipped)")
     writer = _PanopticWriter(out_dir, split, "instance-annotations", overwrite)
-    writer.report.skipped_images += duplicates + len(set(annotation_files) - set(image_files))
+    writer.report.skipped_images += sum(duplicates.values()) + len(orphans)
     for image_id, stem in enumerate(sorted(image_files), start=1):
         path = image_files[stem]
         where = f"{annotation_dir / (stem + '.png')}: image {path.name}"

@@ -1,0 +1,432 @@
+"""The converters to COCO-panoptic as a user meets them (`seem_hf.data.convert`'s functions and its CLI): each
+format built in the test from the bundled shapes dataset, whose segments are known, converts back to the same masks
+and classes; the output passes the validator; every problem of a hostile input is reported at once, naming file,
+image and segment; and an example trains on a converter's output through `--data_dir`."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import shutil
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+from pycocotools import mask as mask_utils
+from scipy import ndimage
+
+from seem_hf.data import coco_panoptic_paths, load_coco_panoptic, make_shapes_dataset, panoptic_targets, vocabulary_of
+from seem_hf.data.convert import (
+    ConversionError,
+    add_sentences,
+    convert_coco_instances,
+    convert_instance_annotations,
+    convert_semantic_masks,
+    main,
+)
+from seem_hf.data.shapes import SHAPES_VOCABULARY
+from seem_hf.data.validation import validate_coco_panoptic
+from seem_hf.testing import FIXTURES
+
+NAMES = [category.name for category in SHAPES_VOCABULARY.categories]
+STUFF = [category.name for category in SHAPES_VOCABULARY.categories if not category.isthing]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """Six 64 px shapes images (train split) and their rows: the known segments every format is derived from."""
+    root = tmp_path_factory.mktemp("shapes")
+    paths = make_shapes_dataset(root, num_train=6, num_val=0, image_size=64, seed=3)["train"]
+    return paths, list(load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"]))
+
+
+def _segments(paths) -> dict[str, list[tuple[str, bool, bytes]]]:
+    """Per image file name: sorted (class name, iscrowd, packed mask) of every segment of a COCO-panoptic folder."""
+    dataset = load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"])
+    names = vocabulary_of(dataset).id2label
+    result = {}
+    for row in dataset:
+        targets = panoptic_targets(row)
+        file_name = row["image"].filename.rsplit("/", 1)[-1]
+        result[file_name] = sorted((names[int(label)], bool(crowd), np.packbits(mask).tobytes())
+                                   for label, crowd, mask in zip(targets["labels"], targets["iscrowd"], targets["masks"]))
+    return result
+
+
+def _sound(paths) -> None:
+    assert validate_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"],
+                                  paths["grounding_json"]) == []
+    assert paths["semantic_dir"].is_dir() and len(list(paths["semantic_dir"].glob("*.png"))) == \
+        len(list(paths["panoptic_dir"].glob("*.png")))
+
+
+def _image_dir_copy(shapes, folder):
+    shutil.copytree(shapes[0]["image_dir"], folder)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# coco-instances
+
+
+def _instances_json(shapes, path, extra=()):
+    """The shapes' things as a COCO instances JSON (compressed RLE for even segment ids, uncompressed run lengths
+    for odd ones), their stuff as index PNGs (stuff label + 1, 0 unlabelled), and the stuff table."""
+    paths, rows = shapes
+    categories = [{"id": index + 1, "name": c.name} for index, c in enumerate(SHAPES_VOCABULARY.categories)
+                  if c.isthing]
+    images, annotations = [], []
+    stuff_dir = path.parent / "stuff"
+    stuff_dir.mkdir()
+    for row in rows:
+        name = row["image"].filename.rsplit("/", 1)[-1]
+        images.append({"id": row["image_id"], "file_name": name, "height": row["height"], "width": row["width"]})
+        targets = panoptic_targets(row)
+        stuff = np.zeros((row["height"], row["width"]), np.uint8)
+        for segment, mask in zip(row["segments"], targets["masks"]):
+            if not segment["isthing"]:
+                stuff[mask] = segment["label"] + 1
+                continue
+            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            if segment["id"] % 2:
+                flat = mask.T.ravel()  # COCO run lengths run down the columns, starting with a run of zeros
+                changes = np.flatnonzero(np.diff(np.concatenate([[0], flat.astype(np.int8), [2]])) != 0)
+                segmentation = {"size": [row["height"], row["width"]], "counts": np.diff(np.concatenate([[0], changes]))
+                                .tolist()}
+                assert mask_utils.decode(mask_utils.frPyObjects(segmentation, *mask.shape)).astype(bool).tolist() == \
+                    mask.tolist()  # the hand-made run lengths are right
+            else:
+                segmentation = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+            annotations.append({"id": len(annotations) + 1, "image_id": row["image_id"],
+                                "category_id": segment["category_id"], "segmentation": segmentation,
+                                "iscrowd": 0, "area": int(mask.sum()), "bbox": segment["bbox"]})
+        PIL.Image.fromarray(stuff).save(stuff_dir / name.replace(".jpg", ".png"))
+    annotations += list(extra)
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    table = path.parent / "stuff.csv"
+    table.write_text("index,name,isthing\n" + "".join(f"{NAMES.index(n) + 1},{n},stuff\n" for n in STUFF))
+    return stuff_dir, table
+
+
+def test_coco_instances_round_trip_with_a_stuff_map(shapes, tmp_path):
+    stuff_dir, table = _instances_json(shapes, tmp_path / "instances.json")
+    report = convert_coco_instances(tmp_path / "instances.json", shapes[0]["image_dir"], tmp_path / "out",
+                                    stuff_dir=stuff_dir, stuff_categories=table, stuff_ignore_index=0)
+    paths = coco_panoptic_paths(tmp_path / "out")["train"]
+    _sound(paths)
+    assert _segments(paths) == _segments(shapes[0])
+    assert report.images == 6 and report.segments == sum(len(row["segments"]) for row in shapes[1])
+    assert report.problems == [] and "skipped 0 images and 0 segments" in report.summary()
+
+
+def test_coco_instances_overlap_rule_and_unlabelled_pixels(shapes, tmp_path):
+    """Two polygons over one image without a stuff map: the smaller keeps the shared pixels (or the later one,
+    with `later_on_top`), and the pixels of neither are unlabelled."""
+    image = {"id": 1, "file_name": "000001.jpg", "height": 64, "width": 64}
+    big = [0, 0, 40, 0, 40, 40, 0, 40]
+    small = [20, 20, 60, 20, 60, 30, 20, 30]
+    data = {"images": [image], "categories": [{"id": 7, "name": "box"}, {"id": 9, "name": "bar"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 9, "segmentation": [small]},
+                            {"id": 2, "image_id": 1, "category_id": 7, "segmentation": [big]}]}
+    (tmp_path / "instances.json").write_text(json.dumps(data))
+    small_mask = mask_utils.decode(mask_utils.frPyObjects([small], 64, 64))[..., 0].astype(bool)
+    big_mask = mask_utils.decode(mask_utils.frPyObjects([big], 64, 64))[..., 0].astype(bool)
+    for rule, on_top in (("smaller_on_top", "bar"), ("later_on_top", "box")):
+        convert_coco_instances(tmp_path / "instances.json", shapes[0]["image_dir"], tmp_path / rule, overlap=rule)
+        paths = coco_panoptic_paths(tmp_path / rule)["train"]
+        _sound(paths)
+        expected = {"bar": small_mask & ~big_mask, "box": big_mask & ~small_mask}
+        expected[on_top] = small_mask if on_top == "bar" else big_mask
+        assert _segments(paths)["000001.jpg"] == sorted((name, False, np.packbits(mask).tobytes())
+                                                        for name, mask in expected.items())
+        categories = json.loads(paths["panoptic_json"].read_text())["categories"]
+        assert [(c["id"], c["name"], c["isthing"]) for c in categories] == [(7, "box", 1), (9, "bar", 1)]
+
+
+def test_coco_instances_hostile_input_lists_every_problem(shapes, tmp_path):
+    images = _image_dir_copy(shapes, tmp_path / "images")
+    shutil.copyfile(images / "000001.jpg", images / "000002.png")  # a second picture named 000002
+    data = {"images": [{"id": 1, "file_name": "000001.jpg", "height": 64, "width": 64},
+                       {"id": 2, "file_name": "000002.jpg", "height": 64, "width": 64},
+                       {"id": 3, "file_name": "other/000002.jpg", "height": 64, "width": 64}],
+            "categories": [{"id": 1, "name": "circle"}],
+            "annotations": [{"id": 11, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 90, 0, 90, 20]]},
+                            {"id": 12, "image_id": 1, "category_id": 5, "segmentation": [[0, 0, 9, 0, 9, 9]]},
+                            {"id": 13, "image_id": 1, "category_id": 1, "segmentation": [[5, 5, 5, 5, 5, 5]]},
+                            {"id": 14, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, 30, 1, 30, 30]]}]}
+    source = tmp_path / "instances.json"
+    source.write_text(json.dumps(data))
+    with pytest.raises(ConversionError) as refused:
+        convert_coco_instances(source, images, tmp_path / "out")
+    problems = refused.value.problems
+    assert len(problems) == 5, problems
+    where = f"{source}: image 1 (000001.jpg): annotation"
+    assert f"{where} 11: polygon outside the image: x 0..90" in problems[0]
+    assert f"{where} 12: category_id 5 is missing" in problems[1]
+    assert f"{where} 13: empty instance" in problems[2]
+    assert all("duplicate file name '000002'" in p for p in problems[3:]) and "image 2 (000002.jpg)" in problems[3]
+    assert not (tmp_path / "out" / "annotations").exists()  # refused: nothing written
+    report = convert_coco_instances(source, images, tmp_path / "out", skip_problems=True)
+    assert (report.images, report.segments, report.skipped_images, report.skipped_segments) == (1, 1, 2, 3)
+    assert report.summary().startswith("coco-instances: converted 1 image with 1 segment (1 things, 0 stuff)")
+    assert report.summary().endswith("skipped 2 images and 3 segments (5 problems listed).")
+    _sound(coco_panoptic_paths(tmp_path / "out")["train"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# semantic-masks
+
+
+def _touching(row) -> bool:
+    """Whether two things of one class touch (8-connected): a semantic map then holds them as one component."""
+    targets = panoptic_targets(row)
+    things = [(label, mask) for label, mask, thing in zip(targets["labels"], targets["masks"], targets["isthing"])
+              if thing]
+    grown = [ndimage.binary_dilation(mask, np.ones((3, 3), bool)) for _, mask in things]
+    return any(a == b and (grown[i] & mask).any() for i, (a, _) in enumerate(things)
+               for j, (b, mask) in enumerate(things) if i != j)
+
+
+def test_semantic_masks_colour_pngs_split_things_into_components(shapes, tmp_path):
+    paths, rows = shapes
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    colours = {index: c.color for index, c in enumerate(SHAPES_VOCABULARY.categories)}
+    for row in rows:
+        semantic = np.zeros((row["height"], row["width"], 3), np.uint8)  # black: unlabelled
+        for label, mask in zip(panoptic_targets(row)["labels"], panoptic_targets(row)["masks"]):
+            semantic[mask] = colours[int(label)]
+        PIL.Image.fromarray(semantic).save(masks / f"{row['image_id']:06d}.png")
+    table = tmp_path / "categories.json"
+    table.write_text(json.dumps([{"name": c.name, "isthing": "thing" if c.isthing else "stuff",
+                                  "color": "#%02x%02x%02x" % c.color} for c in SHAPES_VOCABULARY.categories]))
+    convert_semantic_masks(paths["image_dir"], masks, table, tmp_path / "out")
+    out = coco_panoptic_paths(tmp_path / "out")["train"]
+    _sound(out)
+    separate = [row["image"].filename.rsplit("/", 1)[-1] for row in rows if not _touching(row)]
+    assert separate, "no image with separate things to compare"
+    converted, original = _segments(out), _segments(paths)
+    assert {name: converted[name] for name in separate} == {name: original[name] for name in separate}
+
+
+def test_semantic_masks_index_pngs_one_segment_per_class(shapes, tmp_path):
+    """The dataset's own semantic maps (contiguous labels, 255 unlabelled) as index PNGs, things one per class."""
+    paths, rows = shapes
+    table = tmp_path / "categories.csv"
+    with table.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["index", "name", "isthing"])
+        writer.writerows([index, c.name, int(c.isthing)] for index, c in enumerate(SHAPES_VOCABULARY.categories))
+    report = convert_semantic_masks(paths["image_dir"], paths["semantic_dir"], table, tmp_path / "out",
+                                    things="one_per_class")
+    out = coco_panoptic_paths(tmp_path / "out")["train"]
+    _sound(out)
+    expected = {}
+    for row in rows:
+        targets, merged = panoptic_targets(row), {}
+        for label, mask in zip(targets["labels"], targets["masks"]):
+            merged[NAMES[label]] = merged.get(NAMES[label], False) | mask
+        expected[row["image"].filename.rsplit("/", 1)[-1]] = sorted(
+            (name, False, np.packbits(mask).tobytes()) for name, mask in merged.items())
+    assert _segments(out) == expected
+    assert report.segments == sum(len(v) for v in expected.values())
+
+
+def test_semantic_masks_hostile_input_lists_every_problem(shapes, tmp_path):
+    paths, _ = shapes
+    images = _image_dir_copy(shapes, tmp_path / "images")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for number in (1, 2, 3, 4, 5, 6):
+        semantic = np.zeros((64, 64, 3), np.uint8)
+        semantic[:, :32] = (135, 206, 235)  # sky
+        if number == 2:
+            semantic[10:12, 40:43] = (1, 2, 3)  # a colour the table lacks: 6 pixels
+        PIL.Image.fromarray(semantic).save(masks / f"{number:06d}.png")
+    (images / "000006.jpg").unlink()
+    (images / "000005.jpg").rename(images / "000005.JPG")
+    shutil.copyfile(images / "000005.JPG", images / "000005.jpeg")
+    table = [{"name": "sky", "isthing": 0, "color": [135, 206, 235]}]
+    with pytest.raises(ConversionError) as refused:
+        convert_semantic_masks(images, masks, table, tmp_path / "out")
+    problems = refused.value.problems
+    assert len(problems) == 3, problems
+    assert problems[0].startswith(f"{images}: duplicate file name '000005'")
+    assert problems[1].startswith(f"{masks / '000006.png'}: no image named 000006")
+    assert problems[2] == (f"{masks / '000002.png'}: image 000002.jpg: segment of unknown colour (1, 2, 3) (6 pixels, "
+                           f"first at x=40, y=10): missing from the category table (left unlabelled)")
+    with pytest.raises(ConversionError, match=r"row 2 \(grass\): needs `index`.*\n.*color \(135, 206, 235\) appears"):
+        convert_semantic_masks(images, masks, table + [{"name": "grass", "isthing": 0},
+                                                       {"name": "wall", "isthing": 0, "color": "135 206 235"}],
+                               tmp_path / "out")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# instance-annotations
+
+
+def _instance_annotations(shapes, folder, broken: bool = False):
+    """transformers' 3-channel layout: class (label + 1; 0 background), instance id (the segment id), zeros."""
+    folder.mkdir()
+    for row in shapes[1]:
+        targets = panoptic_targets(row)
+        annotation = np.zeros((row["height"], row["width"], 3), np.uint8)
+        for segment, mask in zip(row["segments"], targets["masks"]):
+            annotation[mask, 0] = segment["label"] + 1
+            annotation[mask, 1] = segment["id"]
+        PIL.Image.fromarray(annotation).save(folder / f"{row['image_id']:06d}.png")
+    mapping = {"background": 0} | {name: index + 1 for index, name in enumerate(NAMES)}
+    return mapping
+
+
+def test_instance_annotations_round_trip(shapes, tmp_path):
+    mapping = _instance_annotations(shapes, tmp_path / "annotations")
+    (tmp_path / "classes.json").write_text(json.dumps(mapping))
+    report = convert_instance_annotations(shapes[0]["image_dir"], tmp_path / "annotations", tmp_path / "classes.json",
+                                          tmp_path / "out", stuff_classes=STUFF, do_reduce_labels=True)
+    out = coco_panoptic_paths(tmp_path / "out")["train"]
+    _sound(out)
+    assert _segments(out) == _segments(shapes[0])
+    categories = json.loads(out["panoptic_json"].read_text())["categories"]
+    assert [(c["name"], c["isthing"]) for c in categories] == [(c.name, int(c.isthing))
+                                                               for c in SHAPES_VOCABULARY.categories]
+    assert report.things == sum(s["isthing"] for row in shapes[1] for s in row["segments"])
+
+
+def test_instance_annotations_hostile_input_lists_every_problem(shapes, tmp_path):
+    mapping = _instance_annotations(shapes, tmp_path / "annotations")
+    del mapping["star"]  # class 8 is missing from the table
+    annotation = np.asarray(PIL.Image.open(tmp_path / "annotations" / "000003.png")).copy()
+    annotation[0, 5, 2] = 7  # not the (class, instance, 0) layout
+    PIL.Image.fromarray(annotation).save(tmp_path / "annotations" / "000003.png")
+    stars = {row["image_id"]: [s["id"] for s in row["segments"] if s["label"] == NAMES.index("star")]
+             for row in shapes[1]}
+    assert any(ids for image_id, ids in stars.items() if image_id != 3), "no star to miss"
+    with pytest.raises(ConversionError) as refused:
+        convert_instance_annotations(shapes[0]["image_dir"], tmp_path / "annotations", mapping, tmp_path / "out",
+                                     stuff_classes=STUFF, do_reduce_labels=True)
+    problems = refused.value.problems
+    expected = []
+    for image_id, ids in sorted(stars.items()):  # image by image
+        where = f"{tmp_path / 'annotations' / f'{image_id:06d}.png'}: image {image_id:06d}.jpg"
+        expected += ([f"{where}: channel 2 is not zero (1 pixels, first at x=5, y=0)"] if image_id == 3 else
+                     [f"{where}: segment of class 8, instance {segment_id} (" for segment_id in ids])
+    assert len(problems) == len(expected) and all(p.startswith(e) for p, e in zip(problems, expected)), problems
+    assert sum("class 8 is missing from semantic_class_to_id" in p for p in problems) == len(problems) - 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sentences
+
+
+def test_sentences_attach_by_segment_id_and_by_polygon(shapes, tmp_path):
+    mapping = _instance_annotations(shapes, tmp_path / "annotations")
+    convert_instance_annotations(shapes[0]["image_dir"], tmp_path / "annotations", mapping, tmp_path / "out",
+                                 stuff_classes=STUFF, do_reduce_labels=True)
+    out = coco_panoptic_paths(tmp_path / "out")["train"]
+    rows = list(load_coco_panoptic(out["image_dir"], out["panoptic_dir"], out["panoptic_json"]))
+    row = rows[0]
+    filled = [(s, s["area"] / (s["bbox"][2] * s["bbox"][3])) for s in row["segments"] if s["isthing"]]
+    boxed = max(filled, key=lambda item: item[1])[0]  # the thing that fills its box most: its box is its polygon
+    assert boxed["area"] / (boxed["bbox"][2] * boxed["bbox"][3]) > 0.6
+    x, y, w, h = boxed["bbox"]
+    stuff = next(s for s in row["segments"] if not s["isthing"])
+    sentences = tmp_path / "sentences.csv"
+    with sentences.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "sentence", "segment_id", "polygon"])
+        writer.writerow(["000001.jpg", "the ground behind", stuff["id"], ""])
+        writer.writerow(["1", "the thing in its box", "", json.dumps([x, y, x + w, y, x + w, y + h, x, y + h])])
+        writer.writerow(["000001", "the ground behind", stuff["id"], ""])  # the same again: counted once
+    report = add_sentences(tmp_path / "out", sentences)
+    assert (report.sentences, report.groundings) == (2, 2) and report.problems == []
+    again = add_sentences(tmp_path / "out", sentences)  # a second run adds nothing twice
+    assert again.sentences == 0
+    dataset = load_coco_panoptic(out["image_dir"], out["panoptic_dir"], out["panoptic_json"], out["grounding_json"])
+    groundings = {g["segment_id"]: g["sentences"] for g in dataset[0]["groundings"]}
+    assert groundings == {stuff["id"]: ["the ground behind"], boxed["id"]: ["the thing in its box"]}
+    assert validate_coco_panoptic(out["image_dir"], out["panoptic_dir"], out["panoptic_json"],
+                                  out["grounding_json"]) == []
+
+
+def test_sentences_hostile_input_lists_every_problem(shapes, tmp_path):
+    shutil.copytree(shapes[0]["image_dir"].parent, tmp_path / "data")
+    sentences = tmp_path / "sentences.json"
+    sentences.write_text(json.dumps([
+        {"image": "000009.jpg", "sentence": "nowhere", "segment_id": 1},
+        {"image": "000002.jpg", "sentence": "no such segment", "segment_id": 99},
+        {"image": "000002.jpg", "sentence": "off the picture", "polygon": [[50, 50, 200, 50, 200, 90]]},
+        {"image": "000002.jpg", "sentence": "  ", "segment_id": 1},
+        {"image": "000002.jpg", "sentence": "a fine one", "segment_id": 1},
+    ]))
+    before = (tmp_path / "data" / "annotations" / "grounding_train.json").read_text()
+    with pytest.raises(ConversionError) as refused:
+        add_sentences(tmp_path / "data", sentences)
+    problems = refused.value.problems
+    panoptic_json = tmp_path / "data" / "annotations" / "panoptic_train.json"
+    assert problems[0] == (f"{sentences}: row 1 (image 000009.jpg): image '000009.jpg' is not in {panoptic_json} "
+                           f"(give its file name, stem or id)")
+    assert problems[1].startswith(f"{sentences}: row 2 (image 000002.jpg): segment 99: not a segment of this image")
+    assert problems[2].startswith(f"{sentences}: row 3 (image 000002.jpg): polygon outside the image: x 50..200")
+    assert problems[3] == f"{sentences}: row 4 (image 000002.jpg): empty sentence"
+    assert len(problems) == 4
+    assert (tmp_path / "data" / "annotations" / "grounding_train.json").read_text() == before
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The CLI, and training on a converter's output
+
+
+def _segment_csv(shapes, tmp_path):
+    paths, rows = shapes
+    table = tmp_path / "categories.csv"
+    table.write_text("index,name,isthing\n" + "".join(f"{i},{c.name},{int(c.isthing)}\n"
+                                                      for i, c in enumerate(SHAPES_VOCABULARY.categories)))
+    return paths, table
+
+
+def test_cli_converts_and_reports(shapes, tmp_path, capsys):
+    paths, table = _segment_csv(shapes, tmp_path)
+    assert main(["semantic-masks", str(paths["image_dir"]), str(paths["semantic_dir"]), str(table),
+                 str(tmp_path / "out"), "--things", "one-per-class", "--split", "val"]) == 0
+    output = capsys.readouterr().out.splitlines()
+    assert output[-1].startswith("semantic-masks: converted 6 images with ")
+    assert output[-1].endswith(f"into {tmp_path / 'out' / 'annotations' / 'panoptic_val.json'}; skipped 0 images and "
+                               "0 segments.")
+    _sound(coco_panoptic_paths(tmp_path / "out", ("val",))["val"])
+    # The same split again is refused (nothing is replaced without --overwrite); a table row without its value is
+    # a problem listed on stdout, with exit status 1.
+    assert main(["semantic-masks", str(paths["image_dir"]), str(paths["semantic_dir"]), str(table),
+                 str(tmp_path / "out"), "--split", "val"]) == 1
+    assert "already exist(s)" in capsys.readouterr().err
+
+
+def _example(name: str):
+    script = FIXTURES.parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve the script's annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seem_example_trains_a_step_on_converted_data(shapes, tmp_path):
+    mapping = _instance_annotations(shapes, tmp_path / "annotations")
+    convert_instance_annotations(shapes[0]["image_dir"], tmp_path / "annotations", mapping, tmp_path / "data",
+                                 stuff_classes=STUFF, do_reduce_labels=True)
+    rows = list(load_coco_panoptic(*(coco_panoptic_paths(tmp_path / "data")["train"][key] for key in
+                                     ("image_dir", "panoptic_dir", "panoptic_json"))))
+    sentences = tmp_path / "sentences.json"
+    sentences.write_text(json.dumps([{"image": row["image_id"], "sentence": f"segment {s['id']}",
+                                      "segment_id": s["id"]} for row in rows for s in row["segments"]]))
+    add_sentences(tmp_path / "data", sentences)
+    output = tmp_path / "run"
+    metrics = _example("finetune_seem").main([
+        "--model_name_or_path", str(FIXTURES / "tiny-random-seem"), "--data_dir", str(tmp_path / "data"),
+        "--output_dir", str(output), "--max_steps", "1", "--image_size", "64", "--per_device_train_batch_size", "2",
+        "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true", "--report_to", "none"])
+    assert metrics == {}
+    config = json.loads((output / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(len(NAMES))] == NAMES  # the converted folder's labels
