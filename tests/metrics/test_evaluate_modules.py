@@ -1,0 +1,280 @@
+"""seem_hf's metrics as `evaluate` modules: loaded offline by path, the numbers of `seem_hf.metrics` whether the
+examples come one by one, in batches or from two processes (evaluate's file-based pooling), and usable as a Trainer's
+`compute_metrics` (transformers' batch-wise protocol) and as `SegmentationTrainer`'s semantic metric."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import evaluate
+import numpy as np
+import pytest
+import torch
+from transformers import Trainer, TrainingArguments
+
+from seem_hf import LSegForSemanticSegmentation, LSegProcessor
+from seem_hf.metrics import (
+    EVALUATE_MODULES,
+    MaskAPAccumulator,
+    PanopticQualityAccumulator,
+    ReferringAccumulator,
+    SemanticSegmentationAccumulator,
+    evaluate_module_path,
+    number_of_clicks,
+)
+from seem_hf.testing import FIXTURES
+from seem_hf.training import SegmentationTrainer, SemanticCollator
+
+# The modules hand their inputs, stored exactly (integer maps, booleans or COCO RLE, float64 scores), to the same
+# accumulator: the only room for a difference is the order of floating-point sums, far below 1e-12.
+SAME = 1e-12
+CATEGORIES = [{"id": 1, "isthing": 1, "name": "disc"}, {"id": 2, "isthing": 1, "name": "square"},
+              {"id": 3, "isthing": 0, "name": "sky"}]
+
+
+def _panoptic_images(count=6, seed=0):
+    """Segment-id maps with things, stuff, void, a crowd region and imperfect predictions."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for index in range(count):
+        gt = np.zeros((24, 32), np.int64)
+        gt[:12] = 1  # sky
+        gt[14:22, 2:10] = 2  # a disc
+        gt[13:23, 16:26] = 3  # a square, crowd in every third image
+        pred = gt.copy()
+        pred[rng.random(gt.shape) < 0.15] = 0  # void pixels
+        pred[14:22, 2 + index % 4:10 + index % 4] = 2  # the disc shifted by up to 3 pixels
+        pred[2:6, 28:31] = 4  # a false positive square
+        gt_segments = [{"id": 1, "category_id": 3, "iscrowd": 0, "area": int((gt == 1).sum())},
+                       {"id": 2, "category_id": 1, "iscrowd": 0, "area": int((gt == 2).sum())},
+                       {"id": 3, "category_id": 2, "iscrowd": int(index % 3 == 0), "area": int((gt == 3).sum())}]
+        pred_segments = [{"id": 1, "category_id": 3}, {"id": 2, "category_id": 1}, {"id": 3, "category_id": 2},
+                         {"id": 4, "category_id": 2}]
+        images.append(({"segmentation": pred, "segments_info": pred_segments},
+                       {"segmentation": gt, "segments_info": gt_segments}))
+    return images
+
+
+def _cases():
+    """name -> (predictions, references or None, compute arguments, the numbers of seem_hf.metrics)."""
+    rng = np.random.default_rng(0)
+    cases = {}
+
+    panoptic = _panoptic_images()
+    accumulator = PanopticQualityAccumulator(CATEGORIES)
+    for prediction, reference in panoptic:
+        accumulator.update(reference["segmentation"], reference["segments_info"], prediction["segmentation"],
+                           prediction["segments_info"])
+    cases["panoptic_quality"] = ([p for p, _ in panoptic], [r for _, r in panoptic], {"categories": CATEGORIES},
+                                 accumulator.compute())
+
+    targets = [rng.integers(0, 4, (12, 16)) for _ in range(6)]
+    targets[0][:2] = 255  # ignored pixels
+    predictions = [np.where(rng.random(t.shape) < 0.6, t % 255, rng.integers(0, 5, t.shape)) for t in targets]
+    accumulator = SemanticSegmentationAccumulator(5)
+    for prediction, target in zip(predictions, targets):
+        accumulator.update(prediction, target)
+    cases["mean_iou"] = (predictions, targets, {"num_labels": 5}, accumulator.compute())
+
+    instances_pred, instances_gt = [], []
+    accumulator = MaskAPAccumulator([1, 2])
+    for image_id in range(6):
+        gt_masks = rng.random((3, 16, 16)) < 0.3
+        gt_labels = rng.integers(1, 3, 3)
+        pred_masks = np.concatenate([gt_masks ^ (rng.random(gt_masks.shape) < 0.1), rng.random((2, 16, 16)) < 0.3])
+        pred_labels, scores = np.concatenate([gt_labels, [1, 2]]), rng.random(5)
+        crowd = np.array([0, 0, int(image_id == 2)])
+        accumulator.update(image_id, gt_masks, gt_labels, pred_masks, pred_labels, scores, gt_iscrowd=crowd)
+        instances_pred.append({"masks": pred_masks, "labels": pred_labels, "scores": scores})
+        instances_gt.append({"masks": gt_masks, "labels": gt_labels, "iscrowd": crowd})
+    cases["mask_ap"] = (instances_pred, instances_gt, {"category_ids": [1, 2]}, accumulator.compute())
+
+    masks_gt = [rng.random((10, 12)) < 0.4 for _ in range(6)]
+    masks_pred = [m ^ (rng.random(m.shape) < 0.2) for m in masks_gt]
+    accumulator = ReferringAccumulator()
+    for prediction, target in zip(masks_pred, masks_gt):
+        accumulator.update(prediction, target)
+    cases["referring_iou"] = (masks_pred, masks_gt, {}, accumulator.compute())
+
+    ious = [np.sort(rng.random(int(rng.integers(1, 8)))).tolist() for _ in range(6)]
+    cases["number_of_clicks"] = (ious, None, {"max_clicks": 7}, number_of_clicks(ious, max_clicks=7))
+    return cases
+
+
+CASES = _cases()
+
+
+def _assert_same(result, expected):
+    assert result.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            _assert_same(result[key], value)
+        elif isinstance(value, list):
+            np.testing.assert_allclose(result[key], value, rtol=SAME, atol=SAME)
+        else:
+            assert result[key] == pytest.approx(value, rel=SAME, abs=SAME), key
+
+
+def _inputs(case, start, stop):
+    predictions, references, _, _ = case
+    inputs = {"predictions": predictions[start:stop]}
+    if references is not None:
+        inputs["references"] = references[start:stop]
+    return inputs
+
+
+def test_the_cases_are_not_trivial():
+    """Perfect or empty scores would let a module that drops or reorders images pass."""
+    assert 0.2 < CASES["panoptic_quality"][3]["All"]["pq"] < 0.95 and CASES["panoptic_quality"][3]["Stuff"]["n"] == 1
+    assert 0.2 < CASES["mean_iou"][3]["mean_iou"] < 0.95
+    assert 0.2 < CASES["mask_ap"][3]["map"] < 0.95
+    assert 0.2 < CASES["referring_iou"][3]["ciou"] < 0.95
+    assert 1 < CASES["number_of_clicks"][3]["noc@85"] < 7
+
+
+@pytest.mark.parametrize("name", EVALUATE_MODULES)
+def test_batches_one_by_one_and_compute_give_the_numbers_of_seem_hf_metrics(name):
+    case = CASES[name]
+    metric = evaluate.load(evaluate_module_path(name), keep_in_memory=True)
+    metric.add_batch(**_inputs(case, 0, 2))
+    metric.add_batch(**_inputs(case, 2, 3))
+    single = _inputs(case, 3, 4)
+    metric.add(**{key[:-1]: value[0] for key, value in single.items()})  # add(prediction=, reference=)
+    _assert_same(metric.compute(**_inputs(case, 4, 6), **case[2]), case[3])
+    # The module starts afresh after compute, as evaluate's modules do: all at once gives the same numbers.
+    _assert_same(metric.compute(**_inputs(case, 0, 6), **case[2]), case[3])
+
+
+@pytest.mark.parametrize("name", EVALUATE_MODULES)
+def test_two_processes_pool_their_batches_through_evaluate_files(name, tmp_path):
+    """evaluate's distributed protocol, two modules with `num_process=2` run side by side (threads here; evaluate's
+    own tests use processes: the rendez-vous is through file locks either way): process 1 writes its examples and
+    gets None, process 0 reads both processes' files and computes over all of them; twice, as a training run
+    evaluates more than once."""
+    case = CASES[name]
+    options = {"num_process": 2, "cache_dir": str(tmp_path), "experiment_id": "two_processes", "timeout": 30}
+    modules = [evaluate.load(evaluate_module_path(name), process_id=rank, **options) for rank in (0, 1)]
+    shards = {0: [(0, 2), (5, 6)], 1: [(2, 5)]}
+    evaluation_done = threading.Barrier(2)
+
+    def run(rank):
+        results = []
+        for _ in range(2):
+            for start, stop in shards[rank]:
+                modules[rank].add_batch(**_inputs(case, start, stop))
+            results.append(modules[rank].compute(**case[2]))
+            evaluation_done.wait(timeout=60)  # the next evaluation starts when this one is over everywhere
+        return results
+
+    with ThreadPoolExecutor(2) as pool:
+        process_0, process_1 = pool.map(run, (0, 1))
+    assert process_1 == [None, None]
+    for result in process_0:
+        _assert_same(result, case[3])
+    assert not list(tmp_path.rglob("*.arrow"))  # the inputs are deleted once computed
+
+
+def test_inputs_as_tensors_and_post_processor_dicts():
+    """Tensors on any device and dicts carrying more keys than the module stores; ground-truth `iscrowd` and `area`
+    default to 0 and the pixel count."""
+    predictions, references, kwargs, expected = CASES["panoptic_quality"]
+    as_tensors = [{"segmentation": torch.from_numpy(p["segmentation"]),
+                   "segments_info": [dict(s, score=0.9, label_id=s["category_id"] - 1) for s in p["segments_info"]]}
+                  for p in predictions]
+    counted = [{"segmentation": torch.from_numpy(r["segmentation"]),
+                "segments_info": [{key: s[key] for key in ("id", "category_id")} | ({"iscrowd": 1} if s["iscrowd"] else {})
+                                  for s in r["segments_info"]]}
+               for r in references]
+    metric = evaluate.load(evaluate_module_path("panoptic_quality"), keep_in_memory=True)
+    _assert_same(metric.compute(predictions=as_tensors, references=counted, **kwargs), expected)
+
+    predictions, references, kwargs, expected = CASES["mean_iou"]
+    metric = evaluate.load(evaluate_module_path("mean_iou"), keep_in_memory=True)
+    metric.add_batch(predictions=torch.from_numpy(np.stack(predictions)), references=torch.from_numpy(np.stack(references)))
+    _assert_same(metric.compute(**kwargs), expected)
+
+
+def test_errors_name_the_fix():
+    metric = evaluate.load(evaluate_module_path("panoptic_quality"), keep_in_memory=True)
+    post_processed = {"segmentation": np.ones((2, 2)), "segments_info": [{"id": 1, "label_id": 0, "score": 0.9}]}
+    with pytest.raises(ValueError, match="lacks \\['category_id'\\].*label_id"):
+        metric.add(prediction=post_processed, reference=post_processed)
+    metric = evaluate.load(evaluate_module_path("mask_ap"), keep_in_memory=True)
+    with pytest.raises(ValueError, match="2 `scores` for 1 masks"):
+        metric.add(prediction={"masks": np.ones((1, 2, 2)), "labels": [1], "scores": [0.5, 0.4]},
+                   reference={"masks": np.ones((1, 2, 2)), "labels": [1]})
+    with pytest.raises(ValueError, match="No seem_hf evaluate module named 'miou'.*mean_iou"):
+        evaluate_module_path("miou")
+
+
+# Trainer integration on the tiny LSeg fixture: a few shapes images with two labelled regions each.
+LABELS = ["background", "disc", "square"]
+
+
+def _rows(count=5, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(count):
+        masks = np.zeros((2, size, size), bool)
+        top, left = rng.integers(0, size // 2, 2)
+        masks[1, top:top + size // 3, left:left + size // 3] = True
+        masks[0] = ~masks[1]
+        masks[0, : size // 8] = False  # unlabelled: ignored
+        image = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+        image[masks[1]] = (200, 40, 40)
+        rows.append({"image": image, "masks": masks, "labels": [0, int(rng.integers(1, 3))], "iscrowd": [0, 0],
+                     "valid": np.ones((size, size), bool)})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def lseg():
+    model = LSegForSemanticSegmentation.from_pretrained(FIXTURES / "tiny-random-lseg")
+    processor = LSegProcessor.from_pretrained(FIXTURES / "tiny-random-lseg")
+    return model, processor, SemanticCollator(processor, LABELS, ignore_index=model.config.ignore_index)
+
+
+def _arguments(tmp_path, **overrides):
+    return TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=2, use_cpu=True, report_to="none",
+                             remove_unused_columns=False,
+                             disable_tqdm=True, **overrides)
+
+
+def _segmentation_trainer(lseg, tmp_path, **kwargs):
+    model, processor, collator = lseg
+
+    def postprocess(outputs, target_sizes):
+        return processor.post_process_semantic_segmentation(outputs, target_sizes=target_sizes)
+
+    categories = [{"id": index + 1, "name": name, "isthing": 0} for index, name in enumerate(LABELS)]
+    return SegmentationTrainer(model=model, args=_arguments(tmp_path), eval_dataset=_rows(), data_collator=collator,
+                               categories=categories, postprocess=postprocess, **kwargs)
+
+
+def test_mean_iou_as_a_trainer_compute_metrics(lseg, tmp_path):
+    """transformers' Trainer with `batch_eval_metrics`: each evaluation batch goes to `add_batch`, the last call
+    computes; the numbers equal SegmentationTrainer's own (seem_hf's accumulator over the same predictions)."""
+    model, processor, collator = lseg
+    metric = evaluate.load(evaluate_module_path("mean_iou"))
+
+    def compute_metrics(evaluation, compute_result: bool):
+        logits = evaluation.predictions[0] if isinstance(evaluation.predictions, tuple) else evaluation.predictions
+        labels = evaluation.label_ids
+        maps = processor.post_process_semantic_segmentation(SimpleNamespace(logits=logits),
+                                                            target_sizes=[labels.shape[-2:]] * len(labels))
+        metric.add_batch(predictions=maps, references=labels)
+        if compute_result:
+            scores = metric.compute(num_labels=len(LABELS), ignore_index=model.config.ignore_index)
+            return {"miou": 100 * scores["mean_iou"], "pixel_accuracy": 100 * scores["pixel_accuracy"]}
+        return {}
+
+    trainer = Trainer(model=model, args=_arguments(tmp_path, batch_eval_metrics=True), eval_dataset=_rows(),
+                      data_collator=collator, compute_metrics=compute_metrics)
+    ours = trainer.evaluate()
+    reference = _segmentation_trainer(lseg, tmp_path).evaluate()
+    # The same forward passes and post-processing on the same batches; 1e-9 allows float rounding only.
+    assert ours["eval_miou"] == pytest.approx(reference["eval_miou"], abs=1e-9)
+    assert ours["eval_pixel_accuracy"] == pytest.approx(reference["eval_pixel_accuracy"], abs=1e-9)
+    assert 0 < ours["eval_pixel_accuracy"] < 100
