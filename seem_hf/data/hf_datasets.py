@@ -284,6 +284,11 @@ class PanopticRows(torch.utils.data.Dataset):
                     "groundings": row.get("groundings") or []}
         annotation = np.asarray(row[layout.annotation_column])
         if layout.name == "semantic":
+            if annotation.ndim == 3 and not (annotation == annotation[..., :1]).all():
+                raise ValueError(
+                    f"column {layout.annotation_column!r} holds colours, not class ids; convert colour-coded masks "
+                    "with `python -m seem_hf.data.convert semantic-masks` and its colour table"
+                )
             labels = self._labels(annotation if annotation.ndim == 2 else annotation[..., 0])
             instances = np.zeros_like(labels)
         else:
@@ -309,8 +314,19 @@ class PanopticRows(torch.utils.data.Dataset):
                 "height": image.height, "width": image.width, "segments": segments, "groundings": []}
 
 
+def _check_annotation_feature(features: datasets.Features, layout: DatasetLayout, name: str) -> None:
+    """Refuse an annotation column that holds no per-pixel map (a classification dataset's `label`)."""
+    feature = features[layout.annotation_column]
+    if not isinstance(feature, (datasets.Image, datasets.Array2D, datasets.Array3D, datasets.Sequence, list)):
+        raise ValueError(  # noqa: TRY004 (bad data: a ValueError, as every other problem in a dataset)
+            f"{name}: column {layout.annotation_column!r} holds {type(feature).__name__} values, not a map per pixel "
+            f"(a classification dataset?); the {layout.name} layout needs an image there ({LAYOUTS[layout.name]}). "
+            "Name the segmentation map's column with --annotation_column."
+        )
+
+
 @dataclass
-class HubSplits:
+class TrainingSplits:
     """What `load_training_splits` returns: `train` and `evaluation` rows (`PanopticRows`; `evaluation` None when
     not asked for), the `vocabulary` and the `layout`."""
 
@@ -333,7 +349,7 @@ def load_training_splits(
     do_reduce_labels: bool = False,
     evaluate_on: str | None = "validation",
     seed: int = 0,
-) -> HubSplits:
+) -> TrainingSplits:
     """The training and evaluation rows of dataset `name` (see `load_dataset_dict`), as the examples'
     `--dataset_name` reads it. `validation_split` defaults to `validation`, else `val`; with `train_val_split` (a
     fraction) and no such split, that fraction of the training split (shuffled with `seed`) is held out.
@@ -343,6 +359,9 @@ def load_training_splits(
     if train_split not in splits:
         raise ValueError(f"{name} has no split {train_split!r} (it has {sorted(splits)}); pick one with --train_split.")
     train = splits[train_split]
+    layout = detect_layout(train.column_names, image_column, annotation_column)
+    _check_annotation_feature(train.features, layout, name)
+    vocabulary, class_ids = dataset_vocabulary(train, layout, name, folder, do_reduce_labels)
     evaluation = None
     if evaluate_on == "validation":
         candidates = [validation_split] if validation_split else ["validation", "val"]
@@ -361,8 +380,6 @@ def load_training_splits(
                 "0.15, evaluate on the training rows with --eval_split train, or turn evaluation off with "
                 "--eval_strategy no."
             )
-    layout = detect_layout(train.column_names, image_column, annotation_column)
-    vocabulary, class_ids = dataset_vocabulary(train, layout, name, folder, do_reduce_labels)
     if max_train_samples is not None:
         train = train.select(range(min(max_train_samples, len(train))))
     if evaluate_on == "train":
@@ -373,7 +390,7 @@ def load_training_splits(
     def rows(dataset, split):
         return PanopticRows(dataset, layout, class_ids, do_reduce_labels, name=name, split=split)
 
-    return HubSplits(rows(train, train_split), None if evaluation is None else rows(evaluation, "evaluation"),
+    return TrainingSplits(rows(train, train_split), None if evaluation is None else rows(evaluation, "evaluation"),
                      vocabulary, layout)
 
 
@@ -399,8 +416,8 @@ __all__ = [
     "IGNORE_INDEX",
     "LAYOUTS",
     "DatasetLayout",
-    "HubSplits",
     "PanopticRows",
+    "TrainingSplits",
     "dataset_vocabulary",
     "detect_layout",
     "for_the_hub",

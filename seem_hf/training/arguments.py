@@ -199,11 +199,13 @@ def _named_datasets(data_args: DataArguments, training_args: TrainingArguments):
     evaluate_on = "train" if data_args.eval_split == "train" else "validation"
     if evaluate_on == "validation" and training_args.eval_strategy == "no" and data_args.train_val_split is None:
         evaluate_on = None  # nothing evaluates during training: a validation split is optional
-    loaded = load_training_splits(
-        data_args.dataset_name, data_args.dataset_config_name, data_args.train_split, data_args.validation_split,
-        data_args.train_val_split, data_args.image_column, data_args.annotation_column, data_args.max_train_samples,
-        data_args.max_eval_samples, data_args.do_reduce_labels, evaluate_on, seed=training_args.seed,
-    )
+    with training_args.main_process_first(desc="loading --dataset_name"):  # one download per machine
+        loaded = load_training_splits(
+            data_args.dataset_name, data_args.dataset_config_name, data_args.train_split, data_args.validation_split,
+            data_args.train_val_split, data_args.image_column, data_args.annotation_column,
+            data_args.max_train_samples, data_args.max_eval_samples, data_args.do_reduce_labels, evaluate_on,
+            seed=training_args.seed,
+        )
     if training_args.process_index == 0:
         print(f"Dataset {data_args.dataset_name}: {loaded.layout.describe()}; {len(loaded.train)} training rows, "
               f"{'no' if loaded.evaluation is None else len(loaded.evaluation)} evaluation rows, "

@@ -139,7 +139,7 @@ def test_published_parquet_keeps_the_labels_through_for_the_hub(tmp_path):
 
 @pytest.mark.parametrize("layout", ["semantic", "instance"])
 def test_semantic_and_instance_layouts_read_as_panoptic_rows(layouts, layout, tmp_path, capsys):
-    original = load_from_disk_rows(layouts["panoptic"])
+    original = datasets.load_from_disk(str(layouts["panoptic"]))["train"]
     train, evaluation, vocabulary = training_datasets(
         DataArguments(dataset_name=str(layouts[layout]), image_size=64), _arguments(tmp_path, eval_strategy="steps")
     )
@@ -159,10 +159,6 @@ def test_semantic_and_instance_layouts_read_as_panoptic_rows(layouts, layout, tm
             map(bytes, np.packbits(reference["masks"], axis=-1)))
         assert sorted(ours["isthing"].tolist()) == sorted(reference["isthing"].tolist())
     assert train[0]["masks"].shape[1:] == (64, 64)  # augmented like any row
-
-
-def load_from_disk_rows(folder: Path) -> datasets.Dataset:
-    return datasets.load_from_disk(str(folder))["train"]
 
 
 def test_reduce_labels_split_and_sample_limits(tmp_path):
@@ -193,9 +189,22 @@ def test_a_dataset_fitting_no_layout_is_refused_with_its_columns_and_the_layouts
     assert "['picture', 'mask']" in text and "--image_column" in text
     assert all(name in text for name in ("panoptic:", "semantic:", "instance:"))
     assert detect_layout(["picture", "mask"], "picture", "mask").name == "semantic"
-    with pytest.raises(ValueError, match="no label names"):
-        datasets.Dataset.from_dict({"image": ["a.jpg"], "label": ["a.png"]}).save_to_disk(tmp_path / "nameless")
+    picture = PIL.Image.new("RGB", (8, 8))
+    classification = datasets.Dataset.from_dict({"image": [picture], "label": [3]}).cast_column(
+        "image", datasets.Image())
+    classification.save_to_disk(tmp_path / "classification")
+    with pytest.raises(ValueError, match="column 'label' holds Value values, not a map per pixel"):
+        load_training_splits(str(tmp_path / "classification"), evaluate_on=None)
+    nameless = datasets.Dataset.from_dict({"image": [picture], "label": [picture]})
+    nameless.cast_column("image", datasets.Image()).cast_column("label", datasets.Image()).save_to_disk(
+        tmp_path / "nameless")
+    with pytest.raises(ValueError, match="no label names. Put an id2label.json"):
         load_training_splits(str(tmp_path / "nameless"), evaluate_on=None)
+    (tmp_path / "nameless" / "id2label.json").write_text(json.dumps({"0": "thing"}))
+    colours = load_training_splits(str(tmp_path / "nameless"), evaluate_on=None).train
+    colours.dataset = colours.dataset.map(lambda row: {"label": PIL.Image.new("RGB", (8, 8), (0, 9, 0))})
+    with pytest.raises(ValueError, match="row 0: column 'label' holds colours.*semantic-masks"):
+        colours[0]
     with pytest.raises(ValueError, match="keep one"):
         training_datasets(DataArguments(dataset_name=str(tmp_path / "odd"), data_dir=str(tmp_path)),
                           _arguments(tmp_path))
