@@ -29,9 +29,11 @@ The rules, per format:
   semantic class in channel 0, the instance id in channel 1 and zeros in channel 2, plus `semantic_class_to_id`):
   one segment per (class, instance) pair; a class named in `stuff_classes` is one segment whatever its instance
   ids; with `do_reduce_labels`, class 0 is the background and unlabelled.
-- `sentences` (CSV or JSON rows of `image` (file name, stem or id), `sentence`, and `segment_id` or `polygon`):
-  each sentence is attached to its segment, named by id or found as the segment its polygon overlaps most (IoU at
-  least `MIN_GROUNDING_IOU`); sentences of one segment share one grounding annotation, whose mask is the segment's.
+- `sentences` (CSV or JSON rows of `image` (file name, stem or id), `sentence`, and `segment_id`, `annotation_id`,
+  `instance_id` or `polygon`): each sentence is attached to its segment, named by the converted folder's segment id,
+  by the input's id (the COCO instances annotation `id`, the instance id of an instance annotation; the converters
+  keep them in `segments_info`), or found as the segment its polygon overlaps most (IoU at least
+  `MIN_GROUNDING_IOU`); sentences of one segment share one grounding annotation, whose mask is the segment's.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ POLYGON_TOLERANCE = 1.0
 """Pixels a polygon point may lie outside the image (tools round the far edge to `width` or `width + 0.5`); a point
 further out means the polygon was drawn on another image or with x and y swapped."""
 OVERLAP_RULES = ("smaller_on_top", "later_on_top")
+SOURCE_IDS = ("annotation_id", "instance_id")
+"""Where a segment came from, kept in its `segments_info` entry so sentences can name it as the input did: the COCO
+instances annotation's `id` (coco-instances), the instance id of channel 1 (instance-annotations)."""
 THING_RULES = ("components", "one_per_class")
 
 
@@ -322,7 +327,7 @@ class _PanopticWriter:
                 "iscrowd": int(bool(segment.get("iscrowd", 0))),
                 "bbox": [cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start],
                 "area": int(areas[segment["id"]]),
-            })
+            } | {key: int(segment[key]) for key in SOURCE_IDS if segment.get(key) is not None})
             self.report.things += bool(segment["isthing"])
         self.images.append({"id": int(image_id), "file_name": file_name, "height": height, "width": width})
         self.annotations.append({"image_id": int(image_id), "file_name": png_name, "segments_info": segments_info})
@@ -400,7 +405,7 @@ def _instance_mask(annotation: dict, height: int, width: int, where: str, proble
         return None
     try:
         mask = segmentation_mask(segmentation, height, width)
-    except Exception as error:  # pycocotools raises several types on malformed RLE
+    except Exception as error:  # noqa: BLE001 (pycocotools raises several types on malformed RLE)
         problems.append(f"{where}: segmentation cannot be decoded ({type(error).__name__}: {error})")
         return None
     if not mask.any():
@@ -434,8 +439,8 @@ def convert_coco_instances(
     data = _read_json(instances_json, "COCO instances JSON")
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations",
                                                                                        "categories")):
-        raise ConversionError([f"{instances_json}: must hold an object with `images`, `annotations` and `categories` "
-                               f"lists (a COCO instances JSON)"], "COCO instances JSON")
+        raise ConversionError([(f"{instances_json}: must hold an object with `images`, `annotations` and "
+                                f"`categories` lists (a COCO instances JSON)")], "COCO instances JSON")
     problems: list[str] = []
     categories, names = {}, set()
     for number, category in enumerate(data["categories"]):
@@ -538,7 +543,8 @@ def convert_coco_instances(
             segment_id = len(segments) + 1
             ids[mask] = segment_id
             segments.append({"id": segment_id, "category_id": annotation["category_id"], "isthing": True,
-                             "iscrowd": annotation.get("iscrowd", 0), "label": label})
+                             "iscrowd": annotation.get("iscrowd", 0), "label": label,
+                             "annotation_id": annotation["id"] if _is_int(annotation.get("id")) else None})
         visible = np.bincount(ids.ravel(), minlength=len(segments) + 1)
         kept = []
         for segment in segments:
@@ -597,8 +603,8 @@ def convert_semantic_masks(
     table_name = str(categories) if isinstance(categories, (str, Path)) else "the category table"
     by_index = all(row["index"] is not None for row in table)
     if not by_index and not all(row["color"] is not None for row in table):
-        raise ConversionError([f"{table_name}: give every row an `index` (index PNGs) or every row a `color` (colour "
-                               f"PNGs)"], "category table")
+        raise ConversionError([(f"{table_name}: give every row an `index` (index PNGs) or every row a `color` "
+                                f"(colour PNGs)")], "category table")
     coco = [_coco_category(number, row["name"], row["isthing"], row["color"] or label_color(number - 1))
             for number, row in enumerate(table, start=1)]
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
@@ -696,8 +702,8 @@ def convert_instance_annotations(
     mapping = (_read_json(Path(semantic_class_to_id), "semantic_class_to_id")
                if isinstance(semantic_class_to_id, (str, Path)) else dict(semantic_class_to_id))
     if not isinstance(mapping, dict) or not mapping or not all(_is_int(v) and 0 <= v <= 255 for v in mapping.values()):
-        raise ConversionError([f"{source}: must map class names to ids in 0..255 (the PNG's channel 0), got "
-                               f"{str(mapping)[:80]}"], "semantic_class_to_id")
+        raise ConversionError([(f"{source}: must map class names to ids in 0..255 (the PNG's channel 0), got "
+                                f"{str(mapping)[:80]}")], "semantic_class_to_id")
     repeated = [value for value, count in Counter(mapping.values()).items() if count > 1]
     stuff_classes = set(stuff_classes)
     unknown_stuff = sorted(stuff_classes - set(mapping))
@@ -769,7 +775,8 @@ def convert_instance_annotations(
                 region = semantic == value
             else:
                 region = (semantic == value) & (instance == instance_id)
-            segments.append({"id": len(segments) + 1, "category_id": category_id, "isthing": isthing})
+            segments.append({"id": len(segments) + 1, "category_id": category_id, "isthing": isthing,
+                             "instance_id": instance_id if isthing else None})
             ids[region] = len(segments)
         writer.add(path, image_id, ids, segments)
     return writer.finish(coco, problems, skip_problems, "instance annotations input")
@@ -790,8 +797,8 @@ def _read_sentence_rows(path: Path) -> list[dict]:
     data = _read_json(path, "sentences")
     rows = data.get("sentences", data.get("annotations")) if isinstance(data, dict) else data
     if not isinstance(rows, list):
-        raise ConversionError([f"{path}: must hold a list of rows (image, sentence, segment_id or polygon)"],
-                              "sentences")
+        raise ConversionError([(f"{path}: must hold a list of rows (image, sentence, and segment_id, annotation_id, "
+                                f"instance_id or polygon)")], "sentences")
     return rows
 
 
@@ -814,9 +821,9 @@ def add_sentences(
     split: str = "train",
     skip_problems: bool = False,
 ) -> ConversionReport:
-    """Attach referring sentences (a CSV or JSON of rows with `image`, `sentence`, and `segment_id` or `polygon`)
-    to the segments of a converted folder (`data_dir`, the layout the converters write), adding to its
-    `grounding_<split>.json`. A polygon row is attached to the segment it overlaps most when the IoU is at least
+    """Attach referring sentences (a CSV or JSON of rows with `image`, `sentence`, and `segment_id`, `annotation_id`,
+    `instance_id` or `polygon`; see the module docstring) to the segments of a converted folder (`data_dir`, the
+    layout the converters write), adding to its `grounding_<split>.json`. A polygon row is attached to the segment it overlaps most when the IoU is at least
     `MIN_GROUNDING_IOU`. A sentence already on its segment is counted as present, not added twice. Raises
     `ConversionError` listing every problem (unless `skip_problems`), writing nothing; returns the report."""
     paths = coco_panoptic_paths(data_dir, (split,))[split]
@@ -850,7 +857,8 @@ def add_sentences(
     for number, row in enumerate(_read_sentence_rows(sentences), start=1):
         where = f"{sentences}: row {number}"
         if not isinstance(row, dict):
-            problems.append(f"{where}: must be an object with image, sentence and segment_id or polygon")
+            problems.append(f"{where}: must be an object with image, sentence, and segment_id, annotation_id, "
+                            f"instance_id or polygon")
             report.skipped_sentences += 1
             continue
         image_key = str(row.get("image", row.get("image_id", "")) or "").strip()
@@ -862,24 +870,33 @@ def add_sentences(
                             f"stem or id)")
         if not text:
             problems.append(f"{where}: empty sentence")
-        segment_value, polygon_value = row.get("segment_id"), row.get("polygon")
-        if segment_value in (None, "") and polygon_value in (None, ""):
-            problems.append(f"{where}: needs `segment_id` or `polygon` to say which segment the sentence describes")
+        key = next((key for key in ("segment_id", *SOURCE_IDS) if row.get(key) not in (None, "")), None)
+        polygon_value = row.get("polygon")
+        if key is None and polygon_value in (None, ""):
+            problems.append(f"{where}: needs `segment_id` (or `annotation_id`, `instance_id`: the input's ids) or "
+                            f"`polygon` to say which segment the sentence describes")
             image_id = None
         if image_id is None or not text:
             report.skipped_sentences += 1
             continue
         segments = {s["id"]: s for s in annotation_of[image_id]["segments_info"]}
-        if segment_value not in (None, ""):
+        if key is not None:
+            by_key, stored_as = defaultdict(list), "id" if key == "segment_id" else key
+            for segment in segments.values():
+                if stored_as in segment:
+                    by_key[segment[stored_as]].append(segment["id"])
             try:
-                segment_id = int(segment_value)
+                matches = by_key.get(int(row[key]), [])
             except (TypeError, ValueError):
-                segment_id = None
-            if segment_id not in segments:
-                problems.append(f"{where}: segment {segment_value}: not a segment of this image (its segments: "
-                                f"{sorted(segments)})")
+                matches = []
+            if len(matches) != 1:
+                problems.append(f"{where}: segment {row[key]}: not a segment of this image (its {key}s: "
+                                f"{sorted(by_key)})" if not matches else
+                                f"{where}: segment {row[key]}: {key} {row[key]} names {len(matches)} segments of this "
+                                f"image (segment ids {matches}); give the segment_id")
                 report.skipped_sentences += 1
                 continue
+            segment_id = matches[0]
         else:
             image = images[image_id]
             polygons = _polygon_of(polygon_value)
@@ -945,7 +962,7 @@ def add_sentences(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m seem_hf.data.convert",
+        prog="python -m seem_hf.data.convert", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Convert labelled data into the COCO-panoptic layout the examples train on (--data_dir), or add "
         "referring sentences to a converted folder. Every problem of the input is printed, one line each naming the "
         "file, the image and the segment; with problems nothing is written (exit status 1) unless --skip-problems.",
@@ -999,8 +1016,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = formats.add_parser("sentences", help="referring sentences (CSV or JSON) added to a converted folder")
     sub.add_argument("data_dir", help="root of a COCO-panoptic folder (as the converters write)")
-    sub.add_argument("sentences", help="CSV or JSON rows: image, sentence, and segment_id or polygon")
+    sub.add_argument("sentences", help="CSV or JSON rows: image, sentence, and segment_id, annotation_id (COCO "
+                     "instances), instance_id (instance annotations) or polygon")
     common(sub, writes=False)
+    parser.epilog = ("the formats and their options (`python -m seem_hf.data.convert FORMAT --help` says what each "
+                     "means):\n\n" + "\n".join(choice.format_usage() for choice in formats.choices.values()))
     return parser
 
 

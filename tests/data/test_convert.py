@@ -74,7 +74,7 @@ def _image_dir_copy(shapes, folder):
 def _instances_json(shapes, path, extra=()):
     """The shapes' things as a COCO instances JSON (compressed RLE for even segment ids, uncompressed run lengths
     for odd ones), their stuff as index PNGs (stuff label + 1, 0 unlabelled), and the stuff table."""
-    paths, rows = shapes
+    rows = shapes[1]
     categories = [{"id": index + 1, "name": c.name} for index, c in enumerate(SHAPES_VOCABULARY.categories)
                   if c.isthing]
     images, annotations = [], []
@@ -119,6 +119,18 @@ def test_coco_instances_round_trip_with_a_stuff_map(shapes, tmp_path):
     assert _segments(paths) == _segments(shapes[0])
     assert report.images == 6 and report.segments == sum(len(row["segments"]) for row in shapes[1])
     assert report.problems == [] and "skipped 0 images and 0 segments" in report.summary()
+    # A sentence naming the input's annotation id lands on that instance's converted segment.
+    instances = json.loads((tmp_path / "instances.json").read_text())["annotations"]
+    last = instances[-1]
+    (tmp_path / "sentences.json").write_text(json.dumps([{"image": last["image_id"], "sentence": "that one",
+                                                          "annotation_id": last["id"]}]))
+    add_sentences(tmp_path / "out", tmp_path / "sentences.json")
+    row = next(r for r in load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"],
+                                             paths["grounding_json"]) if r["image_id"] == last["image_id"])
+    (grounding,) = row["groundings"]
+    mask = panoptic_targets(row)["masks"][[s["id"] for s in row["segments"]].index(grounding["segment_id"])]
+    assert grounding["sentences"] == ["that one"]
+    assert np.array_equal(mask, mask_utils.decode(mask_utils.frPyObjects(last["segmentation"], 64, 64)).astype(bool))
 
 
 def test_coco_instances_overlap_rule_and_unlabelled_pixels(shapes, tmp_path):
@@ -201,7 +213,7 @@ def test_semantic_masks_colour_pngs_split_things_into_components(shapes, tmp_pat
         PIL.Image.fromarray(semantic).save(masks / f"{row['image_id']:06d}.png")
     table = tmp_path / "categories.json"
     table.write_text(json.dumps([{"name": c.name, "isthing": "thing" if c.isthing else "stuff",
-                                  "color": "#%02x%02x%02x" % c.color} for c in SHAPES_VOCABULARY.categories]))
+                                  "color": "#{:02x}{:02x}{:02x}".format(*c.color)} for c in SHAPES_VOCABULARY.categories]))
     convert_semantic_masks(paths["image_dir"], masks, table, tmp_path / "out")
     out = coco_panoptic_paths(tmp_path / "out")["train"]
     _sound(out)
@@ -235,7 +247,6 @@ def test_semantic_masks_index_pngs_one_segment_per_class(shapes, tmp_path):
 
 
 def test_semantic_masks_hostile_input_lists_every_problem(shapes, tmp_path):
-    paths, _ = shapes
     images = _image_dir_copy(shapes, tmp_path / "images")
     masks = tmp_path / "masks"
     masks.mkdir()
@@ -293,6 +304,9 @@ def test_instance_annotations_round_trip(shapes, tmp_path):
     assert [(c["name"], c["isthing"]) for c in categories] == [(c.name, int(c.isthing))
                                                                for c in SHAPES_VOCABULARY.categories]
     assert report.things == sum(s["isthing"] for row in shapes[1] for s in row["segments"])
+    kept = json.loads(out["panoptic_json"].read_text())["annotations"][0]["segments_info"]
+    assert sorted(s["instance_id"] for s in kept if "instance_id" in s) == sorted(
+        s["id"] for s in shapes[1][0]["segments"] if s["isthing"])  # the input's instance ids, for `sentences`
 
 
 def test_instance_annotations_hostile_input_lists_every_problem(shapes, tmp_path):
@@ -380,7 +394,7 @@ def test_sentences_hostile_input_lists_every_problem(shapes, tmp_path):
 
 
 def _segment_csv(shapes, tmp_path):
-    paths, rows = shapes
+    paths = shapes[0]
     table = tmp_path / "categories.csv"
     table.write_text("index,name,isthing\n" + "".join(f"{i},{c.name},{int(c.isthing)}\n"
                                                       for i, c in enumerate(SHAPES_VOCABULARY.categories)))
@@ -421,7 +435,7 @@ def test_seem_example_trains_a_step_on_converted_data(shapes, tmp_path):
     sentences = tmp_path / "sentences.json"
     sentences.write_text(json.dumps([{"image": row["image_id"], "sentence": f"segment {s['id']}",
                                       "segment_id": s["id"]} for row in rows for s in row["segments"]]))
-    add_sentences(tmp_path / "data", sentences)
+    assert add_sentences(tmp_path / "data", sentences).sentences == sum(len(row["segments"]) for row in rows)
     output = tmp_path / "run"
     metrics = _example("finetune_seem").main([
         "--model_name_or_path", str(FIXTURES / "tiny-random-seem"), "--data_dir", str(tmp_path / "data"),
