@@ -1,10 +1,20 @@
 """What the `evaluate` module scripts of seem_hf share: a `Metric` that puts each input in its stored form before
-`evaluate` checks and stores it, and the conversion of tensors and arrays."""
+`evaluate` checks and stores it, the conversion of tensors and arrays, and the stored form of label maps.
+
+`evaluate` keeps every input until `compute` and hands it back as Python lists, which for label maps costs tens of
+bytes and a Python object per pixel. Maps are therefore stored as their shape and zlib-compressed bytes (label maps
+compress tenfold or more) and decoded with numpy."""
 
 from __future__ import annotations
 
+import zlib
+
+import datasets
 import evaluate
 import numpy as np
+
+# The stored form of one array: its shape and its bytes (C order), zlib-compressed.
+STORED_ARRAY = {"shape": datasets.List(datasets.Value("int64")), "zlib": datasets.Value("binary")}
 
 
 def as_array(value, dtype) -> np.ndarray:
@@ -12,6 +22,19 @@ def as_array(value, dtype) -> np.ndarray:
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
     return np.asarray(value, dtype=dtype)
+
+
+def store_array(value, dtype, ndim: int, name: str) -> dict:
+    """`value` as `STORED_ARRAY` with `dtype`; `name` says what it is when it has not `ndim` dimensions."""
+    array = np.ascontiguousarray(as_array(value, dtype))
+    if array.ndim != ndim:
+        raise ValueError(f"{name} has shape {array.shape}; it needs {ndim} dimensions.")
+    return {"shape": list(array.shape), "zlib": zlib.compress(array.tobytes(), 1)}
+
+
+def load_array(stored: dict, dtype) -> np.ndarray:
+    """The array `store_array` stored with `dtype`."""
+    return np.frombuffer(zlib.decompress(stored["zlib"]), dtype=dtype).reshape(stored["shape"]).copy()  # writable
 
 
 class PreparedInputsMetric(evaluate.Metric):

@@ -28,7 +28,7 @@ Examples:
     0.6666666666666666
 """
 
-_LABEL_MAP = datasets.List(datasets.List(datasets.Value("int32")))
+_LABEL_MAP = common.STORED_ARRAY
 
 
 class MeanIou(common.PreparedInputsMetric):
@@ -41,13 +41,13 @@ class MeanIou(common.PreparedInputsMetric):
         )
 
     def prepare_prediction(self, prediction):
-        return common.as_array(prediction, np.int32)
+        return common.store_array(prediction, np.int32, 2, "A predicted label map")
 
     def prepare_reference(self, reference):
-        return common.as_array(reference, np.int32)
+        return common.store_array(reference, np.int32, 2, "A reference label map")
 
     def _compute(self, predictions, references, num_labels: int, ignore_index: int = 255):
         accumulator = SemanticSegmentationAccumulator(num_labels, ignore_index=ignore_index)
         for prediction, reference in zip(predictions, references):
-            accumulator.update(np.asarray(prediction, np.int64), np.asarray(reference, np.int64))
+            accumulator.update(common.load_array(prediction, np.int32), common.load_array(reference, np.int32))
         return accumulator.compute()

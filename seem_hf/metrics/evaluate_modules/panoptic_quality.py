@@ -31,7 +31,7 @@ Examples:
     1.0
 """
 
-_ID_MAP = datasets.List(datasets.List(datasets.Value("int32")))
+_ID_MAP = common.STORED_ARRAY
 _PREDICTION = {
     "segmentation": _ID_MAP,
     "segments_info": datasets.List({"id": datasets.Value("int64"), "category_id": datasets.Value("int64")}),
@@ -48,9 +48,7 @@ _REFERENCE = {
 def _segments(example, which: str, fields: tuple) -> tuple:
     if not isinstance(example, dict) or "segmentation" not in example or "segments_info" not in example:
         raise ValueError(f"Each of the {which} is a dict with `segmentation` (segment ids) and `segments_info`.")
-    segmentation = common.as_array(example["segmentation"], np.int64)
-    if segmentation.ndim != 2:
-        raise ValueError(f"A `segmentation` among the {which} has shape {segmentation.shape}; it is (height, width).")
+    segmentation = common.as_array(example["segmentation"], np.int32)
     for segment in example["segments_info"]:
         missing = [field for field in fields if field not in segment]
         if missing:
@@ -74,14 +72,14 @@ class PanopticQuality(common.PreparedInputsMetric):
     def prepare_prediction(self, prediction):
         segmentation, segments = _segments(prediction, "predictions", ("id", "category_id"))
         return {
-            "segmentation": segmentation.astype(np.int32),
+            "segmentation": common.store_array(segmentation, np.int32, 2, "A predicted `segmentation`"),
             "segments_info": [{"id": int(s["id"]), "category_id": int(s["category_id"])} for s in segments],
         }
 
     def prepare_reference(self, reference):
         segmentation, segments = _segments(reference, "references", ("id", "category_id"))
         return {
-            "segmentation": segmentation.astype(np.int32),
+            "segmentation": common.store_array(segmentation, np.int32, 2, "A reference `segmentation`"),
             "segments_info": [
                 {
                     "id": int(s["id"]),
@@ -97,9 +95,9 @@ class PanopticQuality(common.PreparedInputsMetric):
         accumulator = PanopticQualityAccumulator(categories)
         for index, (prediction, reference) in enumerate(zip(predictions, references)):
             accumulator.update(
-                np.asarray(reference["segmentation"], np.int64),
+                common.load_array(reference["segmentation"], np.int32),
                 reference["segments_info"],
-                np.asarray(prediction["segmentation"], np.int64),
+                common.load_array(prediction["segmentation"], np.int32),
                 prediction["segments_info"],
                 image=f"image {index}",
             )

@@ -24,7 +24,7 @@ Examples:
     0.5
 """
 
-_MASK = datasets.List(datasets.List(datasets.Value("bool")))
+_MASK = common.STORED_ARRAY
 
 
 class ReferringIou(common.PreparedInputsMetric):
@@ -37,13 +37,13 @@ class ReferringIou(common.PreparedInputsMetric):
         )
 
     def prepare_prediction(self, prediction):
-        return common.as_array(prediction, bool)
+        return common.store_array(prediction, bool, 2, "A predicted mask")
 
     def prepare_reference(self, reference):
-        return common.as_array(reference, bool)
+        return common.store_array(reference, bool, 2, "A reference mask")
 
     def _compute(self, predictions, references):
         accumulator = ReferringAccumulator()
         for prediction, reference in zip(predictions, references):
-            accumulator.update(np.asarray(prediction, bool), np.asarray(reference, bool))
+            accumulator.update(common.load_array(prediction, bool), common.load_array(reference, bool))
         return accumulator.compute()
