@@ -205,6 +205,8 @@ def test_a_dataset_fitting_no_layout_is_refused_with_its_columns_and_the_layouts
     colours.dataset = colours.dataset.map(lambda row: {"label": PIL.Image.new("RGB", (8, 8), (0, 9, 0))})
     with pytest.raises(ValueError, match="row 0: column 'label' holds colours.*semantic-masks"):
         colours[0]
+    with pytest.raises(ValueError, match="'someone/not-here' is no local folder, and the Hub did not give it"):
+        load_training_splits("someone/not-here", evaluate_on=None)  # the tests run offline (HF_HUB_OFFLINE=1)
     with pytest.raises(ValueError, match="keep one"):
         training_datasets(DataArguments(dataset_name=str(tmp_path / "odd"), data_dir=str(tmp_path)),
                           _arguments(tmp_path))
