@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
                            ("seem_0_interactive", "seem_interactive"), ("lseg_0_semantic", "lseg_semantic"),
                            ("detr_panoptic_0_panoptic", "detr_panoptic_panoptic")):
             shutil.copyfile(Path(folder) / f"{made}.png", arguments.output_dir / f"{kept}.png")
+    import make_convert_pictures  # beside this script: the converters' pictures (docs/your_data.md)
+
+    make_convert_pictures.make_pictures(arguments.output_dir)
     print(f"Wrote the pictures to {arguments.output_dir}")
 
 

@@ -890,10 +890,11 @@ def add_sentences(
             except (TypeError, ValueError):
                 matches = []
             if len(matches) != 1:
-                problems.append(f"{where}: segment {row[key]}: not a segment of this image (its {key}s: "
+                label = "segment" if key == "segment_id" else key.replace("_", " ")
+                problems.append(f"{where}: {label} {row[key]}: not a segment of this image (its {key}s: "
                                 f"{sorted(by_key)})" if not matches else
-                                f"{where}: segment {row[key]}: {key} {row[key]} names {len(matches)} segments of this "
-                                f"image (segment ids {matches}); give the segment_id")
+                                f"{where}: {label} {row[key]}: names {len(matches)} segments of this image (segment "
+                                f"ids {matches}); give the segment_id")
                 report.skipped_sentences += 1
                 continue
             segment_id = matches[0]
