@@ -60,6 +60,11 @@ class SegmentationTrainer(Trainer):
         extra_evaluation: `(model) -> {name: value}`, more metrics on the evaluation set (SEEM's referring and
             interactive ones), run on every process in every evaluation, in training and at the end alike; the
             names get the `eval_` prefix.
+        semantic_metric: an `evaluate` module with the inputs of seem_hf's `mean_iou`
+            (`evaluate.load(seem_hf.metrics.evaluate_module_path("mean_iou"), num_process=, process_id=,
+            experiment_id=)`): the label maps of semantic batches then go to its `add_batch`, and process 0 computes
+            mIoU and pixel accuracy over every process's maps (evaluate's file rendez-vous in its cache folder,
+            which the processes must share); the numbers reach every process.
         Other arguments: those of `Trainer`. Batches must carry `labels` as DETR's (`class_labels`, `masks`).
     """
 
@@ -74,13 +79,14 @@ class SegmentationTrainer(Trainer):
         lr_gamma: float = 0.1,
         eval_data_collator: Callable | None = None,
         extra_evaluation: Callable | None = None,
+        semantic_metric=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         if self.train_dataset is not None:
             self.add_callback(DatasetEpochCallback(self.train_dataset))
         self.eval_data_collator = eval_data_collator or self.data_collator
-        self.extra_evaluation = extra_evaluation
+        self.extra_evaluation, self.semantic_metric = extra_evaluation, semantic_metric
         self.categories = categories
         self.postprocess, self.semantic_postprocess = postprocess, semantic_postprocess
         self.lr_multipliers, self.lr_milestones, self.lr_gamma = lr_multipliers, lr_milestones, lr_gamma
@@ -138,6 +144,9 @@ class SegmentationTrainer(Trainer):
             results = self.postprocess(outputs, target_sizes=[(height, width)] * len(batch["labels"]))
             if isinstance(batch["labels"], torch.Tensor):  # semantic labels (B, H, W): padding is already ignored
                 semantic_only = True
+                if self.semantic_metric is not None:
+                    self.semantic_metric.add_batch(predictions=results, references=batch["labels"])
+                    continue
                 for result, target in zip(results, batch["labels"]):
                     semantic.update(result.cpu().numpy(), target.cpu().numpy())
                 continue
@@ -161,6 +170,8 @@ class SegmentationTrainer(Trainer):
                 for key in ("pq", "sq", "rq"):
                     metrics[f"{metric_key_prefix}_{key}{suffix}"] = 100 * scores[name][key]
         semantic_scores = semantic.compute()
+        if semantic_only and self.semantic_metric is not None:
+            semantic_scores = self._semantic_metric_scores()
         metrics[f"{metric_key_prefix}_miou"] = 100 * semantic_scores["mean_iou"]
         metrics[f"{metric_key_prefix}_pixel_accuracy"] = 100 * semantic_scores["pixel_accuracy"]
         if self.extra_evaluation is not None:
@@ -169,6 +180,13 @@ class SegmentationTrainer(Trainer):
             metrics.update({f"{metric_key_prefix}_{name}": value for name, value in extra.items()})
         model.train(was_training)
         return metrics
+
+    def _semantic_metric_scores(self) -> dict:
+        """`semantic_metric`'s numbers on every process (evaluate returns them on process 0 only)."""
+        scores = [self.semantic_metric.compute(num_labels=len(self.categories))]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast_object_list(scores, src=0)
+        return scores[0]
 
     def create_model_card(self, *args, **kwargs):
         """Keeps the model card seem_hf wrote (with the run's metrics) when pushing; transformers' own otherwise."""

@@ -278,3 +278,20 @@ def test_mean_iou_as_a_trainer_compute_metrics(lseg, tmp_path):
     assert ours["eval_miou"] == pytest.approx(reference["eval_miou"], abs=1e-9)
     assert ours["eval_pixel_accuracy"] == pytest.approx(reference["eval_pixel_accuracy"], abs=1e-9)
     assert 0 < ours["eval_pixel_accuracy"] < 100
+
+
+def test_segmentation_trainer_measures_semantic_batches_with_the_module(lseg, tmp_path):
+    """`SegmentationTrainer(semantic_metric=...)` (what examples/finetune_lseg.py passes) reports its accumulator's
+    numbers, evaluation after evaluation."""
+    reference = _segmentation_trainer(lseg, tmp_path).evaluate()
+    metric = evaluate.load(evaluate_module_path("mean_iou"), experiment_id="trainer", cache_dir=str(tmp_path))
+    batches, add_batch = [], metric.add_batch
+    metric.add_batch = lambda **inputs: (batches.append(len(inputs["predictions"])), add_batch(**inputs))[-1]
+    trainer = _segmentation_trainer(lseg, tmp_path, semantic_metric=metric)
+    for _ in range(2):
+        ours = trainer.evaluate()
+        # The same forward passes and label maps reach the same accumulator; 1e-9 allows float rounding only.
+        assert ours["eval_miou"] == pytest.approx(reference["eval_miou"], abs=1e-9)
+        assert ours["eval_pixel_accuracy"] == pytest.approx(reference["eval_pixel_accuracy"], abs=1e-9)
+    assert batches == [2, 2, 1] * 2  # every image went through the module, in both evaluations
+    assert not list(tmp_path.rglob("*.arrow"))
