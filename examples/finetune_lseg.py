@@ -19,15 +19,18 @@ picks what trains (see `seem_hf.adapters`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
 
+import evaluate
 import torch
 from transformers import set_seed
 
 from seem_hf import LSegForSemanticSegmentation, LSegProcessor
 from seem_hf.adapters import describe_parameters, prepare_for_fine_tuning
+from seem_hf.metrics import evaluate_module_path
 from seem_hf.training import SegmentationTrainer, SemanticCollator
 from seem_hf.training.arguments import (
     EMBEDDED_CHECKPOINTS,
@@ -88,6 +91,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         return processor.post_process_semantic_segmentation(outputs, target_sizes=target_sizes)
 
     collator = SemanticCollator(processor, label_names, ignore_index=model.config.ignore_index)
+    # mIoU and pixel accuracy by the `evaluate` module: each process stores its label maps in evaluate's cache and
+    # process 0 computes over all of them (the experiment id, the same on every process, names this run's files).
+    mean_iou = evaluate.load(evaluate_module_path("mean_iou"), num_process=training_args.world_size,
+                             process_id=training_args.process_index,
+                             experiment_id=hashlib.sha1(os.path.abspath(training_args.output_dir).encode()).hexdigest())
     trainer = SegmentationTrainer(
         model=model,
         args=training_args,
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=collator,
         categories=vocabulary.coco_categories(),
         postprocess=postprocess,
+        semantic_metric=mean_iou,
         lr_multipliers={"dpt": tuning.backbone_lr_multiplier},
     )
     return train_evaluate_and_save(trainer, processor, training_args, tuning.evaluate_only, data_args=data_args,

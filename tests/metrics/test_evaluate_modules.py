@@ -184,7 +184,8 @@ def test_inputs_as_tensors_and_post_processor_dicts():
                    "segments_info": [dict(s, score=0.9, label_id=s["category_id"] - 1) for s in p["segments_info"]]}
                   for p in predictions]
     counted = [{"segmentation": torch.from_numpy(r["segmentation"]),
-                "segments_info": [{key: s[key] for key in ("id", "category_id")} | ({"iscrowd": 1} if s["iscrowd"] else {})
+                "segments_info": [{"id": s["id"], "category_id": s["category_id"]} | ({"iscrowd": 1} if s["iscrowd"]
+                                                                                      else {})
                                   for s in r["segments_info"]]}
                for r in references]
     metric = evaluate.load(evaluate_module_path("panoptic_quality"), keep_in_memory=True)
@@ -192,7 +193,8 @@ def test_inputs_as_tensors_and_post_processor_dicts():
 
     predictions, references, kwargs, expected = CASES["mean_iou"]
     metric = evaluate.load(evaluate_module_path("mean_iou"), keep_in_memory=True)
-    metric.add_batch(predictions=torch.from_numpy(np.stack(predictions)), references=torch.from_numpy(np.stack(references)))
+    metric.add_batch(predictions=torch.from_numpy(np.stack(predictions)),
+                     references=torch.from_numpy(np.stack(references)))
     _assert_same(metric.compute(**kwargs), expected)
 
 

@@ -59,7 +59,8 @@ def _encoded(example, which: str, fields: tuple) -> dict:
 
 def _decoded(example: dict) -> np.ndarray:
     height, width = example["size"]
-    masks = [mask_utils.decode({"size": [height, width], "counts": counts.encode("ascii")}) for counts in example["rle"]]
+    masks = [mask_utils.decode({"size": [height, width], "counts": counts.encode("ascii")})
+             for counts in example["rle"]]
     return np.stack(masks).astype(bool) if masks else np.zeros((0, height, width), bool)
 
 
