@@ -503,12 +503,14 @@ def convert_coco_instances(
             writer.report.skipped_segments += len(own)
             continue
         count = len(problems)
-        picture = _open_image(image_dir / base, f"{image_dir / base}: image {image_id}", problems)
+        source = image_dir / image["file_name"]  # exporters write names relative to the image folder, or bare
+        source = source if source.is_file() else image_dir / base
+        picture = _open_image(source, f"{source}: image {image_id}", problems)
         height, width = image.get("height"), image.get("width")
         if picture is not None and (height, width) == (None, None):
             width, height = picture.size  # some exporters leave the size out
         if picture is not None and picture.size != (width, height):
-            problems.append(f"{image_dir / base}: image {image_id}: size {picture.size[1]} x {picture.size[0]} "
+            problems.append(f"{source}: image {image_id}: size {picture.size[1]} x {picture.size[0]} "
                             f"(H x W) differs from the JSON's height x width {height} x {width}")
         stuff = None
         if stuff_dir is not None and picture is not None:
@@ -572,7 +574,7 @@ def convert_coco_instances(
         for number, segment in enumerate(kept, start=1):
             renumbered[segment.pop("mask") if "mask" in segment else ids == segment["id"]] = number
             segment["id"] = number
-        writer.add(image_dir / base, image_id, renumbered, kept)
+        writer.add(source, image_id, renumbered, kept)
     return writer.finish(sorted(categories.values(), key=lambda c: c["id"]), problems, skip_problems,
                          "COCO instances input")
 
