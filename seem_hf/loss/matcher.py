@@ -14,7 +14,7 @@ from transformers.models.mask2former.modeling_mask2former import (
     pair_wise_sigmoid_cross_entropy_loss,
 )
 
-from seem_hf.loss.point_sampling import sample_point
+from seem_hf.loss.point_sampling import sample_point, uniform_points
 
 
 class HungarianMatcher(nn.Module):
@@ -106,7 +106,7 @@ class HungarianMatcher(nn.Module):
     def mask_costs(self, mask_logits: torch.Tensor, target_masks: torch.Tensor) -> torch.Tensor:
         """Weighted BCE + dice cost `(Q, T)` of every prediction `(Q, h, w)` against every target `(T, H, W)`, on
         `num_points` uniform points shared by all pairs."""
-        points = torch.rand(1, self.num_points, 2, device=mask_logits.device)
+        points = uniform_points(1, self.num_points, mask_logits.device)
         targets = sample_point(
             target_masks[:, None].to(mask_logits.dtype), points.repeat(len(target_masks), 1, 1), align_corners=False
         ).squeeze(1)

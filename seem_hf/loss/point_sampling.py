@@ -13,6 +13,12 @@ import torch
 from transformers.models.mask2former.modeling_mask2former import sample_point
 
 
+def uniform_points(num_masks: int, num_points: int, device: torch.device | str) -> torch.Tensor:
+    """`(num_masks, num_points, 2)` coordinates drawn uniformly in [0, 1] from torch's global generator: every random
+    point of the losses and the matcher comes from here."""
+    return torch.rand(num_masks, num_points, 2, device=device)
+
+
 def sample_points_by_uncertainty(
     mask_logits: torch.Tensor,
     num_points: int,
@@ -27,7 +33,7 @@ def sample_points_by_uncertainty(
     """
     num_masks = mask_logits.shape[0]
     num_candidates = int(num_points * oversample_ratio)
-    candidates = torch.rand(num_masks, num_candidates, 2, device=mask_logits.device)
+    candidates = uniform_points(num_masks, num_candidates, mask_logits.device)
     uncertainty = -sample_point(mask_logits, candidates, align_corners=False).abs()
     num_uncertain = int(importance_sample_ratio * num_points)
     most_uncertain = torch.topk(uncertainty[:, 0, :], k=num_uncertain, dim=1).indices
@@ -35,9 +41,9 @@ def sample_points_by_uncertainty(
     num_random = num_points - num_uncertain
     if num_random > 0:
         coordinates = torch.cat(
-            [coordinates, torch.rand(num_masks, num_random, 2, device=mask_logits.device)], dim=1
+            [coordinates, uniform_points(num_masks, num_random, mask_logits.device)], dim=1
         )
     return coordinates
 
 
-__all__ = ["sample_point", "sample_points_by_uncertainty"]
+__all__ = ["sample_point", "sample_points_by_uncertainty", "uniform_points"]

@@ -2,49 +2,22 @@
 
 from __future__ import annotations
 
-import contextvars
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
 from transformers.image_transforms import center_to_corners_format
 from transformers.loss.loss_for_object_detection import generalized_box_iou
-from transformers.utils import is_accelerate_available
 
+from seem_hf.loss.global_mean import global_mean_denominator, global_mean_denominators, local_target_count
 from seem_hf.loss.mask_losses import full_resolution_mask_losses, point_sampled_mask_losses
 from seem_hf.loss.matcher import HungarianMatcher
 
 
-_SYNC_TARGET_COUNT = contextvars.ContextVar("sync_target_count", default=True)
-
-
-@contextmanager
-def local_target_count():
-    """Inside this block the loss normalises by this process's own target count, with no collective call.
-    Evaluation needs it: processes may run different numbers of batches, and a collective inside the loss would
-    then pair with an unrelated one on another process."""
-    token = _SYNC_TARGET_COUNT.set(False)
-    try:
-        yield
-    finally:
-        _SYNC_TARGET_COUNT.reset(token)
-
-
 def average_number_of_targets(targets: list[dict], device: torch.device) -> float:
-    """Targets per process, averaged over every process of a distributed run (at least 1): the normaliser that
-    makes each process's loss a share of the global mean, as DETR and Mask2Former do (this process's own count
-    inside `local_target_count()`)."""
-    count = torch.as_tensor([float(sum(len(target["class_labels"]) for target in targets))], device=device)
-    world_size = 1
-    if is_accelerate_available() and _SYNC_TARGET_COUNT.get():
-        from accelerate import PartialState
-        from accelerate.utils import reduce
-
-        if PartialState._shared_state != {}:
-            count = reduce(count)
-            world_size = PartialState().num_processes
-    return torch.clamp(count / world_size, min=1).item()
+    """The target-count denominator of the box and mask losses: targets of every process, at least 1, divided by
+    the number of processes (`seem_hf.loss.global_mean`), so that DDP's average of the processes' gradients is the
+    gradient of one process on their union (this process's own count inside `local_target_count()`)."""
+    return global_mean_denominator(sum(len(target["class_labels"]) for target in targets), device)
 
 
 def _pad_masks(masks: list[torch.Tensor]) -> torch.Tensor:
@@ -110,7 +83,15 @@ class SetCriterion(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns `(total_loss, loss_dict)`. `auxiliary_outputs`: one dict per earlier round with
         `class_logits` and, where predicted, `mask_logits` and `pred_boxes`."""
-        num_targets = average_number_of_targets(targets, class_logits.device)
+        # One collective per call for both denominators (seem_hf.loss.global_mean). Every round matches
+        # min(targets, queries) queries per image, so the class weights of a round sum to the same total.
+        local_targets = sum(len(target["class_labels"]) for target in targets)
+        matched = sum(min(len(target["class_labels"]), class_logits.shape[1]) for target in targets)
+        class_weight_sum = matched + self.eos_coefficient * (class_logits.shape[0] * class_logits.shape[1] - matched)
+        # (A weight sum of 0, no target and eos_coefficient 0, has a weighted sum of 0 too: any floor gives 0.)
+        num_targets, class_weight_sum = global_mean_denominators([local_targets, class_weight_sum],
+                                                                 class_logits.device, minimum=[1.0, 1e-12])
+        num_targets = (num_targets, class_weight_sum)
         losses = self._round_losses(class_logits, mask_logits, pred_boxes, targets, num_targets, with_masks=True)
         for index, round_outputs in enumerate(auxiliary_outputs or ()):
             round_losses = self._round_losses(
@@ -126,7 +107,8 @@ class SetCriterion(nn.Module):
                     if _base_name(name) in self.weights)
         return total, losses
 
-    def _round_losses(self, class_logits, mask_logits, pred_boxes, targets, num_targets, with_masks):
+    def _round_losses(self, class_logits, mask_logits, pred_boxes, targets, denominators, with_masks):
+        num_targets, class_weight_sum = denominators
         use_masks = with_masks and mask_logits is not None
         indices = self.matcher(
             class_logits,
@@ -148,7 +130,10 @@ class SetCriterion(nn.Module):
         ).to(device)
         class_weights = torch.ones(num_labels + 1, dtype=class_logits.dtype, device=device)
         class_weights[-1] = self.eos_coefficient
-        losses = {"loss_ce": nn.functional.cross_entropy(class_logits.transpose(1, 2), target_classes, class_weights)}
+        # The weighted mean over queries (no-object weighted by eos_coefficient), DETR's; over the global batch.
+        weighted_sum = nn.functional.cross_entropy(class_logits.transpose(1, 2), target_classes, class_weights,
+                                                   reduction="sum")
+        losses = {"loss_ce": weighted_sum / class_weight_sum}
         with torch.no_grad():
             predicted = (class_logits.argmax(-1) != class_logits.shape[-1] - 1).sum(1).float()
             counts = torch.as_tensor([float(len(target["class_labels"])) for target in targets], device=device)

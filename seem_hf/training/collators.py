@@ -110,8 +110,9 @@ class SeemPromptCollator:
     of that class's segments. Up to `max_visual_prompts` of its segments, each prompted by a random click set,
     polygon, scribble or circle inside it (`sample_visual_prompt`), with the segment as target. Per batch:
     `click_rounds` drawn from 0..`max_click_rounds` (the model adds that many corrective clicks first).
-    Randomness comes from the seed, the epoch and the batch's image ids (resumed and distributed runs draw the
-    same)."""
+    Each image's draws come from the seed, the epoch and its own image id, whatever batch it lands in (resumed and
+    distributed runs, and one process given the union of several processes' batches, draw the same); `click_rounds`
+    from the seed, the epoch and the batch's image ids."""
 
     def __init__(self, collator, processor, seed: int = 0, max_sentences: int = 4, max_visual_prompts: int = 10,
                  max_click_rounds: int = 5):
@@ -159,11 +160,13 @@ class SeemPromptCollator:
 
         batch = self.collator(rows)
         height, width = batch["pixel_values"].shape[-2:]
-        rng = random.Random(f"{self.seed}-{rows[0].get('epoch', 0)}-" + "-".join(str(r["image_id"]) for r in rows))
+        key = f"{self.seed}-{rows[0].get('epoch', 0)}"
+        rng = random.Random(f"{key}-" + "-".join(str(r["image_id"]) for r in rows))
         sentences, prompts = [], []
         for row, target in zip(rows, batch["labels"]):
-            texts, target["grounding_masks"] = self._sentences(row, rng, height, width)
-            positive, target["spatial_masks"] = self._visual_prompts(row, rng, height, width)
+            image_rng = random.Random(f"{key}-{row['image_id']}")
+            texts, target["grounding_masks"] = self._sentences(row, image_rng, height, width)
+            positive, target["spatial_masks"] = self._visual_prompts(row, image_rng, height, width)
             sentences.append(texts)
             prompts.append(positive)
         batch.update(self.processor.tokenize_sentences(sentences, allow_empty=True))

@@ -141,6 +141,10 @@ class DetrPanopticPreTrainedModel(DetrPreTrainedModel):
     """Base class: transformers' DETR weight initialisation, with the panoptic config."""
 
     config_class = DetrPanopticConfig
+    # Its loss is a mean it normalises itself (seem_hf.loss.global_mean), not a sum over Trainer's
+    # `num_items_in_batch`: without this, Trainer reads the forward's **kwargs as "consumes loss kwargs", multiplies
+    # the loss by the number of processes and stops dividing it by the gradient-accumulation steps.
+    accepts_loss_kwargs = False
     config: DetrPanopticConfig
 
     def save_pretrained(self, *args, save_original_format: bool = False, **kwargs):

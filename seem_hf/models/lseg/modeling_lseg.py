@@ -20,6 +20,7 @@ from transformers.models.dpt.modeling_dpt import DPTNeck
 from transformers.utils import ModelOutput
 
 from seem_hf.label_embeddings import LabelEmbeddingsMixin
+from seem_hf.loss.global_mean import global_mean_denominator
 from seem_hf.remote_code import RemoteCodeMixin
 from seem_hf.text_utils import trim_after_end_of_text
 
@@ -69,6 +70,10 @@ class LSegPreTrainedModel(PreTrainedModel):
     config_class = LSegConfig
     config: LSegConfig
     base_model_prefix = "lseg"
+    # Its loss is a mean it normalises itself (seem_hf.loss.global_mean), not a sum over Trainer's
+    # `num_items_in_batch`: without this, Trainer reads the forward's **kwargs as "consumes loss kwargs", multiplies
+    # the loss by the number of processes and stops dividing it by the gradient-accumulation steps.
+    accepts_loss_kwargs = False
     main_input_name = "pixel_values"
     input_modalities = ("image", "text")
     _no_split_modules = ["DPTViTLayer", "CLIPEncoderLayer"]
@@ -213,7 +218,12 @@ class LSegForSemanticSegmentation(LabelEmbeddingsMixin, RemoteCodeMixin, LSegPre
             expected = (logits.shape[0], *logits.shape[-2:])
             if labels.shape != expected:
                 raise ValueError(f"labels must be (batch, height, width) = {expected}, got {tuple(labels.shape)}.")
-            loss = nn.functional.cross_entropy(logits, labels.long(), ignore_index=self.config.ignore_index)
+            # The mean over labelled pixels, of the global batch under several processes (seem_hf.loss.global_mean).
+            labels = labels.long()
+            labelled = int((labels != self.config.ignore_index).sum())
+            loss = nn.functional.cross_entropy(
+                logits, labels, ignore_index=self.config.ignore_index, reduction="sum"
+            ) / global_mean_denominator(labelled, logits.device)
 
         output = LSegSemanticSegmentationOutput(
             loss=loss, logits=logits, class_embeddings=class_embeddings, pixel_embeddings=pixel_embeddings

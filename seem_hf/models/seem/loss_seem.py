@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seem_hf.loss.global_mean import global_mean_denominators
 from seem_hf.loss.mask_losses import point_sampled_mask_losses
 from seem_hf.loss.matcher import HungarianMatcher
 
@@ -43,9 +44,10 @@ class SeemPromptCriterion(nn.Module):
                                            config.oversample_ratio, config.importance_sample_ratio)
         return losses["loss_mask"], losses["loss_dice"]
 
-    def grounding(self, logits, mask_logits, sentence_mask, target_masks) -> dict[str, torch.Tensor]:
+    def grounding(self, logits, mask_logits, sentence_mask, target_masks, count=None) -> dict[str, torch.Tensor]:
         """logits `(B, Q, T)` query-sentence similarities; mask_logits `(B, Q, h, w)`; sentence_mask `(B, T)`;
-        target_masks per image `(T_b, H, W)` for its real sentences, in order."""
+        target_masks per image `(T_b, H, W)` for its real sentences, in order. `count`: the sentences' global-mean
+        denominator (`seem_hf.loss.global_mean`); this batch's sentence count when not given."""
         if not any(len(masks) for masks in target_masks):  # no sentence in the batch: zeros that keep the graph
             zero = logits.sum() * 0 + mask_logits.sum() * 0
             return {"loss_grounding_ce": zero, "loss_grounding_mask": zero, "loss_grounding_dice": zero}
@@ -57,7 +59,8 @@ class SeemPromptCriterion(nn.Module):
         for image, probability in enumerate(probabilities):
             padded[image, :, : probability.shape[1]] = probability
         indices = self.matcher(logits, targets, mask_logits=mask_logits, class_probabilities=padded)
-        count = max(1.0, float(sum(len(masks) for masks in target_masks)))
+        if count is None:
+            count = max(1.0, float(sum(len(masks) for masks in target_masks)))
         ce, predictions, matched_targets = [], [], []
         for image, (rows, columns) in enumerate(indices):
             sentences = logits[image][:, sentence_mask[image]]  # (Q, T_b)
@@ -69,9 +72,10 @@ class SeemPromptCriterion(nn.Module):
         return {"loss_grounding_ce": sum(ce) / count, "loss_grounding_mask": loss_mask,
                 "loss_grounding_dice": loss_dice}
 
-    def spatial(self, logits, mask_logits, target_masks) -> dict[str, torch.Tensor]:
+    def spatial(self, logits, mask_logits, target_masks, count=None) -> dict[str, torch.Tensor]:
         """logits `(B, k N, N)` spatial-query x prompt scores; mask_logits `(B, k N, h, w)`; target_masks per image
-        `(N_b, H, W)`, one per prompt in order (prompts beyond N_b are padding)."""
+        `(N_b, H, W)`, one per prompt in order (prompts beyond N_b are padding). `count`: the global-mean
+        denominator of the prompts with a non-empty target; this batch's count when not given."""
         k = self.config.spatial_queries_per_prompt
         ce, predictions, matched_targets = [], [], []
         for image, masks in enumerate(target_masks):
@@ -91,13 +95,20 @@ class SeemPromptCriterion(nn.Module):
         if not ce:  # no prompt with a target: zeros that keep the outputs in the graph
             zero = logits.sum() * 0 + mask_logits.sum() * 0
             return {"loss_spatial_ce": zero, "loss_spatial_mask": zero, "loss_spatial_dice": zero}
-        loss_mask, loss_dice = self._mask_losses(torch.stack(predictions), torch.stack(matched_targets), len(ce))
-        return {"loss_spatial_ce": sum(ce) / len(ce), "loss_spatial_mask": loss_mask, "loss_spatial_dice": loss_dice}
+        count = len(ce) if count is None else count
+        loss_mask, loss_dice = self._mask_losses(torch.stack(predictions), torch.stack(matched_targets), count)
+        return {"loss_spatial_ce": sum(ce) / count, "loss_spatial_mask": loss_mask, "loss_spatial_dice": loss_dice}
 
     def forward(self, rounds: list[dict], targets: list[dict]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """rounds: the model's per-round outputs, last round last (`grounding_logits`, `grounding_mask_logits`,
         `grounding_sentence_mask`; `spatial_logits`, `spatial_mask_logits`); targets: per image
         `grounding_masks` and/or `spatial_masks`. Returns the weighted total and every term (`_i` for round i)."""
+        # The sentences and the prompts with a target, over every process: one collective per call, made whatever
+        # the batch holds, so that processes stay paired (seem_hf.loss.global_mean).
+        sentences = sum(len(t["grounding_masks"]) for t in targets if "grounding_masks" in t)
+        prompts = sum(int(mask.any()) for t in targets for mask in t.get("spatial_masks", ()))
+        device = rounds[-1][next(iter(rounds[-1]))].device
+        sentence_count, prompt_count = global_mean_denominators([sentences, prompts], device)
         losses = {}
         for index, outputs in enumerate(rounds):
             suffix = "" if index == len(rounds) - 1 else f"_{index}"
@@ -105,12 +116,12 @@ class SeemPromptCriterion(nn.Module):
             if "grounding_logits" in outputs and all("grounding_masks" in t for t in targets):
                 terms.update(self.grounding(
                     outputs["grounding_logits"], outputs["grounding_mask_logits"], outputs["grounding_sentence_mask"],
-                    [t["grounding_masks"].to(outputs["grounding_mask_logits"].dtype) for t in targets],
+                    [t["grounding_masks"].to(outputs["grounding_mask_logits"].dtype) for t in targets], sentence_count,
                 ))
             if "spatial_logits" in outputs and all("spatial_masks" in t for t in targets):
                 terms.update(self.spatial(
                     outputs["spatial_logits"], outputs["spatial_mask_logits"],
-                    [t["spatial_masks"].to(outputs["spatial_mask_logits"].dtype) for t in targets],
+                    [t["spatial_masks"].to(outputs["spatial_mask_logits"].dtype) for t in targets], prompt_count,
                 ))
             losses.update({name + suffix: value for name, value in terms.items()})
         total = sum(value * self.weights[name.rsplit("_", 1)[0] if name[-1].isdigit() else name]

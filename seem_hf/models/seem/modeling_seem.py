@@ -101,6 +101,10 @@ class SeemPreTrainedModel(PreTrainedModel):
     config_class = SeemConfig
     config: SeemConfig
     base_model_prefix = "seem"
+    # Its loss is a mean it normalises itself (seem_hf.loss.global_mean), not a sum over Trainer's
+    # `num_items_in_batch`: without this, Trainer reads the forward's **kwargs as "consumes loss kwargs", multiplies
+    # the loss by the number of processes and stops dividing it by the gradient-accumulation steps.
+    accepts_loss_kwargs = False
     main_input_name = "pixel_values"
     input_modalities = ("image", "text")
     _supports_sdpa = True  # the pixel decoder's DETR encoder, the decoder's self-attention, the CLIP text tower

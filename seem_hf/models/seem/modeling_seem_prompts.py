@@ -49,10 +49,11 @@ def prompt_embeddings(mask_features, masks, max_points, generator=None) -> torch
         if len(index) == 0:
             continue
         features = sample_at(mask_features[image : image + 1], points[None])[0]
-        sums = torch.zeros_like(embeddings[image]).index_add_(0, index, features)
+        # In the sampled features' dtype: under autocast grid_sample gives float32 from bfloat16 features.
+        sums = features.new_zeros((num_prompts, features.shape[-1])).index_add_(0, index, features)
         counts = torch.bincount(index, minlength=num_prompts)
         present = counts > 0
-        embeddings[image, present] = sums[present] / counts[present, None].to(sums.dtype)
+        embeddings[image, present] = (sums[present] / counts[present, None].to(sums.dtype)).to(embeddings.dtype)
     return embeddings
 
 

@@ -362,6 +362,7 @@ def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
     assert sorted(p.name for p in folder.glob("*.py")) == [
         "bottleneck.py",
         "configuration_detr_panoptic.py",
+        "global_mean.py",
         "image_processing_detr_panoptic.py",
         "image_utils.py",
         "mask_losses.py",
