@@ -154,8 +154,8 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
     `--eval_strategy no` and the folder has no `val` split), or of the training split with `--eval_split train`,
     and the dataset's labels.
 
-    With no `data_dir`, the bundled shapes dataset is written under `<output_dir>/shapes` by the main process
-    while the others wait, then every process reads the same files.
+    With no `data_dir`, the bundled shapes dataset is written under `<output_dir>/shapes` by each machine's main
+    process (`local_process_index` 0) while the others wait, then every process reads its machine's files.
     """
     if data_args.stream:
         return _stream_datasets(data_args, training_args)
@@ -166,8 +166,10 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
         splits = coco_panoptic_paths(data_args.data_dir, needed)
     else:
         root = Path(training_args.output_dir) / "shapes"
-        with training_args.main_process_first(desc="writing the bundled dataset"):
-            if training_args.process_index == 0:
+        # Each machine's first process writes its own copy (nodes need not share a file system; on a shared one
+        # they write the same bytes), the others wait at the barrier that ends this block on every machine.
+        with training_args.main_process_first(local=True, desc="writing the bundled dataset"):
+            if training_args.local_process_index == 0:
                 make_shapes_dataset(root, data_args.num_train, data_args.num_val, data_args.image_size, seed=0)
         splits = coco_panoptic_paths(root, needed)
     if "val" in splits and training_args.eval_strategy == "no" and not Path(splits["val"]["panoptic_json"]).exists():
