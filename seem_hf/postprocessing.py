@@ -38,6 +38,7 @@ Every threshold argument is checked (a number in [0, 1], `top_k` a whole number 
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -112,6 +113,12 @@ def _check_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, target
         if not torch.isfinite(logits).all():
             raise ValueError(f"The {name} logits contain NaN or infinite values; check the model's inputs and dtype.")
     check_sizes(target_sizes, class_logits.shape[0], "target_sizes")
+
+
+def check_outputs(class_logits: torch.Tensor, mask_logits: torch.Tensor, target_sizes=None) -> None:
+    """A `ValueError` naming the problem unless `class_logits` (batch, queries, labels + 1) and `mask_logits`
+    (batch, queries, height, width) agree, are finite, and `target_sizes` has one (height, width) per image."""
+    _check_outputs(class_logits, mask_logits, target_sizes)
 
 
 def _target_size(target_sizes, index: int, mask_logits: torch.Tensor) -> tuple[int, int]:
@@ -295,6 +302,34 @@ def _resized_argmax(
     return argmax, area
 
 
+_RESIZE_BLOCK = 32  # output rows (columns) per block of the banded resize below
+
+
+@functools.lru_cache(maxsize=64)
+def _resize_operator(size: int, padded: int, kept: int, target: int, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One axis of `crop_and_resize_masks` as a block-banded matrix: output positions `[b * B, (b + 1) * B)`
+    (B = `_RESIZE_BLOCK`) are `weights[b] @ input[starts[b] : starts[b] + K]`. Both resizes are separable and linear,
+    so the chain is one such matrix per axis; it is read off torch's own `interpolate` applied to the basis vectors
+    (one channel per input position, the other axis kept at its size, which both resizes leave as it is), so its
+    weights are torch's. That axis has length 2: at length 1 the tensor is also "channels last", and torch's
+    antialiased bicubic kernel then reads it wrongly. Returns (window indices `(blocks, K)`, weights
+    `(blocks, B, K)`); rows past `target` are zero."""
+    basis = torch.eye(size)[None, :, :, None].expand(1, size, size, 2).contiguous()  # channel j: unit vector e_j
+    upsampled = F.interpolate(basis, size=(padded, 2), mode="bilinear", align_corners=False)[:, :, :kept]
+    resized = F.interpolate(upsampled, size=(target, 2), mode=mode, align_corners=False, antialias=mode == "bicubic")
+    matrix = resized[0, :, :, 0].t()  # (target, size)
+    blocks = -(-target // _RESIZE_BLOCK)
+    matrix = F.pad(matrix, (0, 0, 0, blocks * _RESIZE_BLOCK - target)).view(blocks, _RESIZE_BLOCK, size)
+    used = (matrix != 0).any(1)  # (blocks, size): input positions each block reads
+    first = torch.where(used.any(1), used.int().argmax(1), 0)
+    last = torch.where(used.any(1), size - 1 - used.flip(1).int().argmax(1), 0)
+    width = int((last - first).max()) + 1
+    starts = first.clamp(max=size - width)
+    windows = starts[:, None] + torch.arange(width)
+    weights = matrix.gather(2, windows[:, None, :].expand(blocks, _RESIZE_BLOCK, width))
+    return windows.contiguous(), weights.contiguous()
+
+
 def crop_and_resize_masks(
     mask_logits: torch.Tensor,
     padded_size: tuple[int, int],
@@ -304,13 +339,28 @@ def crop_and_resize_masks(
 ) -> torch.Tensor:
     """SEEM's (Mask2Former's) resize of one image's mask logits `(queries, h, w)`: bilinear to the padded input
     size, crop the padding away (`image_size`, the resized image inside the padded batch), then bicubic with
-    antialiasing to `target_size` (the original image); SEEM's interactive answers use `mode="bilinear"`."""
-    if mask_logits.shape[0] == 0:  # torch refuses to resize an empty stack
-        return mask_logits.new_zeros((0, *(int(v) for v in target_size)))
-    upsampled = F.interpolate(mask_logits[None], size=padded_size, mode="bilinear", align_corners=False)
-    cropped = upsampled[..., : image_size[0], : image_size[1]]
-    antialias = mode == "bicubic"
-    return F.interpolate(cropped, size=target_size, mode=mode, align_corners=False, antialias=antialias)[0]
+    antialiasing to `target_size` (the original image); SEEM's interactive answers use `mode="bilinear"`.
+
+    Computed as one banded linear map per axis (`_resize_operator`): columns at the mask resolution, then rows,
+    as small matrix products, instead of two full-size resizes; equal to torch's two `interpolate` calls up to
+    float rounding (~1e-6 of the logits, tested)."""
+    target_size = tuple(int(v) for v in target_size)
+    if mask_logits.shape[0] == 0:  # nothing to resize
+        return mask_logits.new_zeros((0, *target_size))
+    queries, height, width = mask_logits.shape
+    device, dtype = mask_logits.device, mask_logits.dtype
+    rows, row_weights = (t.to(device) for t in _resize_operator(
+        int(height), int(padded_size[0]), int(image_size[0]), target_size[0], mode))
+    columns, column_weights = (t.to(device) for t in _resize_operator(
+        int(width), int(padded_size[1]), int(image_size[1]), target_size[1], mode))
+    # columns: (Q, h, blocks, K) windows x (blocks, B, K) weights -> (Q, h, blocks * B)
+    windows = mask_logits.index_select(2, columns.flatten()).view(queries * height, *columns.shape)
+    resized = torch.bmm(windows.transpose(0, 1), column_weights.to(dtype).transpose(1, 2))  # (blocks, Q h, B)
+    resized = resized.transpose(0, 1).reshape(queries, height, -1)[..., : target_size[1]]
+    # rows: (blocks, B, K) weights x (Q, blocks, K, W) windows -> (Q, blocks * B, W)
+    windows = resized.index_select(1, rows.flatten()).view(queries, *rows.shape, target_size[1])
+    resized = torch.matmul(row_weights.to(dtype), windows).view(queries, -1, target_size[1])
+    return resized[:, : target_size[0]]
 
 
 def semantic_segmentation(
@@ -423,6 +473,62 @@ def panoptic_segmentation(
     return _segment_each_image(class_logits, mask_logits, threshold, target_sizes, segment_image)
 
 
+def panoptic_segments_at_full_size(
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    mask_logits: torch.Tensor,
+    mask_threshold: float = MASKFORMER_MASK_THRESHOLD,
+    overlap_mask_area_threshold: float = MASKFORMER_OVERLAP_THRESHOLD,
+    label_ids_to_fuse: Iterable[int] | None = None,
+) -> dict:
+    """`panoptic_segmentation`'s rule for one image whose kept queries (`scores`, `labels`, `(kept, H, W)`
+    `mask_logits`) are already at the output size, as SEEM resizes them itself: the same steps as
+    `panoptic_segmentation` with no resize, so the same result. `mask_logits` is overwritten (the weighted
+    probabilities are computed in place); the caller checks the values (`_check_outputs`) before resizing them."""
+    if len(scores) == 0:
+        return _empty_result(tuple(mask_logits.shape[-2:]), mask_logits.device)
+    weighted = mask_logits.sigmoid_().mul_(scores[:, None, None])
+    owner = weighted.max(0).indices
+    own_area = (weighted >= mask_threshold).flatten(1).sum(1, dtype=torch.int32).long()  # int32: 2x faster here
+    won_area = torch.bincount(owner.flatten(), minlength=len(scores))
+    ratio = won_area / own_area.clamp(min=1)
+    valid = (won_area > 0) & (own_area > 0) & (ratio.double() > overlap_mask_area_threshold)
+    ids, segments = _assign_segment_ids(labels.tolist(), scores.tolist(), valid.tolist(), set(label_ids_to_fuse or ()))
+    lookup = torch.tensor(ids, dtype=torch.int32, device=weighted.device)
+    return {"segmentation": lookup[owner], "segments_info": segments}
+
+
+def semantic_segmentation_at_full_size(mask_logits: torch.Tensor, probabilities: torch.Tensor,
+                                       strong_labels: int = 32, slack: float = 1e-5) -> torch.Tensor:
+    """SEEM's (Mask2Former's) semantic map of one image, `argmax_c sum_q probabilities[q, c] * sigmoid(mask_q)`,
+    from mask logits `(queries, H, W)` already at the output size (overwritten: the sigmoid is taken in place) and
+    class probabilities `(queries, labels)`; `(H, W)` label ids.
+
+    The (pixels x queries) x (queries x labels) product is most of the work, and few labels win anywhere. So only
+    the `strong_labels` labels of highest probability in some query are scored, together with one bound for all
+    the others: with `b_q = max_{c weak} p_qc`, every weak label's score is at most `sum_q b_q sigmoid(mask_q)`.
+    Where the best strong score beats that bound (by the relative `slack`, so that float rounding cannot decide),
+    it is the answer; the other pixels are scored over every label. Ties go to the lower label id, as over all
+    labels; as with any change in the order of float sums, two labels within ~1e-6 may swap."""
+    queries, height, width = mask_logits.shape
+    probabilities = probabilities.to(mask_logits.dtype)
+    masks = mask_logits.sigmoid_().flatten(1)
+    if probabilities.shape[1] <= strong_labels + 1:
+        return (masks.t() @ probabilities).argmax(-1).view(height, width)
+    strong = probabilities.amax(0).topk(strong_labels).indices.sort().values
+    weak = torch.ones(probabilities.shape[1], dtype=torch.bool, device=probabilities.device)
+    weak[strong] = False
+    bound = probabilities[:, weak].amax(1, keepdim=True)
+    scores = masks.t() @ torch.cat([probabilities[:, strong], bound], 1)
+    which = scores[:, :-1].argmax(1)
+    best = scores.gather(1, which[:, None])[:, 0]
+    labels = strong[which]
+    unsure = (scores[:, -1] >= best - slack * best.abs()).nonzero().flatten()
+    if len(unsure):
+        labels[unsure] = (masks[:, unsure].t() @ probabilities).argmax(-1)
+    return labels.view(height, width)
+
+
 def instance_segmentation(
     class_logits: torch.Tensor,
     mask_logits: torch.Tensor,
@@ -533,6 +639,7 @@ def detr_panoptic_segmentation(
 
 
 __all__ = [
+    "check_outputs",
     "check_sizes",
     "check_threshold",
     "check_top_k",
@@ -546,5 +653,7 @@ __all__ = [
     "instance_segmentation",
     "keep_confident_queries",
     "panoptic_segmentation",
+    "panoptic_segments_at_full_size",
     "semantic_segmentation",
+    "semantic_segmentation_at_full_size",
 ]

@@ -13,12 +13,14 @@ from transformers.models.detr.image_processing_pil_detr import DetrImageProcesso
 
 from seem_hf.image_utils import CheckedImagesMixin
 from seem_hf.postprocessing import (
+    check_outputs,
     check_sizes,
     check_threshold,
     check_top_k,
     crop_and_resize_masks,
     keep_confident_queries,
-    panoptic_segmentation,
+    panoptic_segments_at_full_size,
+    semantic_segmentation_at_full_size,
 )
 from seem_hf.processing_utils import CONTEXT_LENGTH
 from seem_hf.remote_code import RemoteCodeMixin
@@ -194,10 +196,9 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         results = []
         for index, class_logits in enumerate(outputs.class_queries_logits):
             masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes is not None else None)
-            # sum_q p(c | q) sigmoid(m_q(x)) as a (pixels, Q) x (Q, C) product, so that the argmax over labels runs
-            # along contiguous memory (a strided argmax over a (C, H, W) stack is several times slower on CPU).
-            scores = masks.sigmoid().flatten(1).t() @ class_logits.softmax(-1)[:, :-1]
-            results.append(scores.argmax(-1).view(masks.shape[-2:]))
+            # sum_q p(c | q) sigmoid(m_q(x)) over the labels that can win somewhere, as a (pixels, Q) x (Q, C)
+            # product, so that the argmax over labels runs along contiguous memory
+            results.append(semantic_segmentation_at_full_size(masks, class_logits.softmax(-1)[:, :-1]))
         return results
 
     def post_process_panoptic_segmentation(
@@ -218,18 +219,20 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         # The thing/stuff split describes the default label set; another set's labels are not fused unless asked.
         if label_ids_to_fuse is None and self.thing_label_ids is not None and len(self.id2label or ()) == num_labels:
             label_ids_to_fuse = [label for label in range(num_labels) if label not in self.thing_label_ids]
+        for name, value in (("mask_threshold", mask_threshold),
+                            ("overlap_mask_area_threshold", overlap_mask_area_threshold)):
+            check_threshold(name, value)
         results = []
         for index, class_logits in enumerate(outputs.class_queries_logits):
+            check_outputs(class_logits[None], outputs.masks_queries_logits[index, None], None)
             # Only queries that pass the score rule can become segments, and each mask is resized on its own, so
-            # resizing just those (before the rule runs again on them) gives the same segments for far less work.
-            kept = torch.nonzero(keep_confident_queries(class_logits, threshold)[2]).flatten()
-            kept = kept if len(kept) else kept.new_zeros(1)  # resizing needs a mask; the rule drops it again
+            # resizing just those and running the rule on them at full size gives the same segments.
+            scores, labels, keep = keep_confident_queries(class_logits, threshold)
+            kept = torch.nonzero(keep).flatten()
             masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes is not None else None,
                                         outputs.masks_queries_logits[index, kept])
-            results += panoptic_segmentation(
-                class_logits[kept][None], masks[None], threshold, mask_threshold, overlap_mask_area_threshold,
-                label_ids_to_fuse, target_sizes=None,
-            )
+            results.append(panoptic_segments_at_full_size(
+                scores[kept], labels[kept], masks, mask_threshold, overlap_mask_area_threshold, label_ids_to_fuse))
         return results
 
     def post_process_instance_segmentation(
@@ -270,18 +273,22 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
             probabilities = class_logits.softmax(-1)[:, :-1]
             scores, flat = probabilities.flatten().topk(min(top_k, probabilities.numel()))
             labels, queries = flat % num_labels, flat // num_labels
+            keep = scores > threshold  # a mask's score is at most 1, so a pair at or below it cannot pass
             if things is not None:
-                keep = torch.isin(labels, things.to(labels.device))
-                scores, labels, queries = scores[keep], labels[keep], queries[keep]
+                keep &= torch.isin(labels, things.to(labels.device))
+            scores, labels, queries = scores[keep], labels[keep], queries[keep]
+            # A query can rank with several labels: its mask is resized and scored once.
+            unique, pair_mask = torch.unique(queries, return_inverse=True)
             masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes is not None else None,
-                                        outputs.masks_queries_logits[index, queries])
+                                        outputs.masks_queries_logits[index, unique])
             binary = masks > 0
-            mask_scores = (masks.sigmoid() * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
-            scores = scores * mask_scores
+            inside = binary.flatten(1).sum(1, dtype=torch.int32)
+            mask_scores = masks.sigmoid_().mul_(binary).flatten(1).sum(1) / (inside + 1e-6)
+            scores = scores * mask_scores[pair_mask]
             order = scores.argsort(descending=True)
             order = order[scores[order] > threshold]
             results.append({
-                "segmentation": binary[order],
+                "segmentation": binary[pair_mask[order]],
                 "segments_info": [
                     {"id": rank, "label_id": int(labels[i]), "was_fused": False, "score": float(scores[i])}
                     for rank, i in enumerate(order.tolist())
