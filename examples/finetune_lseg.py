@@ -92,9 +92,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     collator = SemanticCollator(processor, label_names, ignore_index=model.config.ignore_index)
     # mIoU and pixel accuracy by the `evaluate` module: each process stores its label maps in evaluate's cache and
-    # process 0 computes over all of them (the experiment id, the same on every process, names this run's files).
+    # process 0 computes over all of them (the experiment id, the same on every process, names this run's files;
+    # one process keeps them in memory).
     mean_iou = evaluate.load(evaluate_module_path("mean_iou"), num_process=training_args.world_size,
-                             process_id=training_args.process_index,
+                             process_id=training_args.process_index, keep_in_memory=training_args.world_size == 1,
                              experiment_id=hashlib.sha1(os.path.abspath(training_args.output_dir).encode()).hexdigest())
     trainer = SegmentationTrainer(
         model=model,

@@ -4,8 +4,10 @@ examples come one by one, in batches or from two processes (evaluate's file-base
 
 from __future__ import annotations
 
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import evaluate
@@ -13,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 from transformers import Trainer, TrainingArguments
+
+import seem_hf
 
 from seem_hf import LSegForSemanticSegmentation, LSegProcessor
 from seem_hf.metrics import (
@@ -123,6 +127,22 @@ def _inputs(case, start, stop):
     if references is not None:
         inputs["references"] = references[start:stop]
     return inputs
+
+
+def test_modules_load_from_the_package_with_the_network_cut(monkeypatch):
+    """Every socket connection refused: each module loads from the installed package's file and computes."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    for name in EVALUATE_MODULES:
+        module = evaluate.load(evaluate_module_path(name), keep_in_memory=True)
+        assert module.name == name and Path(evaluate_module_path(name)).parent == Path(seem_hf.__file__).parent / \
+            "metrics" / "evaluate_modules"
+    referring = evaluate.load(evaluate_module_path("referring_iou"), keep_in_memory=True)
+    assert referring.compute(predictions=[[[1, 0]]], references=[[[1, 1]]])["ciou"] == 0.5
 
 
 def test_the_cases_are_not_trivial():
@@ -297,3 +317,22 @@ def test_segmentation_trainer_measures_semantic_batches_with_the_module(lseg, tm
         assert ours["eval_pixel_accuracy"] == pytest.approx(reference["eval_pixel_accuracy"], abs=1e-9)
     assert batches == [2, 2, 1] * 2  # every image went through the module, in both evaluations
     assert not list(tmp_path.rglob("*.arrow"))
+
+
+def test_the_lseg_example_measures_through_the_module(tmp_path, monkeypatch):
+    """examples/finetune_lseg.py's eval_miou and eval_pixel_accuracy come from the evaluate mean_iou module."""
+    from tests.examples.test_finetune_lseg import TINY, _example
+
+    load, batches = evaluate.load, []
+
+    def spying_load(path, **kwargs):
+        module = load(path, **kwargs)
+        add_batch = module.add_batch
+        module.add_batch = lambda **inputs: (batches.append((module.name, len(inputs["predictions"]))),
+                                             add_batch(**inputs))[-1]
+        return module
+
+    monkeypatch.setattr(evaluate, "load", spying_load)
+    metrics = _example().main(["--output_dir", str(tmp_path / "run"), "--evaluate_only", "true", *TINY])
+    assert batches == [("mean_iou", 2), ("mean_iou", 2)]  # --num_val 4 in batches of 2
+    assert 0 < metrics["eval_pixel_accuracy"] <= 100
