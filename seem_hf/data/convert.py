@@ -54,9 +54,10 @@ import PIL.Image
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
-from seem_hf.data.coco_panoptic import write_semantic_maps
+from seem_hf.data.categories import LabelVocabulary
+from seem_hf.data.coco_panoptic import semantic_from_panoptic
 from seem_hf.data.panoptic_format import id2rgb, rgb2id, segmentation_mask
-from seem_hf.data.shapes import coco_panoptic_paths
+from seem_hf.data.shapes import IGNORE_INDEX, coco_panoptic_paths
 from seem_hf.data.validation import _READABLE_IMAGE_MODES, MIN_GROUNDING_IOU, plural, validate_coco_panoptic
 from seem_hf.visualize import label_color
 
@@ -289,17 +290,19 @@ class _PanopticWriter:
     """Writes one split into a staging folder beside the output and moves it into place at the end, so a refused
     conversion leaves nothing behind and memory stays flat in the number of images."""
 
-    def __init__(self, out_dir: str | Path, split: str, format_name: str, overwrite: bool):
+    def __init__(self, out_dir: str | Path, split: str, format_name: str, categories: list[dict], overwrite: bool):
         self.paths = coco_panoptic_paths(out_dir, (split,))[split]
         existing = [path for key, path in self.paths.items() if path.exists()]
         if existing and not overwrite:
             raise FileExistsError(f"{', '.join(map(str, existing))} already exist(s): convert into another folder, "
                                   f"choose another --split, or pass overwrite=True (CLI: --overwrite).")
         self.split = split
+        self.categories = sorted(categories, key=lambda category: category["id"])
+        self.contiguous = LabelVocabulary.from_coco(self.categories)[1]
         self.stage = Path(out_dir) / f".converting-{split}"
         shutil.rmtree(self.stage, ignore_errors=True)
         self.staged = coco_panoptic_paths(self.stage, (split,))[split]
-        for key in ("image_dir", "panoptic_dir"):
+        for key in ("image_dir", "panoptic_dir", "semantic_dir"):
             self.staged[key].mkdir(parents=True)
         self.report = ConversionReport(format_name, self.paths)
         self.images: list[dict] = []
@@ -317,6 +320,11 @@ class _PanopticWriter:
             shutil.copyfile(source, target)
         png_name = f"{source.stem}.png"
         PIL.Image.fromarray(id2rgb(ids)).save(self.staged["panoptic_dir"] / png_name)
+        # The semantic map `write_semantic_maps` would write, from the ids in memory (no second read of the PNG).
+        labels = {s["id"]: self.contiguous[s["category_id"]] for s in segments if not s.get("iscrowd")}
+        semantic = semantic_from_panoptic(ids, labels, IGNORE_INDEX)
+        dtype = np.uint8 if len(self.contiguous) <= IGNORE_INDEX else np.uint16
+        PIL.Image.fromarray(semantic.astype(dtype)).save(self.staged["semantic_dir"] / png_name)
         areas = np.bincount(ids.ravel(), minlength=max((s["id"] for s in segments), default=0) + 1)
         boxes = ndimage.find_objects(ids.astype(np.int32))
         segments_info = []
@@ -334,7 +342,7 @@ class _PanopticWriter:
         self.report.images += 1
         self.report.segments += len(segments_info)
 
-    def finish(self, categories: list[dict], problems: list[str], skip_problems: bool, what: str) -> ConversionReport:
+    def finish(self, problems: list[str], skip_problems: bool, what: str) -> ConversionReport:
         """Refuse (nothing written) or write the JSONs and semantic maps, check the result, move it into place."""
         if problems and not skip_problems:
             shutil.rmtree(self.stage, ignore_errors=True)
@@ -344,11 +352,10 @@ class _PanopticWriter:
             raise ConversionError(problems + [f"no image could be converted (into {self.paths['panoptic_json']})"],
                                   what)
         self.report.problems = problems
-        panoptic = {"images": self.images, "annotations": self.annotations, "categories": categories}
+        panoptic = {"images": self.images, "annotations": self.annotations, "categories": self.categories}
         self.staged["panoptic_json"].write_text(json.dumps(panoptic))
         self.staged["grounding_json"].write_text(json.dumps({"images": self.images, "annotations": [],
-                                                             "categories": categories}))
-        write_semantic_maps(self.staged["panoptic_dir"], self.staged["panoptic_json"], self.staged["semantic_dir"])
+                                                             "categories": self.categories}))
         found = validate_coco_panoptic(self.staged["image_dir"], self.staged["panoptic_dir"],
                                        self.staged["panoptic_json"], self.staged["grounding_json"])
         if found:  # a converter bug, not a problem of the input
@@ -489,7 +496,7 @@ def convert_coco_instances(
             continue
         by_image[annotation["image_id"]].append((number, annotation))
 
-    writer = _PanopticWriter(out_dir, split, "coco-instances", overwrite)
+    writer = _PanopticWriter(out_dir, split, "coco-instances", list(categories.values()), overwrite)
     stems = Counter(Path(image["file_name"]).stem for image in images.values())
     for image_id in sorted(images):
         image = images[image_id]
@@ -575,7 +582,7 @@ def convert_coco_instances(
             renumbered[segment.pop("mask") if "mask" in segment else ids == segment["id"]] = number
             segment["id"] = number
         writer.add(source, image_id, renumbered, kept)
-    return writer.finish(sorted(categories.values(), key=lambda c: c["id"]), problems, skip_problems,
+    return writer.finish(problems, skip_problems,
                          "COCO instances input")
 
 
@@ -618,7 +625,7 @@ def convert_semantic_masks(
     orphans = sorted(set(mask_files) - set(image_files) - set(duplicates))
     for stem in orphans:
         problems.append(f"{mask_files[stem]}: no image named {stem}.* in {image_dir} (mask skipped)")
-    writer = _PanopticWriter(out_dir, split, "semantic-masks", overwrite)
+    writer = _PanopticWriter(out_dir, split, "semantic-masks", coco, overwrite)
     writer.report.skipped_images += sum(duplicates.values()) + len(orphans)
     structure = np.ones((3, 3), dtype=bool)  # 8-connected components
     for image_id, stem in enumerate(sorted(image_files), start=1):
@@ -677,7 +684,7 @@ def convert_semantic_masks(
                 segments.append({"id": len(segments) + 1, "category_id": category_id, "isthing": isthing})
                 ids[region] = len(segments)
         writer.add(path, image_id, ids, segments)
-    return writer.finish(coco, problems, skip_problems, "semantic masks input")
+    return writer.finish(problems, skip_problems, "semantic masks input")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -726,7 +733,7 @@ def convert_instance_annotations(
     orphans = sorted(set(annotation_files) - set(image_files) - set(duplicates))
     for stem in orphans:
         problems.append(f"{annotation_files[stem]}: no image named {stem}.* in {image_dir} (annotation skipped)")
-    writer = _PanopticWriter(out_dir, split, "instance-annotations", overwrite)
+    writer = _PanopticWriter(out_dir, split, "instance-annotations", coco, overwrite)
     writer.report.skipped_images += sum(duplicates.values()) + len(orphans)
     for image_id, stem in enumerate(sorted(image_files), start=1):
         path = image_files[stem]
@@ -781,7 +788,7 @@ def convert_instance_annotations(
                              "instance_id": instance_id if isthing else None})
             ids[region] = len(segments)
         writer.add(path, image_id, ids, segments)
-    return writer.finish(coco, problems, skip_problems, "instance annotations input")
+    return writer.finish(problems, skip_problems, "instance annotations input")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -17,7 +17,14 @@ import pytest
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
-from seem_hf.data import coco_panoptic_paths, load_coco_panoptic, make_shapes_dataset, panoptic_targets, vocabulary_of
+from seem_hf.data import (
+    coco_panoptic_paths,
+    load_coco_panoptic,
+    make_shapes_dataset,
+    panoptic_targets,
+    vocabulary_of,
+    write_semantic_maps,
+)
 from seem_hf.data.convert import (
     ConversionError,
     add_sentences,
@@ -56,10 +63,15 @@ def _segments(paths) -> dict[str, list[tuple[str, bool, bytes]]]:
 
 
 def _sound(paths) -> None:
+    """The converted folder passes the validator, and its semantic maps are the package writer's."""
     assert validate_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"],
                                   paths["grounding_json"]) == []
-    assert paths["semantic_dir"].is_dir() and len(list(paths["semantic_dir"].glob("*.png"))) == \
-        len(list(paths["panoptic_dir"].glob("*.png")))
+    written = write_semantic_maps(paths["panoptic_dir"], paths["panoptic_json"], paths["semantic_dir"].with_name("ref"))
+    assert len(written) == len(list(paths["semantic_dir"].glob("*.png"))) > 0
+    for path in written:
+        converted = PIL.Image.open(paths["semantic_dir"] / path.name)
+        assert converted.mode == PIL.Image.open(path).mode
+        assert np.array_equal(np.asarray(converted), np.asarray(PIL.Image.open(path)))
 
 
 def _image_dir_copy(shapes, folder):
