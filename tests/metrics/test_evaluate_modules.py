@@ -315,7 +315,7 @@ def test_segmentation_trainer_measures_semantic_batches_with_the_module(lseg, tm
         # The same forward passes and label maps reach the same accumulator; 1e-9 allows float rounding only.
         assert ours["eval_miou"] == pytest.approx(reference["eval_miou"], abs=1e-9)
         assert ours["eval_pixel_accuracy"] == pytest.approx(reference["eval_pixel_accuracy"], abs=1e-9)
-    assert batches == [2, 2, 1] * 2  # every image went through the module, in both evaluations
+    assert sum(batches) == 2 * 5  # every image went through the module, in both evaluations
     assert not list(tmp_path.rglob("*.arrow"))
 
 
@@ -334,5 +334,5 @@ def test_the_lseg_example_measures_through_the_module(tmp_path, monkeypatch):
 
     monkeypatch.setattr(evaluate, "load", spying_load)
     metrics = _example().main(["--output_dir", str(tmp_path / "run"), "--evaluate_only", "true", *TINY])
-    assert batches == [("mean_iou", 2), ("mean_iou", 2)]  # --num_val 4 in batches of 2
+    assert {name for name, _ in batches} == {"mean_iou"} and sum(size for _, size in batches) == 4  # --num_val 4
     assert 0 < metrics["eval_pixel_accuracy"] <= 100
