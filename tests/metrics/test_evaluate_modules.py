@@ -203,11 +203,12 @@ def test_inputs_as_tensors_and_post_processor_dicts():
     as_tensors = [{"segmentation": torch.from_numpy(p["segmentation"]),
                    "segments_info": [dict(s, score=0.9, label_id=s["category_id"] - 1) for s in p["segments_info"]]}
                   for p in predictions]
+    def without_defaults(segment):  # no `area`, and `iscrowd` only where it is 1
+        kept = {"id": segment["id"], "category_id": segment["category_id"]}
+        return kept | {"iscrowd": 1} if segment["iscrowd"] else kept
+
     counted = [{"segmentation": torch.from_numpy(r["segmentation"]),
-                "segments_info": [{"id": s["id"], "category_id": s["category_id"]} | ({"iscrowd": 1} if s["iscrowd"]
-                                                                                      else {})
-                                  for s in r["segments_info"]]}
-               for r in references]
+                "segments_info": [without_defaults(segment) for segment in r["segments_info"]]} for r in references]
     metric = evaluate.load(evaluate_module_path("panoptic_quality"), keep_in_memory=True)
     _assert_same(metric.compute(predictions=as_tensors, references=counted, **kwargs), expected)
 

@@ -3,7 +3,6 @@
 
 import datasets
 import evaluate
-import numpy as np
 
 from seem_hf.metrics import ReferringAccumulator
 from seem_hf.metrics.evaluate_modules import common
