@@ -91,6 +91,17 @@ class SegmentationTrainer(Trainer):
         self.postprocess, self.semantic_postprocess = postprocess, semantic_postprocess
         self.lr_multipliers, self.lr_milestones, self.lr_gamma = lr_multipliers, lr_milestones, lr_gamma
 
+    def train(self, *args, **kwargs):
+        """transformers' `train`, saying first (on the main process) how many processes share the run and the global
+        batch: what the learning rate and the step count mean."""
+        if self.args.process_index == 0:
+            per_device, processes = self.args.per_device_train_batch_size, self.args.world_size
+            accumulation = self.args.gradient_accumulation_steps
+            print(f"Training on {processes} process(es): global batch {per_device * processes * accumulation} "
+                  f"= {per_device} per device x {processes} process(es) x {accumulation} accumulation step(s).",
+                  flush=True)
+        return super().train(*args, **kwargs)
+
     def create_optimizer(self, model=None):
         if self.optimizer is None:
             args = self.args
@@ -114,10 +125,15 @@ class SegmentationTrainer(Trainer):
         return super().create_scheduler(num_training_steps, optimizer)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """The metrics above, the loss and `extra_evaluation`'s metrics. Random draws inside evaluation (the loss's
-        point sampling and matching, SEEM's prompt sampling) come from the run's seed, set afresh for every
-        evaluation and restored afterwards: the same weights give the same numbers whenever they are evaluated,
-        and evaluating does not change what training draws next."""
+        """The metrics above, the loss and `extra_evaluation`'s metrics.
+
+        Images are evaluated one per forward (as detectron2 evaluates SEEM and Mask2Former), so `eval_loss` is the
+        mean over images of each image's own loss, and neither it nor the metrics depend on how images are grouped
+        into batches or shared among processes: any number of processes reports the numbers of one
+        (`per_device_eval_batch_size` does not apply here). Random draws inside evaluation (the loss's point
+        sampling and matching, SEEM's prompt sampling) come from the run's seed plus the image's index, set afresh
+        for every image and restored afterwards: the same weights give the same numbers whenever and wherever they
+        are evaluated, and evaluating does not change what training draws next."""
         devices = [self.args.device] if self.args.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.args.seed)
@@ -127,15 +143,16 @@ class SegmentationTrainer(Trainer):
         return metrics
 
     def _segmentation_metrics(self, eval_dataset, metric_key_prefix: str) -> dict[str, float]:
-        dataloader = self._sharded_eval_dataloader(self.eval_dataset if eval_dataset is None else eval_dataset)
+        dataloader, indices = self._sharded_eval_dataloader(self.eval_dataset if eval_dataset is None else eval_dataset)
         model = self.model
         was_training = model.training
         model.eval()
         panoptic = PanopticQualityAccumulator(self.categories)
         semantic = SemanticSegmentationAccumulator(len(self.categories))
-        loss_sum = torch.zeros(2, dtype=torch.float64, device=self.args.device)  # sum of losses, batches
+        loss_sum = torch.zeros(2, dtype=torch.float64, device=self.args.device)  # sum of losses, images
         semantic_only = False
-        for batch in dataloader:
+        for index, batch in zip(indices, dataloader):
+            torch.manual_seed(self.args.seed + index)  # this image's draws, wherever it is evaluated
             batch = self._prepare_inputs(batch)
             with torch.no_grad(), local_target_count():
                 outputs = model(**batch)
@@ -197,18 +214,17 @@ class SegmentationTrainer(Trainer):
             return None
         return super().create_model_card(*args, **kwargs)
 
-    def _sharded_eval_dataloader(self, dataset) -> DataLoader:
-        """Each process takes every world_size-th image, so no image is evaluated twice (transformers' loader
-        repeats images to even out batches, which would bias summed statistics)."""
+    def _sharded_eval_dataloader(self, dataset) -> tuple[DataLoader, range]:
+        """One image per batch, each process taking every world_size-th image, so no image is evaluated twice
+        (transformers' loader repeats images to even out batches, which would bias summed statistics); and the
+        dataset indices it yields, in order."""
         rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return DataLoader(
-            Subset(dataset, range(rank, len(dataset), world)),
-            batch_size=self.args.per_device_eval_batch_size,
-            collate_fn=self.eval_data_collator,
-            num_workers=self.args.dataloader_num_workers,
-        )
+        indices = range(rank, len(dataset), world)
+        loader = DataLoader(Subset(dataset, indices), batch_size=1, collate_fn=self.eval_data_collator,
+                            num_workers=self.args.dataloader_num_workers)
+        return loader, indices
 
     @staticmethod
     def _add_image(panoptic, semantic, result, target, rows: int, cols: int, semantic_map=None) -> None:

@@ -45,4 +45,4 @@ def test_two_nodes_without_a_shared_folder_train(tmp_path):
         outputs.append(output)
         # each machine wrote the dataset it read, in its own folder
         assert (folder / "run" / "shapes" / "annotations" / "panoptic_train.json").exists()
-    assert "2 process(es)" in outputs[0]
+    assert "Training on 2 process(es): global batch 2 = 1 per device x 2 process(es)" in outputs[0]
