@@ -185,14 +185,17 @@ class LabelEmbeddingsMixin:
         if os.path.isdir(source):
             path = Path(source) / LABEL_EMBEDDINGS_NAME
             return path if path.is_file() else None
-        from transformers.utils import cached_file
+        known = self.__dict__.setdefault("_carried_files", {})  # a Hub checkpoint is asked once
+        if source not in known:
+            from transformers.utils import cached_file
 
-        try:
-            path = cached_file(source, LABEL_EMBEDDINGS_NAME, _raise_exceptions_for_missing_entries=False,
-                               _raise_exceptions_for_connection_errors=False)
-        except (OSError, ValueError):
-            return None
-        return Path(path) if path else None
+            try:
+                path = cached_file(source, LABEL_EMBEDDINGS_NAME, _raise_exceptions_for_missing_entries=False,
+                                   _raise_exceptions_for_connection_errors=False)
+            except (OSError, ValueError):
+                path = None
+            known[source] = Path(path) if path else None
+        return known[source]
 
     def _carried_label_embeddings(self, text_tower: str, label_set: str, default_label_set: bool):
         path = self._carried_file()
