@@ -12,7 +12,9 @@ What it fixes so that two computations of the same objective can be compared to 
   image in any batch); visual prompts are left out (`max_visual_prompts=0`): the model samples their pixels from
   torch's generator image after image, which a split batch also draws in another order;
 - LSeg without the BatchNorm of its fusion blocks: batch statistics are per process (docs/training.md), so a batch
-  split over processes is normalised otherwise than the union.
+  split over processes is normalised otherwise than the union. `lseg_batchnorm` (the fixture as it is) is run too,
+  on images with as many labelled pixels, to check that choice: 2 processes then equal one process accumulating
+  one image per micro-batch.
 """
 
 from __future__ import annotations
@@ -79,14 +81,15 @@ def build(name: str):
                          LSegProcessor, SeemForUniversalSegmentation, SeemProcessor)
     from seem_hf.training import DetrPanopticCollator, LabelSetCollator, SeemPromptCollator, SemanticCollator
 
-    folder = FIXTURES / f"tiny-random-{name}"
+    folder = FIXTURES / f"tiny-random-{name}"  # (LSeg's is the same folder with or without BatchNorm)
     torch.manual_seed(0)  # what a changed config leaves uninitialised (LSeg's fusion biases) is the same everywhere
     if name == "detr_panoptic":
         model = DetrPanopticForSegmentation.from_pretrained(folder, dropout=0.0)
         return model, DetrPanopticCollator(DetrPanopticImageProcessor.from_pretrained(folder))
-    if name == "lseg":
+    if name in ("lseg", "lseg_batchnorm"):
+        folder = FIXTURES / "tiny-random-lseg"
         config = AutoConfig.from_pretrained(folder)
-        config.vision_config.use_batch_norm_in_fusion_residual = False
+        config.vision_config.use_batch_norm_in_fusion_residual = name == "lseg_batchnorm"
         model = LSegForSemanticSegmentation.from_pretrained(folder, config=config)
         names = [model.config.id2label[index] for index in sorted(model.config.id2label)]
         return model, SemanticCollator(LSegProcessor.from_pretrained(folder), names, model.config.ignore_index)
@@ -124,8 +127,9 @@ def main(out_dir: str) -> None:
     fix_point_draws()
     out = Path(out_dir)
     rows = shapes_rows(out / f"data-{os.environ.get('LOCAL_RANK', '0')}")
-    for name in MODELS:
-        gradients = train_one_step(name, rows, out / f"run-{name}", batch_size=1)
+    equal_rows = shapes_rows(out / f"data-equal-{os.environ.get('LOCAL_RANK', '0')}", min_scale=1.0)
+    for name, dataset in [(name, rows) for name in MODELS] + [("lseg_batchnorm", equal_rows)]:
+        gradients = train_one_step(name, dataset, out / f"run-{name}", batch_size=1)
         if int(os.environ.get("RANK", "0")) == 0:
             torch.save(gradients, out / f"{name}.pt")
 

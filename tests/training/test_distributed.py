@@ -47,7 +47,7 @@ def two_process_gradients(tmp_path_factory):
         cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    return {name: torch.load(out / f"{name}.pt") for name in MODELS}
+    return {name: torch.load(out / f"{name}.pt") for name in (*MODELS, "lseg_batchnorm")}
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +97,15 @@ def test_no_model_takes_trainer_loss_arguments():
         model, _ = build(name)
         trainer = Trainer(model=model, args=TrainingArguments(output_dir="unused", use_cpu=True, report_to=[]))
         assert trainer.model_accepts_loss_kwargs is False, name
+
+
+def test_lseg_batchnorm_statistics_are_per_process(two_process_gradients, tmp_path):
+    """The choice for LSeg's fusion BatchNorm (docs/training.md): plain BatchNorm, statistics of each process's own
+    images. 2 processes of one image then give the gradient of one process accumulating one image per micro-batch
+    (images with as many labelled pixels, so the accumulation is exact), and not that of the batch of 2, whose
+    statistics mix both images (the difference shows the check can tell them apart)."""
+    rows = shapes_rows(tmp_path / "data", min_scale=1.0)
+    accumulated = train_one_step("lseg_batchnorm", rows, tmp_path / "accumulated", batch_size=1, accumulation=2)
+    assert _relative_difference(accumulated, two_process_gradients["lseg_batchnorm"]) < TOLERANCE
+    batch = train_one_step("lseg_batchnorm", rows, tmp_path / "batch", batch_size=2)
+    assert _relative_difference(batch, two_process_gradients["lseg_batchnorm"]) > 1e-3
