@@ -228,13 +228,14 @@ def _to_rgb(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values)
 
 
-def _pil_to_rgb(image: PIL.Image.Image, what: str) -> np.ndarray:
+def _pil_to_rgb(image: PIL.Image.Image, what: str, upright: bool = True) -> np.ndarray:
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as error:
         name = getattr(image, "filename", None) or what
         raise ValueError(f"Cannot read the image {name}: {error}") from error
-    image = _upright(image)
+    if upright:
+        image = _upright(image)
     mode = image.mode
     if mode in _SIXTEEN_BIT_MODES:
         return _to_rgb(_values_to_uint8(np.asarray(image), what, sixteen_bit=True))
@@ -250,12 +251,13 @@ def _pil_to_rgb(image: PIL.Image.Image, what: str) -> np.ndarray:
 
 
 def read_image(image, input_data_format=None, unit_range: bool = False, timeout: float | None = None,
-               index: int | None = None, allow_paths: bool = False) -> np.ndarray:
+               index: int | None = None, allow_paths: bool = False, upright: bool = True) -> np.ndarray:
     """One image -> a (height, width, 3) uint8 RGB array, by the rule of the module docstring.
 
     `image` is a PIL image, a numpy array or a torch tensor (with `allow_paths`, also a path, `os.PathLike`, URL or
     base64 string, opened with `open_image`); `input_data_format` ("channels_first" / "channels_last") settles the
-    layout of an array; `unit_range=True` (the processors' `do_rescale=False`) says the values are on [0, 1].
+    layout of an array; `unit_range=True` (the processors' `do_rescale=False`) says the values are on [0, 1];
+    `upright=False` keeps a PIL image's pixels as stored, ignoring its EXIF orientation.
     """
     what = "the image" if index is None else f"image {index}"
     if allow_paths and isinstance(image, (str, os.PathLike)):
@@ -264,7 +266,7 @@ def read_image(image, input_data_format=None, unit_range: bool = False, timeout:
     if isinstance(image, PIL.Image.Image):
         if unit_range:
             raise ValueError(f"do_rescale=False says the images are already on [0, 1]; {what} is a PIL image.")
-        return _pil_to_rgb(image, what)
+        return _pil_to_rgb(image, what, upright)
     values = _as_numpy(image)
     if values.ndim == 3 and _channels_first(image, input_data_format):
         values = values.transpose(1, 2, 0)
@@ -333,3 +335,20 @@ class CheckedImagesMixin:
 
 
 __all__ = ["CheckedImagesMixin", "image_size", "open_image", "read_image", "read_images", "validate_image"]
+
+
+def read_annotated_image(image, height: int, width: int) -> np.ndarray:
+    """A training image as `read_image` reads it, for annotations of `height` x `width`: upright by its EXIF
+    orientation (what labelling tools show and annotate), or as stored when only the stored pixels have the
+    annotation's size (annotations made on the raw pixels, as COCO's own). Any other size is an error naming both."""
+    pixels = read_image(image)
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    if isinstance(image, PIL.Image.Image):
+        stored = read_image(image, upright=False)
+        if stored.shape[:2] == (height, width):
+            return stored
+    name = getattr(image, "filename", None) or "the image"
+    raise ValueError(f"{name} is {pixels.shape[1]}x{pixels.shape[0]} (width x height) but its annotation is "
+                     f"{width}x{height}: the panoptic PNG must have the image's size (check the file pairing and any "
+                     "resizing done after annotation).")

@@ -9,6 +9,8 @@ import numpy as np
 import PIL.Image
 import torch
 
+from seem_hf.image_utils import read_annotated_image
+
 
 @dataclass
 class Augmented:
@@ -120,7 +122,8 @@ class AugmentedPanopticDataset(torch.utils.data.Dataset):
             referring, sentences = grounding_targets(row, targets["masks"])
             rng = np.random.default_rng([self.seed, int(row["image_id"]), self.epoch])
             # Segments and referring masks go through the same flip, resize and crop.
-            augmented = self.jitter(np.asarray(row["image"].convert("RGB")),
+            height, width = targets["masks"].shape[1:]
+            augmented = self.jitter(read_annotated_image(row["image"], height, width),
                                     np.concatenate([targets["masks"], referring]), rng)
         except Exception as error:  # name the sample: one bad file must not be a mystery in a long run
             raise ValueError(f"Could not read or augment {self._describe(index)}: {error}") from error

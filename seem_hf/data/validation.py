@@ -14,8 +14,8 @@ or images). A dataset it passes is one `load_coco_panoptic` reads. The rules:
   (non-empty `raw` texts), optional `segment_id` and `category_id`.
 - Uniqueness: image ids and file names, annotation image ids and PNG names, category ids and names, segment ids
   within an image, grounding annotation ids; every image has an annotation and every annotation an image.
-- Consistency with the files: image size = JSON `height` x `width` = PNG size; 8-bit images (16-bit and float
-  images are not read as their values); RGB PNGs (id = R + 256 G + 256^2 B); the PNG's ids = `segments_info`'s;
+- Consistency with the files: image size = JSON `height` x `width` = PNG size; images in a mode `read_image` reads
+  (16-bit and float by its value rule; an EXIF orientation may turn the image to the JSON's size); RGB PNGs (id = R + 256 G + 256^2 B); the PNG's ids = `segments_info`'s;
   `area` = the segment's pixel count; `bbox` = the mask's box (within `BBOX_TOLERANCE` pixels, for the two
   conventions of the box's far edge); categories exist; a grounding annotation's image, segment and category exist
   and agree, its mask lies on its image and covers pixels (on its segment, when it names one).
@@ -33,6 +33,7 @@ import PIL.Image
 from tqdm.auto import tqdm
 
 from seem_hf.data.panoptic_format import rgb2id, segmentation_mask
+from seem_hf.image_utils import _upright
 
 BBOX_TOLERANCE = 1
 """Pixels a `bbox` side may differ from its mask's box: COCO's converters give `w = x_max - x_min + 1`, some tools
@@ -41,7 +42,10 @@ MIN_GROUNDING_IOU = 0.5
 """A grounding annotation that names a segment must overlap it at least this much (IoU): the loader trains on the
 segment's mask, so a segmentation elsewhere means the sentence describes something else."""
 _MAX_SEGMENT_ID = 256**3 - 1
-_READABLE_IMAGE_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La"}
+_READABLE_IMAGE_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La",
+                         "I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+"""PIL modes `seem_hf.image_utils.read_image` reads as RGB (16-bit and float ones by its value rule), in training as
+in inference."""
 
 
 def _is_int(value) -> bool:
@@ -221,9 +225,9 @@ def _check_files(checker: _Checker, image: dict, image_path: Path | None, png_pa
         picture = checker.open_image(image_path, f"image {image['id']}")
         if picture is not None:
             if picture.mode not in _READABLE_IMAGE_MODES:
-                checker.add(f"{image_path}: image {image['id']}: mode {picture.mode} (16-bit or float) is not read as "
-                            f"its values; save it as 8-bit RGB")
-            if picture.size[::-1] != expected:
+                checker.add(f"{image_path}: image {image['id']}: mode {picture.mode} is not read as an image; save "
+                            f"it as 8-bit RGB")
+            if picture.size[::-1] != expected and _upright(picture).size[::-1] != expected:
                 checker.add(f"{image_path}: image {image['id']}: size {picture.size[::-1]} (H, W) differs from the "
                             f"JSON's height x width {expected}")
     png = checker.open_image(png_path, f"panoptic PNG of image {image['id']}")

@@ -68,3 +68,64 @@ def test_bad_arguments():
         LargeScaleJitter(output_size=64)(image, masks[:, :10], np.random.default_rng(0))
     with pytest.raises(ValueError, match="uint8"):
         LargeScaleJitter(output_size=64)(image.astype(float), masks, np.random.default_rng(0))
+
+
+def _training_rows(root, rewrite):
+    """The first training row of a 2-image shapes folder, before and after `rewrite(path, pixels)` re-stores its
+    image file (the annotation untouched), both through the examples' augmentation at scale 1."""
+    import PIL.Image
+
+    from seem_hf.data import AugmentedPanopticDataset, coco_panoptic_paths, load_coco_panoptic, make_shapes_dataset
+
+    make_shapes_dataset(root, 2, 0, 64, seed=0)
+    paths = coco_panoptic_paths(root, ("train",))["train"]
+
+    def first_row():
+        dataset = load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"])
+        return AugmentedPanopticDataset(dataset, LargeScaleJitter(64, 1.0, 1.0, flip_probability=0.0))[0]
+
+    before = first_row()
+    path = sorted(root.joinpath("train").glob("*.jpg"))[0]
+    with PIL.Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    rewrite(path, pixels)
+    return before, first_row()
+
+
+def test_training_images_read_16_bit_and_exif_like_inference(tmp_path):
+    """Training reads images by the inference rule (seem_hf.image_utils.read_image): a 16-bit PNG is not
+    saturated to white, and a photo stored sideways with an EXIF orientation is turned upright to match its
+    annotation."""
+    import PIL.Image
+
+    def sixteen_bit(path, pixels):  # the same picture as one 16-bit grey channel (PIL opens it by its content)
+        grey = np.asarray(PIL.Image.fromarray(pixels).convert("L"), dtype=np.uint16) * 257
+        PIL.Image.fromarray(grey).save(path, format="PNG")
+
+    before, after = _training_rows(tmp_path / "a", sixteen_bit)
+    grey = np.asarray(PIL.Image.fromarray(before["image"]).convert("L"), dtype=int)
+    assert np.abs(after["image"][..., 0].astype(int) - grey).max() <= 1  # rounding of 16 -> 8 bits
+    assert after["image"].mean() < 200 and (after["masks"] == before["masks"]).all()
+
+    def sideways(path, pixels):  # stored turned 90 degrees, with the EXIF tag that turns it back (orientation 8)
+        exif = PIL.Image.Exif()
+        exif[0x0112] = 8
+        PIL.Image.fromarray(np.rot90(pixels, k=-1).copy()).save(path, format="PNG", exif=exif)
+
+    before, after = _training_rows(tmp_path / "b", sideways)
+    assert np.abs(after["image"].astype(int) - before["image"].astype(int)).max() <= 2
+    assert (after["masks"] == before["masks"]).all()
+
+
+def test_training_image_of_another_size_is_named(tmp_path):
+    import PIL.Image
+
+    def resized(path, pixels):
+        PIL.Image.fromarray(pixels).resize((40, 64)).save(path, format="PNG")
+
+    with pytest.raises(ValueError, match=r"000001.jpg: image 1: size \(64, 40\) \(H, W\) differs from the JSON"):
+        _training_rows(tmp_path, resized)  # the folder's validation names it before training starts
+    from seem_hf.image_utils import read_annotated_image
+
+    with pytest.raises(ValueError, match=r"is 40x64 \(width x height\) but its annotation is 64x64"):
+        read_annotated_image(PIL.Image.new("RGB", (40, 64)), 64, 64)  # rows that skip validation (`datasets`)
