@@ -63,6 +63,6 @@ def test_two_processes_evaluate_like_one(tmp_path):
     one = _printed_metrics(_run([sys.executable, *arguments], cwd=tmp_path))
     two = _printed_metrics(_run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                                  "--master_port", "29534", *arguments], cwd=tmp_path))
-    for key in ("eval_miou", "eval_pixel_accuracy"):
+    for key in ("eval_loss", "eval_miou", "eval_pixel_accuracy"):  # the loss: a mean over images of each one's
         assert two[key] == pytest.approx(one[key], abs=1e-3), key
     assert one["eval_pixel_accuracy"] > 0
