@@ -46,7 +46,9 @@ def global_mean_denominators(
     process of an initialised `torch.distributed` group (one `all_reduce` for all counts, so every process must
     call this the same number of times), at least `minimum` (per count or for all), divided by the number of
     processes. Without a group, or inside `local_target_count()`: each count itself, at least `minimum`."""
-    counts = torch.as_tensor([float(count) for count in local_counts], dtype=torch.float64, device=device)
+    # float64: pixel counts of large batches exceed float32's exact integers (MPS has no float64).
+    dtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
+    counts = torch.as_tensor([float(count) for count in local_counts], dtype=dtype, device=device)
     world_size = 1
     if _SYNC_COUNTS.get() and torch.distributed.is_available() and torch.distributed.is_initialized():
         world_size = torch.distributed.get_world_size()
