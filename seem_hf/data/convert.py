@@ -2,8 +2,8 @@
 `seem_hf.data.make_shapes_dataset` writes and `--data_dir` trains on), and add referring sentences to a converted
 folder:
 
-    python -m seem_hf.data.convert coco-instances INSTANCES_JSON IMAGE_DIR OUT_DIR [--stuff-dir DIR --stuff-categories TABLE]
-    python -m seem_hf.data.convert semantic-masks IMAGE_DIR MASK_DIR CATEGORIES OUT_DIR [--things components|one-per-class]
+    python -m seem_hf.data.convert coco-instances INSTANCES_JSON IMAGE_DIR OUT_DIR [--stuff-dir DIR ...]
+    python -m seem_hf.data.convert semantic-masks IMAGE_DIR MASK_DIR CATEGORIES OUT_DIR [--things one-per-class]
     python -m seem_hf.data.convert instance-annotations IMAGE_DIR ANNOTATION_DIR SEMANTIC_CLASS_TO_ID OUT_DIR
     python -m seem_hf.data.convert sentences DATA_DIR SENTENCES_FILE
 
@@ -13,7 +13,9 @@ copied), `OUT_DIR/annotations/panoptic_<split>.json` with its PNGs, `grounding_<
 `validate_coco_panoptic`. Every problem of the input is found in one pass, each line naming the file, the image and
 the segment. By default a conversion with problems writes nothing and raises `ConversionError` listing them all;
 with `skip_problems=True` (`--skip-problems`) it converts the rest and its report lists what was skipped. The
-report's `summary()` (the CLI's last line) says how many images and segments were converted and skipped.
+report's `summary()` (the CLI's last line) says how many images and segments were converted and skipped. Images are
+converted one at a time (memory flat in their number), in `num_workers` processes (`--num-workers`) where the system
+can fork; the output and the order of the problems do not depend on it.
 
 The rules, per format:
 - `coco-instances` (a COCO instances JSON, as CVAT, Label Studio, Roboflow and labelme2coco export; polygons and
@@ -41,6 +43,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -286,6 +289,40 @@ def _first_pixel(mask: np.ndarray) -> str:
 # Writing the COCO-panoptic folder
 
 
+@dataclass
+class _ImageOutcome:
+    """What converting one image gave: its problems, what it skipped, and (when written) its `images` entry,
+    `annotations` entry and number of things."""
+
+    problems: list[str] = field(default_factory=list)
+    skipped_images: int = 0
+    skipped_segments: int = 0
+    entry: tuple[dict, dict, int] | None = None
+
+
+_CURRENT_JOB = None
+
+
+def _run_current_job(item):
+    return _CURRENT_JOB(item)
+
+
+def _map_images(function, items: Iterable, num_workers: int):
+    """`function(item)` for each item, in order: in this process, or in `num_workers` forked processes (each image's
+    files are its own, so they are written side by side; the outcomes come back in item order, so problems are listed
+    in the same order whatever the number of workers). Memory stays flat: items are handed out in small chunks."""
+    global _CURRENT_JOB
+    if num_workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from map(function, items)
+        return
+    _CURRENT_JOB = function  # forked workers inherit it (a closure cannot be pickled)
+    try:
+        with multiprocessing.get_context("fork").Pool(num_workers) as pool:
+            yield from pool.imap(_run_current_job, items, chunksize=8)
+    finally:
+        _CURRENT_JOB = None
+
+
 class _PanopticWriter:
     """Writes one split into a staging folder beside the output and moves it into place at the end, so a refused
     conversion leaves nothing behind and memory stays flat in the number of images."""
@@ -308,9 +345,11 @@ class _PanopticWriter:
         self.images: list[dict] = []
         self.annotations: list[dict] = []
 
-    def add(self, source: Path, image_id: int, ids: np.ndarray, segments: list[dict]) -> None:
-        """One image: its file (linked or copied under its own name), its segment-id map (H, W) and its segments
-        (`id`, `category_id`, `isthing`, optional `iscrowd`), in id order; `area` and `bbox` come from the map."""
+    def write(self, source: Path, image_id: int, ids: np.ndarray, segments: list[dict]) -> tuple[dict, dict, int]:
+        """Write one image's files: the image (linked or copied under its own name), its panoptic PNG and semantic
+        map, from its segment-id map (H, W) and its segments (`id`, `category_id`, `isthing`, optional `iscrowd`), in
+        id order. Returns its `images` and `annotations` entries (`area` and `bbox` from the map) and its number of
+        things; changes nothing else, so images can be written by several processes."""
         height, width = ids.shape
         file_name = source.name
         target = self.staged["image_dir"] / file_name
@@ -336,11 +375,22 @@ class _PanopticWriter:
                 "bbox": [cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start],
                 "area": int(areas[segment["id"]]),
             } | {key: int(segment[key]) for key in SOURCE_IDS if segment.get(key) is not None})
-            self.report.things += bool(segment["isthing"])
-        self.images.append({"id": int(image_id), "file_name": file_name, "height": height, "width": width})
-        self.annotations.append({"image_id": int(image_id), "file_name": png_name, "segments_info": segments_info})
-        self.report.images += 1
-        self.report.segments += len(segments_info)
+        return ({"id": int(image_id), "file_name": file_name, "height": height, "width": width},
+                {"image_id": int(image_id), "file_name": png_name, "segments_info": segments_info},
+                sum(bool(segment["isthing"]) for segment in segments))
+
+    def collect(self, outcome: _ImageOutcome, problems: list[str]) -> None:
+        """Add one image's outcome, in image order: its problems and skips, and its entries when it was written."""
+        problems.extend(outcome.problems)
+        self.report.skipped_images += outcome.skipped_images
+        self.report.skipped_segments += outcome.skipped_segments
+        if outcome.entry is not None:
+            image, annotation, things = outcome.entry
+            self.images.append(image)
+            self.annotations.append(annotation)
+            self.report.images += 1
+            self.report.segments += len(annotation["segments_info"])
+            self.report.things += things
 
     def finish(self, problems: list[str], skip_problems: bool, what: str) -> ConversionReport:
         """Refuse (nothing written) or write the JSONs and semantic maps, check the result, move it into place."""
@@ -432,6 +482,7 @@ def convert_coco_instances(
     overlap: str = "smaller_on_top",
     skip_problems: bool = False,
     overwrite: bool = False,
+    num_workers: int = 1,
 ) -> ConversionReport:
     """Convert a COCO instances JSON (polygons or RLE) and its images into COCO-panoptic under `out_dir` (rules in
     the module docstring): the JSON's categories are things and keep their ids; an optional stuff map per image
@@ -498,7 +549,9 @@ def convert_coco_instances(
 
     writer = _PanopticWriter(out_dir, split, "coco-instances", list(categories.values()), overwrite)
     stems = Counter(Path(image["file_name"]).stem for image in images.values())
-    for image_id in sorted(images):
+    def convert_one(image_id: int) -> _ImageOutcome:
+        outcome = _ImageOutcome()
+        problems = outcome.problems  # this image's; `collect` adds them to the conversion's, in order
         image = images[image_id]
         base = Path(image["file_name"]).name
         where = f"{instances_json}: image {image_id} ({image['file_name']})"
@@ -506,9 +559,9 @@ def convert_coco_instances(
         if seen_names[base] > 1 or stems[Path(base).stem] > 1:
             problems.append(f"{where}: duplicate file name {Path(base).stem!r} (several images would write one "
                             f"file); rename them (skipped: this image and its {plural(len(own), 'instance')})")
-            writer.report.skipped_images += 1
-            writer.report.skipped_segments += len(own)
-            continue
+            outcome.skipped_images += 1
+            outcome.skipped_segments += len(own)
+            return outcome
         count = len(problems)
         source = image_dir / image["file_name"]  # exporters write names relative to the image folder, or bare
         source = source if source.is_file() else image_dir / base
@@ -528,20 +581,20 @@ def convert_coco_instances(
                                 f"PNG of the image's size {height} x {width}")
                 stuff = None
         if len(problems) > count:  # the image cannot be converted
-            writer.report.skipped_images += 1
-            writer.report.skipped_segments += len(own)
-            continue
+            outcome.skipped_images += 1
+            outcome.skipped_segments += len(own)
+            return outcome
         instances = []
         for number, annotation in own:
             label = f"{where}: annotation {annotation.get('id', f'#{number}')}"
             if annotation.get("category_id") not in categories or annotation["category_id"] in stuff_ids.values():
                 problems.append(f"{label}: category_id {annotation.get('category_id')} is missing from the JSON's "
                                 f"categories")
-                writer.report.skipped_segments += 1
+                outcome.skipped_segments += 1
                 continue
             mask = _instance_mask(annotation, height, width, label, problems)
             if mask is None:
-                writer.report.skipped_segments += 1
+                outcome.skipped_segments += 1
                 continue
             instances.append((label, annotation, mask))
         if overlap == "smaller_on_top":  # paint the largest first; a stable sort keeps JSON order among equals
@@ -560,7 +613,7 @@ def convert_coco_instances(
             if visible[segment["id"]] == 0:
                 problems.append(f"{segment['label']}: every pixel is covered by other instances "
                                 f"({overlap.replace('_', ' ')}); nothing of it is left")
-                writer.report.skipped_segments += 1
+                outcome.skipped_segments += 1
             else:
                 kept.append(segment)
         if stuff is not None:
@@ -573,15 +626,20 @@ def convert_coco_instances(
                     problems.append(f"{Path(stuff_dir) / (Path(base).stem + '.png')}: image {image_id}: segment of "
                                     f"index {value} ({pixels} pixels, {_first_pixel(free & (stuff == value))}): index "
                                     f"missing from the stuff category table (left unlabelled)")
-                    writer.report.skipped_segments += 1
+                    outcome.skipped_segments += 1
                     continue
-                kept.append({"id": 0, "category_id": stuff_ids[value], "isthing": False, "mask": free & (stuff == value)})
+                kept.append({"id": 0, "category_id": stuff_ids[value], "isthing": False,
+                             "mask": free & (stuff == value)})
         # Renumber 1..n, so that a segment left out leaves no gap.
         renumbered = np.zeros_like(ids)
         for number, segment in enumerate(kept, start=1):
             renumbered[segment.pop("mask") if "mask" in segment else ids == segment["id"]] = number
             segment["id"] = number
-        writer.add(source, image_id, renumbered, kept)
+        outcome.entry = writer.write(source, image_id, renumbered, kept)
+        return outcome
+
+    for outcome in _map_images(convert_one, sorted(images), num_workers):
+        writer.collect(outcome, problems)
     return writer.finish(problems, skip_problems,
                          "COCO instances input")
 
@@ -601,6 +659,7 @@ def convert_semantic_masks(
     void_color: tuple[int, int, int] = (0, 0, 0),
     skip_problems: bool = False,
     overwrite: bool = False,
+    num_workers: int = 1,
 ) -> ConversionReport:
     """Convert semantic masks (`mask_dir/<image stem>.png`) and their images into COCO-panoptic under `out_dir`
     (rules in the module docstring). `categories` is a category table (`read_category_table`): with `index` values
@@ -628,7 +687,9 @@ def convert_semantic_masks(
     writer = _PanopticWriter(out_dir, split, "semantic-masks", coco, overwrite)
     writer.report.skipped_images += sum(duplicates.values()) + len(orphans)
     structure = np.ones((3, 3), dtype=bool)  # 8-connected components
-    for image_id, stem in enumerate(sorted(image_files), start=1):
+    def convert_one(item: tuple[int, str]) -> _ImageOutcome:
+        outcome, (image_id, stem) = _ImageOutcome(), item
+        problems = outcome.problems  # this image's; `collect` adds them to the conversion's, in order
         path = image_files[stem]
         where = f"{mask_dir / (stem + '.png')}: image {path.name}"
         count = len(problems)
@@ -648,8 +709,8 @@ def convert_semantic_masks(
                 problems.append(f"{where}: mask size {mask.shape[0]} x {mask.shape[1]} differs from the image's "
                                 f"{picture.size[1]} x {picture.size[0]} (H x W)")
         if len(problems) > count:
-            writer.report.skipped_images += 1
-            continue
+            outcome.skipped_images += 1
+            return outcome
         if by_index:
             values = mask.astype(np.int64)
             lookup = {row["index"]: number for number, row in enumerate(table, start=1)}
@@ -671,7 +732,7 @@ def convert_semantic_masks(
                          f"colour ({value // 65536}, {value // 256 % 256}, {value % 256})")
                 problems.append(f"{where}: segment of unknown {shown} ({pixels} pixels, {_first_pixel(region)}): "
                                 f"missing from {table_name} (left unlabelled)")
-                writer.report.skipped_segments += 1
+                outcome.skipped_segments += 1
                 continue
             category_id = lookup[value]
             isthing = table[category_id - 1]["isthing"]
@@ -683,7 +744,11 @@ def convert_semantic_masks(
             else:
                 segments.append({"id": len(segments) + 1, "category_id": category_id, "isthing": isthing})
                 ids[region] = len(segments)
-        writer.add(path, image_id, ids, segments)
+        outcome.entry = writer.write(path, image_id, ids, segments)
+        return outcome
+
+    for outcome in _map_images(convert_one, enumerate(sorted(image_files), start=1), num_workers):
+        writer.collect(outcome, problems)
     return writer.finish(problems, skip_problems, "semantic masks input")
 
 
@@ -701,6 +766,7 @@ def convert_instance_annotations(
     do_reduce_labels: bool = False,
     skip_problems: bool = False,
     overwrite: bool = False,
+    num_workers: int = 1,
 ) -> ConversionReport:
     """Convert 3-channel instance annotations (`annotation_dir/<image stem>.png`: semantic class, instance id,
     zeros; transformers' run_instance_segmentation.py layout) and their images into COCO-panoptic under `out_dir`
@@ -735,7 +801,9 @@ def convert_instance_annotations(
         problems.append(f"{annotation_files[stem]}: no image named {stem}.* in {image_dir} (annotation skipped)")
     writer = _PanopticWriter(out_dir, split, "instance-annotations", coco, overwrite)
     writer.report.skipped_images += sum(duplicates.values()) + len(orphans)
-    for image_id, stem in enumerate(sorted(image_files), start=1):
+    def convert_one(item: tuple[int, str]) -> _ImageOutcome:
+        outcome, (image_id, stem) = _ImageOutcome(), item
+        problems = outcome.problems  # this image's; `collect` adds them to the conversion's, in order
         path = image_files[stem]
         where = f"{annotation_dir / (stem + '.png')}: image {path.name}"
         count = len(problems)
@@ -757,8 +825,8 @@ def convert_instance_annotations(
                 problems.append(f"{where}: annotation size {annotation.shape[0]} x {annotation.shape[1]} differs "
                                 f"from the image's {picture.size[1]} x {picture.size[0]} (H x W)")
         if len(problems) > count:
-            writer.report.skipped_images += 1
-            continue
+            outcome.skipped_images += 1
+            return outcome
         semantic, instance = annotation[..., 0].astype(np.int64), annotation[..., 1].astype(np.int64)
         ids = np.zeros(semantic.shape, dtype=np.int64)
         segments = []
@@ -773,7 +841,7 @@ def convert_instance_annotations(
                 problems.append(f"{where}: segment of class {value}, instance {instance_id} ({int(region.sum())} "
                                 f"pixels, {_first_pixel(region)}): class {value} is missing from {source} "
                                 f"(left unlabelled)")
-                writer.report.skipped_segments += 1
+                outcome.skipped_segments += 1
                 continue
             category_id = category_of[value]
             isthing = coco[category_id - 1]["isthing"] == 1
@@ -787,7 +855,11 @@ def convert_instance_annotations(
             segments.append({"id": len(segments) + 1, "category_id": category_id, "isthing": isthing,
                              "instance_id": instance_id if isthing else None})
             ids[region] = len(segments)
-        writer.add(path, image_id, ids, segments)
+        outcome.entry = writer.write(path, image_id, ids, segments)
+        return outcome
+
+    for outcome in _map_images(convert_one, enumerate(sorted(image_files), start=1), num_workers):
+        writer.collect(outcome, problems)
     return writer.finish(problems, skip_problems, "instance annotations input")
 
 
@@ -832,9 +904,10 @@ def add_sentences(
 ) -> ConversionReport:
     """Attach referring sentences (a CSV or JSON of rows with `image`, `sentence`, and `segment_id`, `annotation_id`,
     `instance_id` or `polygon`; see the module docstring) to the segments of a converted folder (`data_dir`, the
-    layout the converters write), adding to its `grounding_<split>.json`. A polygon row is attached to the segment it overlaps most when the IoU is at least
-    `MIN_GROUNDING_IOU`. A sentence already on its segment is counted as present, not added twice. Raises
-    `ConversionError` listing every problem (unless `skip_problems`), writing nothing; returns the report."""
+    layout the converters write), adding to its `grounding_<split>.json`. A polygon row is attached to the segment it
+    overlaps most when the IoU is at least `MIN_GROUNDING_IOU`. A sentence already on its segment is counted as
+    present, not added twice. Raises `ConversionError` listing every problem (unless `skip_problems`), writing
+    nothing; returns the report."""
     paths = coco_panoptic_paths(data_dir, (split,))[split]
     sentences = Path(sentences)
     found = validate_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"],
@@ -984,6 +1057,8 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--split", default="train", help="the split to write (default train; run again with "
                              "--split val for the validation split)")
             sub.add_argument("--overwrite", action="store_true", help="replace the split if the folder has it")
+            sub.add_argument("--num-workers", type=int, default=1,
+                             help="processes converting images side by side (default 1; the output is the same)")
         else:
             sub.add_argument("--split", default="train", help="the split to add to (default train)")
         sub.add_argument("--skip-problems", action="store_true",
@@ -1041,18 +1116,19 @@ def main(argv: list[str] | None = None) -> int:
             report = convert_coco_instances(
                 arguments.instances_json, arguments.image_dir, arguments.out_dir, arguments.split,
                 arguments.stuff_dir, arguments.stuff_categories, arguments.stuff_ignore_index,
-                arguments.overlap.replace("-", "_"), arguments.skip_problems, arguments.overwrite)
+                arguments.overlap.replace("-", "_"), arguments.skip_problems, arguments.overwrite,
+                arguments.num_workers)
         elif arguments.format == "semantic-masks":
             void = None if arguments.void_color.lower() == "none" else _parse_color(arguments.void_color, "", [])
             report = convert_semantic_masks(
                 arguments.image_dir, arguments.mask_dir, arguments.categories, arguments.out_dir, arguments.split,
                 arguments.things.replace("-", "_"), arguments.ignore_index, void, arguments.skip_problems,
-                arguments.overwrite)
+                arguments.overwrite, arguments.num_workers)
         elif arguments.format == "instance-annotations":
             report = convert_instance_annotations(
                 arguments.image_dir, arguments.annotation_dir, arguments.semantic_class_to_id, arguments.out_dir,
                 arguments.split, [n.strip() for n in arguments.stuff_classes.split(",") if n.strip()],
-                arguments.do_reduce_labels, arguments.skip_problems, arguments.overwrite)
+                arguments.do_reduce_labels, arguments.skip_problems, arguments.overwrite, arguments.num_workers)
         else:
             report = add_sentences(arguments.data_dir, arguments.sentences, arguments.split, arguments.skip_problems)
     except ConversionError as error:

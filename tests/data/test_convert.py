@@ -57,8 +57,9 @@ def _segments(paths) -> dict[str, list[tuple[str, bool, bytes]]]:
     for row in dataset:
         targets = panoptic_targets(row)
         file_name = row["image"].filename.rsplit("/", 1)[-1]
-        result[file_name] = sorted((names[int(label)], bool(crowd), np.packbits(mask).tobytes())
-                                   for label, crowd, mask in zip(targets["labels"], targets["iscrowd"], targets["masks"]))
+        result[file_name] = sorted(
+            (names[int(label)], bool(crowd), np.packbits(mask).tobytes())
+            for label, crowd, mask in zip(targets["labels"], targets["iscrowd"], targets["masks"]))
     return result
 
 
@@ -225,7 +226,8 @@ def test_semantic_masks_colour_pngs_split_things_into_components(shapes, tmp_pat
         PIL.Image.fromarray(semantic).save(masks / f"{row['image_id']:06d}.png")
     table = tmp_path / "categories.json"
     table.write_text(json.dumps([{"name": c.name, "isthing": "thing" if c.isthing else "stuff",
-                                  "color": "#{:02x}{:02x}{:02x}".format(*c.color)} for c in SHAPES_VOCABULARY.categories]))
+                                  "color": "#{:02x}{:02x}{:02x}".format(*c.color)}
+                                 for c in SHAPES_VOCABULARY.categories]))
     convert_semantic_masks(paths["image_dir"], masks, table, tmp_path / "out")
     out = coco_panoptic_paths(tmp_path / "out")["train"]
     _sound(out)
@@ -341,6 +343,29 @@ def test_instance_annotations_hostile_input_lists_every_problem(shapes, tmp_path
                      [f"{where}: segment of class 8, instance {segment_id} (" for segment_id in ids])
     assert len(problems) == len(expected) and all(p.startswith(e) for p, e in zip(problems, expected)), problems
     assert sum("class 8 is missing from semantic_class_to_id" in p for p in problems) == len(problems) - 1
+
+
+def test_workers_write_the_same_folder_and_list_problems_in_the_same_order(shapes, tmp_path):
+    """Two processes convert side by side (`num_workers=2`): the same JSON and PNG bytes as one process, and a hostile
+    input's problems in the same (image) order."""
+    mapping = _instance_annotations(shapes, tmp_path / "annotations")
+    for workers in (1, 2):
+        convert_instance_annotations(shapes[0]["image_dir"], tmp_path / "annotations", mapping, tmp_path / f"{workers}",
+                                     stuff_classes=STUFF, do_reduce_labels=True, num_workers=workers)
+    one, two = (coco_panoptic_paths(tmp_path / f"{workers}")["train"] for workers in (1, 2))
+    assert one["panoptic_json"].read_bytes() == two["panoptic_json"].read_bytes()
+    for key in ("panoptic_dir", "semantic_dir"):
+        names = sorted(path.name for path in one[key].iterdir())
+        assert len(names) == 6 and names == sorted(path.name for path in two[key].iterdir())
+        assert all((one[key] / name).read_bytes() == (two[key] / name).read_bytes() for name in names)
+    del mapping["star"]
+    refusals = []
+    for workers in (1, 2):
+        with pytest.raises(ConversionError) as refused:
+            convert_instance_annotations(shapes[0]["image_dir"], tmp_path / "annotations", mapping, tmp_path / "bad",
+                                         stuff_classes=STUFF, do_reduce_labels=True, num_workers=workers)
+        refusals.append(refused.value.problems)
+    assert len(refusals[0]) > 1 and refusals[0] == refusals[1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
