@@ -2,7 +2,7 @@
 (`validate_coco_panoptic`, the check `load_coco_panoptic` and `--data_dir` run first) per 1,000 images, extrapolated
 to COCO's 118k, and each one's peak memory at two image counts (flat in the number of images when the two agree).
 
-    python benchmarks/data_scale.py [--counts 250 1000] [--image-size 512] [--results benchmarks/RESULTS.md]
+    python benchmarks/data_scale.py [--counts 250 1000] [--image-size 512] [--num-workers 1 2] [--results FILE]
 
 The inputs are the bundled shapes images (`make_shapes_dataset`, 512 px by default: about the pixel count of a COCO
 image, 640x480) written in each format: a COCO instances JSON (things as RLE) with a stuff map, colour masks with
@@ -37,6 +37,10 @@ from seem_hf.data import make_shapes_dataset, rgb2id
 from seem_hf.data.shapes import SHAPES_VOCABULARY
 
 MEASURED = ("validate", "coco-instances", "semantic-masks", "instance-annotations")
+
+
+def plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 COCO_TRAIN_IMAGES = 118_287
 
 
@@ -77,8 +81,9 @@ def write_inputs(root: Path, count: int, image_size: int) -> None:
                                                                        for c in data["categories"]}))
 
 
-def measure(what: str, root: Path) -> dict:
-    """One measurement, in this process: seconds and peak resident GB."""
+def measure(what: str, root: Path, num_workers: int = 1) -> dict:
+    """One measurement, in this process: seconds and peak resident GB (of this process; with workers, of the
+    parent, each forked worker holding one image at a time)."""
     from seem_hf.data import validate_coco_panoptic
     from seem_hf.data.convert import convert_coco_instances, convert_instance_annotations, convert_semantic_masks
 
@@ -91,18 +96,22 @@ def measure(what: str, root: Path) -> dict:
         assert not problems, problems[:3]
     elif what == "coco-instances":
         convert_coco_instances(root / "instances.json", images, root / "out_coco", stuff_dir=root / "stuff",
-                               stuff_categories=root / "stuff.json", stuff_ignore_index=0)
+                               stuff_categories=root / "stuff.json", stuff_ignore_index=0, overwrite=True,
+                               num_workers=num_workers)
     elif what == "semantic-masks":
-        convert_semantic_masks(images, root / "colours", root / "colours.json", root / "out_semantic")
+        convert_semantic_masks(images, root / "colours", root / "colours.json", root / "out_semantic", overwrite=True,
+                               num_workers=num_workers)
     else:
         stuff = [c.name for c in SHAPES_VOCABULARY.categories if not c.isthing]
         convert_instance_annotations(images, root / "layered", root / "classes.json", root / "out_layered",
-                                     stuff_classes=stuff, do_reduce_labels=True)
+                                     stuff_classes=stuff, do_reduce_labels=True, overwrite=True,
+                                     num_workers=num_workers)
     return {"seconds": time.perf_counter() - started, "peak_gb": peak_resident_gb()}
 
 
-def _child(what: str, root: Path) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--child", what, str(root)], capture_output=True, text=True,
+def _child(what: str, root: Path, num_workers: int) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--child", what, str(root), str(num_workers)],
+                            capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)), check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{what} failed:\n{result.stderr[-3000:]}")
@@ -113,13 +122,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python benchmarks/data_scale.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[250, 1000], help="image counts (default 250 1000)")
     parser.add_argument("--image-size", type=int, default=512, help="side of the square images (default 512)")
+    parser.add_argument("--num-workers", type=int, nargs="+", default=[1],
+                        help="worker processes of the conversions, each count measured (default 1)")
     parser.add_argument("--results", type=Path, help="append the table to this Markdown file")
-    parser.add_argument("--child", nargs=2, metavar=("WHAT", "ROOT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("WHAT", "ROOT", "WORKERS"), help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     if arguments.child:
-        print(json.dumps(measure(arguments.child[0], Path(arguments.child[1]))))
+        print(json.dumps(measure(arguments.child[0], Path(arguments.child[1]), int(arguments.child[2]))))
         return
     results = {}
+    steps = [("validate", 1)] + [(step, workers) for step in MEASURED[1:] for workers in arguments.num_workers]
     with tempfile.TemporaryDirectory() as folder:
         for count in arguments.counts:
             root = Path(folder) / str(count)
@@ -127,14 +139,16 @@ def main(argv: list[str] | None = None) -> None:
             started = time.perf_counter()
             write_inputs(root, count, arguments.image_size)
             print(f"{count} images written in {time.perf_counter() - started:.0f} s", flush=True)
-            for what in MEASURED:
-                results[what, count] = _child(what, root)
+            for what in steps:
+                step, workers = what
+                results[what, count] = _child(step, root, workers)
                 print(what, count, results[what, count], flush=True)
     largest = max(arguments.counts)
     rows = []
-    for what in MEASURED:
+    for what in steps:
         per_thousand = results[what, largest]["seconds"] / largest * 1000
-        rows.append(f"| {what} | {per_thousand:.1f} | {per_thousand * COCO_TRAIN_IMAGES / 1000 / 60:.0f} | "
+        name = what[0] if what[0] == "validate" else f"{what[0]}, {plural(what[1], 'process', 'processes')}"
+        rows.append(f"| {name} | {per_thousand:.1f} | {per_thousand * COCO_TRAIN_IMAGES / 1000 / 60:.0f} | "
                     + " | ".join(f"{results[what, count]['peak_gb']:.2f}" for count in arguments.counts) + " |")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python benchmarks/data_scale.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -144,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
          f"{platform.python_version()}  "),
         f"Command: `{command.strip()}`", "",
         (f"Shapes images of {arguments.image_size}x{arguments.image_size} px; seconds per 1,000 from the {largest}-"
-         f"image run; 118k = COCO train2017 ({COCO_TRAIN_IMAGES:,} images) at that rate, one process."), "",
+         f"image run; 118k = COCO train2017 ({COCO_TRAIN_IMAGES:,} images) at that rate."), "",
         ("| step | s per 1,000 images | minutes for 118k | "
          + " | ".join(f"peak GB at {c}" for c in arguments.counts) + " |"),
         "|---|---|---|" + "---|" * len(arguments.counts),
