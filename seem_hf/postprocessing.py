@@ -387,9 +387,17 @@ def semantic_segmentation(
                 )
             )
             continue
-        candidates = _labels_that_can_win(scores[index])
-        results.append(_resized_argmax(scores[index, candidates], size)[0].map(candidates))
+        results.append(resized_argmax(scores[index], size))
     return results
+
+
+def resized_argmax(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The per-pixel argmax over channels of `scores` (channels, h, w) bilinearly resized to `size`
+    (align_corners=False), without resizing every channel at full size: only the channels that can win somewhere
+    (`_labels_that_can_win`), and only boundary pixels interpolated (`_resized_argmax`). Equal to resize then
+    argmax but where two channels tie within about 1e-6."""
+    candidates = _labels_that_can_win(scores)
+    return _resized_argmax(scores[candidates], tuple(size))[0].map(candidates)
 
 
 def keep_confident_queries(class_logits: torch.Tensor, threshold: float):
@@ -654,6 +662,7 @@ __all__ = [
     "keep_confident_queries",
     "panoptic_segmentation",
     "panoptic_segments_at_full_size",
+    "resized_argmax",
     "semantic_segmentation",
     "semantic_segmentation_at_full_size",
 ]
