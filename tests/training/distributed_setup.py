@@ -103,8 +103,9 @@ def build(name: str):
 
 
 def train_one_step(name: str, dataset, output_dir: Path, batch_size: int = 1, accumulation: int = 1,
-                   **arguments) -> dict[str, torch.Tensor]:
-    """Run `SegmentationTrainer.train` for one optimiser step and return the gradient it applies."""
+                   **arguments) -> tuple[dict[str, torch.Tensor], float]:
+    """Run `SegmentationTrainer.train` for one optimiser step; return the gradient it applies and the training loss
+    it reports."""
     from transformers import TrainingArguments
 
     from seem_hf.training import SegmentationTrainer
@@ -118,8 +119,8 @@ def train_one_step(name: str, dataset, output_dir: Path, batch_size: int = 1, ac
     )
     trainer = SegmentationTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                                   categories=[], postprocess=None, callbacks=[recorder])
-    trainer.train()
-    return recorder.gradients
+    result = trainer.train()
+    return recorder.gradients, result.training_loss
 
 
 def main(out_dir: str) -> None:
@@ -129,7 +130,7 @@ def main(out_dir: str) -> None:
     rows = shapes_rows(out / f"data-{os.environ.get('LOCAL_RANK', '0')}")
     equal_rows = shapes_rows(out / f"data-equal-{os.environ.get('LOCAL_RANK', '0')}", min_scale=1.0)
     for name, dataset in [(name, rows) for name in MODELS] + [("lseg_batchnorm", equal_rows)]:
-        gradients = train_one_step(name, dataset, out / f"run-{name}", batch_size=1)
+        gradients, _ = train_one_step(name, dataset, out / f"run-{name}", batch_size=1)
         if int(os.environ.get("RANK", "0")) == 0:
             torch.save(gradients, out / f"{name}.pt")
 
