@@ -77,8 +77,14 @@ def build(name: str):
     """(model, collator) of the tiny fixture `name`, as its example builds them."""
     from transformers import AutoConfig
 
-    from seem_hf import (DetrPanopticForSegmentation, DetrPanopticImageProcessor, LSegForSemanticSegmentation,
-                         LSegProcessor, SeemForUniversalSegmentation, SeemProcessor)
+    from seem_hf import (
+        DetrPanopticForSegmentation,
+        DetrPanopticImageProcessor,
+        LSegForSemanticSegmentation,
+        LSegProcessor,
+        SeemForUniversalSegmentation,
+        SeemProcessor,
+    )
     from seem_hf.training import DetrPanopticCollator, LabelSetCollator, SeemPromptCollator, SemanticCollator
 
     folder = FIXTURES / f"tiny-random-{name}"  # (LSeg's is the same folder with or without BatchNorm)
