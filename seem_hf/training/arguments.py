@@ -224,9 +224,10 @@ def _named_datasets(data_args: DataArguments, training_args: TrainingArguments):
 def _stream_datasets(data_args: DataArguments, training_args: TrainingArguments):
     """`training_datasets` for `--stream`: the shapes stream (seed 0) augmented like the folder's rows, and its
     held-out set (or, with `--eval_split train`, the stream's first `num_train` samples) unaugmented."""
-    if data_args.data_dir is not None:
-        raise ValueError("--stream trains on the generated shapes stream; drop --data_dir (or drop --stream to "
-                         "train on the folder).")
+    for option, value in (("--data_dir", data_args.data_dir), ("--dataset_name", data_args.dataset_name)):
+        if value is not None:
+            raise ValueError(f"--stream trains on the generated shapes stream; drop {option} (or drop --stream to "
+                             f"train on {value}).")
     size = data_args.image_size
     train = AugmentedPanopticDataset(ShapesStream(seed=0, image_size=size),
                                      LargeScaleJitter(size, data_args.min_scale, data_args.max_scale),

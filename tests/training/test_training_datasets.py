@@ -63,6 +63,8 @@ def test_stream_trains_on_new_images_and_evaluates_on_the_held_out_set(tmp_path)
     assert all(not np.array_equal(images[i], images[j]) for i in range(4) for j in range(i + 1, 4))
     with pytest.raises(ValueError, match="drop --data_dir"):
         training_datasets(DataArguments(stream=True, data_dir=str(tmp_path)), arguments)
+    with pytest.raises(ValueError, match="drop --dataset_name"):  # was silently ignored for the stream
+        training_datasets(DataArguments(stream=True, dataset_name=str(tmp_path)), arguments)
 
 
 def test_eval_split_train_evaluates_the_training_images_without_augmentation(tmp_path):
