@@ -15,19 +15,30 @@ from .coco_panoptic import (
 )
 from .hf_datasets import LAYOUTS, PanopticRows, detect_layout, for_the_hub, load_training_splits
 from .panoptic_format import id2rgb, rgb2id
-from .shapes import SHAPES_VOCABULARY, ShapesStream, coco_panoptic_paths, make_shapes_dataset
+from .shapes import (
+    SHAPES_DOMAINS,
+    SHAPES_VOCABULARY,
+    TERRAIN_VOCABULARY,
+    ShapesDomain,
+    ShapesStream,
+    coco_panoptic_paths,
+    make_shapes_dataset,
+)
 from .transforms import Augmented, AugmentedPanopticDataset, LargeScaleJitter
 
 __all__ = [
     "LAYOUTS",
     "PANOPTIC_FEATURES",
+    "SHAPES_DOMAINS",
     "SHAPES_VOCABULARY",
+    "TERRAIN_VOCABULARY",
     "Augmented",
     "AugmentedPanopticDataset",
     "CategorySpec",
     "LabelVocabulary",
     "LargeScaleJitter",
     "PanopticRows",
+    "ShapesDomain",
     "ShapesStream",
     "coco_panoptic_paths",
     "detect_layout",

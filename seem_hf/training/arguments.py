@@ -70,6 +70,11 @@ class DataArguments:
                                  "seem_hf.data.ShapesStream) and evaluate on its fixed held-out set of --num_val "
                                  "images"}
     )
+    domain: str = field(
+        default="shapes", metadata={"help": "bundled dataset and --stream: which generator domain (shapes: the "
+                                    "embedded defaults' classes; terrain: other shapes on other stuff, for transfer)",
+                                    "choices": ["shapes", "terrain"]}
+    )
     image_size: int = field(default=256, metadata={"help": "side of the square training and evaluation images"})
     min_scale: float = field(default=0.5, metadata={"help": "large-scale jitter: smallest scale"})
     max_scale: float = field(default=2.0, metadata={"help": "large-scale jitter: largest scale"})
@@ -157,6 +162,9 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
     With no `data_dir`, the bundled shapes dataset is written under `<output_dir>/shapes` by each machine's main
     process (`local_process_index` 0) while the others wait, then every process reads its machine's files.
     """
+    given = data_args.data_dir if data_args.data_dir is not None else data_args.dataset_name
+    if data_args.domain != "shapes" and given is not None:
+        raise ValueError(f"--domain {data_args.domain} picks a generated dataset; drop it to train on {given}.")
     if data_args.stream:
         return _stream_datasets(data_args, training_args)
     if data_args.dataset_name is not None:
@@ -170,7 +178,8 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
         # they write the same bytes), the others wait at the barrier that ends this block on every machine.
         with training_args.main_process_first(local=True, desc="writing the bundled dataset"):
             if training_args.local_process_index == 0:
-                make_shapes_dataset(root, data_args.num_train, data_args.num_val, data_args.image_size, seed=0)
+                make_shapes_dataset(root, data_args.num_train, data_args.num_val, data_args.image_size, seed=0,
+                                    domain=data_args.domain)
         splits = coco_panoptic_paths(root, needed)
     if "val" in splits and training_args.eval_strategy == "no" and not Path(splits["val"]["panoptic_json"]).exists():
         del splits["val"]  # nothing evaluates during training: a validation split is optional
@@ -228,12 +237,12 @@ def _stream_datasets(data_args: DataArguments, training_args: TrainingArguments)
         if value is not None:
             raise ValueError(f"--stream trains on the generated shapes stream; drop {option} (or drop --stream to "
                              f"train on {value}).")
-    size = data_args.image_size
-    train = AugmentedPanopticDataset(ShapesStream(seed=0, image_size=size),
+    size, domain = data_args.image_size, data_args.domain
+    train = AugmentedPanopticDataset(ShapesStream(seed=0, image_size=size, domain=domain),
                                      LargeScaleJitter(size, data_args.min_scale, data_args.max_scale),
                                      seed=training_args.seed)
-    evaluated = (ShapesStream(seed=0, image_size=size, epoch_size=data_args.num_train)
-                 if data_args.eval_split == "train" else ShapesStream.held_out(data_args.num_val, 0, size))
+    evaluated = (ShapesStream(seed=0, image_size=size, epoch_size=data_args.num_train, domain=domain)
+                 if data_args.eval_split == "train" else ShapesStream.held_out(data_args.num_val, 0, size, domain))
     validation = AugmentedPanopticDataset(evaluated, LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
     return train, validation, vocabulary_of(train.dataset)
 
@@ -243,13 +252,14 @@ def training_data_description(data_args: DataArguments) -> str:
     if data_args.stream:
         evaluated = (f"the stream's first {data_args.num_train} samples" if data_args.eval_split == "train" else
                      f"the stream's fixed held-out set ({data_args.num_val} images, `ShapesStream.held_out`)")
-        return (f"the unlimited synthetic shapes stream (`seem_hf.data.ShapesStream`, seed 0: new images every "
+        return (f"the unlimited synthetic shapes stream (`seem_hf.data.ShapesStream`, domain {data_args.domain}, "
+                f"seed 0: new images every "
                 f"step), at {data_args.image_size} px with large-scale jitter {data_args.min_scale}-"
                 f"{data_args.max_scale}. Metrics below are on {evaluated}.")
     where = (f"`{data_args.data_dir}` (COCO-panoptic layout)" if data_args.data_dir else
              f"the `datasets` dataset `{data_args.dataset_name}`" if data_args.dataset_name else
              f"the bundled synthetic shapes dataset ({data_args.num_train} training images, {data_args.num_val} "
-             "validation images, `seem_hf.data.make_shapes_dataset`, seed 0)")
+             f"validation images, `seem_hf.data.make_shapes_dataset`, domain {data_args.domain}, seed 0)")
     evaluated = "the training images" if data_args.eval_split == "train" else "the validation split"
     return (f"{where}, at {data_args.image_size} px with large-scale jitter {data_args.min_scale}-"
             f"{data_args.max_scale}. Metrics below are on {evaluated}.")
