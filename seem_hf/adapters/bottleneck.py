@@ -52,12 +52,15 @@ class SequentialBottleneckAdapter(nn.Module, LoraLayer):
         self._move_adapter_to_device_of_base_layer(adapter_name)
         self.set_adapter(self.active_adapters)
 
-    def _delta(self, inputs: torch.Tensor) -> torch.Tensor:
-        delta = 0
+    def _delta(self, inputs: torch.Tensor) -> torch.Tensor | None:
+        """The active adapters' sum, or None when none of them adapts this layer (another adapter of the model
+        is active: PEFT lets two adapters target different layers)."""
+        delta = None
         for name in self.active_adapters:
             if name in self.lora_A:
                 down = self.lora_A[name](self.lora_dropout[name](inputs.to(self.lora_A[name].weight.dtype)))
-                delta = delta + self.lora_B[name](nn.functional.relu(down)) * self.scaling[name]
+                branch = self.lora_B[name](nn.functional.relu(down)) * self.scaling[name]
+                delta = branch if delta is None else delta + branch
         return delta
 
     def forward(self, *args, **kwargs):
@@ -65,7 +68,8 @@ class SequentialBottleneckAdapter(nn.Module, LoraLayer):
         if self.disable_adapters or self.merged:
             return outputs
         first = outputs[0] if isinstance(outputs, tuple) else outputs
-        adapted = first + self._delta(first).to(first.dtype) if self.active_adapters else first
+        delta = self._delta(first)
+        adapted = first if delta is None else first + delta.to(first.dtype)
         return (adapted, *outputs[1:]) if isinstance(outputs, tuple) else adapted
 
     def merge(self, *args, **kwargs):
@@ -83,9 +87,10 @@ class ParallelBottleneckAdapter(SequentialBottleneckAdapter):
 
     def forward(self, inputs: torch.Tensor, *args, **kwargs):
         outputs = self.base_layer(inputs, *args, **kwargs)
-        if self.disable_adapters or self.merged or not self.active_adapters:
+        if self.disable_adapters or self.merged:
             return outputs
-        return outputs + self._delta(inputs).to(outputs.dtype)
+        delta = self._delta(inputs)
+        return outputs if delta is None else outputs + delta.to(outputs.dtype)
 
 
 __all__ = ["ParallelBottleneckAdapter", "SequentialBottleneckAdapter"]
