@@ -20,6 +20,7 @@ import PIL.Image
 import torch
 
 from seem_hf.demo import DEFAULTS, example_image
+from seem_hf.image_utils import read_image
 from seem_hf.visualize import overlay_masks, overlay_semantic
 
 PROMPT_KINDS = ("positive click", "negative click", "box corner")
@@ -61,7 +62,7 @@ class Segmenters:
         """(overlay, summary): the referring mask of `sentence` and the interactive mask of the visual prompts."""
         if image is None:
             raise ValueError("Give an image.")
-        image = image.convert("RGB")
+        image = PIL.Image.fromarray(read_image(image))  # EXIF-upright; 16-bit and alpha by the value rule
         sentence = (sentence or "").strip()
         visual = self.seem_prompts(list(prompts), scribble)
         if not sentence and not visual:
@@ -101,7 +102,7 @@ class Segmenters:
         names = [label.strip() for label in (labels or "").split(",") if label.strip()]
         if not names:
             raise ValueError("Give at least one label: a comma-separated list such as 'sky, grass, circle'.")
-        image = image.convert("RGB")
+        image = PIL.Image.fromarray(read_image(image))  # EXIF-upright; 16-bit and alpha by the value rule
         inputs = self.lseg_processor(images=image, text=names)
         outputs = self.lseg(**inputs)
         semantic = self.lseg_processor.post_process_semantic_segmentation(

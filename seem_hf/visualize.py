@@ -10,6 +10,8 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 
+from seem_hf.image_utils import read_image
+
 
 def label_color(label_id: int, label_colors: dict | None = None) -> tuple[int, int, int]:
     """The label's colour from `label_colors`, or a fixed, well-spread colour derived from its id."""
@@ -30,11 +32,10 @@ def overlay_segments(
 ) -> PIL.Image.Image:
     """Overlay a panoptic or instance result (`segmentation` of segment ids, `segments_info` with `id` and
     `label_id`) on `image`. Pixels of no segment (0 or -1) are left as they are."""
-    image = image.convert("RGB")
+    pixels = read_image(image).astype(np.float32)  # as the model saw it: EXIF-upright, 16-bit by the value rule
     segmentation = np.asarray(segmentation.cpu() if isinstance(segmentation, torch.Tensor) else segmentation)
-    if segmentation.shape != (image.height, image.width):
-        raise ValueError(f"Segmentation {segmentation.shape} does not match the image size {image.size[::-1]}.")
-    pixels = np.asarray(image, dtype=np.float32)
+    if segmentation.shape != pixels.shape[:2]:
+        raise ValueError(f"Segmentation {segmentation.shape} does not match the image size {pixels.shape[:2]}.")
     tinted = pixels.copy()
     outline = np.zeros(segmentation.shape, dtype=bool)
     outline[:-1] |= segmentation[:-1] != segmentation[1:]
@@ -79,9 +80,9 @@ def overlay_masks(
     """Overlay binary masks `(N, H, W)` (referring or interactive answers; they may overlap), each in its own
     colour and named by `names`, and mark prompt `points` (x, y, positive) as green (positive) or red dots."""
     masks = np.asarray(masks.cpu() if isinstance(masks, torch.Tensor) else masks, dtype=bool)
-    if masks.ndim != 3 or masks.shape[1:] != (image.height, image.width):
-        raise ValueError(f"Masks {masks.shape} must be (N, {image.height}, {image.width}).")
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    pixels = read_image(image).astype(np.float32)  # as the model saw it: EXIF-upright, 16-bit by the value rule
+    if masks.ndim != 3 or masks.shape[1:] != pixels.shape[:2]:
+        raise ValueError(f"Masks {masks.shape} must be (N, {pixels.shape[0]}, {pixels.shape[1]}).")
     tinted = pixels.copy()
     for index, mask in enumerate(masks):
         tinted[mask] = (1 - alpha) * tinted[mask] + alpha * np.array(label_color(index))

@@ -24,6 +24,31 @@ def test_overlay_tints_segments_and_leaves_the_rest():
         overlay_segments(image, segmentation[:30], [], {})
 
 
+def test_overlays_read_the_image_as_the_models_do():
+    """A 16-bit PNG is drawn by its values (convert("RGB") made it white) and a photo stored sideways with an EXIF
+    orientation is drawn upright, the size the pipelines' segmentations have."""
+    from seem_hf.visualize import overlay_masks
+
+    grey = PIL.Image.fromarray(np.full((60, 80), 100 * 257, np.uint16))  # mode I;16, grey 100 on 8 bits
+    empty = np.zeros((60, 80), dtype=np.int32)
+    assert np.abs(np.asarray(overlay_segments(grey, empty, [], {})).astype(int) - 100).max() <= 1
+    sideways = PIL.Image.new("RGB", (60, 80), (200, 30, 30))  # stored 60 wide; EXIF orientation 8 turns it to 80
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 8
+    sideways = PIL.Image.open(_saved(sideways, exif))
+    assert overlay_segments(sideways, empty, [], {}).size == (80, 60)
+    assert overlay_masks(sideways, np.zeros((1, 60, 80), bool)).size == (80, 60)
+
+
+def _saved(image, exif):
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif)
+    buffer.seek(0)
+    return buffer
+
+
 def test_semantic_overlay_and_colours():
     image = PIL.Image.new("RGB", (4, 4))
     semantic = np.array([[0, 0, 1, 1]] * 4)
