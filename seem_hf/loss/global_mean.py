@@ -45,12 +45,14 @@ def global_mean_denominators(
     this process's share of the mean over the global batch (see the module docstring): the count summed over every
     process of an initialised `torch.distributed` group (one `all_reduce` for all counts, so every process must
     call this the same number of times), at least `minimum` (per count or for all), divided by the number of
-    processes. Without a group, or inside `local_target_count()`: each count itself, at least `minimum`."""
+    processes. Without a group, inside `local_target_count()` or without autograd (a loss only reported, as in
+    evaluation, where processes may run different numbers of batches): each count itself, at least `minimum`."""
     # float64: pixel counts of large batches exceed float32's exact integers (MPS has no float64).
     dtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
     counts = torch.as_tensor([float(count) for count in local_counts], dtype=dtype, device=device)
     world_size = 1
-    if _SYNC_COUNTS.get() and torch.distributed.is_available() and torch.distributed.is_initialized():
+    synchronise = _SYNC_COUNTS.get() and torch.is_grad_enabled()
+    if synchronise and torch.distributed.is_available() and torch.distributed.is_initialized():
         world_size = torch.distributed.get_world_size()
         if world_size > 1:
             torch.distributed.all_reduce(counts, op=torch.distributed.ReduceOp.SUM)

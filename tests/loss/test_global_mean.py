@@ -33,6 +33,8 @@ def test_targets_are_summed_over_processes_then_shared(two_processes):
     assert global_mean_denominators([0, 0], "cpu") == [0.5, 0.5]  # at least one item in the whole batch
     with local_target_count():  # evaluation: no collective, this process's own count
         assert average_number_of_targets(targets, torch.device("cpu")) == 3.0
+    with torch.no_grad():  # a loss only reported: no collective either
+        assert average_number_of_targets(targets, torch.device("cpu")) == 3.0
 
 
 def test_class_term_is_the_weighted_mean_of_torch_in_one_process():
