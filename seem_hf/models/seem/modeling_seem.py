@@ -353,8 +353,10 @@ class SeemForUniversalSegmentation(LabelEmbeddingsMixin, RemoteCodeMixin, SeemPr
         negative = torch.zeros_like(positive) if negative is None else negative.clone()
         previous = None
         for _ in range(rounds):
-            outputs = self(image_features=image_features, spatial_positive_masks=positive,
-                           spatial_negative_masks=negative, previous_masks=previous, generator=generator)
+            # The class's forward, not self(...): under --bf16/--fp16 accelerate replaces self.forward by one autocast
+            # object, which is not re-entrant: re-entered from inside the forward, it left autocast on after training.
+            outputs = type(self).forward(self, image_features=image_features, spatial_positive_masks=positive,
+                                         spatial_negative_masks=negative, previous_masks=previous, generator=generator)
             previous = outputs.interactive_masks_logits
             predictions = nn.functional.interpolate(previous, size=positive.shape[-2:], mode="bilinear",
                                                     align_corners=False) > 0
