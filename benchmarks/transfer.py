@@ -4,7 +4,9 @@ scripts.
 
     python benchmarks/transfer.py --models seem lseg detr_panoptic --steps 250 --seeds 0 1 2 \
         --results benchmarks/RESULTS.md
-    python benchmarks/transfer.py --tiny          # tiny fixtures, 1-step checkpoints, two SEEM rows: a smoke run
+    python benchmarks/transfer.py --models seem --strategies freeze_backbone_adapt_head --processes 2 \
+        --steps 250 --seeds 0 1 2 --results benchmarks/RESULTS.md   # one row on 2 processes (torchrun): same metrics?
+    python benchmarks/transfer.py --tiny          # tiny fixtures, N = 1, two SEEM rows: a half-minute smoke run
 
 Every row fine-tunes one model with one strategy on the terrain stream (`--stream --domain terrain`: the same data
 order for every row of a seed) for 4 x `--steps` steps, evaluating the terrain held-out set every `--steps` steps,
@@ -20,6 +22,10 @@ the whole model otherwise), seconds per training step (training time less the ev
 (peak CUDA memory on a GPU), terrain metrics after N and 4N steps, first-domain metrics afterwards. DETR-panoptic's
 classifier has one row per label, so it starts from a copy of its default whose labels are renamed to the terrain
 classes (the rows keep their weights: the model knows the task, not the classes).
+
+With several seeds each cell is mean ± standard deviation, and a line per model says which rows trail the best
+one by more than the two rows' standard deviations together. `--processes 2` runs rows under torchrun with the
+same global batch (the per-device batch halved); peak memory is then the first process's.
 
 Writes `<workdir>/transfer.json` (every row and seed), a markdown table with the command (appended to `--results`),
 learning curves per row (`learning_curve_plot.py`) and a cost/quality scatter per model, as PNGs in `<workdir>`.
@@ -42,11 +48,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from learning_curve_plot import COLORS, plot  # noqa: E402
+from learning_curve_plot import COLORS, plot
 
 STRATEGIES = ("full", "freeze_backbone_tune_head", "freeze_backbone_adapt_head", "adapt_backbone_tune_head",
               "adapt_backbone_adapt_head")
-SEEM_LORA_PATTERN = r"decoder\.transformer_(self_attention_layers\.\d+\.self_attn\.out_proj|ffn_layers\.\d+\.linear[12])"
+SEEM_LORA_PATTERN = (r"decoder\.transformer_(self_attention_layers\.\d+\.self_attn\.out_proj"
+                     r"|ffn_layers\.\d+\.linear[12])")
 MODEL_CLASSES = {"seem": "SeemForUniversalSegmentation", "lseg": "LSegForSemanticSegmentation",
                  "detr_panoptic": "DetrPanopticForSegmentation"}
 HEADLINE = {"seem": "eval_pq", "detr_panoptic": "eval_pq", "lseg": "eval_miou"}
@@ -72,7 +79,6 @@ def _example(model: str):
 
 def _peak_memory_gb() -> float:
     import torch
-
     from common import peak_resident_gb
 
     if torch.cuda.is_available():
@@ -223,12 +229,20 @@ def run_base(options) -> dict:
     return {"model": options.model, "strategy": "base", **results}
 
 
-def _child(arguments: list[str], environment: dict) -> dict:
-    result = subprocess.run([sys.executable, str(Path(__file__).resolve()), *arguments], cwd=ROOT, env=environment,
-                            capture_output=True, text=True, check=False)
+def _child(arguments: list[str], environment: dict, output: Path, processes: int = 1) -> dict:
+    """Run one row (or the start's evaluation) in its own process(es) and read the result it wrote."""
+    launcher = [sys.executable] if processes == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", "29561"]
+    result = subprocess.run([*launcher, str(Path(__file__).resolve()), *arguments, "--output", str(output)], cwd=ROOT,
+                            env=environment, capture_output=True, text=True, check=False)
     if result.returncode:
         raise SystemExit(f"transfer.py {' '.join(arguments)} failed:\n{result.stdout[-3000:]}{result.stderr[-5000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads((output / "row.json").read_text())
+
+
+def _label(row: dict) -> str:
+    processes = row.get("processes", 1)
+    return row["strategy"] if processes == 1 else f"{row['strategy']} ({processes} processes)"
 
 
 def _spread(values: list[float]) -> tuple[float, float]:
@@ -261,9 +275,9 @@ def table(model: str, rows: list[dict], base: dict, steps: int) -> list[str]:
                  + " / ".join(f"{base['shapes'][key]:.1f}" for key in original_keys) + " | - |")
     by_strategy: dict[str, list[dict]] = {}
     for row in rows:
-        by_strategy.setdefault(row["strategy"], []).append(row)
+        by_strategy.setdefault(_label(row), []).append(row)
     for strategy, runs in by_strategy.items():
-        def at(step, key):
+        def at(step, key, runs=runs):
             return [run["terrain"].get(str(step), {}).get(key) for run in runs]
 
         original = " / ".join(_cell([run["original"]["active"].get(key) for run in runs]) for key in original_keys)
@@ -276,7 +290,28 @@ def table(model: str, rows: list[dict], base: dict, steps: int) -> list[str]:
             + " | ".join(_cell(at(4 * steps, key), digits=digits[key]) for key in keys)
             + f" | {original} | {disabled} |"
         )
-    return lines
+    return lines + ["", beyond_seed_spread(model, by_strategy, steps)]
+
+
+def beyond_seed_spread(model: str, by_strategy: dict[str, list[dict]], steps: int) -> str:
+    """Which rows differ from the best one (terrain headline after 4N steps) by more than their seed spread: the
+    difference of the means against the sum of the two standard deviations."""
+    headline = HEADLINE[model]
+    values = {label: [run["terrain"].get(str(4 * steps), {}).get(headline) for run in runs]
+              for label, runs in by_strategy.items()}
+    values = {label: [v for v in found if v is not None] for label, found in values.items()}
+    values = {label: found for label, found in values.items() if found}
+    if not values or min(len(found) for found in values.values()) < 2:
+        return f"{model}: one seed per row, so no difference can be told from seed noise (run with --seeds)."
+    spread = {label: _spread(found) for label, found in values.items()}
+    best = max(spread, key=lambda label: spread[label][0])
+    behind = [label for label in spread if label != best
+              and spread[best][0] - spread[label][0] > spread[best][1] + spread[label][1]]
+    within = [label for label in spread if label != best and label not in behind]
+    beyond = [f"{label} ({spread[label][0] - spread[best][0]:+.1f})" for label in behind]
+    return (f"{model}: best terrain {HEADERS[headline]} after {4 * steps} steps: {best} ({spread[best][0]:.1f}); "
+            f"behind it by more than the seed spread: {', '.join(beyond) or 'none'}; within it: "
+            f"{', '.join(within) or 'none'}.")
 
 
 def scatter(model: str, rows: list[dict], steps: int, output: Path) -> Path:
@@ -287,8 +322,8 @@ def scatter(model: str, rows: list[dict], steps: int, output: Path) -> Path:
 
     headline = HEADLINE[model]
     points: dict[str, tuple[float, float]] = {}
-    for strategy in dict.fromkeys(row["strategy"] for row in rows):
-        runs = [row for row in rows if row["strategy"] == strategy]
+    for strategy in dict.fromkeys(_label(row) for row in rows):
+        runs = [row for row in rows if _label(row) == strategy]
         values = [run["terrain"].get(str(4 * steps), {}).get(headline) for run in runs]
         points[strategy] = (max(runs[0]["trainable"], 1), statistics.mean(v for v in values if v is not None))
     width, height, left, right, upper, lower = 640, 360, 60, 620, 40, 320
@@ -329,6 +364,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--workdir", type=Path, default=ROOT / "outputs" / "transfer")
     parser.add_argument("--results", type=Path, help="markdown file the table is appended to")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="processes per row (torchrun, CPU or one GPU each); the per-device batch is "
+                             "--batch-size / processes, so the global batch and data order stay those of one process")
     parser.add_argument("--tiny", action="store_true", help="smoke run: tiny fixtures, N=1, 64 px, two SEEM rows")
     # one row or the start, in this process (what the parent runs per row)
     parser.add_argument("--row", action="store_true", help=argparse.SUPPRESS)
@@ -336,12 +374,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--strategy", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--start", help=argparse.SUPPRESS)
+    parser.add_argument("--start-folder", dest="start", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.row or options.base:
         result = run_row(options) if options.row else run_base(options)
-        print(json.dumps(result))
+        if os.environ.get("RANK", "0") == "0":  # with several processes, the first one writes
+            result["processes"] = int(os.environ.get("WORLD_SIZE", "1"))
+            (Path(options.output) / "row.json").write_text(json.dumps(result))
         return
     if options.tiny:
         options.steps, options.image_size, options.num_val, options.batch_size = 1, 64, 2, 2
@@ -352,30 +392,33 @@ def main(argv: list[str] | None = None) -> None:
     options.models = options.models or list(MODEL_CLASSES)
     environment = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
                        TOKENIZERS_PARALLELISM="false")
+    if options.batch_size % options.processes:
+        raise SystemExit(f"--batch-size {options.batch_size} must be a multiple of --processes {options.processes}.")
     shared = ["--steps", str(options.steps), "--image-size", str(options.image_size), "--num-val",
-              str(options.num_val), "--batch-size", str(options.batch_size)]
+              str(options.num_val), "--batch-size", str(options.batch_size // options.processes)]
     report = {"command": "python benchmarks/transfer.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "models": {}}
-    lines = [f"### Transfer from the shapes domain to terrain, per fine-tuning strategy "
-             f"({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
+    lines = [(f"### Transfer from the shapes domain to terrain, per fine-tuning strategy "
+              f"({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)"), "",
              f"Command: `{report['command']}`  ",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; N = {options.steps} "
-             f"steps of batch {options.batch_size} at {options.image_size} px; terrain held-out "
-             f"{options.num_val} images; seeds {options.seeds} (mean ± standard deviation).", ""]
+             (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; N = {options.steps} "
+              f"steps of batch {options.batch_size} at {options.image_size} px; terrain held-out "
+              f"{options.num_val} images; seeds {options.seeds} (mean ± standard deviation)."), ""]
     for model in options.models:
         start = start_folder(model, options.tiny, options.workdir)
         model_dir = options.workdir / model
-        base = _child(["--base", "--model", model, "--start", str(start), "--output", str(model_dir / "base"),
-                       *shared], environment)
+        base = _child(["--base", "--model", model, "--start-folder", str(start), *shared], environment,
+                      model_dir / "base")
         rows = []
         for strategy in options.strategies or rows_of(model, options.lora_ranks):
             if strategy not in rows_of(model, options.lora_ranks):
                 raise SystemExit(f"{model} has no row {strategy!r}; its rows: {rows_of(model, options.lora_ranks)}.")
             for seed in options.seeds:
-                output = model_dir / f"{strategy}-seed{seed}"
+                output = model_dir / f"{strategy}-seed{seed}" if options.processes == 1 else \
+                    model_dir / f"{strategy}-seed{seed}-{options.processes}processes"
                 rows.append(_child(["--row", "--model", model, "--strategy", strategy, "--seed", str(seed),
-                                    "--start", str(start), "--output", str(output), *shared], environment))
-                plot(output, model_dir / f"learning_curve_{strategy}-seed{seed}.png",
+                                    "--start-folder", str(start), *shared], environment, output, options.processes))
+                plot(output, model_dir / f"learning_curve_{output.name}.png",
                      f"{model} {strategy} seed {seed}: terrain held-out vs step")
         scatter(model, rows, options.steps, model_dir / "cost_quality.png")
         report["models"][model] = {"base": base, "rows": rows}

@@ -263,10 +263,10 @@ held-out samples ("val") never come from the training stream's random numbers, w
 def shapes_sample_files(seed: int, index: int, image_size: int = 256, split: str = "train",
                         image_id: int | None = None, domain: str | ShapesDomain = "shapes") -> dict:
     """Sample `index` of `split` for `seed` in `domain` (`SHAPES_DOMAINS`), as the files of a COCO-panoptic
-    folder: a pure function of (domain, seed, split, index, image_size), the same bytes in any process. Returns `jpeg` and `png` (the image and
-    panoptic PNG bytes), `image` (the `images` entry), `annotation` (the `annotations` entry) and `groundings`
-    (grounding annotations with sentences; their `id`s count from 1 within the image). `image_id` defaults to
-    `index + 1`."""
+    folder: a pure function of (domain, seed, split, index, image_size), the same bytes in any process. Returns
+    `jpeg` and `png` (the image and panoptic PNG bytes), `image` (the `images` entry), `annotation` (the
+    `annotations` entry) and `groundings` (grounding annotations with sentences; their `id`s count from 1 within the
+    image). `image_id` defaults to `index + 1`."""
     if split not in SPLIT_SPACES:
         raise ValueError(f"split must be one of {sorted(SPLIT_SPACES)}, got {split!r}.")
     if not (isinstance(index, (int, np.integer)) and index >= 0):

@@ -22,7 +22,7 @@ from seem_hf.testing import FIXTURES
 
 # Same weights through the same PEFT layers in one process: equal up to float32 summation order, should PEFT sum
 # an adapter's branch in another order when a second adapter sits beside it.
-SAME = dict(rtol=1e-5, atol=1e-6)
+SAME = {"rtol": 1e-5, "atol": 1e-6}
 
 
 def _prompts(count: int) -> torch.Tensor:
@@ -32,34 +32,36 @@ def _prompts(count: int) -> torch.Tensor:
 
 
 MODELS = {
-    "seem": dict(
-        cls=SeemForUniversalSegmentation, folder=FIXTURES / "tiny-random-seem",
-        inputs=lambda: dict(pixel_values=torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)),
-                            input_ids=_prompts(3)),
-        outputs=("class_queries_logits", "masks_queries_logits"),
+    "seem": {
+        "cls": SeemForUniversalSegmentation,
+        "folder": FIXTURES / "tiny-random-seem",
+        "inputs": lambda: {"pixel_values": torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)),
+                           "input_ids": _prompts(3)},
+        "outputs": ("class_queries_logits", "masks_queries_logits"),
         # two domains adapted two ways: bottlenecks on the head, and LoRA on the backbone with them
-        adapters=dict(
-            sand=lambda model: prepare_for_fine_tuning(model, "freeze_backbone_adapt_head", bottleneck_size=4,
-                                                       lora_rank=2),
-            snow=lambda model: prepare_for_fine_tuning(model, "adapt_backbone_adapt_head", bottleneck_size=4,
-                                                       lora_rank=2),
-        ),
-    ),
-    "detr_panoptic": dict(
-        cls=DetrPanopticForSegmentation, folder=FIXTURES / "tiny-random-detr_panoptic",
-        inputs=lambda: dict(pixel_values=torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))),
-        outputs=("logits", "pred_boxes", "pred_masks"),
+        "adapters": {
+            "sand": lambda model: prepare_for_fine_tuning(model, "freeze_backbone_adapt_head", bottleneck_size=4,
+                                                          lora_rank=2),
+            "snow": lambda model: prepare_for_fine_tuning(model, "adapt_backbone_adapt_head", bottleneck_size=4,
+                                                          lora_rank=2),
+        },
+    },
+    "detr_panoptic": {
+        "cls": DetrPanopticForSegmentation,
+        "folder": FIXTURES / "tiny-random-detr_panoptic",
+        "inputs": lambda: {"pixel_values": torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))},
+        "outputs": ("logits", "pred_boxes", "pred_masks"),
         # a strategy's adapter and plain LoRA on the mask head (what PEFT alone can load). A second adapter can only
         # target layers that are not inside the first one's bottleneck blocks (PEFT matches names, and a wrapped
         # block's layers move under `base_layer`).
-        adapters=dict(
-            sand=lambda model: prepare_for_fine_tuning(model, "freeze_backbone_adapt_head", bottleneck_size=4,
-                                                       lora_rank=2),
-            snow=lambda model: lora_by_pattern(
+        "adapters": {
+            "sand": lambda model: prepare_for_fine_tuning(model, "freeze_backbone_adapt_head", bottleneck_size=4,
+                                                          lora_rank=2),
+            "snow": lambda model: lora_by_pattern(
                 model, r"mask_head\..*|bbox_attention\.(q|k)_proj", rank=2, trainable_norms=None,
                 trainable_modules=["detr.class_labels_classifier"]),
-        ),
-    ),
+        },
+    },
 }
 
 
@@ -81,8 +83,8 @@ def _outputs(model, spec) -> dict[str, torch.Tensor]:
 
 
 def _assert_outputs(actual: dict, expected: dict) -> None:
-    for name in expected:
-        torch.testing.assert_close(actual[name], expected[name], **SAME, msg=name)
+    for name, value in expected.items():
+        torch.testing.assert_close(actual[name], value, **SAME, msg=name)
 
 
 def _differ(first: dict, second: dict) -> bool:

@@ -135,7 +135,8 @@ def test_an_example_trains_on_the_second_domain(tmp_path, capsys):
     metrics = _example().main(["--output_dir", str(output), "--stream", "--domain", "terrain", "--max_steps", "1",
                                "--eval_steps", "1", "--save_strategy", "no", *TINY])
     assert "eval_miou" in metrics
-    assert set(AutoProcessor.from_pretrained(output).id2label.values()) == {c.name for c in TERRAIN_VOCABULARY.categories}
+    labels = set(AutoProcessor.from_pretrained(output).id2label.values())
+    assert labels == {category.name for category in TERRAIN_VOCABULARY.categories}
     assert "domain terrain" in (output / "README.md").read_text()
     with pytest.raises(ValueError, match="--domain terrain picks a generated dataset; drop it"):
         _example().main(["--output_dir", str(tmp_path / "x"), "--domain", "terrain", "--data_dir", str(tmp_path),
