@@ -56,6 +56,7 @@ SEEM_LORA_PATTERN = (r"decoder\.transformer_(self_attention_layers\.\d+\.self_at
                      r"|ffn_layers\.\d+\.linear[12])")
 MODEL_CLASSES = {"seem": "SeemForUniversalSegmentation", "lseg": "LSegForSemanticSegmentation",
                  "detr_panoptic": "DetrPanopticForSegmentation"}
+ROW_COLORS = (*COLORS, (255, 127, 14), (140, 86, 75), (227, 119, 194), (127, 127, 127))  # up to 8 rows per model
 HEADLINE = {"seem": "eval_pq", "detr_panoptic": "eval_pq", "lseg": "eval_miou"}
 NEW_DOMAIN_KEYS = ("eval_pq", "eval_pq_things", "eval_pq_stuff", "eval_miou", "eval_referring_precision@0.5",
                    "eval_interactive_miou@1")
@@ -344,9 +345,46 @@ def scatter(model: str, rows: list[dict], steps: int, output: Path) -> Path:
     for number, (strategy, (count, value)) in enumerate(points.items()):
         x = left + (right - left) * (math.log10(count) - low) / (high - low)
         y = lower - (lower - upper) * min(max(value, 0.0), 100.0) / 100.0
-        color = COLORS[number % len(COLORS)]
+        color = ROW_COLORS[number % len(ROW_COLORS)]
         draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=color)
         draw.text((x + 6, y - 6), f"{strategy} {value:.1f}", fill=color, font=font)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    image.save(output)
+    return output
+
+
+def strategy_curves(model: str, rows: list[dict], base: dict, steps: int, output: Path) -> Path:
+    """The terrain headline metric against the step, one line per row (mean over seeds) from the start's value at
+    step 0: the learning curves of every strategy in one picture (each run's own curves of every metric: `learning_curve_<row>-seed<seed>.png`)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    headline = HEADLINE[model]
+    width, height, left, right, upper, lower = 640, 360, 60, 620, 40, 320
+    image = Image.new("RGB", (width, height), "white")
+    draw, font = ImageDraw.Draw(image), ImageFont.load_default()
+    draw.text((10, 6), f"{model}: terrain held-out {HEADERS[headline]} vs training step", fill="black", font=font)
+    draw.rectangle((left, upper, right, lower), outline="black")
+    last = 4 * steps
+    for tick in range(6):
+        y = lower - (lower - upper) * tick / 5
+        draw.text((left - 30, y - 6), f"{20 * tick}", fill="black", font=font)
+    for tick in range(5):
+        draw.text((left + (right - left) * tick / 4 - 10, lower + 4), f"{last * tick / 4:.0f}", fill="black", font=font)
+    for number, label in enumerate(dict.fromkeys(_label(row) for row in rows)):
+        runs = [row for row in rows if _label(row) == label]
+        points = [(left, lower - (lower - upper) * min(max(base["terrain"][headline], 0.0), 100.0) / 100.0)]
+        for step in sorted({int(step) for run in runs for step in run["terrain"]}):
+            values = [run["terrain"].get(str(step), {}).get(headline) for run in runs]
+            values = [value for value in values if value is not None]
+            if values:
+                points.append((left + (right - left) * step / last,
+                               lower - (lower - upper) * min(max(statistics.mean(values), 0.0), 100.0) / 100.0))
+        color = ROW_COLORS[number % len(ROW_COLORS)]
+        if len(points) > 1:
+            draw.line(points, fill=color, width=2)
+        for x, y in points:
+            draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=color)
+        draw.text((left + 8, upper + 6 + 13 * number), label, fill=color, font=font)
     output.parent.mkdir(parents=True, exist_ok=True)
     image.save(output)
     return output
@@ -421,9 +459,11 @@ def main(argv: list[str] | None = None) -> None:
                 plot(output, model_dir / f"learning_curve_{output.name}.png",
                      f"{model} {strategy} seed {seed}: terrain held-out vs step")
         scatter(model, rows, options.steps, model_dir / "cost_quality.png")
+        strategy_curves(model, rows, base, options.steps, model_dir / "learning_curves.png")
         report["models"][model] = {"base": base, "rows": rows}
         lines += table(model, rows, base, options.steps) + [""]
-    lines.append(f"Pictures: `{options.workdir}/<model>/learning_curve_<row>-seed<seed>.png`, "
+    lines.append(f"Pictures: `{options.workdir}/<model>/learning_curves.png` (every row), "
+                 f"`{options.workdir}/<model>/learning_curve_<row>-seed<seed>.png` (every metric of one run), "
                  f"`{options.workdir}/<model>/cost_quality.png`.")
     text = "\n".join(lines) + "\n"
     options.workdir.mkdir(parents=True, exist_ok=True)

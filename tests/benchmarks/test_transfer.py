@@ -46,5 +46,5 @@ def test_tiny_transfer_run_reports_every_row(tmp_path):
     text = results.read_text()
     assert "Command: `python benchmarks/transfer.py --tiny" in text
     assert "| lora_r2 |" in text and "| freeze_backbone_adapt_head |" in text
-    for picture in ("cost_quality.png", "learning_curve_lora_r2-seed0.png"):
+    for picture in ("cost_quality.png", "learning_curves.png", "learning_curve_lora_r2-seed0.png"):
         assert Image.open(tmp_path / "work" / "seem" / picture).size[0] > 100
