@@ -396,6 +396,8 @@ def resized_argmax(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     (align_corners=False), without resizing every channel at full size: only the channels that can win somewhere
     (`_labels_that_can_win`), and only boundary pixels interpolated (`_resized_argmax`). Equal to resize then
     argmax but where two channels tie within about 1e-6."""
+    if not torch.isfinite(scores).all():  # the window bounds below assume real numbers
+        raise ValueError("The logits contain NaN or infinite values; check the model's inputs and dtype.")
     candidates = _labels_that_can_win(scores)
     return _resized_argmax(scores[candidates], tuple(size))[0].map(candidates)
 
