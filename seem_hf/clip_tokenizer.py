@@ -16,6 +16,7 @@ from importlib import resources
 from transformers import CLIPTokenizer
 
 from seem_hf.processing_utils import CONTEXT_LENGTH
+from seem_hf.text_utils import without_unicode_normalization
 _NUM_MERGES = 49152 - 256 - 2
 
 
@@ -47,9 +48,9 @@ def _vocabulary_and_merges() -> tuple[dict[str, int], list[str]]:
 def clip_tokenizer(model_max_length: int = CONTEXT_LENGTH) -> CLIPTokenizer:
     """A `CLIPTokenizer` with OpenAI CLIP's vocabulary (the one of `openai/clip-vit-base-patch32`), built offline."""
     vocabulary, merges = _vocabulary_and_merges()
-    return CLIPTokenizer(
+    return without_unicode_normalization(CLIPTokenizer(
         vocab=dict(vocabulary), merges=[tuple(merge.split()) for merge in merges], model_max_length=model_max_length
-    )
+    ))
 
 
 __all__ = ["CONTEXT_LENGTH", "clip_tokenizer"]

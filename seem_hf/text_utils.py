@@ -37,6 +37,20 @@ def clean_text(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
+def without_unicode_normalization(tokenizer):
+    """`tokenizer` with its backend's NFC step removed (whitespace runs and lower case kept). transformers' CLIP
+    tokenizer normalises to NFC, which reorders stacked combining marks ("İ" lowers to "i" + U+0307, and a mark of
+    another class after it swaps places); CLIP's own `SimpleTokenizer` never normalises, so with NFC such texts
+    get other ids than the ones SEEM and LSeg were trained on. The processors apply this to any tokenizer they
+    are given or load."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and "NFC" in repr(backend.normalizer):
+        from tokenizers import Regex, normalizers
+
+        backend.normalizer = normalizers.Sequence([normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+    return tokenizer
+
+
 def trim_after_end_of_text(
     input_ids: torch.Tensor, eos_token_id: int, attention_mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -53,4 +67,4 @@ def trim_after_end_of_text(
     return input_ids[..., :length], trimmed_mask
 
 
-__all__ = ["clean_text", "trim_after_end_of_text"]
+__all__ = ["clean_text", "trim_after_end_of_text", "without_unicode_normalization"]

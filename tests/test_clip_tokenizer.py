@@ -94,7 +94,8 @@ def _clip_ids(reference, text):
 def test_html_entities_are_unescaped_twice_as_clip_does(processors, reference):
     """Issue 15, item 21: "&amp;lt;" is "<" for CLIP (two rounds of HTML un-escaping)."""
     seem, lseg = processors
-    for text in ["&amp;lt;", "a &amp; b", "fish &amp;amp; chips", "I’m ＦＵＬＬ of \ufb01sh"]:
+    # The last: "İ" lowers to "i" + U+0307, which NFC (transformers' CLIP normaliser) swaps with the next mark.
+    for text in ["&amp;lt;", "a &amp; b", "fish &amp;amp; chips", "I’m ＦＵＬＬ of \ufb01sh", "İİ\x86"]:
         ids = seem.tokenize_sentences([[text]])["grounding_input_ids"][0, 0].tolist()
         assert ids[: ids.index(49407) + 1] == _clip_ids(reference, text)
         ids = lseg(text=[text])["input_ids"][0].tolist()

@@ -6,7 +6,7 @@ from transformers import BatchFeature, ProcessorMixin
 
 from seem_hf.processing_utils import CONTEXT_LENGTH, check_label_set
 from seem_hf.remote_code import RemoteCodeMixin
-from seem_hf.text_utils import clean_text
+from seem_hf.text_utils import clean_text, without_unicode_normalization
 
 
 class LSegProcessor(RemoteCodeMixin, ProcessorMixin):
@@ -20,7 +20,7 @@ class LSegProcessor(RemoteCodeMixin, ProcessorMixin):
     """
 
     def __init__(self, image_processor=None, tokenizer=None, **kwargs):
-        super().__init__(image_processor, tokenizer, **kwargs)
+        super().__init__(image_processor, without_unicode_normalization(tokenizer), **kwargs)
 
     def __call__(self, images=None, text=None, return_tensors="pt", **kwargs) -> BatchFeature:
         if images is None and text is None:

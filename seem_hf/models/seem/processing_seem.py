@@ -8,7 +8,7 @@ from transformers import BatchFeature, ProcessorMixin
 from seem_hf.image_utils import image_size
 from seem_hf.processing_utils import CONTEXT_LENGTH, PostProcessingMixin, check_label_set
 from seem_hf.remote_code import RemoteCodeMixin
-from seem_hf.text_utils import clean_text
+from seem_hf.text_utils import clean_text, without_unicode_normalization
 
 from .prompts_seem import BACKGROUND, evaluation_prompts, training_prompt
 from .visual_sampler_seem import rasterize_prompt
@@ -56,7 +56,7 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
     """
 
     def __init__(self, image_processor=None, tokenizer=None, **kwargs):
-        super().__init__(image_processor, tokenizer, **kwargs)
+        super().__init__(image_processor, without_unicode_normalization(tokenizer), **kwargs)
 
     def __call__(self, images=None, text=None, sentences=None, visual_prompts=None, return_tensors="pt",
                  independent_sentences: bool = False, **kwargs) -> BatchFeature:
