@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detr_panoptic import machine  # noqa: E402
 
 import seem_hf  # noqa: E402, F401  (registers the models and the pipeline)
+from common import record_table  # noqa: E402
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "seem_hf" / "checkpoints"
 SUBTASK = {"seem": "panoptic", "lseg": "semantic", "detr_panoptic": "panoptic"}
@@ -88,10 +89,7 @@ def main() -> None:
           f"{agree} |" for name, one, batched, agree in rows),
     ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if options.results:
-        with options.results.open("a") as handle:
-            handle.write("\n" + text)
+    record_table(text, options.results)
 
 
 if __name__ == "__main__":

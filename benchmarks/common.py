@@ -12,3 +12,12 @@ def peak_resident_gb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024**2
     raise RuntimeError("/proc/self/status has no VmHWM line (Linux only).")
+
+
+def record_table(text: str, results=None) -> None:
+    """Print a benchmark's table and, when `results` (a path) is given, append it to that file after a blank line
+    (benchmarks/RESULTS.md collects the tables, oldest first)."""
+    print(text)
+    if results:
+        with open(results, "a", encoding="utf-8") as handle:
+            handle.write("\n" + text)

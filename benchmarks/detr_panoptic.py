@@ -40,7 +40,7 @@ from transformers import DetrConfig, DetrForSegmentation, DetrImageProcessorPil,
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import peak_resident_gb  # noqa: E402
+from common import peak_resident_gb, record_table  # noqa: E402
 
 from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor  # noqa: E402
 from seem_hf.postprocessing import keep_confident_queries  # noqa: E402
@@ -295,10 +295,7 @@ def main(argv=None) -> None:
         else:
             lines.append(f"| {name} | {theirs:.4f} | {ours:.4f} | {theirs / ours:.2f}x | {note} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if arguments.results:
-        with open(arguments.results, "a", encoding="utf-8") as handle:
-            handle.write("\n" + text)
+    record_table(text, arguments.results)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from seem_hf import SeemForUniversalSegmentation, SeemProcessor  # noqa: E402
 from seem_hf.label_embeddings import CACHE_ENV, LABEL_EMBEDDINGS_NAME  # noqa: E402
 from seem_hf.models.seem.configuration_seem import SEEM_TEXT, SeemConfig  # noqa: E402
 from seem_hf.testing import tiny_seem_config  # noqa: E402
+from common import record_table  # noqa: E402
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "seem_hf" / "checkpoints"
 
@@ -161,10 +162,7 @@ def main() -> None:
             f"{'yes' if agree else 'NO'}.",
         ]
         text = "\n".join(lines) + "\n"
-        print(text)
-        if options.results:
-            with options.results.open("a") as handle:
-                handle.write("\n" + text)
+        record_table(text, options.results)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from learning_curve_plot import plot  # noqa: E402
 from train_defaults import initial_checkpoint  # noqa: E402
+from common import record_table  # noqa: E402
 
 
 def run(arguments: list[str], environment: dict) -> None:
@@ -111,12 +112,9 @@ def main() -> None:
         lines += ["", "| prompt metric | untrained | trained |", "|---|---|---|"]
         lines += [f"| {key.removeprefix('eval_')} | {untrained[key]:.3f} | {final[key]:.3f} |" for key in prompt_keys]
     text = "\n".join(lines) + "\n"
-    print(text)
+    record_table(text, options.results)
     print(plot(options.workdir / "run", options.workdir / f"learning_curve_{options.model}.png",
                f"{options.model}: metrics vs training step ({' '.join(sys.argv[1:])})"))
-    if options.results:
-        with options.results.open("a") as handle:
-            handle.write("\n" + text)
 
 
 if __name__ == "__main__":

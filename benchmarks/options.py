@@ -34,6 +34,7 @@ from seem_hf import (  # noqa: E402
     SeemConfig,
     SeemForUniversalSegmentation,
 )
+from common import record_table  # noqa: E402
 
 NAMES = {"seem": "SEEM Focal-L", "lseg": "LSeg ViT-L/16", "detr_panoptic": "DETR-panoptic R50"}
 
@@ -146,10 +147,7 @@ def main() -> None:
           f"{speedup:.2f}x | {difference:.1e} |" for name, option, first, seconds, speedup, difference in rows),
     ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if options.results:
-        with options.results.open("a") as handle:
-            handle.write("\n" + text)
+    record_table(text, options.results)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import peak_resident_gb  # noqa: E402
+from common import peak_resident_gb, record_table  # noqa: E402
 
 CHECKPOINTS = ROOT / "seem_hf" / "checkpoints"
 FOCAL_T = dict(embed_dim=96, depths=[2, 2, 6, 2], hidden_sizes=[96, 192, 384, 768], focal_levels=[3, 3, 3, 3],
@@ -321,10 +321,7 @@ def main() -> None:
         lines += ["", "| pair | throughput fraction, ours / peer's (target >= 0.90) | forward speed-up | "
                   "end-to-end speed-up |", "|---|---|---|---|", *comparisons]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if options.results:
-        with options.results.open("a") as handle:
-            handle.write("\n" + text)
+    record_table(text, options.results)
 
 
 if __name__ == "__main__":

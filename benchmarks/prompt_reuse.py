@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from seem_hf import LSegConfig, LSegForSemanticSegmentation, SeemConfig, SeemForUniversalSegmentation  # noqa: E402
+from common import record_table  # noqa: E402
 
 
 def timed(function, repeats: int) -> float:
@@ -118,10 +119,7 @@ def main() -> None:
         *(f"| {name} | {seconds:.3f} | {fraction:.1%} |" for name, seconds, fraction in rows),
     ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if options.results:
-        with options.results.open("a") as handle:
-            handle.write("\n" + text)
+    record_table(text, options.results)
 
 
 if __name__ == "__main__":

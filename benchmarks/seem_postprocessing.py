@@ -39,6 +39,7 @@ from detr_panoptic import machine, synthetic_outputs  # noqa: E402
 
 from seem_hf import SeemImageProcessor  # noqa: E402
 from seem_hf.postprocessing import keep_confident_queries, panoptic_segmentation  # noqa: E402
+from common import record_table  # noqa: E402
 
 
 def faithful_resize(mask_logits, size):
@@ -148,10 +149,7 @@ def main() -> None:
         *(f"| {name} | {t:.4f} | {o:.4f} | {t / o:.2f}x | {f:.4f} | {note} |" for name, t, o, f, note in rows),
     ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if options.results:
-        with options.results.open("a") as handle:
-            handle.write("\n" + text)
+    record_table(text, options.results)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from torch import nn
 
 from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter, ShapesStream
 from seem_hf.data.shapes import SHAPES, STUFF
+from common import record_table  # noqa: E402
 
 CROP = 48
 
@@ -78,10 +79,7 @@ def main() -> None:
         f"Command: `python benchmarks/shape_probe.py --steps {options.steps} --every {options.every}`; held-out: "
         f"{len(held_y)} things of `ShapesStream.held_out(16)`; chance 0.25.", "",
         "| step | thing crops seen | held-out shape accuracy |", "|---|---|---|", *rows, ""])
-    print(text)
-    if options.results:
-        with options.results.open("a") as handle:
-            handle.write("\n" + text)
+    record_table(text, options.results)
 
 
 if __name__ == "__main__":

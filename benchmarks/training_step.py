@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import peak_resident_gb  # noqa: E402
+from common import peak_resident_gb, record_table  # noqa: E402
 from seem_hf.adapters.strategies import FineTuningStrategy, count_parameters, prepare_for_fine_tuning  # noqa: E402
 
 CHECKPOINTS = ROOT / "seem_hf" / "checkpoints"
@@ -155,10 +155,7 @@ def main() -> None:
             f"{result['total'] / 1e6:.2f} | {result['step']:.2f} | {relative} | {result['peak_rss_gb']:.2f} |"
         )
     text = "\n".join(lines) + "\n"
-    print(text)
-    if options.results:
-        with options.results.open("a") as handle:
-            handle.write("\n" + text)
+    record_table(text, options.results)
 
 
 if __name__ == "__main__":

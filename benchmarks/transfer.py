@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from learning_curve_plot import COLORS, plot
+from common import record_table  # noqa: E402
 
 STRATEGIES = ("full", "freeze_backbone_tune_head", "freeze_backbone_adapt_head", "adapt_backbone_tune_head",
               "adapt_backbone_adapt_head")
@@ -468,10 +469,7 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n".join(lines) + "\n"
     options.workdir.mkdir(parents=True, exist_ok=True)
     (options.workdir / "transfer.json").write_text(json.dumps(report, indent=1))
-    print(text)
-    if options.results:
-        with options.results.open("a") as handle:
-            handle.write("\n" + text)
+    record_table(text, options.results)
 
 
 if __name__ == "__main__":
