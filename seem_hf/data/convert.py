@@ -264,7 +264,7 @@ def _open_image(path: Path, where: str, problems: list[str]) -> PIL.Image.Image 
         problems.append(f"{where}: cannot be read as an image ({error})")
         return None
     if image.mode not in _READABLE_IMAGE_MODES:
-        problems.append(f"{where}: mode {image.mode} (16-bit or float) is not read as its values; save it as 8-bit RGB")
+        problems.append(f"{where}: mode {image.mode} is not read as an image; save it as 8-bit RGB")
         return None
     return image
 
