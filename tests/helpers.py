@@ -1,10 +1,13 @@
-"""Helpers shared by the tests: synthetic model outputs and a subprocess that cannot import seem_hf."""
+"""Helpers shared by the tests: synthetic model outputs, a subprocess that cannot import seem_hf, the example
+scripts as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -64,3 +67,13 @@ def voronoi_outputs(
             inside = cell == index
             masks[b, query][inside] = 8 + torch.randn(int(inside.sum()), generator=generator)
     return SimpleNamespace(logits=logits, pred_masks=masks)
+
+
+def load_example(name: str):
+    """`examples/<name>.py` as a module (its `main` runs as the command line does, in this process)."""
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve the script's annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module

@@ -12,15 +12,12 @@ steps can amplify)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from seem_hf.testing import FIXTURES
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import load_example
 
 # 4 training images, no jitter, evaluated on themselves once at the end (eval_steps past max_steps).
 OVERFIT = ["--num_train", "4", "--num_val", "0", "--eval_split", "train", "--image_size", "64", "--min_scale", "1",
@@ -32,16 +29,9 @@ OVERFIT = ["--num_train", "4", "--num_val", "0", "--eval_split", "train", "--ima
 SEEM_STEPS, DETR_STEPS, LSEG_STEPS = 800, 1000, 200
 
 
-def _example(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve the script's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
 
 def _train(name: str, model: str, folder: Path, steps: int, *extra: str) -> dict:
-    metrics = _example(name).main(["--model_name_or_path", str(FIXTURES / model), "--output_dir", str(folder),
+    metrics = load_example(name).main(["--model_name_or_path", str(FIXTURES / model), "--output_dir", str(folder),
                                    "--max_steps", str(steps), *OVERFIT, *extra])
     print(name, {key: round(value, 3) for key, value in metrics.items()})  # shown with -s, and on failure
     return metrics

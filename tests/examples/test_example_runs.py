@@ -5,26 +5,17 @@ same numbers in training and at the end."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 import seem_hf
 from seem_hf.testing import FIXTURES
+from tests.helpers import load_example
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = {"finetune_seem": "seem", "finetune_lseg": "lseg", "finetune_detr_panoptic": "detr_panoptic"}
 
-
-def _example(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _tiny(name: str) -> list[str]:
@@ -35,7 +26,7 @@ def _tiny(name: str) -> list[str]:
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_help_shows_the_example_s_options_first_and_stays_short(name, capsys):
-    example = _example(name)
+    example = load_example(name)
     with pytest.raises(SystemExit):
         example.main(["--help"])
     text = capsys.readouterr().out
@@ -51,7 +42,7 @@ def test_help_shows_the_example_s_options_first_and_stays_short(name, capsys):
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_default_model_is_the_embedded_checkpoint_inside_the_installed_package(name):
-    default = Path(_example(name).ModelArguments().model_name_or_path)
+    default = Path(load_example(name).ModelArguments().model_name_or_path)
     package = Path(seem_hf.__file__).resolve().parent
     assert package in default.resolve().parents and (default / "config.json").exists()
     assert "tests" not in default.relative_to(package).parts
@@ -60,7 +51,7 @@ def test_default_model_is_the_embedded_checkpoint_inside_the_installed_package(n
 def test_a_run_ends_by_saying_where_everything_went_and_its_card_carries_the_metrics(tmp_path, capsys):
     output = tmp_path / "run"
     arguments = ["--output_dir", str(output), "--max_steps", "2", "--eval_steps", "2", *_tiny("finetune_lseg")]
-    metrics = _example("finetune_lseg").main(arguments)
+    metrics = load_example("finetune_lseg").main(arguments)
     printed = capsys.readouterr().out
     assert f"Done. Everything is in {output}/" in printed
     for shown in ("model.safetensors", "AutoModel.from_pretrained", "AutoProcessor.from_pretrained", "README.md",
@@ -73,7 +64,7 @@ def test_a_run_ends_by_saying_where_everything_went_and_its_card_carries_the_met
 
 
 def test_a_run_without_evaluation_says_so(tmp_path, capsys):
-    _example("finetune_lseg").main(["--output_dir", str(tmp_path / "run"), "--max_steps", "1", "--eval_strategy",
+    load_example("finetune_lseg").main(["--output_dir", str(tmp_path / "run"), "--max_steps", "1", "--eval_strategy",
                                     "no", *_tiny("finetune_lseg")])
     printed = capsys.readouterr().out
     assert "metrics     none (evaluation is off: --eval_strategy no)" in printed
@@ -84,7 +75,7 @@ def test_seem_evaluates_alike_in_training_and_at_the_end(tmp_path):
     """Issue 15, item 16: the in-training evaluation has the referring and interactive metrics too, and the same
     weights give the same numbers there and at the end (evaluation draws from the run's seed every time)."""
     output = tmp_path / "run"
-    final = _example("finetune_seem").main(["--output_dir", str(output), "--max_steps", "2", "--eval_steps", "2",
+    final = load_example("finetune_seem").main(["--output_dir", str(output), "--max_steps", "2", "--eval_steps", "2",
                                             "--eval_max_clicks", "2", *_tiny("finetune_seem")])
     history = json.loads((output / "trainer_state.json").read_text())["log_history"]
     in_training = [entry for entry in history if "eval_loss" in entry][0]

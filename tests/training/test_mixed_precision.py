@@ -5,31 +5,21 @@ a bfloat16 buffer in `prompt_embeddings`, reached from the simulated clicks)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from seem_hf.testing import FIXTURES
 from seem_hf.training import SegmentationTrainer
+from tests.helpers import load_example
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = {"finetune_seem": "seem", "finetune_lseg": "lseg", "finetune_detr_panoptic": "detr_panoptic"}
 
 
-def _example(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_one_bf16_step_of_each_example(name, tmp_path, monkeypatch):
+def test_one_bf16_step_of_eachload_example(name, tmp_path, monkeypatch):
     seen = []
     compute_loss = SegmentationTrainer.compute_loss
 
@@ -56,7 +46,7 @@ def test_one_bf16_step_of_each_example(name, tmp_path, monkeypatch):
                  "--output_dir", str(tmp_path / "run")]
     if name == "finetune_seem":
         arguments += ["--max_click_rounds", "1"]  # the clicks path that crashed under bf16
-    _example(name).main(arguments)
+    load_example(name).main(arguments)
     # autocast ends with training: SEEM's click simulation re-entered accelerate's autocast wrapper, which left it on
     # (everything after the run, its evaluation included, then computed in bfloat16)
     assert not torch.is_autocast_enabled("cpu")
