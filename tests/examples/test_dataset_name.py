@@ -10,7 +10,8 @@ import datasets
 import pytest
 
 from tests.data.test_hf_datasets import write_layouts
-from tests.examples.test_example_runs import EXAMPLES, _example, _tiny
+from tests.examples.test_example_runs import EXAMPLES, _tiny
+from tests.helpers import load_example as _example
 
 
 @pytest.fixture(scope="module")
