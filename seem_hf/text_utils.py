@@ -17,7 +17,8 @@ _PLAIN_TEXT = re.compile(r"[ -%'-~\t\n\r]*")
 def clean_text(text: str) -> str:
     """CLIP's own text cleaning, applied before its BPE (OpenAI CLIP's and open_clip's `SimpleTokenizer`): ftfy's
     `fix_text` (mojibake, curly quotes, ligatures, full-width letters), HTML entities un-escaped twice (so
-    `"&amp;lt;"` becomes `"<"`), runs of whitespace collapsed to one space, lower case. transformers'
+    `"&amp;lt;"` becomes `"<"`), runs of whitespace collapsed to one space, lower case
+    (U+0345 counted as a space, as CLIP's word split does). transformers'
     `CLIPTokenizer` does only the last two, so the processors clean every text with this first.
 
     Without `ftfy` installed (`pip install ftfy`) the ftfy step is skipped, with a warning: texts that ftfy would
@@ -34,7 +35,11 @@ def clean_text(text: str) -> str:
     else:
         text = ftfy.fix_text(text)
     text = html.unescape(html.unescape(text))
-    return " ".join(text.split()).lower()
+    # CLIP splits words with the `regex` package, case-insensitively, and that split never matches U+0345 (the
+    # combining ypogegrammeni, whose case fold is a letter): for CLIP it separates pieces like a space. It is the
+    # only code point whose split differs from the `tokenizers` one (every assigned code point checked, alone and
+    # between letters, digits and punctuation); ftfy makes it from mojibake such as "Í\x85".
+    return " ".join(text.lower().replace("\u0345", " ").split())
 
 
 def without_unicode_normalization(tokenizer):
