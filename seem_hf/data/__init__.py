@@ -24,7 +24,8 @@ from .shapes import (
     coco_panoptic_paths,
     make_shapes_dataset,
 )
-from .transforms import Augmented, AugmentedPanopticDataset, LargeScaleJitter
+from .streaming import StreamedPanopticDataset, load_streaming_splits
+from .transforms import Augmented, AugmentedPanopticDataset, LargeScaleJitter, augment_panoptic_row
 
 __all__ = [
     "LAYOUTS",
@@ -40,12 +41,15 @@ __all__ = [
     "PanopticRows",
     "ShapesDomain",
     "ShapesStream",
+    "StreamedPanopticDataset",
+    "augment_panoptic_row",
     "coco_panoptic_paths",
     "detect_layout",
     "for_the_hub",
     "grounding_mask",
     "id2rgb",
     "load_coco_panoptic",
+    "load_streaming_splits",
     "load_training_splits",
     "make_shapes_dataset",
     "panoptic_targets",

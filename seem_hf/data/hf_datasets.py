@@ -247,9 +247,12 @@ class PanopticRows(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        row = self.dataset[int(index)]
+        return self.convert(self.dataset[int(index)], int(index))
+
+    def convert(self, row: dict, index: int) -> dict:
+        """`row` (the dataset's row at position `index`) as a `load_coco_panoptic` row; errors name the row."""
         try:
-            return self._convert(row, int(index))
+            return self._convert(row, index)
         except ValueError as error:
             raise ValueError(f"{self.name}, split {self.split!r}, row {index}: {error}") from error
 

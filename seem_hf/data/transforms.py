@@ -114,33 +114,37 @@ class AugmentedPanopticDataset(torch.utils.data.Dataset):
             return f"row {index}"
 
     def __getitem__(self, index: int) -> dict:
-        from seem_hf.data.coco_panoptic import grounding_targets, panoptic_targets
-
         try:
-            row = self.dataset[int(index)]
-            targets = panoptic_targets(row)
-            referring, sentences = grounding_targets(row, targets["masks"])
-            rng = np.random.default_rng([self.seed, int(row["image_id"]), self.epoch])
-            # Segments and referring masks go through the same flip, resize and crop.
-            height, width = targets["masks"].shape[1:]
-            augmented = self.jitter(read_annotated_image(row["image"], height, width),
-                                    np.concatenate([targets["masks"], referring]), rng)
+            return augment_panoptic_row(self.dataset[int(index)], self.jitter, self.seed, self.epoch)
         except Exception as error:  # name the sample: one bad file must not be a mystery in a long run
             raise ValueError(f"Could not read or augment {self._describe(index)}: {error}") from error
-        count = len(targets["masks"])
-        segments, groundings = augmented.kept < count, augmented.kept >= count
-        kept = augmented.kept[segments]
-        return {
-            "image": augmented.image,
-            "masks": augmented.masks[segments],
-            **{key: targets[key][kept] for key in ("labels", "isthing", "iscrowd")},
-            "segments_dropped": count - len(kept),
-            "valid": augmented.valid,
-            "image_id": row["image_id"],
-            "epoch": self.epoch,
-            "grounding_masks": augmented.masks[groundings],
-            "sentences": [sentences[i - count] for i in augmented.kept[groundings]],
-        }
 
 
-__all__ = ["AugmentedPanopticDataset", "Augmented", "LargeScaleJitter"]
+def augment_panoptic_row(row: dict, jitter: LargeScaleJitter, seed: int, epoch: int) -> dict:
+    """One `load_coco_panoptic` row decoded and augmented by `jitter`, drawn from (seed, image id, epoch) only: the
+    item `AugmentedPanopticDataset` describes (also what `--streaming` trains on)."""
+    from seem_hf.data.coco_panoptic import grounding_targets, panoptic_targets
+
+    targets = panoptic_targets(row)
+    referring, sentences = grounding_targets(row, targets["masks"])
+    rng = np.random.default_rng([seed, int(row["image_id"]), epoch])
+    # Segments and referring masks go through the same flip, resize and crop.
+    height, width = targets["masks"].shape[1:]
+    augmented = jitter(read_annotated_image(row["image"], height, width), np.concatenate([targets["masks"], referring]),
+                       rng)
+    count = len(targets["masks"])
+    segments, groundings = augmented.kept < count, augmented.kept >= count
+    kept = augmented.kept[segments]
+    return {
+        "image": augmented.image,
+        "masks": augmented.masks[segments],
+        **{key: targets[key][kept] for key in ("labels", "isthing", "iscrowd")},
+        "segments_dropped": count - len(kept),
+        "valid": augmented.valid,
+        "image_id": row["image_id"],
+        "epoch": epoch,
+        "grounding_masks": augmented.masks[groundings],
+        "sentences": [sentences[i - count] for i in augmented.kept[groundings]],
+    }
+
+__all__ = ["AugmentedPanopticDataset", "Augmented", "LargeScaleJitter", "augment_panoptic_row"]

@@ -14,8 +14,14 @@ from transformers import HfArgumentParser, TrainingArguments
 
 import seem_hf
 from seem_hf.adapters import FineTuningStrategy
-from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter, coco_panoptic_paths, load_coco_panoptic
-from seem_hf.data import ShapesStream, make_shapes_dataset
+from seem_hf.data import (
+    AugmentedPanopticDataset,
+    LargeScaleJitter,
+    ShapesStream,
+    coco_panoptic_paths,
+    load_coco_panoptic,
+    make_shapes_dataset,
+)
 from seem_hf.data.coco_panoptic import vocabulary_of
 
 
@@ -106,6 +112,10 @@ class DataArguments:
                                                                    "training rows"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "--dataset_name: keep the first N "
                                                                   "evaluation rows"})
+    streaming: bool = field(
+        default=False, metadata={"help": "--dataset_name: stream it (Hub shards, local parquet files or a save_to_disk "
+                                 "folder read in shards), each process reading its own shards; set --max_steps"}
+    )
     do_reduce_labels: bool = field(
         default=False, metadata={"help": "--dataset_name, semantic and instance layouts: class 0 is background "
                                  "(unlabelled), the others shift down by one"}
@@ -165,6 +175,9 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
     given = data_args.data_dir if data_args.data_dir is not None else data_args.dataset_name
     if data_args.domain != "shapes" and given is not None:
         raise ValueError(f"--domain {data_args.domain} picks a generated dataset; drop it to train on {given}.")
+    if data_args.streaming and data_args.dataset_name is None:
+        raise ValueError("--streaming streams the dataset --dataset_name names; give one (the generated shapes stream "
+                         "is --stream).")
     if data_args.stream:
         return _stream_datasets(data_args, training_args)
     if data_args.dataset_name is not None:
@@ -210,6 +223,8 @@ def _named_datasets(data_args: DataArguments, training_args: TrainingArguments):
     evaluate_on = "train" if data_args.eval_split == "train" else "validation"
     if evaluate_on == "validation" and training_args.eval_strategy == "no" and data_args.train_val_split is None:
         evaluate_on = None  # nothing evaluates during training: a validation split is optional
+    if data_args.streaming:
+        return _streamed_datasets(data_args, training_args, evaluate_on)
     with training_args.main_process_first(desc="loading --dataset_name"):  # one download per machine
         loaded = load_training_splits(
             data_args.dataset_name, data_args.dataset_config_name, data_args.train_split, data_args.validation_split,
@@ -225,6 +240,39 @@ def _named_datasets(data_args: DataArguments, training_args: TrainingArguments):
     train = AugmentedPanopticDataset(
         loaded.train, LargeScaleJitter(size, data_args.min_scale, data_args.max_scale), seed=training_args.seed
     )
+    validation = (AugmentedPanopticDataset(loaded.evaluation, LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
+                  if loaded.evaluation is not None else None)
+    return train, validation, loaded.vocabulary
+
+
+def _streamed_datasets(data_args: DataArguments, training_args: TrainingArguments, evaluate_on: str | None):
+    """`training_datasets` for `--dataset_name ... --streaming` (`seem_hf.data.streaming`): each process augments
+    its own shards of the training split, without end; evaluation on the first rows of the evaluation split."""
+    from seem_hf.data.streaming import StreamedPanopticDataset, load_streaming_splits
+
+    for option, value in (("--max_train_samples", data_args.max_train_samples),
+                          ("--train_val_split", data_args.train_val_split)):
+        if value is not None:
+            raise ValueError(f"{option} needs a map-style dataset; with --streaming the run's length is --max_steps "
+                             f"and evaluation reads --validation_split (drop {option} or --streaming).")
+    if training_args.max_steps <= 0:
+        raise ValueError("--streaming reads the training split without end: set the run's length with --max_steps.")
+    with training_args.main_process_first(desc="opening the --streaming dataset"):  # one evaluation copy per machine
+        loaded = load_streaming_splits(
+            data_args.dataset_name, data_args.dataset_config_name, data_args.train_split, data_args.validation_split,
+            data_args.image_column, data_args.annotation_column, data_args.max_eval_samples,
+            data_args.do_reduce_labels, evaluate_on,
+        )
+    size = data_args.image_size
+    train = StreamedPanopticDataset(loaded.train, LargeScaleJitter(size, data_args.min_scale, data_args.max_scale),
+                                    seed=training_args.seed, rank=training_args.process_index,
+                                    world_size=training_args.world_size)
+    if training_args.process_index == 0:
+        shards = loaded.train.dataset.n_shards
+        print(f"Dataset {data_args.dataset_name} (streamed, {shards} shard(s) among {training_args.world_size} "
+              f"process(es)): {loaded.layout.describe()}; "
+              f"{'no' if loaded.evaluation is None else len(loaded.evaluation)} evaluation rows, "
+              f"{len(loaded.vocabulary)} labels.")
     validation = (AugmentedPanopticDataset(loaded.evaluation, LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
                   if loaded.evaluation is not None else None)
     return train, validation, loaded.vocabulary
@@ -257,7 +305,8 @@ def training_data_description(data_args: DataArguments) -> str:
                 f"step), at {data_args.image_size} px with large-scale jitter {data_args.min_scale}-"
                 f"{data_args.max_scale}. Metrics below are on {evaluated}.")
     where = (f"`{data_args.data_dir}` (COCO-panoptic layout)" if data_args.data_dir else
-             f"the `datasets` dataset `{data_args.dataset_name}`" if data_args.dataset_name else
+             f"the `datasets` dataset `{data_args.dataset_name}`{' (streamed)' if data_args.streaming else ''}"
+             if data_args.dataset_name else
              f"the bundled synthetic shapes dataset ({data_args.num_train} training images, {data_args.num_val} "
              f"validation images, `seem_hf.data.make_shapes_dataset`, domain {data_args.domain}, seed 0)")
     evaluated = "the training images" if data_args.eval_split == "train" else "the validation split"

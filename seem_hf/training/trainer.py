@@ -102,6 +102,19 @@ class SegmentationTrainer(Trainer):
                   flush=True)
         return super().train(*args, **kwargs)
 
+    def get_train_dataloader(self) -> DataLoader:
+        """transformers' data loader, except for a dataset that reads its own shards (`reads_own_shards`:
+        `seem_hf.data.StreamedPanopticDataset`): accelerate would read every batch of such an `IterableDataset` on
+        process 0 and send it to the others (or, told not to, make each process keep one batch in N of its own
+        part), so it is loaded as it is, on every process."""
+        if not getattr(self.train_dataset, "reads_own_shards", False):
+            return super().get_train_dataloader()
+        args = self.args
+        return DataLoader(self.train_dataset, batch_size=self._train_batch_size, collate_fn=self.data_collator,
+                          num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
+                          persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
+                          prefetch_factor=args.dataloader_prefetch_factor if args.dataloader_num_workers else None)
+
     def create_optimizer(self, model=None):
         if self.optimizer is None:
             args = self.args

@@ -1,0 +1,184 @@
+"""Training from data larger than one machine: `--streaming` reads a `datasets` dataset as an `IterableDataset`
+(Hub shards, local parquet or other files `load_dataset` streams, or a `save_to_disk` folder read in shards), in
+any layout `seem_hf.data.hf_datasets` recognises, and nothing is downloaded or decoded before it is needed.
+
+Each training process reads only its own shards (`datasets.distributed.split_dataset_by_node`: shard `i` goes to
+process `i mod world_size` when the shard count is a multiple of the process count; otherwise every process reads
+every shard and keeps its own share of the rows), so no image is seen twice in a pass and none is skipped. Each
+process then repeats its part for as long as the run lasts (`--max_steps`); pass `p` draws augmentation epoch `p`.
+Processes never wait on each other for data, which an uneven split would otherwise make them do at a pass's end.
+
+What a map-style dataset gives from its whole table comes from the first rows here: label names from the
+description or `ClassLabel` features as usual, and, for panoptic rows without a stored vocabulary, which labels
+are things from the first `HEAD_ROWS` training rows. The evaluation split is streamed too and its first
+`--max_eval_samples` rows (`DEFAULT_EVAL_ROWS` if not given) are kept on disk for the run's evaluations.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import datasets
+import torch
+from datasets.distributed import split_dataset_by_node
+
+from seem_hf.data.hf_datasets import (
+    PanopticRows,
+    TrainingSplits,
+    _check_annotation_feature,
+    dataset_vocabulary,
+    detect_layout,
+)
+from seem_hf.data.transforms import LargeScaleJitter, augment_panoptic_row
+
+HEAD_ROWS = 1000
+"""Training rows read (without images) to find the thing labels of panoptic rows that carry no vocabulary."""
+DEFAULT_EVAL_ROWS = 500
+"""Evaluation rows kept when `--max_eval_samples` is not given."""
+SAVED_SHARDS = 64
+"""Shards a `save_to_disk` folder is read in (a multiple of any power-of-two process count up to 64)."""
+
+
+def stream_dataset_dict(name: str, config_name: str | None = None) -> tuple[datasets.IterableDatasetDict, Path | None]:
+    """Dataset `name` as an `IterableDatasetDict`, and its local folder (None for a Hub dataset): a `save_to_disk`
+    folder is read in `SAVED_SHARDS` shards (`to_iterable_dataset`), other folders and Hub names through
+    `load_dataset(..., streaming=True)` (one shard per file)."""
+    path = Path(name).expanduser()
+    if path.exists() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.Dataset):
+            loaded = datasets.DatasetDict({"train": loaded})
+        streams = datasets.IterableDatasetDict()
+        for split, part in loaded.items():
+            streams[split] = part.to_iterable_dataset(num_shards=max(1, min(SAVED_SHARDS, len(part))))
+            streams[split].info.description = part.info.description  # the vocabulary load_coco_panoptic stores
+        return streams, path
+    try:
+        loaded = datasets.load_dataset(str(path) if path.exists() else name, config_name, streaming=True)
+    except Exception as error:  # offline, a typo, a private repository: say which and what to check
+        raise ValueError(
+            f"--dataset_name {name!r} could not be streamed ({type(error).__name__}: {error}). Check the path, or "
+            "the Hub name and your connection (HF_HUB_OFFLINE, `hf auth login`)."
+        ) from error
+    if isinstance(loaded, datasets.IterableDataset):
+        loaded = datasets.IterableDatasetDict({"train": loaded})
+    return loaded, path if path.exists() else None
+
+
+def _head(stream: datasets.IterableDataset, columns: list[str], count: int) -> datasets.Dataset:
+    """The first `count` rows of `stream`'s `columns` (no image among them) as a small in-memory `Dataset` with
+    the stream's features and description: what `dataset_vocabulary` reads."""
+    features = datasets.Features({column: stream.features[column] for column in columns})
+    rows = list(itertools.islice(stream.select_columns(columns), count)) if columns else []
+    return datasets.Dataset.from_list(rows, features=features,
+                                      info=datasets.DatasetInfo(description=stream.info.description, features=features))
+
+
+def _kept_rows(stream: datasets.IterableDataset, count: int) -> datasets.Dataset:
+    """The first `count` rows of `stream`, written to the `datasets` cache (images stay encoded: memory is flat)."""
+    features = stream.features
+    undecoded = stream
+    for column, feature in features.items():
+        if isinstance(feature, datasets.Image):
+            undecoded = undecoded.cast_column(column, datasets.Image(decode=False))
+
+    def rows():
+        yield from itertools.islice(undecoded, count)
+
+    return datasets.Dataset.from_generator(rows, features=undecoded.features).cast(features)
+
+
+def load_streaming_splits(
+    name: str,
+    config_name: str | None = None,
+    train_split: str = "train",
+    validation_split: str | None = None,
+    image_column: str = "image",
+    annotation_column: str | None = None,
+    max_eval_samples: int | None = None,
+    do_reduce_labels: bool = False,
+    evaluate_on: str | None = "validation",
+) -> TrainingSplits:
+    """`load_training_splits` for `--streaming`: `train` is the training split's `datasets.IterableDataset` (not yet
+    split among processes: `StreamedPanopticDataset` does that), `evaluation` the first rows of the evaluation
+    split (or of the training split, `evaluate_on="train"`) as `PanopticRows`."""
+    splits, folder = stream_dataset_dict(name, config_name)
+    if train_split not in splits:
+        raise ValueError(f"{name} has no split {train_split!r} (it has {sorted(splits)}); pick one with --train_split.")
+    train = splits[train_split]
+    if train.features is None:
+        raise ValueError(f"{name}: the streamed split {train_split!r} declares no features, so its layout cannot be "
+                         "told before reading it; save it with `datasets` (features included) or drop --streaming.")
+    layout = detect_layout(train.features, image_column, annotation_column)
+    _check_annotation_feature(train.features, layout, name)
+    described = [column for column in train.features if column not in (layout.image_column, layout.annotation_column)
+                 and column in ("segments", "semantic_class_to_id")]
+    vocabulary, class_ids = dataset_vocabulary(_head(train, described, HEAD_ROWS), layout, name, folder,
+                                               do_reduce_labels)
+    evaluation = None
+    if evaluate_on == "validation":
+        candidates = [validation_split] if validation_split else ["validation", "val"]
+        found = next((split for split in candidates if split in splits and split != train_split), None)
+        if found is None:
+            raise ValueError(
+                f"{name} has no validation split {' or '.join(repr(c) for c in candidates)} (it has {sorted(splits)}): "
+                "name one with --validation_split, evaluate on the first training rows with --eval_split train, or "
+                "turn evaluation off with --eval_strategy no (--train_val_split needs a map-style dataset: drop "
+                "--streaming)."
+            )
+        evaluation = splits[found]
+    elif evaluate_on == "train":
+        evaluation = train
+    kept = None if evaluation is None else _kept_rows(evaluation, max_eval_samples or DEFAULT_EVAL_ROWS)
+    return TrainingSplits(
+        PanopticRows(train, layout, class_ids, do_reduce_labels, name=name, split=train_split),
+        None if kept is None else PanopticRows(kept, layout, class_ids, do_reduce_labels, name=name,
+                                               split="evaluation"),
+        vocabulary, layout,
+    )
+
+
+class StreamedPanopticDataset(torch.utils.data.IterableDataset):
+    """The training items of `AugmentedPanopticDataset` from a stream: this process's shards of `rows.dataset` (a
+    `datasets.IterableDataset`, split with `split_dataset_by_node(rank, world_size)`), converted by `rows`
+    (`PanopticRows`) and augmented by `jitter`, repeated without end (pass `p` is augmentation epoch `p`; rows
+    without an `image_id` column are numbered by their place in this process's part).
+
+    `reads_own_shards` tells `SegmentationTrainer` to give it to its data loader as it is (accelerate would
+    otherwise read every batch on process 0 and send it to the others, or shard it a second time). Data-loader
+    workers share the process's shards as `datasets` assigns them."""
+
+    reads_own_shards = True
+
+    def __init__(self, rows: PanopticRows, jitter: LargeScaleJitter, seed: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        self.rows, self.jitter, self.seed = rows, jitter, seed
+        self.rank, self.world_size = rank, world_size
+
+    @property
+    def dataset(self) -> datasets.IterableDataset:
+        """This process's part of the stream."""
+        return split_dataset_by_node(self.rows.dataset, rank=self.rank, world_size=self.world_size)
+
+    def __iter__(self):
+        part = self.dataset
+        for epoch in itertools.count():
+            part.set_epoch(epoch)
+            empty = True
+            for position, row in enumerate(part):
+                empty = False
+                row = self.rows.convert(row, position)
+                try:
+                    yield augment_panoptic_row(row, self.jitter, self.seed, epoch)
+                except Exception as error:  # name the sample: one bad file must not be a mystery in a long run
+                    raise ValueError(f"Could not read or augment {self.rows.name}, split {self.rows.split!r}, row "
+                                     f"{position} of process {self.rank}'s part (image_id {row['image_id']}): "
+                                     f"{error}") from error
+            if empty:
+                raise ValueError(f"{self.rows.name}, split {self.rows.split!r}: process {self.rank} of "
+                                 f"{self.world_size} got no rows (the split has fewer rows than processes).")
+
+
+__all__ = ["DEFAULT_EVAL_ROWS", "HEAD_ROWS", "StreamedPanopticDataset", "load_streaming_splits",
+           "stream_dataset_dict"]

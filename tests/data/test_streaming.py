@@ -1,0 +1,122 @@
+"""`--streaming` (issue 22, item 4): a dataset published as parquet shards (what push_to_hub uploads) or saved with
+save_to_disk is read as an `IterableDataset`, each process its own shards (`split_dataset_by_node`): in a pass no
+image is seen twice and none is skipped, with 1 process or 2 (torchrun, the example script)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+from seem_hf.data import (
+    SHAPES_VOCABULARY,
+    LargeScaleJitter,
+    StreamedPanopticDataset,
+    load_coco_panoptic,
+    load_streaming_splits,
+    make_shapes_dataset,
+)
+from seem_hf.data.hf_datasets import for_the_hub
+from tests.examples.test_example_runs import _tiny
+from tests.helpers import load_example
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+TRAIN_IMAGES, SHARDS = 8, 4
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    """The bundled shapes data (8 + 2 images at 64 px) as push_to_hub writes it: parquet shards of 2 training rows
+    (4 files) and one validation file, labels carried by for_the_hub."""
+    root = tmp_path_factory.mktemp("streamed")
+    paths = make_shapes_dataset(root / "shapes", num_train=TRAIN_IMAGES, num_val=2, image_size=64, seed=0)
+    loaded = {split: load_coco_panoptic(p["image_dir"], p["panoptic_dir"], p["panoptic_json"], p["grounding_json"])
+              for split, p in paths.items()}
+    published = for_the_hub(datasets.DatasetDict({"train": loaded["train"], "validation": loaded["val"]}))
+    (root / "hub" / "data").mkdir(parents=True)
+    for index in range(SHARDS):
+        published["train"].shard(SHARDS, index, contiguous=True).to_parquet(
+            root / "hub" / "data" / f"train-{index:05d}-of-{SHARDS:05d}.parquet")
+    published["validation"].to_parquet(root / "hub" / "data" / "validation-00000-of-00001.parquet")
+    return root / "hub"
+
+
+def _read(splits, rank: int, world_size: int, count: int) -> list[dict]:
+    stream = StreamedPanopticDataset(splits.train, LargeScaleJitter(64, 0.5, 2.0), seed=0, rank=rank,
+                                     world_size=world_size)
+    return list(itertools.islice(iter(stream), count))
+
+
+def test_each_process_reads_its_own_shards_once_per_pass(shards):
+    splits = load_streaming_splits(str(shards))
+    assert splits.train.dataset.n_shards == SHARDS and splits.layout.name == "panoptic"
+    assert splits.vocabulary.id2label == SHAPES_VOCABULARY.id2label
+    assert len(splits.evaluation) == 2  # the validation split's rows, kept for the run's evaluations
+    alone = [item["image_id"] for item in _read(splits, 0, 1, TRAIN_IMAGES)]
+    assert sorted(alone) == list(range(1, TRAIN_IMAGES + 1))
+    parts = [_read(splits, rank, 2, TRAIN_IMAGES) for rank in (0, 1)]  # two passes of 4 rows each
+    first = [[item["image_id"] for item in part[:4]] for part in parts]
+    assert not set(first[0]) & set(first[1]) and sorted(first[0] + first[1]) == sorted(alone)
+    for part, ids in zip(parts, first):
+        again = part[4:]
+        assert [item["image_id"] for item in again] == ids  # the next pass: the same rows ...
+        assert [item["epoch"] for item in part] == [0] * 4 + [1] * 4  # ... with the next epoch's augmentation
+        assert any(not np.array_equal(a["image"], b["image"]) for a, b in zip(part[:4], again))
+
+
+def test_a_save_to_disk_folder_streams_in_shards(tmp_path):
+    paths = make_shapes_dataset(tmp_path / "shapes", num_train=4, num_val=2, image_size=64, seed=0)
+    loaded = {split: load_coco_panoptic(p["image_dir"], p["panoptic_dir"], p["panoptic_json"], p["grounding_json"])
+              for split, p in paths.items()}
+    datasets.DatasetDict({"train": loaded["train"], "val": loaded["val"]}).save_to_disk(tmp_path / "saved")
+    splits = load_streaming_splits(str(tmp_path / "saved"), max_eval_samples=1)
+    assert splits.train.dataset.n_shards == 4 and len(splits.evaluation) == 1
+    assert splits.vocabulary.coco_categories() == SHAPES_VOCABULARY.coco_categories()  # from the description
+    first = _read(splits, 0, 1, 1)[0]
+    assert first["image_id"] == 1 and first["sentences"]  # groundings travel too
+
+
+def test_streaming_refuses_what_needs_the_whole_table(shards, tmp_path):
+    lseg = load_example("finetune_lseg")
+    arguments = ["--dataset_name", str(shards), "--streaming", "true", "--output_dir", str(tmp_path / "run"),
+                 *_tiny("finetune_lseg")]
+    with pytest.raises(ValueError, match="--max_train_samples needs a map-style dataset"):
+        lseg.main([*arguments, "--max_train_samples", "4", "--max_steps", "1"])
+    with pytest.raises(ValueError, match="without end: set the run's length with --max_steps"):
+        lseg.main([*arguments, "--num_train_epochs", "1", "--max_steps", "-1"])
+    with pytest.raises(ValueError, match="--streaming streams the dataset --dataset_name names"):
+        lseg.main(["--streaming", "true", "--output_dir", str(tmp_path / "run"), *_tiny("finetune_lseg")])
+
+
+def test_two_processes_train_on_their_own_shards(shards, tmp_path):
+    """The LSeg example under torchrun with 2 processes, 2 steps of 2 images each: the 8 training images are each
+    read once, by one process."""
+    environment = dict(os.environ, PYTHONPATH=str(REPOSITORY), OMP_NUM_THREADS="1", TRANSFORMERS_VERBOSITY="error")
+    arguments = ["--dataset_name", str(shards), "--streaming", "true", "--output_dir", str(tmp_path / "run"),
+                 *_tiny("finetune_lseg"), "--max_steps", "2", "--eval_strategy", "no"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "tests.data.streaming_run", str(tmp_path), *arguments],
+        cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert f"streamed, {SHARDS} shard(s) among 2 process(es)" in completed.stdout
+    seen = [json.loads((tmp_path / f"seen-{rank}.json").read_text())[:4] for rank in (0, 1)]
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0] + seen[1]) == list(range(1, TRAIN_IMAGES + 1))
+    assert json.loads((tmp_path / "run" / "trainer_state.json").read_text())["global_step"] == 2
+
+
+def test_one_process_trains_and_evaluates_from_the_stream(shards, tmp_path):
+    metrics = load_example("finetune_lseg").main(
+        ["--dataset_name", str(shards), "--streaming", "true", "--output_dir", str(tmp_path / "run"),
+         *_tiny("finetune_lseg"), "--max_steps", "2", "--eval_steps", "2"])
+    assert "eval_miou" in metrics
+    assert "(streamed)" in (tmp_path / "run" / "README.md").read_text()
