@@ -34,6 +34,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from seem_hf.caching import cache_home
+
 logger = logging.getLogger(__name__)
 
 LABEL_EMBEDDINGS_NAME = "label_embeddings.safetensors"
@@ -45,12 +47,7 @@ _MEMORY_ENTRIES = 4
 def cache_folder() -> Path | None:
     """The disk cache of label embeddings: `$SEEM_HF_LABEL_EMBEDDINGS_CACHE` when set (`off` or `0` for none), else
     `seem_hf/label_embeddings` under Hugging Face's cache home (`$HF_HOME`, by default `~/.cache/huggingface`)."""
-    value = os.environ.get(CACHE_ENV)
-    if value is not None:
-        return None if value.strip().lower() in ("", "0", "off", "none", "false") else Path(value).expanduser()
-    from huggingface_hub import constants
-
-    return Path(os.environ.get("HF_HOME") or constants.HF_HOME).expanduser() / "seem_hf" / "label_embeddings"
+    return cache_home(CACHE_ENV, "label_embeddings")
 
 
 def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:

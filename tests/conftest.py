@@ -8,6 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # No label-embedding disk cache (seem_hf.label_embeddings) unless a test sets one: no file in the user's cache home,
 # and no test reads what an earlier run wrote.
 os.environ.setdefault("SEEM_HF_LABEL_EMBEDDINGS_CACHE", "off")
+os.environ.setdefault("SEEM_HF_VALIDATION_CACHE", "off")  # likewise for the datasets that passed validation
 # pytest-xdist runs one worker per core: each worker (and the example scripts it starts) gets its share of the cores,
 # since torch's default of one thread per core in every worker oversubscribes them (steps ran ~10x slower).
 _threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from seem_hf.data.categories import LabelVocabulary
 from seem_hf.data.panoptic_format import rgb2id, segmentation_mask
-from seem_hf.data.validation import plural, validate_coco_panoptic
+from seem_hf.data.validation import plural, validate_coco_panoptic, validate_coco_panoptic_once
 
 
 def _refuse(problems: list[str], image_dir, panoptic_dir, panoptic_json, grounding_json) -> None:
@@ -140,8 +140,9 @@ def load_coco_panoptic(
     `isthing`, `iscrowd`, `bbox` [x, y, w, h], `area`) and `groundings` (per grounding annotation:
     `segment_id` when given, `category_id`, `segmentation` as JSON text, `sentences`). The label vocabulary
     is in `dataset.info.description` as JSON (see `vocabulary_of`). Raises a `ValueError` listing every
-    problem `validate_coco_panoptic` finds."""
-    _refuse(validate_coco_panoptic(image_dir, panoptic_dir, panoptic_json, grounding_json),
+    problem `validate_coco_panoptic` finds (a dataset that passed before with the same files is not checked again:
+    `validate_coco_panoptic_once`)."""
+    _refuse(validate_coco_panoptic_once(image_dir, panoptic_dir, panoptic_json, grounding_json),
             image_dir, panoptic_dir, panoptic_json, grounding_json)
     data = json.loads(Path(panoptic_json).read_text(encoding="utf-8"))
     vocabulary, contiguous = LabelVocabulary.from_coco(data["categories"])

@@ -14,8 +14,9 @@ or images). A dataset it passes is one `load_coco_panoptic` reads. The rules:
   (non-empty `raw` texts), optional `segment_id` and `category_id`.
 - Uniqueness: image ids and file names, annotation image ids and PNG names, category ids and names, segment ids
   within an image, grounding annotation ids; every image has an annotation and every annotation an image.
-- Consistency with the files: image size = JSON `height` x `width` = PNG size; images in a mode `read_image` reads
-  (16-bit and float by its value rule; an EXIF orientation may turn the image to the JSON's size); RGB PNGs (id = R + 256 G + 256^2 B); the PNG's ids = `segments_info`'s;
+- Consistency with the files: image size = JSON `height` x `width` = PNG size; images in a mode `read_image`
+  reads (16-bit and float by its value rule; an EXIF orientation may turn the image to the JSON's size); RGB PNGs
+  (id = R + 256 G + 256^2 B); the PNG's ids = `segments_info`'s;
   `area` = the segment's pixel count; `bbox` = the mask's box (within `BBOX_TOLERANCE` pixels, for the two
   conventions of the box's far edge); categories exist; a grounding annotation's image, segment and category exist
   and agree, its mask lies on its image and covers pixels (on its segment, when it names one).
@@ -23,8 +24,10 @@ or images). A dataset it passes is one `load_coco_panoptic` reads. The rules:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -440,4 +443,58 @@ def validate_coco_panoptic(
     return checker.problems
 
 
-__all__ = ["BBOX_TOLERANCE", "MIN_GROUNDING_IOU", "plural", "validate_coco_panoptic"]
+VALIDATION_CACHE_ENV = "SEEM_HF_VALIDATION_CACHE"
+"""Where the datasets that passed are remembered (`off`: nowhere); by default `seem_hf/validated` under
+Hugging Face's cache home."""
+
+
+def dataset_fingerprint(image_dir: str | Path | None, panoptic_dir: str | Path, panoptic_json: str | Path,
+                        grounding_json: str | Path | None = None) -> str:
+    """SHA-256 of what a validation depends on: the rules (this module's source), the JSON files' paths, sizes and
+    modification times, and the name, size and modification time of every file in the two folders. Any edit,
+    added or removed file changes it; reading the folders' entries costs about a second per 100k files."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for path in (panoptic_json, grounding_json):
+        if path is not None:
+            stat = Path(path).stat()
+            digest.update(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns};".encode())
+    for folder in (image_dir, panoptic_dir):
+        if folder is None:
+            digest.update(b"-;")
+            continue
+        digest.update(f"{Path(folder).resolve()};".encode())
+        with os.scandir(folder) as entries:
+            for name, stat in sorted((entry.name, entry.stat()) for entry in entries if entry.is_file()):
+                digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()
+
+
+def validate_coco_panoptic_once(image_dir: str | Path | None, panoptic_dir: str | Path, panoptic_json: str | Path,
+                                grounding_json: str | Path | None = None) -> list[str]:
+    """`validate_coco_panoptic`, skipped for a dataset that passed before with the same files (`dataset_fingerprint`):
+    a training run on COCO's 118k images would otherwise decode every image and PNG (about 45 minutes on 2 cores)
+    before each start. A pass is remembered in `$SEEM_HF_VALIDATION_CACHE` (see `VALIDATION_CACHE_ENV`); problems
+    never are, so a dataset with problems is checked, and reported, every time."""
+    from seem_hf.caching import cache_home
+
+    folder = cache_home(VALIDATION_CACHE_ENV, "validated")
+    try:
+        marker = None if folder is None else folder / dataset_fingerprint(image_dir, panoptic_dir, panoptic_json,
+                                                                          grounding_json)
+    except OSError:  # a missing file or folder: the validation names it
+        marker = None
+    if marker is not None and marker.is_file():
+        return []
+    problems = validate_coco_panoptic(image_dir, panoptic_dir, panoptic_json, grounding_json)
+    if not problems and marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"panoptic_json": str(panoptic_json), "image_dir": str(image_dir),
+                                          "panoptic_dir": str(panoptic_dir), "grounding_json": str(grounding_json)}))
+        except OSError:  # a read-only cache home: validate again next time
+            pass
+    return problems
+
+
+__all__ = ["BBOX_TOLERANCE", "MIN_GROUNDING_IOU", "VALIDATION_CACHE_ENV", "dataset_fingerprint", "plural",
+           "validate_coco_panoptic", "validate_coco_panoptic_once"]
