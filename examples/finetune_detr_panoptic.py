@@ -100,11 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train, evaluation, vocabulary = training_datasets(data_args, training_args)
     set_seed(training_args.seed)  # before anything random is created: adapters, new heads
     model = DetrPanopticForSegmentation.from_pretrained(model_args.model_name_or_path, dropout=model_args.dropout)
-    if model.config.id2label != vocabulary.id2label:
-        raise ValueError(
-            f"The model's labels {model.config.id2label} differ from the dataset's {vocabulary.id2label}; "
-            "convert or re-initialise the classification head for this label set first."
-        )
+    relabelled = model.set_label_set(vocabulary.id2label)  # the data's labels, in its order; known rows kept
     if model_args.stage == "joint":
         model = prepare_for_fine_tuning(
             model, tuning.strategy, bottleneck_size=tuning.bottleneck_size, lora_rank=tuning.lora_rank
@@ -121,6 +117,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if training_args.process_index == 0:
         print(f"{model_args.stage} stage, {tuning.strategy}, {training_args.world_size} process(es): "
               f"{describe_parameters(model)}")
+        if relabelled:
+            print(relabelled)
     processor = DetrPanopticImageProcessor.from_pretrained(model_args.model_name_or_path)
     processor.id2label, processor.thing_label_ids = vocabulary.id2label, vocabulary.thing_label_ids
     processor.label_colors = vocabulary.label_colors

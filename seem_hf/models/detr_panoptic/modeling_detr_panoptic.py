@@ -249,6 +249,31 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
         "head_trainable": r"detr\.(class_labels_classifier|bbox_predictor|model\.query_position_embeddings)",
     }
 
+    @torch.no_grad()
+    def set_label_set(self, id2label: dict[int, str]) -> str:
+        """Make the classifier predict `id2label` (a fine-tuning data set's labels), keeping what it knows: the row
+        of a label the model already has moves to the label's new index, a new label gets a freshly initialised
+        row, "no object" stays last; `config.id2label`/`label2id`/`num_labels` follow. Returns one line saying what
+        changed (empty when nothing did)."""
+        id2label = {int(index): name for index, name in id2label.items()}
+        if id2label == self.config.id2label:
+            return ""
+        old = self.detr.class_labels_classifier
+        known = {name: index for index, name in self.config.id2label.items()}
+        head = torch.nn.Linear(old.in_features, len(id2label) + 1).to(old.weight.device, old.weight.dtype)
+        self._init_weights(head)
+        kept = [index for index, name in id2label.items() if name in known]
+        for index in kept:
+            head.weight[index], head.bias[index] = old.weight[known[id2label[index]]], old.bias[known[id2label[index]]]
+        head.weight[-1], head.bias[-1] = old.weight[-1], old.bias[-1]
+        self.detr.class_labels_classifier = head
+        self.config.id2label = dict(id2label)
+        self.config.label2id = {name: index for index, name in id2label.items()}
+        added = [id2label[index] for index in sorted(id2label) if index not in kept]
+        dropped = sorted(set(known) - set(id2label.values()))
+        return (f"Classification head set to the data's {len(id2label)} labels: {len(kept)} kept from the model, "
+                f"new {added}, dropped {dropped}.")
+
     def get_image_features(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None):
         """Backbone feature maps (strides 4, 8, 16, 32) and their downsampled padding masks, as a list of
         `(feature_map, mask)` pairs."""

@@ -28,7 +28,7 @@ from seem_hf import (
     DetrPanopticSegmentationOutput,
 )
 from seem_hf.models.detr_panoptic.modeling_detr_panoptic import timm_resnet_key_mapping
-from seem_hf.testing import tiny_detr_arguments, tiny_detr_panoptic_config
+from seem_hf.testing import FIXTURES, tiny_detr_arguments, tiny_detr_panoptic_config
 
 from ...helpers import run_without_seem_hf
 
@@ -429,3 +429,21 @@ def test_attention_implementation_by_name_despite_the_attention_free_backbone(im
     assert model.config._attn_implementation == implementation
     model.set_attn_implementation("eager" if implementation == "sdpa" else "sdpa")
     assert model.config._attn_implementation != implementation
+
+
+def test_set_label_set_keeps_known_rows_and_saves(tmp_path):
+    """Fine-tuning on another label set (issue 22: a converted COCO instances JSON lists things first): rows of the
+    labels the model knows move to their new index, a new label gets a fresh row, "no object" stays last, and the
+    folder saved afterwards loads with the new labels."""
+    model = DetrPanopticForSegmentation.from_pretrained(FIXTURES / "tiny-random-detr_panoptic")
+    old, weight = dict(model.config.id2label), model.detr.class_labels_classifier.weight.detach().clone()
+    message = model.set_label_set({0: old[3], 1: "boat", 2: old[0]})
+    assert "2 kept" in message and "new ['boat']" in message
+    head = model.detr.class_labels_classifier.weight
+    assert torch.equal(head[0], weight[3]) and torch.equal(head[2], weight[0]) and torch.equal(head[-1], weight[-1])
+    assert not torch.equal(head[1], weight[1]) and model.config.num_labels == 3
+    assert model.set_label_set({0: old[3], 1: "boat", 2: old[0]}) == ""
+    model.save_pretrained(tmp_path)
+    loaded = DetrPanopticForSegmentation.from_pretrained(tmp_path)
+    assert loaded.config.id2label == {0: old[3], 1: "boat", 2: old[0]}
+    assert torch.equal(loaded.detr.class_labels_classifier.weight, head)
