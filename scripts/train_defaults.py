@@ -36,6 +36,7 @@ from make_tiny_checkpoints import (  # noqa: E402
     fit_seem_label_embeddings,
     sharpen_detr_panoptic,
 )
+from pretrain_backbone import pretrain_backbone  # noqa: E402
 
 from seem_hf import (  # noqa: E402
     DetrPanopticConfig,
@@ -113,11 +114,15 @@ def shapes_seem_config():
     )
 
 
-def initial_checkpoint(name: str, folder: Path) -> Path:
-    """The untrained starting point of `name`: its shapes config with seeded random weights (the frozen text
-    towers' projections fitted to keep the vocabulary's names apart, DETR's queries and mask output sharpened, as
-    `scripts/make_tiny_checkpoints.py` does for the tiny ones), and its processor at `IMAGE_SIZE` with the shapes
-    vocabulary."""
+CONFIGS = {"detr_panoptic": shapes_detr_panoptic_config, "lseg": shapes_lseg_config, "seem": shapes_seem_config}
+
+
+def initial_checkpoint(name: str, folder: Path, pretrain_steps: int = 0) -> Path:
+    """The starting point of `name`'s segmentation training: its shapes config with seeded random weights (the frozen
+    text towers' projections fitted to keep the vocabulary's names apart, DETR's queries and mask output sharpened, as
+    `scripts/make_tiny_checkpoints.py` does for the tiny ones), the backbone pretrained on the stream's object crops
+    for `pretrain_steps` steps (`scripts/pretrain_backbone.py`; its held-out accuracies go to
+    `backbone_pretraining.json`), and its processor at `IMAGE_SIZE` with the shapes vocabulary."""
     torch.manual_seed(0)
     shutil.rmtree(folder, ignore_errors=True)
     size = {"shortest_edge": IMAGE_SIZE, "longest_edge": IMAGE_SIZE}
@@ -141,7 +146,9 @@ def initial_checkpoint(name: str, folder: Path) -> Path:
         fit_seem_label_embeddings(model, processor)
     else:
         raise SystemExit(f"Unknown model {name!r}: choose detr_panoptic, lseg or seem.")
+    history = pretrain_backbone(model, pretrain_steps) if pretrain_steps else []
     model.eval().save_pretrained(folder)
+    (folder / PRETRAINING).write_text(json.dumps({"steps": pretrain_steps, "held_out_accuracy": history}) + "\n")
     processor.save_pretrained(folder)
     remove_bundle(folder)
     return folder
@@ -162,12 +169,15 @@ RECIPES = {
     "lseg": (1500, 50, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
     "seem": (2000, 250, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
 }
+PRETRAIN_STEPS = {"detr_panoptic": 3000, "lseg": 3000, "seem": 3000}
+"""Backbone pretraining steps (4 stream images' thing crops each) before each model's segmentation training."""
+PRETRAINING = "backbone_pretraining.json"
 KEEP = (".json", ".safetensors", ".txt")
 DROP = ("training_args.bin", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json")
 
 
 def train(name: str, workdir: Path, steps: int | None, resume: bool, destination: Path = DESTINATION,
-          overrides: list[str] = ()) -> Path:
+          overrides: list[str] = (), pretrain_steps: int | None = None) -> Path:
     default_steps, every, arguments = RECIPES[name]
     arguments = [*arguments, *overrides]
     steps = steps or default_steps
@@ -177,7 +187,7 @@ def train(name: str, workdir: Path, steps: int | None, resume: bool, destination
         shutil.rmtree(output, ignore_errors=True)
         workdir.mkdir(parents=True, exist_ok=True)
         clock.write_text(f"{time.time():.0f}\n")  # when the run started: wall time counts from here
-        initial_checkpoint(name, start)
+        initial_checkpoint(name, start, PRETRAIN_STEPS[name] if pretrain_steps is None else pretrain_steps)
     command = [f"examples/finetune_{name}.py", "--model_name_or_path", str(start.relative_to(ROOT)),
                "--output_dir", str(output.relative_to(ROOT)), "--max_steps", str(steps), "--eval_steps", str(every),
                "--save_steps", str(every), *COMMON,
@@ -191,7 +201,8 @@ def train(name: str, workdir: Path, steps: int | None, resume: bool, destination
     if subprocess.run([sys.executable, *command], cwd=ROOT, env=environment).returncode:
         raise SystemExit(f"{name}: training failed (its log is above); rerun with --resume to continue.")
     seconds = time.time() - float(clock.read_text())
-    folder = package(name, output, steps, seconds, destination, arguments)
+    pretraining = json.loads((start / PRETRAINING).read_text())
+    folder = package(name, output, steps, seconds, destination, arguments, pretraining)
     pictures = ROOT / "docs" / "images" if destination == DESTINATION else workdir
     print(plot(output, pictures / f"learning_curve_{name}.png", f"{name}-shapes: held-out metrics vs training step "
                f"(scripts/train_defaults.py, {steps} steps of 4 stream images)"), flush=True)
@@ -227,8 +238,17 @@ def referring_by_kind(folder: Path) -> dict[str, float]:
     return results
 
 
+def _pretraining(pretraining: dict | None) -> str:
+    """The model card's words for the backbone pretraining stage (empty when there was none)."""
+    if not pretraining or not pretraining["steps"]:
+        return ""
+    accuracy = pretraining["held_out_accuracy"][-1][1]
+    return (f"the backbone pretrained for {pretraining['steps']} steps on the stream's thing crops "
+            f"(`scripts/pretrain_backbone.py`; held-out shape accuracy {accuracy:.2f}, chance 0.25), ")
+
+
 def package(name: str, output: Path, steps: int, seconds: float, destination: Path = DESTINATION,
-            arguments: list[str] | None = None) -> Path:
+            arguments: list[str] | None = None, pretraining: dict | None = None) -> Path:
     """Copy the trained folder's model and processor to the package, and write the model card with the command,
     the wall time and the held-out metrics."""
     from transformers import AutoModel
@@ -257,10 +277,11 @@ def package(name: str, output: Path, steps: int, seconds: float, destination: Pa
                        "referring sentences), large-scale jitter 0.5-2.0. Metrics are on the stream's fixed held-out "
                        "set (`ShapesStream.held_out(16, seed=0, image_size=256)`), which no training step saw."),
         training=(f"`python scripts/train_defaults.py --models {name} --steps {steps}` from random weights "
-                  f"({parameters:.2f} M parameters, config `shapes_{name}_config` in that script): {steps} steps of "
-                  f"4 images, {seconds / 60:.0f} minutes wall time on 2 shared CPU cores (one thread). It runs "
-                  f"`examples/finetune_{name}.py` with `{' '.join(arguments or RECIPES[name][2])}` and `{' '.join(COMMON)}` "
-                  f"(cosine decay over the last "
+                  f"({parameters:.2f} M parameters, config `shapes_{name}_config` in that script), in "
+                  f"{seconds / 60:.0f} minutes wall time on 2 shared CPU cores (one thread): "
+                  f"{_pretraining(pretraining)}"
+                  f"then {steps} steps of 4 images by `examples/finetune_{name}.py` with "
+                  f"`{' '.join(arguments or RECIPES[name][2])}` and `{' '.join(COMMON)}` (cosine decay over the last "
                   f"{int(steps * DECAY)} steps)."),
     )
     (target / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -273,6 +294,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="training steps (default: each model's recipe)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "outputs" / "defaults")
     parser.add_argument("--resume", action="store_true", help="continue from the last saved checkpoint")
+    parser.add_argument("--pretrain_steps", type=int,
+                        help=f"backbone pretraining steps before training (default {PRETRAIN_STEPS}; 0: none)")
     parser.add_argument("--destination", type=Path, default=DESTINATION,
                         help="where the <model>-shapes folders go (default: the package's embedded checkpoints)")
     parser.add_argument("overrides", nargs="*", metavar="-- EXAMPLE_ARGUMENT",
@@ -282,7 +305,7 @@ def main() -> None:
     arguments.workdir = arguments.workdir.resolve()
     for name in arguments.models.split(","):
         folder = train(name.strip(), arguments.workdir, arguments.steps, arguments.resume, arguments.destination,
-                       arguments.overrides)
+                       arguments.overrides, arguments.pretrain_steps)
         print(f"{name}: {folder}", flush=True)
 
 
