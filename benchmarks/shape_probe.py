@@ -11,35 +11,27 @@ and the class found together; when a dedicated classifier of crops needs thousan
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from common import record_table  # noqa: E402
 from torch import nn
 
 from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter, ShapesStream
-from seem_hf.data.shapes import SHAPES, STUFF
-from common import record_table  # noqa: E402
+from seem_hf.data.shapes import SHAPES
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from pretrain_backbone import thing_crops as crops_of_things  # noqa: E402
 
 CROP = 48
 
 
-def thing_crops(dataset, indices) -> tuple[torch.Tensor, torch.Tensor]:
+def thing_crops(dataset, indices):
     """(crops (N, 3, 48, 48) in [0, 1], shape index (N,)) of every thing of at least 30 visible pixels."""
-    crops, labels = [], []
-    for index in indices:
-        row = dataset[index]
-        for mask, label in zip(np.asarray(row["masks"]), np.asarray(row["labels"])):
-            rows, cols = np.nonzero(mask)
-            if label < len(STUFF) or len(rows) < 30:
-                continue
-            top, left = max(rows.min() - 4, 0), max(cols.min() - 4, 0)
-            crop = torch.from_numpy(row["image"][top:rows.max() + 5, left:cols.max() + 5]).permute(2, 0, 1)
-            crops.append(F.interpolate(crop[None].float() / 255, size=(CROP, CROP), mode="bilinear")[0])
-            labels.append(int(label) - len(STUFF))
-    return torch.stack(crops), torch.tensor(labels)
+    return crops_of_things(dataset, indices, size=CROP, normalise=False)
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """Train the embedded default checkpoints: each model built from its small "shapes default" config below (random
-weights, seeded), trained by its own example script on the unlimited shapes stream (`--stream`: new 256 px images
+weights, seeded), its backbone pretrained on the stream's object crops (`scripts/pretrain_backbone.py`, what ImageNet
+is to the released models), then trained by its own example script on the unlimited shapes stream (`--stream`: new 256 px images
 every step) and evaluated on the stream's fixed held-out set, then copied (model, processor, model card with the
 command, wall time and held-out metrics; no bundled code: inside the package `import seem_hf` registers the
 models) to `seem_hf/checkpoints/<model>-shapes/`, and its learning curve to `docs/images/learning_curve_<model>.png`.
@@ -155,11 +156,12 @@ def initial_checkpoint(name: str, folder: Path, pretrain_steps: int = 0) -> Path
 
 
 COMMON = ["--stream", "true", "--image_size", str(IMAGE_SIZE), "--num_val", "16", "--disable_tqdm", "true",
-          "--report_to", "none", "--seed", "0", "--backbone_lr_multiplier", "1.0", "--logging_steps", "5",
+          "--report_to", "none", "--seed", "0", "--backbone_lr_multiplier", "0.1", "--logging_steps", "5",
           "--save_strategy", "steps", "--save_total_limit", "1", "--dataloader_num_workers", "0",
           "--lr_scheduler_type", "warmup_stable_decay"]
-"""Every model: the stream, evaluated on its held-out set; warm-up, a constant rate, then a cosine decay to 0 over
-the last quarter (`DECAY`). Until the decay starts, a run is the same whatever its length: a run resumed with more
+"""Every model: the stream, evaluated on its held-out set; the pretrained backbone at a tenth of the rate (SEEM's and
+Mask2Former's multiplier for pretrained backbones); warm-up, a constant rate, then a cosine decay to 0 over the last
+quarter (`DECAY`). Until the decay starts, a run is the same whatever its length: a run resumed with more
 `--steps` before then is the longer run (the defaults' step counts were set by the time available)."""
 DECAY = 0.25
 # Per model: default steps, steps between evaluations and checkpoints (the learning curve's points; what a stopped
