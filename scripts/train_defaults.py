@@ -167,7 +167,7 @@ DECAY = 0.25
 # Per model: default steps, steps between evaluations and checkpoints (the learning curve's points; what a stopped
 # run can lose), and the example's own arguments.
 RECIPES = {
-    "detr_panoptic": (2600, 25, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
+    "detr_panoptic": (2600, 100, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
     "lseg": (1500, 50, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
     "seem": (2000, 250, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
 }
