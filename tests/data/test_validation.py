@@ -128,7 +128,7 @@ def test_loader_names_the_record_it_cannot_read(dataset, monkeypatch):
     paths, panoptic, grounding, save = dataset
     del panoptic["annotations"][1]["segments_info"][0]["area"]
     save()
-    monkeypatch.setattr("seem_hf.data.coco_panoptic.validate_coco_panoptic", lambda *arguments: [])
+    monkeypatch.setattr("seem_hf.data.coco_panoptic.validate_coco_panoptic_once", lambda *arguments: [])
     segment = panoptic["annotations"][1]["segments_info"][0]["id"]
     with pytest.raises(ValueError, match=rf"000002.png: image 2: segment {segment}: cannot be read \(missing field "
                                          rf"'area'\)\. List every problem with: python -m seem_hf.data.validate"):
