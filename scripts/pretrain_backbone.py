@@ -115,13 +115,10 @@ def main() -> None:
     options = parser.parse_args()
     sys.path.insert(0, str(ROOT / "scripts"))
     from train_defaults import CONFIGS
+    from transformers import AutoModel
 
-    from seem_hf import DetrPanopticForSegmentation, LSegForSemanticSegmentation, SeemForUniversalSegmentation
-
-    classes = {"seem": SeemForUniversalSegmentation, "lseg": LSegForSemanticSegmentation,
-               "detr_panoptic": DetrPanopticForSegmentation}
     torch.manual_seed(0)
-    model = classes[options.model](CONFIGS[options.model]())
+    model = AutoModel.from_config(CONFIGS[options.model]())  # the package's models are registered on import
     pretrain_backbone(model, options.steps)
 
 

@@ -1,8 +1,8 @@
 """Train the embedded default checkpoints: each model built from its small "shapes default" config below (random
 weights, seeded), its backbone pretrained on the stream's object crops (`scripts/pretrain_backbone.py`, what ImageNet
-is to the released models), then trained by its own example script on the unlimited shapes stream (`--stream`: new 256 px images
-every step) and evaluated on the stream's fixed held-out set, then copied (model, processor, model card with the
-command, wall time and held-out metrics; no bundled code: inside the package `import seem_hf` registers the
+is to the released models), then trained by its own example script on the unlimited shapes stream (`--stream`: new
+256 px images every step) and evaluated on the stream's fixed held-out set, then copied (model, processor, model card
+with the command, wall time and held-out metrics; no bundled code: inside the package `import seem_hf` registers the
 models) to `seem_hf/checkpoints/<model>-shapes/`, and its learning curve to `docs/images/learning_curve_<model>.png`.
 
     python scripts/train_defaults.py --models detr_panoptic [--steps 1000] [--workdir outputs/defaults] [--resume]

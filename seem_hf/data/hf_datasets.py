@@ -328,6 +328,13 @@ def _check_annotation_feature(features: datasets.Features, layout: DatasetLayout
         )
 
 
+def find_validation_split(splits, validation_split: str | None, train_split: str) -> tuple[str | None, list[str]]:
+    """(the evaluation split's name or None, the names looked for): `validation_split` when given, else
+    `validation`, else `val`; never the training split."""
+    candidates = [validation_split] if validation_split else ["validation", "val"]
+    return next((split for split in candidates if split in splits and split != train_split), None), candidates
+
+
 @dataclass
 class TrainingSplits:
     """What `load_training_splits` returns: `train` and `evaluation` rows (`PanopticRows`; `evaluation` None when
@@ -367,8 +374,7 @@ def load_training_splits(
     vocabulary, class_ids = dataset_vocabulary(train, layout, name, folder, do_reduce_labels)
     evaluation = None
     if evaluate_on == "validation":
-        candidates = [validation_split] if validation_split else ["validation", "val"]
-        found = next((split for split in candidates if split in splits and split != train_split), None)
+        found, candidates = find_validation_split(splits, validation_split, train_split)
         if found is not None:
             evaluation = splits[found]
         elif train_val_split is not None:

@@ -29,6 +29,7 @@ from seem_hf.data.hf_datasets import (
     _check_annotation_feature,
     dataset_vocabulary,
     detect_layout,
+    find_validation_split,
 )
 from seem_hf.data.transforms import LargeScaleJitter, augment_panoptic_row
 
@@ -112,14 +113,16 @@ def load_streaming_splits(
                          "told before reading it; save it with `datasets` (features included) or drop --streaming.")
     layout = detect_layout(train.features, image_column, annotation_column)
     _check_annotation_feature(train.features, layout, name)
-    described = [column for column in train.features if column not in (layout.image_column, layout.annotation_column)
-                 and column in ("segments", "semantic_class_to_id")]
-    vocabulary, class_ids = dataset_vocabulary(_head(train, described, HEAD_ROWS), layout, name, folder,
-                                               do_reduce_labels)
+    # Every column but the images, so that label names in any feature count as they do for a map-style dataset; many
+    # rows only where they are read (the thing labels of panoptic rows), one row otherwise.
+    described = [column for column, feature in train.features.items()
+                 if column not in (layout.image_column, layout.annotation_column)
+                 and not isinstance(feature, datasets.Image)]
+    head = _head(train, described, HEAD_ROWS if layout.name == "panoptic" else 1)
+    vocabulary, class_ids = dataset_vocabulary(head, layout, name, folder, do_reduce_labels)
     evaluation = None
     if evaluate_on == "validation":
-        candidates = [validation_split] if validation_split else ["validation", "val"]
-        found = next((split for split in candidates if split in splits and split != train_split), None)
+        found, candidates = find_validation_split(splits, validation_split, train_split)
         if found is None:
             raise ValueError(
                 f"{name} has no validation split {' or '.join(repr(c) for c in candidates)} (it has {sorted(splits)}): "

@@ -147,4 +147,5 @@ def augment_panoptic_row(row: dict, jitter: LargeScaleJitter, seed: int, epoch: 
         "sentences": [sentences[i - count] for i in augmented.kept[groundings]],
     }
 
+
 __all__ = ["AugmentedPanopticDataset", "Augmented", "LargeScaleJitter", "augment_panoptic_row"]

@@ -203,14 +203,21 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
         )
         for split, paths in splits.items()
     }
-    size = data_args.image_size
-    train = AugmentedPanopticDataset(
-        datasets["train"], LargeScaleJitter(size, data_args.min_scale, data_args.max_scale), seed=training_args.seed
-    )
+    train = AugmentedPanopticDataset(datasets["train"], _training_jitter(data_args), seed=training_args.seed)
     evaluated = datasets["train"] if data_args.eval_split == "train" else datasets.get("val")
-    validation = (AugmentedPanopticDataset(evaluated, LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
-                  if evaluated is not None else None)
-    return train, validation, vocabulary_of(datasets["train"])
+    return train, _evaluation_rows(evaluated, data_args), vocabulary_of(datasets["train"])
+
+
+def _training_jitter(data_args: DataArguments) -> LargeScaleJitter:
+    """The training rows' large-scale jitter, to `--image_size` by `--min_scale`..`--max_scale`."""
+    return LargeScaleJitter(data_args.image_size, data_args.min_scale, data_args.max_scale)
+
+
+def _evaluation_rows(dataset, data_args: DataArguments) -> AugmentedPanopticDataset | None:
+    """`dataset`'s rows for evaluation: unaugmented, fit and padded to `--image_size` (None for no dataset)."""
+    if dataset is None:
+        return None
+    return AugmentedPanopticDataset(dataset, LargeScaleJitter(data_args.image_size, 1.0, 1.0, flip_probability=0.0))
 
 
 def _named_datasets(data_args: DataArguments, training_args: TrainingArguments):
@@ -236,13 +243,8 @@ def _named_datasets(data_args: DataArguments, training_args: TrainingArguments):
         print(f"Dataset {data_args.dataset_name}: {loaded.layout.describe()}; {len(loaded.train)} training rows, "
               f"{'no' if loaded.evaluation is None else len(loaded.evaluation)} evaluation rows, "
               f"{len(loaded.vocabulary)} labels.")
-    size = data_args.image_size
-    train = AugmentedPanopticDataset(
-        loaded.train, LargeScaleJitter(size, data_args.min_scale, data_args.max_scale), seed=training_args.seed
-    )
-    validation = (AugmentedPanopticDataset(loaded.evaluation, LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
-                  if loaded.evaluation is not None else None)
-    return train, validation, loaded.vocabulary
+    train = AugmentedPanopticDataset(loaded.train, _training_jitter(data_args), seed=training_args.seed)
+    return train, _evaluation_rows(loaded.evaluation, data_args), loaded.vocabulary
 
 
 def _streamed_datasets(data_args: DataArguments, training_args: TrainingArguments, evaluate_on: str | None):
@@ -263,19 +265,15 @@ def _streamed_datasets(data_args: DataArguments, training_args: TrainingArgument
             data_args.image_column, data_args.annotation_column, data_args.max_eval_samples,
             data_args.do_reduce_labels, evaluate_on,
         )
-    size = data_args.image_size
-    train = StreamedPanopticDataset(loaded.train, LargeScaleJitter(size, data_args.min_scale, data_args.max_scale),
-                                    seed=training_args.seed, rank=training_args.process_index,
-                                    world_size=training_args.world_size)
+    train = StreamedPanopticDataset(loaded.train, _training_jitter(data_args), seed=training_args.seed,
+                                    rank=training_args.process_index, world_size=training_args.world_size)
     if training_args.process_index == 0:
         shards = loaded.train.dataset.n_shards
         print(f"Dataset {data_args.dataset_name} (streamed, {shards} shard(s) among {training_args.world_size} "
               f"process(es)): {loaded.layout.describe()}; "
               f"{'no' if loaded.evaluation is None else len(loaded.evaluation)} evaluation rows, "
               f"{len(loaded.vocabulary)} labels.")
-    validation = (AugmentedPanopticDataset(loaded.evaluation, LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
-                  if loaded.evaluation is not None else None)
-    return train, validation, loaded.vocabulary
+    return train, _evaluation_rows(loaded.evaluation, data_args), loaded.vocabulary
 
 
 def _stream_datasets(data_args: DataArguments, training_args: TrainingArguments):
@@ -287,12 +285,10 @@ def _stream_datasets(data_args: DataArguments, training_args: TrainingArguments)
                              f"train on {value}).")
     size, domain = data_args.image_size, data_args.domain
     train = AugmentedPanopticDataset(ShapesStream(seed=0, image_size=size, domain=domain),
-                                     LargeScaleJitter(size, data_args.min_scale, data_args.max_scale),
-                                     seed=training_args.seed)
+                                     _training_jitter(data_args), seed=training_args.seed)
     evaluated = (ShapesStream(seed=0, image_size=size, epoch_size=data_args.num_train, domain=domain)
                  if data_args.eval_split == "train" else ShapesStream.held_out(data_args.num_val, 0, size, domain))
-    validation = AugmentedPanopticDataset(evaluated, LargeScaleJitter(size, 1.0, 1.0, flip_probability=0.0))
-    return train, validation, vocabulary_of(train.dataset)
+    return train, _evaluation_rows(evaluated, data_args), vocabulary_of(train.dataset)
 
 
 def training_data_description(data_args: DataArguments) -> str:
