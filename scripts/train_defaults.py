@@ -168,7 +168,7 @@ DECAY = 0.25
 # run can lose), and the example's own arguments.
 RECIPES = {
     "detr_panoptic": (2600, 100, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
-    "lseg": (1500, 50, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
+    "lseg": (8000, 250, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
     "seem": (2000, 250, ["--learning_rate", "1e-3", "--warmup_steps", "25"]),
 }
 PRETRAIN_STEPS = {"detr_panoptic": 3000, "lseg": 3000, "seem": 3000}

@@ -4,9 +4,10 @@ referring-segmentation pipeline.
 transformers' `ImageSegmentationPipeline` reads paths, URLs and PIL images with its own `load_image`. `import
 seem_hf` installs this subclass as the task's implementation: every input (paths as `str` or `pathlib.Path`, URLs,
 PIL images, numpy arrays, torch tensors) is read by `seem_hf.image_utils.read_image`, the rule the image processors
-apply, and behaves as transformers' pipeline otherwise. With `batch_size`, the images of a batch that have the same
-processed size go through the model together, the others separately: a batched call gives what one image at a time
-gives.
+apply, and behaves as transformers' pipeline otherwise. With `batch_size`, the images of a batch go through the model
+together when they have one processed size (a batched call gives what one image at a time gives); with
+`padding=True`, images of different sizes are padded to the largest as the originals batch them (see
+`_ImageBatchingMixin`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def _check_fraction(name: str, value) -> None:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}.")
 
 
+def _check_padding(padding) -> bool:
+    if not isinstance(padding, bool):
+        raise ValueError(f"padding= is True (images of different sizes share a padded forward) or False, got "
+                         f"{padding!r}.")
+    return padding
+
+
 def _label_list(labels) -> list[str]:
     """`labels=` as a list of names: a list, tuple or other iterable of strings (a single string or a mapping is
     refused with the fix, rather than read letter by letter or key by key)."""
@@ -81,15 +89,28 @@ class _Flattened:
 
 
 class _ImageBatchingMixin:
-    """`batch_size` for pipelines whose preprocess gives one image's model inputs: a batch's images are grouped by
-    processed size (and by anything else their inputs differ in), each group runs through the model at once, and
-    the outputs are split back into one batch-1 output per image, so post-processing is the one-image code.
+    """`batch_size` for pipelines whose preprocess gives one image's model inputs: a batch's images are grouped (by
+    anything their inputs differ in but the image), each group runs through the model at once, and the outputs are
+    split back into one batch-1 output per image, so post-processing is the one-image code.
+
+    Images of one processed size share a forward as they are: the results are those of one image at a time. With
+    `padding=True` (a call's or the pipeline's argument), images of different sizes share one too, padded at the
+    bottom and right to the group's largest (`pixel_mask` 0 there) as DETR's `NestedTensor` and SEEM's detectron2
+    `ImageList` batch them, when the model reads a `pixel_mask` and the padding adds at most `padding_waste` (a
+    quarter) of the group's real pixels (padding a portrait photo to a landscape one's width costs more than
+    batching saves). A padded image's mask outputs are cropped back to its own extent (SEEM crops by the
+    `image_sizes` it reports), but its features are not those of the image alone: the convolutions see the padding
+    near its bottom and right edges and DETR's transformer its masked cells, which can move a weak model's segment
+    boundaries (the embedded DETR-panoptic: same segments, scores within 2e-4, 17% of one 300x451 image's mask
+    pixels moved). Hence off by default: a batched call gives what one image at a time gives.
 
     Subclasses set `_per_image_inputs` (the input keys with a batch axis) and `_per_image_lists` (list-valued keys,
     one entry per image, in inputs and outputs)."""
 
     _per_image_inputs: tuple[str, ...] = ("pixel_values", "pixel_mask")
     _per_image_lists: tuple[str, ...] = ("target_size",)
+    _padded_inputs: tuple[str, ...] = ("pixel_values", "pixel_mask")
+    padding_waste: float = 0.25
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         if batch_size == 1:
@@ -102,13 +123,15 @@ class _ImageBatchingMixin:
         outputs = _Flattened(PipelineIterator(loader, self.forward, forward_params), len(inputs) if sized else None)
         return PipelineIterator(outputs, self.postprocess, postprocess_params)
 
-    def _forward(self, model_inputs, **forward_params):
+    def _forward(self, model_inputs, padding: bool = False, **forward_params):
         if not isinstance(model_inputs, list):
             return self._forward_one(model_inputs, **forward_params)
         groups: list[list[int]] = []
         for index, item in enumerate(model_inputs):
             for group in groups:
-                if self._batchable(model_inputs[group[0]], item):
+                if self._batchable(model_inputs[group[0]], item, padding) and self._padding_pays(
+                    [model_inputs[member] for member in (*group, index)], padding
+                ):
                     group.append(index)
                     break
             else:
@@ -116,28 +139,54 @@ class _ImageBatchingMixin:
         results = [None] * len(model_inputs)
         for group in groups:
             items = [model_inputs[index] for index in group]
+            sizes = [tuple(item["pixel_values"].shape[-2:]) for item in items]
+            padded = tuple(max(size[axis] for size in sizes) for axis in (0, 1))
             batch = dict(items[0])
             for key in self._per_image_inputs:
                 if key in batch:
-                    batch[key] = torch.cat([item[key] for item in items])
+                    batch[key] = torch.cat([self._padded(key, item[key], padded) for item in items])
             for key in self._per_image_lists:
                 if key in batch:
                     batch[key] = [entry for item in items for entry in item[key]]
             outputs = self._forward_one(batch, **forward_params)
             for position, index in enumerate(group):
-                results[index] = self._one_image(outputs, position, len(group))
+                results[index] = self._one_image(outputs, position, len(group), sizes[position], padded)
         return results
 
-    def _batchable(self, first: dict, other: dict) -> bool:
-        """Whether two images' inputs can share a forward: the same keys, per-image tensors of the same shape, and
-        everything else (label set, thresholds, prompts) equal."""
+    def _can_pad(self, item: dict) -> bool:
+        return "pixel_mask" in item and "pixel_mask" in inspect.signature(self.model.forward).parameters
+
+    def _padding_pays(self, items: list[dict], padding: bool) -> bool:
+        """Whether `items` may share a forward: one processed size, or (`padding`) padding adding at most
+        `padding_waste` of their real pixels, for a model that reads a `pixel_mask`."""
+        sizes = [tuple(item["pixel_values"].shape[-2:]) for item in items]
+        if len(set(sizes)) == 1:
+            return True
+        if not (padding and self._can_pad(items[0])):
+            return False
+        height, width = max(size[0] for size in sizes), max(size[1] for size in sizes)
+        return len(sizes) * height * width <= (1 + self.padding_waste) * sum(h * w for h, w in sizes)
+
+    def _padded(self, key: str, value: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if key not in self._padded_inputs or tuple(value.shape[-2:]) == size:
+            return value
+        return torch.nn.functional.pad(value, (0, size[1] - value.shape[-1], 0, size[0] - value.shape[-2]))
+
+    def _batchable(self, first: dict, other: dict, padding: bool = False) -> bool:
+        """Whether two images' inputs can share a forward: the same keys, per-image tensors of the same shape (up
+        to the image size, with `padding` for a model that reads a `pixel_mask`), and everything else (label set,
+        thresholds, prompts) equal."""
         if first.keys() != other.keys():
             return False
+        paddable = padding and self._can_pad(first)
         for key, value in first.items():
             if key in self._per_image_lists:
                 continue
             if key in self._per_image_inputs:
-                if value.shape != other[key].shape:
+                compared = 2 if paddable and key in self._padded_inputs else 0
+                if value.ndim != other[key].ndim or value.shape[: value.ndim - compared] != other[key].shape[
+                    : other[key].ndim - compared
+                ]:
                     return False
             elif isinstance(value, torch.Tensor):
                 if value.shape != other[key].shape or not torch.equal(value, other[key]):
@@ -146,16 +195,23 @@ class _ImageBatchingMixin:
                 return False
         return True
 
-    def _one_image(self, outputs, position: int, count: int) -> ModelOutput:
+    def _one_image(self, outputs, position: int, count: int, size=None, padded=None) -> ModelOutput:
         """The batch-1 outputs of image `position` of a batch of `count`: tensors with a batch axis sliced, shared
         outputs kept, per-image lists cut; nested outputs (auxiliary losses) are left out, as post-processing does
-        not read them."""
+        not read them. An image of processed `size` padded to `padded` has its mask maps (4-D outputs) cropped to
+        its own extent, unless the model reports `image_sizes` (its post-processing crops)."""
+        crop = size != padded and getattr(outputs, "image_sizes", None) is None
         single = {}
         for key, value in outputs.items():
             if key in _SHARED_OUTPUTS:
                 single[key] = value
             elif isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == count:
-                single[key] = value[position : position + 1]
+                value = value[position : position + 1]
+                if crop and value.ndim == 4:
+                    rows = -(-value.shape[-2] * size[0] // padded[0])  # ceil: a stride-s map of the image
+                    columns = -(-value.shape[-1] * size[1] // padded[1])
+                    value = value[..., :rows, :columns]
+                single[key] = value
             elif key in self._per_image_lists + ("image_sizes",) and isinstance(value, (list, tuple)):
                 single[key] = [value[position]]
         return ModelOutput(single)
@@ -190,7 +246,10 @@ class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipel
             raise ValueError(f"subtask must be one of {SUBTASKS}, got {kwargs['subtask']!r}.")
         for name in ("threshold", "mask_threshold", "overlap_mask_area_threshold"):
             _check_fraction(name, kwargs.get(name))
+        padding = kwargs.pop("padding", None)
         preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)
+        if padding is not None:
+            forward["padding"] = _check_padding(padding)
         if kwargs.get("threshold") is not None:
             preprocess["threshold"] = kwargs["threshold"]
         if kwargs.get("labels") is not None:
@@ -315,7 +374,8 @@ class ReferringSegmentationPipeline(_ImageBatchingMixin, Pipeline):
             inputs = kwargs.pop("images")
         return super().__call__(_images_argument(inputs), **kwargs)
 
-    def _sanitize_parameters(self, sentences=None, top_k=None, mask_threshold=None, timeout=None, **kwargs):
+    def _sanitize_parameters(self, sentences=None, top_k=None, mask_threshold=None, timeout=None, padding=None,
+                             **kwargs):
         if kwargs:
             raise ValueError(f"Unknown arguments for referring segmentation: {sorted(kwargs)}.")
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
@@ -337,7 +397,7 @@ class ReferringSegmentationPipeline(_ImageBatchingMixin, Pipeline):
                       if value is not None}
         postprocess = {key: value for key, value in (("top_k", top_k), ("mask_threshold", mask_threshold))
                        if value is not None}
-        return preprocess, {}, postprocess
+        return preprocess, {} if padding is None else {"padding": _check_padding(padding)}, postprocess
 
     def preprocess(self, image, sentences=None, timeout=None):
         if sentences is None:
