@@ -1,5 +1,7 @@
 """Learning-curve pictures: the held-out metrics of a fine-tuning run against the training step, read from the
-run's `trainer_state.json` (the examples save it; `scripts/train_defaults.py` plots each default's run with this).
+run's `trainer_state.json` (the examples save it; `scripts/train_defaults.py` plots each default's run with this) or
+from an embedded default's `learning_curve.json` (its evaluations, kept with the checkpoint: `scripts/
+make_doc_pictures.py` draws the docs' curves from them).
 
     python benchmarks/learning_curve_plot.py outputs/defaults/seem --title "seem-shapes" \
         --output docs/images/learning_curve_seem.png
@@ -35,14 +37,27 @@ def curves(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
     return found
 
 
+def evaluations(run_dir: str | Path) -> list[dict]:
+    """The evaluation entries (step and `eval_*` metrics) of a run's `trainer_state.json`."""
+    history = json.loads((Path(run_dir) / "trainer_state.json").read_text())["log_history"]
+    return [entry for entry in history if any(key.startswith("eval_") for key in entry)]
+
+
 def plot(run_dir: str | Path, output: str | Path, title: str) -> Path:
     """Draw the run's curves to `output` (PNG); panels without any of their metrics are left out."""
-    history = json.loads((Path(run_dir) / "trainer_state.json").read_text())["log_history"]
+    history = evaluations(run_dir)
+    if not history:
+        raise SystemExit(f"{run_dir}/trainer_state.json has no evaluation in its history (--eval_strategy no?).")
+    return plot_history(history, output, title)
+
+
+def plot_history(history: list[dict], output: str | Path, title: str) -> Path:
+    """Draw `history`'s evaluations (dicts with `step` and `eval_*` metrics) to `output` (PNG)."""
     found = curves(history)
     panels = [(name, top, [key for key in keys if key in found]) for name, top, keys in PANELS]
     panels = [panel for panel in panels if panel[2]]
     if not panels:
-        raise SystemExit(f"{run_dir}/trainer_state.json has no evaluation in its history (--eval_strategy no?).")
+        raise ValueError("The history has no evaluated metric to draw.")
     last_step = max(step for values in found.values() for step, _ in values) or 1
     width, height, margin = 560, 300, 50
     image = Image.new("RGB", (width * len(panels), height + 30), "white")

@@ -1,5 +1,6 @@
-"""Make the pictures of docs/: an architecture diagram per model, and overlays of the embedded default checkpoints on
-a bundled image (the demo's, one image).
+"""Make the pictures of docs/: an architecture diagram per model, overlays of the embedded default checkpoints on
+a bundled image (the demo's, one image), and each embedded default's learning curve (from the `learning_curve.json`
+that `scripts/train_defaults.py` keeps with it).
 
     .venv/bin/python scripts/make_doc_pictures.py [--output-dir docs/images]
 """
@@ -7,6 +8,7 @@ a bundled image (the demo's, one image).
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -79,6 +81,13 @@ def main(argv: list[str] | None = None) -> None:
                            ("seem_0_interactive", "seem_interactive"), ("lseg_0_semantic", "lseg_semantic"),
                            ("detr_panoptic_0_panoptic", "detr_panoptic_panoptic")):
             shutil.copyfile(Path(folder) / f"{made}.png", arguments.output_dir / f"{kept}.png")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from learning_curve_plot import plot_history
+
+    for curve in sorted((ROOT / "seem_hf" / "checkpoints").glob("*-shapes/learning_curve.json")):
+        run = json.loads(curve.read_text())
+        name = curve.parent.name.removesuffix("-shapes")
+        plot_history(run["history"], arguments.output_dir / f"learning_curve_{name}.png", run["title"])
     import make_convert_pictures  # beside this script: the converters' pictures (docs/your_data.md)
 
     make_convert_pictures.make_pictures(arguments.output_dir)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from learning_curve_plot import plot  # noqa: E402
+from learning_curve_plot import evaluations, plot  # noqa: E402
 from make_tiny_checkpoints import (  # noqa: E402
     fit_lseg_text_projection,
     fit_seem_label_embeddings,
@@ -174,6 +174,8 @@ RECIPES = {
 PRETRAIN_STEPS = {"detr_panoptic": 3000, "lseg": 3000, "seem": 3000}
 """Backbone pretraining steps (4 stream images' thing crops each) before each model's segmentation training."""
 PRETRAINING = "backbone_pretraining.json"
+LEARNING_CURVE = "learning_curve.json"
+"""Kept with each embedded default: its run's held-out evaluations (`{"title", "history"}`), drawn into the docs."""
 KEEP = (".json", ".safetensors", ".txt")
 DROP = ("training_args.bin", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json")
 
@@ -205,9 +207,8 @@ def train(name: str, workdir: Path, steps: int | None, resume: bool, destination
     seconds = time.time() - float(clock.read_text())
     pretraining = json.loads((start / PRETRAINING).read_text())
     folder = package(name, output, steps, seconds, destination, arguments, pretraining)
-    pictures = ROOT / "docs" / "images" if destination == DESTINATION else workdir
-    print(plot(output, pictures / f"learning_curve_{name}.png", f"{name}-shapes: held-out metrics vs training step "
-               f"(scripts/train_defaults.py, {steps} steps of 4 stream images)"), flush=True)
+    # The docs' copy is drawn by scripts/make_doc_pictures.py from the folder's learning_curve.json.
+    print(plot(output, workdir / f"learning_curve_{name}.png", curve_title(name, steps)), flush=True)
     return folder
 
 
@@ -287,7 +288,13 @@ def package(name: str, output: Path, steps: int, seconds: float, destination: Pa
                   f"{int(steps * DECAY)} steps)."),
     )
     (target / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    curve = {"title": curve_title(name, steps), "history": evaluations(output)}
+    (target / LEARNING_CURVE).write_text(json.dumps(curve) + "\n")
     return target
+
+
+def curve_title(name: str, steps: int) -> str:
+    return f"{name}-shapes: held-out metrics vs training step (scripts/train_defaults.py, {steps} steps of 4 images)"
 
 
 def main() -> None:
