@@ -88,7 +88,6 @@ def main() -> None:
         print(rows[-1], flush=True)
     sizes = f"{options.size[0]}x{options.size[1]}" + (
         f" and {options.size[0]}x{options.size[1] - options.size[1] // 16} alternately" if options.mixed else "")
-    padded = options.mixed
     lines = [
         f"### Batched pipelines, embedded defaults ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
         "",
@@ -97,12 +96,12 @@ def main() -> None:
         + " ".join(sys.argv[1:]) + "`",
         "",
         f"| model (subtask) | images/s, batch_size=1 | images/s, batch_size={options.batch_size} | speed-up | "
-        "results |" + (" images/s, padding=True | speed-up | results |" if padded else ""),
-        "|---|---|---|---|---|" + ("---|---|---|" if padded else ""),
+        "results |" + (" images/s, padding=True | speed-up | results |" if options.mixed else ""),
+        "|---|---|---|---|---|" + ("---|---|---|" if options.mixed else ""),
         *(f"| {name}-shapes ({SUBTASK[name]}) | {speeds['one']:.2f} | {speeds['batched']:.2f} | "
           f"{speeds['batched'] / speeds['one']:.2f}x | {agree['batched']} |"
           + (f" {speeds['padded']:.2f} | {speeds['padded'] / speeds['one']:.2f}x | {agree['padded']} |"
-             if padded else "")
+             if options.mixed else "")
           for name, speeds, agree in rows),
     ]
     text = "\n".join(lines) + "\n"

@@ -130,7 +130,7 @@ class _ImageBatchingMixin:
         for index, item in enumerate(model_inputs):
             for group in groups:
                 if self._batchable(model_inputs[group[0]], item, padding) and self._padding_pays(
-                    [model_inputs[member] for member in (*group, index)], padding
+                    [model_inputs[member] for member in (*group, index)]
                 ):
                     group.append(index)
                     break
@@ -156,14 +156,10 @@ class _ImageBatchingMixin:
     def _can_pad(self, item: dict) -> bool:
         return "pixel_mask" in item and "pixel_mask" in inspect.signature(self.model.forward).parameters
 
-    def _padding_pays(self, items: list[dict], padding: bool) -> bool:
-        """Whether `items` may share a forward: one processed size, or (`padding`) padding adding at most
-        `padding_waste` of their real pixels, for a model that reads a `pixel_mask`."""
+    def _padding_pays(self, items: list[dict]) -> bool:
+        """Whether `items`, each `_batchable` with the first (so of one size unless padding is allowed), are worth
+        padding into one forward: padding adds at most `padding_waste` of their real pixels."""
         sizes = [tuple(item["pixel_values"].shape[-2:]) for item in items]
-        if len(set(sizes)) == 1:
-            return True
-        if not (padding and self._can_pad(items[0])):
-            return False
         height, width = max(size[0] for size in sizes), max(size[1] for size in sizes)
         return len(sizes) * height * width <= (1 + self.padding_waste) * sum(h * w for h, w in sizes)
 
@@ -183,10 +179,8 @@ class _ImageBatchingMixin:
             if key in self._per_image_lists:
                 continue
             if key in self._per_image_inputs:
-                compared = 2 if paddable and key in self._padded_inputs else 0
-                if value.ndim != other[key].ndim or value.shape[: value.ndim - compared] != other[key].shape[
-                    : other[key].ndim - compared
-                ]:
+                kept = value.ndim - (2 if paddable and key in self._padded_inputs else 0)  # the image axes may differ
+                if value.ndim != other[key].ndim or value.shape[:kept] != other[key].shape[:kept]:
                     return False
             elif isinstance(value, torch.Tensor):
                 if value.shape != other[key].shape or not torch.equal(value, other[key]):
