@@ -161,24 +161,22 @@ def _labels_that_can_win(scores: torch.Tensor, slack: float = 1e-5) -> torch.Ten
     survivors are tested window by window. `slack` widens the tests by a relative margin, so that rounding in
     the interpolation weights cannot exclude a true winner.
     """
-    height, width = scores.shape[-2:]
-    rows = torch.cat([torch.arange(height), torch.tensor([height - 1])]).to(scores.device)
-    cols = torch.cat([torch.arange(width), torch.tensor([width - 1])]).to(scores.device)
-    _, corner_best = _windows(scores.max(0).indices[None])
-    corner_best = [labels[0] for labels in corner_best]
-    distinct = [torch.ones_like(corner_best[0], dtype=torch.bool)]
+    padded, corners = _windows(scores)
+    _, corner_best = _windows(scores.max(0).indices[None])  # each window's 4 winners, (1, h, w) each
+    distinct = [torch.ones_like(corner_best[0][0], dtype=torch.bool)]
     for j in range(1, 4):
-        distinct.append(torch.stack([corner_best[j] != corner_best[k] for k in range(j)]).all(0))
-    set_sums = []
-    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        pixel_rows = rows[dy : dy + height, None]
-        pixel_cols = cols[None, dx : dx + width]
-        set_sums.append(sum(scores[label, pixel_rows, pixel_cols] * keep for label, keep in zip(corner_best, distinct)))
+        distinct.append(torch.stack([corner_best[j][0] != corner_best[k][0] for k in range(j)]).all(0))
+    set_sums = []  # per window pixel: the sum of S's values there
+    for values in corners:
+        total = values.gather(0, corner_best[0])[0]
+        for j in range(1, 4):
+            total = total + values.gather(0, corner_best[j])[0] * distinct[j]
+        set_sums.append(total)
     floor = torch.stack(set_sums).min(0).values / torch.stack(distinct).sum(0)
     floor = floor - slack * floor.abs()
 
     survivors = (scores.amax((1, 2)) >= floor.min()).nonzero().flatten()
-    window_max = _window_max(_windows(scores[survivors])[1])
+    window_max = _window_max([values[survivors] for values in corners])
     can_win = (window_max >= floor).flatten(1).any(1)
     return survivors[can_win]
 
@@ -391,6 +389,12 @@ def semantic_segmentation(
     return results
 
 
+_SCREENING_PAYS_ABOVE = 32
+"""Channel count above which `resized_argmax` screens out channels that cannot win first: the screen costs about
+what it saves at 32 channels with 5 winners, and 2.5x more than it saves at 8 or 16 channels (measured at 256x352 ->
+480x640, one thread)."""
+
+
 def resized_argmax(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The per-pixel argmax over channels of `scores` (channels, h, w) bilinearly resized to `size`
     (align_corners=False), without resizing every channel at full size: only the channels that can win somewhere
@@ -398,6 +402,8 @@ def resized_argmax(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     argmax but where two channels tie within about 1e-6."""
     if not torch.isfinite(scores).all():  # the window bounds below assume real numbers
         raise ValueError("The logits contain NaN or infinite values; check the model's inputs and dtype.")
+    if len(scores) <= _SCREENING_PAYS_ABOVE:
+        return _resized_argmax(scores, tuple(size))[0].map(torch.arange(len(scores), device=scores.device))
     candidates = _labels_that_can_win(scores)
     return _resized_argmax(scores[candidates], tuple(size))[0].map(candidates)
 

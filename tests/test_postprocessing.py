@@ -113,6 +113,16 @@ def test_labels_that_can_win_keeps_every_winner(seed):
     assert len(candidates) < 40  # it does prune
 
 
+@pytest.mark.parametrize("channels", [8, 40])  # below and above the count where screening starts
+def test_resized_argmax_matches_resize_then_argmax_with_and_without_screening(channels):
+    generator = torch.Generator().manual_seed(channels)
+    scores = F.interpolate(torch.randn(1, channels, 4, 5, generator=generator) * 4, size=(16, 22), mode="bilinear")[0]
+    scores[channels // 2 :] -= 10  # half the labels never win, as in a label set larger than the image's content
+    for size in [(16, 22), (37, 51), (9, 11)]:
+        expected = F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0].argmax(0)
+        assert torch.equal(postprocessing.resized_argmax(scores, size), expected)
+
+
 def test_nothing_kept_gives_minus_one():
     outputs = voronoi_outputs(num_segments=0, seed=5)
     outputs.logits[..., -1] = 20  # every query says "no object"
