@@ -6,6 +6,7 @@ scripts.
         --results benchmarks/RESULTS.md
     python benchmarks/transfer.py --models seem --strategies freeze_backbone_adapt_head --processes 2 \
         --steps 250 --seeds 0 1 2 --results benchmarks/RESULTS.md   # one row on 2 processes (torchrun): same metrics?
+    python benchmarks/transfer.py --models seem --seeds 0 1 2 --reuse   # seeds 1 and 2 added to a seed-0 run
     python benchmarks/transfer.py --tiny          # tiny fixtures, N = 1, two SEEM rows: a half-minute smoke run
 
 Every row fine-tunes one model with one strategy on the terrain stream (`--stream --domain terrain`: the same data
@@ -231,15 +232,23 @@ def run_base(options) -> dict:
     return {"model": options.model, "strategy": "base", **results}
 
 
-def _child(arguments: list[str], environment: dict, output: Path, processes: int = 1) -> dict:
-    """Run one row (or the start's evaluation) in its own process(es) and read the result it wrote."""
+def _child(arguments: list[str], environment: dict, output: Path, processes: int = 1, reuse: bool = False) -> dict:
+    """Run one row (or the start's evaluation) in its own process(es) and read the result it wrote. With `reuse`, a
+    row already in `output` from the same arguments is read instead of run again (seeds added to a table, a stopped
+    benchmark continued)."""
+    done, asked = output / "row.json", output / "arguments.json"
+    called = {"arguments": arguments, "processes": processes}
+    if reuse and done.exists() and asked.exists() and json.loads(asked.read_text()) == called:
+        return json.loads(done.read_text())
+    done.unlink(missing_ok=True)
     launcher = [sys.executable] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", "29561"]
     result = subprocess.run([*launcher, str(Path(__file__).resolve()), *arguments, "--output", str(output)], cwd=ROOT,
                             env=environment, capture_output=True, text=True, check=False)
     if result.returncode:
         raise SystemExit(f"transfer.py {' '.join(arguments)} failed:\n{result.stdout[-3000:]}{result.stderr[-5000:]}")
-    return json.loads((output / "row.json").read_text())
+    asked.write_text(json.dumps(called))
+    return json.loads(done.read_text())
 
 
 def _label(row: dict) -> str:
@@ -406,6 +415,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=1,
                         help="processes per row (torchrun, CPU or one GPU each); the per-device batch is "
                              "--batch-size / processes, so the global batch and data order stay those of one process")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read rows already run in --workdir with the same arguments instead of running them again")
     parser.add_argument("--tiny", action="store_true", help="smoke run: tiny fixtures, N=1, 64 px, two SEEM rows")
     # one row or the start, in this process (what the parent runs per row)
     parser.add_argument("--row", action="store_true", help=argparse.SUPPRESS)
@@ -447,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
         start = start_folder(model, options.tiny, options.workdir)
         model_dir = options.workdir / model
         base = _child(["--base", "--model", model, "--start-folder", str(start), *shared], environment,
-                      model_dir / "base")
+                      model_dir / "base", reuse=options.reuse)
         rows = []
         for strategy in options.strategies or rows_of(model, options.lora_ranks):
             if strategy not in rows_of(model, options.lora_ranks):
@@ -456,7 +467,8 @@ def main(argv: list[str] | None = None) -> None:
                 output = model_dir / f"{strategy}-seed{seed}" if options.processes == 1 else \
                     model_dir / f"{strategy}-seed{seed}-{options.processes}processes"
                 rows.append(_child(["--row", "--model", model, "--strategy", strategy, "--seed", str(seed),
-                                    "--start-folder", str(start), *shared], environment, output, options.processes))
+                                    "--start-folder", str(start), *shared], environment, output, options.processes,
+                                   options.reuse))
                 plot(output, model_dir / f"learning_curve_{output.name}.png",
                      f"{model} {strategy} seed {seed}: terrain held-out vs step")
         scatter(model, rows, options.steps, model_dir / "cost_quality.png")

@@ -48,3 +48,13 @@ def test_tiny_transfer_run_reports_every_row(tmp_path):
     assert "| lora_r2 |" in text and "| freeze_backbone_adapt_head |" in text
     for picture in ("cost_quality.png", "learning_curves.png", "learning_curve_lora_r2-seed0.png"):
         assert Image.open(tmp_path / "work" / "seem" / picture).size[0] > 100
+
+    # --reuse reads the rows already run (their timings included: nothing ran again).
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "transfer.py"), "--tiny", "--workdir", str(tmp_path / "work"),
+         "--reuse"], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr[-4000:]
+    reused = json.loads((tmp_path / "work" / "transfer.json").read_text())["models"]["seem"]
+    assert reused["rows"] == seem["rows"] and reused["base"] == seem["base"]
