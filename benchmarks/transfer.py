@@ -365,7 +365,8 @@ def scatter(model: str, rows: list[dict], steps: int, output: Path) -> Path:
 
 def strategy_curves(model: str, rows: list[dict], base: dict, steps: int, output: Path) -> Path:
     """The terrain headline metric against the step, one line per row (mean over seeds) from the start's value at
-    step 0: the learning curves of every strategy in one picture (each run's own curves of every metric: `learning_curve_<row>-seed<seed>.png`)."""
+    step 0: the learning curves of every strategy in one picture (each run's own curves of every metric:
+    `learning_curve_<row>-seed<seed>.png`)."""
     from PIL import Image, ImageDraw, ImageFont
 
     headline = HEADLINE[model]
