@@ -1,11 +1,14 @@
 """`pipeline(..., batch_size=4)` against one image at a time, for the three embedded default models.
 
     nice -n 10 env OMP_NUM_THREADS=1 python benchmarks/batching.py [--images 8] [--size 480 640] [--repeats 3] \
-        [--models seem lseg detr_panoptic] [--mixed] [--results benchmarks/RESULTS.md]
+        [--models seem lseg detr_panoptic] [--mixed] [--released] [--results benchmarks/RESULTS.md]
 
 Each model's pipeline segments `--images` photos of one size (the bundled shapes images, resized), once with
 `batch_size=1` and once with `batch_size=4`, in turn `--repeats` times after a warm-up of each (medians), so that a
 busy machine slows both alike. The results of the two are compared segment by segment (labels and masks).
+`--released` runs the released sizes instead, with random weights (speed does not depend on them): SEEM v1 Focal-T
+with COCO's 133 labels at 512 px, LSeg ViT-L/16 at 384 px and DETR-panoptic R50 at 800 px (its score threshold set so
+that 20 queries per image pass, as a trained model's would; `detr_panoptic.confident_threshold`).
 `--mixed` makes every other photo 1/16 narrower (two cameras' aspect ratios) and adds a third run, `batch_size=4`
 with `padding=True` (the sizes padded into one forward), compared with one at a time the same way.
 """
@@ -44,6 +47,50 @@ def photos(count: int, size: tuple[int, int], mixed: bool = False) -> list[PIL.I
     return [stream[index]["image"].convert("RGB").resize((width, size[0])) for index, width in enumerate(widths)]
 
 
+def released_segmenter(name: str, images: list) -> tuple:
+    """A pipeline of `name` at its released size (random weights, seeded) and the arguments its calls take."""
+    from peers import FOCAL_T, labels
+
+    from seem_hf import (
+        LSegConfig,
+        LSegForSemanticSegmentation,
+        LSegProcessor,
+        SeemConfig,
+        SeemForUniversalSegmentation,
+        SeemProcessor,
+    )
+    from seem_hf.models.seem.configuration_seem import FOCAL_L
+
+    torch.manual_seed(0)
+    if name == "seem":
+        from transformers import FocalNetConfig
+
+        model = SeemForUniversalSegmentation(SeemConfig(backbone_config=FocalNetConfig(**{**FOCAL_L, **FOCAL_T})))
+        model.config.id2label = dict(enumerate(labels(133)))
+        processor = SeemProcessor.from_pretrained(CHECKPOINTS / "seem-shapes")
+        processor.image_processor.size = {"shortest_edge": 512, "longest_edge": 512}
+        processor.set_default_labels(labels(133), model=model)
+        return "SEEM Focal-T, 133 labels, 512 px", pipeline(
+            "image-segmentation", model=model.eval(), image_processor=processor.image_processor,
+            processor=processor), {}
+    if name == "lseg":
+        model = LSegForSemanticSegmentation(LSegConfig()).eval()
+        processor = LSegProcessor.from_pretrained(CHECKPOINTS / "lseg-shapes")
+        processor.image_processor.size = {"height": 384, "width": 384}
+        processor.set_default_labels(list(processor.image_processor.id2label.values()), model=model)
+        return "LSeg ViT-L/16, 8 labels, 384 px", pipeline(
+            "image-segmentation", model=model, image_processor=processor.image_processor, processor=processor), {}
+    from detr_panoptic import build_models, confident_threshold
+
+    from seem_hf import DetrPanopticImageProcessor
+
+    model = build_models()[1]
+    image_processor = DetrPanopticImageProcessor()
+    threshold = confident_threshold(model, image_processor(images=images[0], return_tensors="pt"), 20)
+    return "DETR-panoptic R50, 250 labels, 800 px", pipeline(
+        "image-segmentation", model=model, image_processor=image_processor), {"threshold": threshold}
+
+
 def compare(first: list, second: list) -> str:
     """Whether two runs gave the same segments (labels per image), and how many mask pixels differ."""
     pixels = total = 0
@@ -64,6 +111,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=["seem", "lseg", "detr_panoptic"])
     parser.add_argument("--mixed", action="store_true", help="two image sizes; adds a padding=True run")
+    parser.add_argument("--released", action="store_true", help="released sizes, random weights (see above)")
     parser.add_argument("--results", type=Path)
     options = parser.parse_args()
     images = photos(options.images, tuple(options.size), options.mixed)
@@ -72,24 +120,29 @@ def main() -> None:
         variants["padded"] = dict(batch_size=options.batch_size, padding=True)
     rows = []
     for name in options.models:
-        segmenter = pipeline("image-segmentation", model=str(CHECKPOINTS / f"{name}-shapes"))
+        if options.released:
+            title, segmenter, call = released_segmenter(name, images)
+        else:
+            title, call = f"{name}-shapes", {}
+            segmenter = pipeline("image-segmentation", model=str(CHECKPOINTS / f"{name}-shapes"))
         runs = {key: [] for key in variants}
         results = {}
         for key, arguments in variants.items():  # warm-up, and the results compared
-            results[key] = segmenter(images, subtask=SUBTASK[name], **arguments)
+            results[key] = segmenter(images, subtask=SUBTASK[name], **arguments, **call)
         for _ in range(options.repeats):
             for key, spent in runs.items():
                 start = time.perf_counter()
-                segmenter(images, subtask=SUBTASK[name], **variants[key])
+                segmenter(images, subtask=SUBTASK[name], **variants[key], **call)
                 spent.append(time.perf_counter() - start)
         speeds = {key: options.images / statistics.median(spent) for key, spent in runs.items()}
         agree = {key: compare(results["one"], results[key]) for key in runs if key != "one"}
-        rows.append((name, speeds, agree))
+        rows.append((title, name, speeds, agree))
         print(rows[-1], flush=True)
     sizes = f"{options.size[0]}x{options.size[1]}" + (
         f" and {options.size[0]}x{options.size[1] - options.size[1] // 16} alternately" if options.mixed else "")
     lines = [
-        f"### Batched pipelines, embedded defaults ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
+        f"### Batched pipelines, {'released sizes' if options.released else 'embedded defaults'} "
+        f"({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
         "",
         f"Machine: {machine()}; {options.images} images of {sizes}  ",
         f"Command: `env OMP_NUM_THREADS={torch.get_num_threads()} python benchmarks/batching.py "
@@ -98,11 +151,11 @@ def main() -> None:
         f"| model (subtask) | images/s, batch_size=1 | images/s, batch_size={options.batch_size} | speed-up | "
         "results |" + (" images/s, padding=True | speed-up | results |" if options.mixed else ""),
         "|---|---|---|---|---|" + ("---|---|---|" if options.mixed else ""),
-        *(f"| {name}-shapes ({SUBTASK[name]}) | {speeds['one']:.2f} | {speeds['batched']:.2f} | "
+        *(f"| {title} ({SUBTASK[name]}) | {speeds['one']:.2f} | {speeds['batched']:.2f} | "
           f"{speeds['batched'] / speeds['one']:.2f}x | {agree['batched']} |"
           + (f" {speeds['padded']:.2f} | {speeds['padded'] / speeds['one']:.2f}x | {agree['padded']} |"
              if options.mixed else "")
-          for name, speeds, agree in rows),
+          for title, name, speeds, agree in rows),
     ]
     text = "\n".join(lines) + "\n"
     record_table(text, options.results)

@@ -259,6 +259,8 @@ class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipel
         inputs = dict(inputs)
         inputs["target_size"] = [tuple(image.shape[:2])]
         takes_text = "input_ids" in inspect.signature(self.model.forward).parameters
+        if takes_text and labels is None:
+            self._check_default_label_sets()
         if takes_text and (labels is not None or "input_ids" not in inputs):
             inputs.update(self._label_set_inputs(labels))
         if takes_text:
@@ -272,6 +274,25 @@ class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipel
             default = inspect.signature(ImageSegmentationPipeline.postprocess).parameters["threshold"].default
             inputs["mask_score_threshold"] = default if threshold is None else threshold
         return inputs
+
+    def _check_default_label_sets(self) -> None:
+        """Segments are named by the model's `config.id2label`; an image processor that carries another default label
+        set (encoded in its place, or used to tell things from stuff) would name them wrongly or fail on a missing
+        id, so the two must be one set."""
+        theirs = getattr(self.image_processor, "id2label", None)
+        ours = self.model.config.id2label
+        if not theirs or [theirs[i] for i in sorted(theirs)] == [ours[i] for i in sorted(ours)]:
+            return
+
+        def show(id2label):
+            names = [id2label[i] for i in sorted(id2label)]
+            return f"{len(names)} labels: {', '.join(map(repr, names[:6]))}{', ...' if len(names) > 6 else ''}"
+
+        raise ValueError(
+            f"The image processor's default label set ({show(theirs)}) is not the model's config.id2label "
+            f"({show(ours)}), so segments would be named from the wrong set. Make them one set with "
+            "`processor.set_default_labels(labels, model=model)`, or give each call its own `labels=[...]`."
+        )
 
     def _forward_one(self, model_inputs):
         model_inputs = dict(model_inputs)
@@ -401,6 +422,25 @@ class ReferringSegmentationPipeline(_ImageBatchingMixin, Pipeline):
         inputs["target_size"] = [tuple(image.shape[:2])]
         inputs["sentences"] = [list(sentences)]
         return inputs
+
+    def _check_default_label_sets(self) -> None:
+        """Segments are named by the model's `config.id2label`; an image processor that carries another default label
+        set (encoded in its place, or used to tell things from stuff) would name them wrongly or fail on a missing
+        id, so the two must be one set."""
+        theirs = getattr(self.image_processor, "id2label", None)
+        ours = self.model.config.id2label
+        if not theirs or [theirs[i] for i in sorted(theirs)] == [ours[i] for i in sorted(ours)]:
+            return
+
+        def show(id2label):
+            names = [id2label[i] for i in sorted(id2label)]
+            return f"{len(names)} labels: {', '.join(map(repr, names[:6]))}{', ...' if len(names) > 6 else ''}"
+
+        raise ValueError(
+            f"The image processor's default label set ({show(theirs)}) is not the model's config.id2label "
+            f"({show(ours)}), so segments would be named from the wrong set. Make them one set with "
+            "`processor.set_default_labels(labels, model=model)`, or give each call its own `labels=[...]`."
+        )
 
     def _forward_one(self, model_inputs):
         model_inputs = dict(model_inputs)

@@ -223,6 +223,27 @@ def test_argument_checks(segmenter, image):
             segmenter(image, **bad)
 
 
+@pytest.mark.parametrize("name", ["lseg", "seem"])
+def test_processor_and_model_label_sets_must_agree(name, image):
+    """A processor whose default label set is not the model's config.id2label (set without `model=`) used to name
+    segments from the wrong set or fail with a KeyError on a missing id; now the call says so and how to mend it,
+    and once the two are made one set the segments carry its names."""
+    from transformers import AutoModel
+
+    from seem_hf.testing import FIXTURES
+
+    folder = FIXTURES / f"tiny-random-{name}"
+    model, processor = AutoModel.from_pretrained(folder), AutoProcessor.from_pretrained(folder)
+    labels = ["cat", "dog", "sofa"]
+    processor.set_default_labels(labels)
+    segmenter = pipeline("image-segmentation", model=model, image_processor=processor.image_processor,
+                         processor=processor)
+    with pytest.raises(ValueError, match=r"default label set \(3 labels: 'cat', 'dog', 'sofa'\).*model=model"):
+        segmenter(image, subtask="semantic")
+    processor.set_default_labels(labels, model=model)
+    assert {r["label"] for r in segmenter(image, subtask="semantic")} <= set(labels)
+
+
 def test_referring_arguments_and_init_defaults(image):
     """Referring segmentation: a pipeline built with sentences= keeps them for calls that give none (a call's
     unset arguments used to override them with None); empty sentences, top_k=0 and mask_threshold=1.5 are named."""
