@@ -280,6 +280,34 @@ def _read_label_png(path: Path, where: str, problems: list[str]) -> np.ndarray |
     return None
 
 
+def _paired_label_files(image_dir: Path, label_dir: Path, kind: str, input_name: str, problems: list[str]):
+    """The images of `image_dir` and the `<image stem>.png` label files (`kind`: "mask", "annotation") of
+    `label_dir`, paired by stem. A label file without an image is a problem (skipped); returns the two by stem and
+    the number of images skipped so far (repeated stems, orphan label files)."""
+    if not label_dir.is_dir():
+        raise ConversionError([f"{label_dir}: folder is missing ({kind}s)"], input_name)
+    image_files, duplicates = _image_files(image_dir, problems)
+    label_files = {path.stem: path for path in sorted(label_dir.glob("*.png"))}
+    orphans = sorted(set(label_files) - set(image_files) - set(duplicates))
+    for stem in orphans:
+        problems.append(f"{label_files[stem]}: no image named {stem}.* in {image_dir} ({kind} skipped)")
+    return image_files, label_files, sum(duplicates.values()) + len(orphans)
+
+
+def _open_pair(stem: str, image_files: dict, label_files: dict, label_dir: Path, kind: str, problems: list[str]):
+    """One image and its label PNG: `(image path, where, picture, label array)`, `where` naming both in messages;
+    the picture or the label is None where a problem was reported."""
+    path = image_files[stem]
+    where = f"{label_dir / (stem + '.png')}: image {path.name}"
+    picture = _open_image(path, f"{path}: image {path.name}", problems)
+    label = None
+    if stem not in label_files:
+        problems.append(f"{where}: {kind} is missing (image skipped)")
+    elif picture is not None:
+        label = _read_label_png(label_files[stem], where, problems)
+    return path, where, picture, label
+
+
 def _first_pixel(mask: np.ndarray) -> str:
     rows, cols = np.nonzero(mask)
     return f"first at x={int(cols[0])}, y={int(rows[0])}"
@@ -677,28 +705,16 @@ def convert_semantic_masks(
             for number, row in enumerate(table, start=1)]
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
     problems: list[str] = []
-    image_files, duplicates = _image_files(image_dir, problems)
-    mask_files = {path.stem: path for path in sorted(mask_dir.glob("*.png"))} if mask_dir.is_dir() else {}
-    if not mask_dir.is_dir():
-        raise ConversionError([f"{mask_dir}: folder is missing (masks)"], "semantic masks input")
-    orphans = sorted(set(mask_files) - set(image_files) - set(duplicates))
-    for stem in orphans:
-        problems.append(f"{mask_files[stem]}: no image named {stem}.* in {image_dir} (mask skipped)")
+    image_files, mask_files, skipped = _paired_label_files(image_dir, mask_dir, "mask", "semantic masks input",
+                                                           problems)
     writer = _PanopticWriter(out_dir, split, "semantic-masks", coco, overwrite)
-    writer.report.skipped_images += sum(duplicates.values()) + len(orphans)
+    writer.report.skipped_images += skipped
     structure = np.ones((3, 3), dtype=bool)  # 8-connected components
     def convert_one(item: tuple[int, str]) -> _ImageOutcome:
         outcome, (image_id, stem) = _ImageOutcome(), item
         problems = outcome.problems  # this image's; `collect` adds them to the conversion's, in order
-        path = image_files[stem]
-        where = f"{mask_dir / (stem + '.png')}: image {path.name}"
         count = len(problems)
-        picture = _open_image(path, f"{path}: image {path.name}", problems)
-        mask = None
-        if stem not in mask_files:
-            problems.append(f"{where}: mask is missing (image skipped)")
-        elif picture is not None:
-            mask = _read_label_png(mask_files[stem], where, problems)
+        path, where, picture, mask = _open_pair(stem, image_files, mask_files, mask_dir, "mask", problems)
         if mask is not None:
             if by_index and mask.ndim != 2:
                 problems.append(f"{where}: an index PNG needs one channel, got shape {mask.shape} (a colour PNG? give "
@@ -791,28 +807,17 @@ def convert_instance_annotations(
     coco = [_coco_category(number, name, name not in stuff_classes, label_color(number - 1))
             for number, (_, name) in enumerate(classes, start=1)]
     image_dir, annotation_dir = Path(image_dir), Path(annotation_dir)
-    if not annotation_dir.is_dir():
-        raise ConversionError([f"{annotation_dir}: folder is missing (annotations)"], "instance annotations input")
     problems: list[str] = []
-    image_files, duplicates = _image_files(image_dir, problems)
-    annotation_files = {path.stem: path for path in sorted(annotation_dir.glob("*.png"))}
-    orphans = sorted(set(annotation_files) - set(image_files) - set(duplicates))
-    for stem in orphans:
-        problems.append(f"{annotation_files[stem]}: no image named {stem}.* in {image_dir} (annotation skipped)")
+    image_files, annotation_files, skipped = _paired_label_files(
+        image_dir, annotation_dir, "annotation", "instance annotations input", problems)
     writer = _PanopticWriter(out_dir, split, "instance-annotations", coco, overwrite)
-    writer.report.skipped_images += sum(duplicates.values()) + len(orphans)
+    writer.report.skipped_images += skipped
     def convert_one(item: tuple[int, str]) -> _ImageOutcome:
         outcome, (image_id, stem) = _ImageOutcome(), item
         problems = outcome.problems  # this image's; `collect` adds them to the conversion's, in order
-        path = image_files[stem]
-        where = f"{annotation_dir / (stem + '.png')}: image {path.name}"
         count = len(problems)
-        picture = _open_image(path, f"{path}: image {path.name}", problems)
-        annotation = None
-        if stem not in annotation_files:
-            problems.append(f"{where}: annotation is missing (image skipped)")
-        elif picture is not None:
-            annotation = _read_label_png(annotation_files[stem], where, problems)
+        path, where, picture, annotation = _open_pair(stem, image_files, annotation_files, annotation_dir,
+                                                      "annotation", problems)
         if annotation is not None:
             if annotation.ndim != 3 or annotation.shape[2] != 3:
                 problems.append(f"{where}: needs 3 channels (semantic class, instance id, zeros), got shape "
