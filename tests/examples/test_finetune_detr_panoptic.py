@@ -3,7 +3,6 @@ through `accelerate launch`, and evaluated by two processes (torchrun) with the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,6 +18,8 @@ from seem_hf import DetrPanopticForSegmentation
 from seem_hf.adapters import load_adapter
 from seem_hf.testing import FIXTURES
 
+from ..helpers import load_example
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "finetune_detr_panoptic.py"
 TINY = ["--model_name_or_path", str(FIXTURES / "tiny-random-detr_panoptic"),
@@ -27,11 +28,7 @@ TINY = ["--model_name_or_path", str(FIXTURES / "tiny-random-detr_panoptic"),
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("finetune_detr_panoptic", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve the script's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_example("finetune_detr_panoptic")
 
 
 def _weights(folder) -> dict[str, torch.Tensor]:

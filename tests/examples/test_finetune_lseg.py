@@ -3,7 +3,6 @@ classes), with an adapter strategy, and evaluated by two processes (torchrun) wi
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import pytest
@@ -12,6 +11,7 @@ from transformers import AutoModel, AutoProcessor
 
 from seem_hf.testing import FIXTURES
 
+from ..helpers import load_example
 from .test_finetune_detr_panoptic import ROOT, _printed_metrics, _run
 
 SCRIPT = ROOT / "examples" / "finetune_lseg.py"
@@ -21,11 +21,7 @@ TINY = ["--model_name_or_path", str(FIXTURES / "tiny-random-lseg"),
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("finetune_lseg", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_example("finetune_lseg")
 
 
 def test_trains_evaluates_and_saves_a_folder_the_auto_classes_load(tmp_path):

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -13,6 +9,8 @@ from transformers import AutoModel, AutoProcessor
 
 from seem_hf.testing import FIXTURES
 from seem_hf.training.label_prompts import AGREEMENT_THRESHOLD, choose_label_prompts
+
+from ..helpers import load_example
 
 LABELS = ["sky", "grass", "wall", "circle", "square"]
 
@@ -59,11 +57,7 @@ def test_a_tower_whose_templates_agree_keeps_seem_s_random_templates(tiny, monke
 
 
 def test_the_seem_example_states_its_rule_and_warns_on_a_rule_that_cannot_learn(tmp_path, capsys):
-    script = Path(__file__).resolve().parents[2] / "examples" / "finetune_seem.py"
-    spec = importlib.util.spec_from_file_location("finetune_seem", script)
-    example = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = example
-    spec.loader.exec_module(example)
+    example = load_example("finetune_seem")
     common = ["--model_name_or_path", str(FIXTURES / "tiny-random-seem"), "--num_train", "2", "--num_val", "1",
               "--image_size", "64", "--per_device_train_batch_size", "2", "--max_steps", "1", "--eval_strategy",
               "no", "--save_strategy", "no", "--tasks", "generic", "--disable_tqdm", "true"]

@@ -31,20 +31,15 @@ def test_no_validation_split_needed_without_evaluation(tmp_path):
 def test_stream_trains_on_new_images_and_evaluates_on_the_held_out_set(tmp_path):
     """`--stream`: an example trains on the unlimited shapes stream (no dataset folder written; every step's images
     are new samples) and evaluates on the stream's held-out set of `--num_val` images, said in the model card."""
-    import importlib.util
-    import sys
-    from pathlib import Path
 
     import numpy as np
 
     from seem_hf.data import ShapesStream
     from seem_hf.testing import FIXTURES
 
-    script = Path(__file__).resolve().parents[2] / "examples" / "finetune_detr_panoptic.py"
-    spec = importlib.util.spec_from_file_location("finetune_detr_panoptic_stream", script)
-    example = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = example  # dataclasses resolve the script's annotations through sys.modules
-    spec.loader.exec_module(example)
+    from ..helpers import load_example
+
+    example = load_example("finetune_detr_panoptic")
     output = tmp_path / "run"
     metrics = example.main(["--output_dir", str(output), "--stream", "true", "--num_val", "2", "--image_size", "64",
                             "--model_name_or_path", str(FIXTURES / "tiny-random-detr_panoptic"), "--max_steps", "2",
