@@ -423,25 +423,6 @@ class ReferringSegmentationPipeline(_ImageBatchingMixin, Pipeline):
         inputs["sentences"] = [list(sentences)]
         return inputs
 
-    def _check_default_label_sets(self) -> None:
-        """Segments are named by the model's `config.id2label`; an image processor that carries another default label
-        set (encoded in its place, or used to tell things from stuff) would name them wrongly or fail on a missing
-        id, so the two must be one set."""
-        theirs = getattr(self.image_processor, "id2label", None)
-        ours = self.model.config.id2label
-        if not theirs or [theirs[i] for i in sorted(theirs)] == [ours[i] for i in sorted(ours)]:
-            return
-
-        def show(id2label):
-            names = [id2label[i] for i in sorted(id2label)]
-            return f"{len(names)} labels: {', '.join(map(repr, names[:6]))}{', ...' if len(names) > 6 else ''}"
-
-        raise ValueError(
-            f"The image processor's default label set ({show(theirs)}) is not the model's config.id2label "
-            f"({show(ours)}), so segments would be named from the wrong set. Make them one set with "
-            "`processor.set_default_labels(labels, model=model)`, or give each call its own `labels=[...]`."
-        )
-
     def _forward_one(self, model_inputs):
         model_inputs = dict(model_inputs)
         target_size, sentences = model_inputs.pop("target_size"), model_inputs.pop("sentences")
