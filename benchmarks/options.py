@@ -1,14 +1,18 @@
 """Execution options of the three models: attention through `scaled_dot_product_attention` or eager, bf16
-autocast, and `torch.compile`, each against the default (fp32, sdpa), on the released architectures.
+autocast, and `torch.compile` (fp32 and with bf16 autocast), each against the default (fp32, sdpa), on the released
+architectures.
 
     python benchmarks/options.py [--models seem lseg detr_panoptic] [--size 512] [--repeats 3] [--device cpu]
-        [--skip-compile] [--results benchmarks/RESULTS.md]
+        [--batch-size 8] [--skip-compile] [--time-limit 300] [--results benchmarks/RESULTS.md]
+    python benchmarks/options.py --device cuda --models seem lseg --repeats 20 --batch-size 8   # on a GPU
 
-For each model and option: the median forward time after warm-up (for `torch.compile`, the first call's time is
-reported apart: it compiles), the speed-up against the default, and the largest difference of the main output
+For each model and option: the median batch-1 forward time after warm-up (latency; for `torch.compile` the first
+call's time is reported apart: it compiles), with `--batch-size` above 1 the images per second of forwards of that
+many images (throughput), the latency speed-up against the default, and the largest difference of the main output
 (SEEM: mask logits; LSeg: per-pixel logits; DETR: class logits) from the default's, so that an option that is
-fast but wrong shows it. Random weights, one image, inference mode. bf16 needs hardware support to pay off
-(AVX-512 BF16 / AMX on CPU, any recent GPU); the machine line says what ran. Appends to `--results`.
+fast but wrong shows it. Random weights, inference mode. bf16 needs hardware support to pay off (AVX-512 BF16 /
+AMX on CPU, any recent GPU); the machine line says what ran. An option that fails (a compiler error) is a row
+saying so. Appends to `--results`.
 """
 
 from __future__ import annotations
@@ -75,47 +79,64 @@ def measure(call, repeats: int, device: str) -> tuple[float, float, object]:
     return times[0], statistics.median(times[1:]), output
 
 
-def run(name: str, size: int, repeats: int, device: str, compile_: bool) -> list[tuple]:
+OPTIONS = (  # (row name, attention implementation, bf16 autocast, torch.compile)
+    ("fp32, sdpa attention (default)", "sdpa", False, False),
+    ("fp32, eager attention", "eager", False, False),
+    ("bf16 autocast", "sdpa", True, False),
+    ("torch.compile (inductor), fp32", "sdpa", False, True),
+    ("torch.compile (inductor), bf16 autocast", "sdpa", True, True),
+)
+
+
+def run(name: str, size: int, repeats: int, device: str, compile_: bool, batch_size: int,
+        deadline: float) -> list[tuple]:
+    """One row per option: (model, option, first call s, batch-1 latency s, images/s at `batch_size`, speed-up of
+    the latency vs the default, max output difference at batch 1; or an explanation in place of the numbers).
+    Options still to run when `deadline` (time.monotonic) has passed are reported as not measured."""
     model, inputs, read = build(name, size, device)
-    rows = []
+    batched = {key: value.expand(batch_size, *value.shape[1:]).contiguous() if key in ("pixel_values", "pixel_mask")
+               else value for key, value in inputs.items()}
+    rows, reference, default = [], None, None
+    for option, attention, autocast, compiled in OPTIONS:
+        if compiled and not compile_:
+            continue
+        if time.monotonic() > deadline:
+            rows.append((name, option, "not measured: the run's --time-limit was reached"))
+            print(rows[-1], flush=True)
+            continue
+        model.set_attn_implementation(attention)
+        callable_ = torch.compile(model) if compiled else model
 
-    def forward(**options):
-        autocast = options.get("autocast")
-        with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16,
-                                                    enabled=autocast is not None):
-            return model(**inputs)
+        def forward(items):
+            with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16,
+                                                        enabled=autocast):
+                return callable_(**items)
 
-    model.set_attn_implementation("sdpa")
-    _, default, reference = measure(forward, repeats, device)
-    reference = read(reference).float()
-    rows.append((name, "fp32, sdpa attention (default)", None, default, 1.0, 0.0))
-    print(rows[-1], flush=True)
-
-    model.set_attn_implementation("eager")
-    _, eager, output = measure(forward, repeats, device)
-    rows.append((name, "fp32, eager attention", None, eager, default / eager, _difference(read(output), reference)))
-    print(rows[-1], flush=True)
-    model.set_attn_implementation("sdpa")
-
-    _, bf16, output = measure(lambda: forward(autocast=True), repeats, device)
-    rows.append((name, "bf16 autocast", None, bf16, default / bf16, _difference(read(output), reference)))
-    print(rows[-1], flush=True)
-
-    if compile_:
-        compiled = torch.compile(model)
-
-        def compiled_forward():
-            with torch.inference_mode():
-                return compiled(**inputs)
-
-        first, seconds, output = measure(compiled_forward, repeats, device)
-        rows.append((name, "torch.compile (inductor), fp32", first, seconds, default / seconds,
-                     _difference(read(output), reference)))
+        try:
+            first, latency, output = measure(lambda: forward(inputs), repeats, device)
+            throughput = None
+            if batch_size > 1:
+                _, seconds, _ = measure(lambda: forward(batched), repeats, device)
+                throughput = batch_size / seconds
+        except Exception as error:  # a compiler that fails is a result too
+            rows.append((name, option, f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"))
+            print(rows[-1], flush=True)
+            continue
+        output = read(output).float()
+        if reference is None:
+            reference, default = output, latency
+        rows.append((name, option, first if compiled else None, latency, throughput, default / latency,
+                     float((output - reference).abs().max())))
+        print(rows[-1], flush=True)
     return rows
 
 
-def _difference(output, reference) -> float:
-    return float((output.float() - reference).abs().max())
+def _table_row(row: tuple) -> str:
+    if len(row) == 3:
+        return f"| {NAMES[row[0]]} | {row[1]} | {row[2]} | | | | |"
+    name, option, first, latency, throughput, speedup, difference = row
+    return (f"| {NAMES[name]} | {option} | {'-' if first is None else f'{first:.1f}'} | {latency:.4f} | "
+            f"{'-' if throughput is None else f'{throughput:.1f}'} | {speedup:.2f}x | {difference:.1e} |")
 
 
 def main() -> None:
@@ -124,13 +145,19 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="above 1, also the throughput (images/s) of forwards of this many images")
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--time-limit", type=float, default=float("inf"),
+                        help="seconds; options not started by then are reported as not measured")
     parser.add_argument("--results", type=Path)
     options = parser.parse_args()
 
+    deadline = time.monotonic() + options.time_limit
     rows = []
     for name in options.models:
-        rows += run(name, options.size, options.repeats, options.device, not options.skip_compile)
+        rows += run(name, options.size, options.repeats, options.device, not options.skip_compile,
+                    options.batch_size, deadline)
     hardware = (torch.cuda.get_device_name() if options.device.startswith("cuda")
                 else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                      f"{torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}")
@@ -140,11 +167,10 @@ def main() -> None:
         f"Machine: {hardware}, torch {torch.__version__}  ",
         "Command: `python benchmarks/options.py " + " ".join(sys.argv[1:]) + "`",
         "",
-        f"| model ({options.size}x{options.size}) | option | first call (s) | forward (s) | speed-up vs default | "
-        "max output difference |",
-        "|---|---|---|---|---|---|",
-        *(f"| {NAMES[name]} | {option} | {'-' if first is None else f'{first:.1f}'} | {seconds:.3f} | "
-          f"{speedup:.2f}x | {difference:.1e} |" for name, option, first, seconds, speedup, difference in rows),
+        f"| model ({options.size}x{options.size}) | option | first call (s) | latency, batch 1 (s) | "
+        f"images/s, batch {options.batch_size} | latency speed-up vs default | max output difference |",
+        "|---|---|---|---|---|---|---|",
+        *(_table_row(row) for row in rows),
     ]
     text = "\n".join(lines) + "\n"
     record_table(text, options.results)
