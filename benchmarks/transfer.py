@@ -49,8 +49,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from learning_curve_plot import COLORS, plot
 from common import record_table  # noqa: E402
+from learning_curve_plot import COLORS, plot
+
+from seem_hf.training import exit_process  # noqa: E402
 
 STRATEGIES = ("full", "freeze_backbone_tune_head", "freeze_backbone_adapt_head", "adapt_backbone_tune_head",
               "adapt_backbone_adapt_head")
@@ -433,6 +435,7 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("RANK", "0") == "0":  # with several processes, the first one writes
             result["processes"] = int(os.environ.get("WORLD_SIZE", "1"))
             (Path(options.output) / "row.json").write_text(json.dumps(result))
+        exit_process()  # a multi-process row leaves without gloo's teardown deadlock (seem_hf.training.processes)
         return
     if options.tiny:
         options.steps, options.image_size, options.num_val, options.batch_size = 1, 64, 2, 2

@@ -36,7 +36,7 @@ from transformers import set_seed
 
 from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor, DetrPanopticProcessor
 from seem_hf.adapters import describe_parameters, prepare_for_fine_tuning
-from seem_hf.training import DetrPanopticCollator, SegmentationTrainer
+from seem_hf.training import DetrPanopticCollator, SegmentationTrainer, exit_process
 from seem_hf.training.arguments import (
     EMBEDDED_CHECKPOINTS,
     QUICK_DEFAULTS,
@@ -149,3 +149,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main(sys.argv[1:])
+    exit_process()

@@ -31,7 +31,7 @@ from transformers import set_seed
 from seem_hf import LSegForSemanticSegmentation, LSegProcessor
 from seem_hf.adapters import describe_parameters, prepare_for_fine_tuning
 from seem_hf.metrics import evaluate_module_path
-from seem_hf.training import SegmentationTrainer, SemanticCollator
+from seem_hf.training import SegmentationTrainer, SemanticCollator, exit_process
 from seem_hf.training.arguments import (
     EMBEDDED_CHECKPOINTS,
     QUICK_DEFAULTS,
@@ -115,3 +115,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main(sys.argv[1:])
+    exit_process()

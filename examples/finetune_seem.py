@@ -48,7 +48,13 @@ from transformers import set_seed
 from seem_hf import SeemForUniversalSegmentation, SeemProcessor
 from seem_hf.adapters import describe_parameters, prepare_for_fine_tuning
 from seem_hf.models.seem.evaluation_seem import evaluate_interactive, evaluate_referring
-from seem_hf.training import DetrPanopticCollator, LabelSetCollator, SeemPromptCollator, SegmentationTrainer
+from seem_hf.training import (
+    DetrPanopticCollator,
+    LabelSetCollator,
+    SeemPromptCollator,
+    SegmentationTrainer,
+    exit_process,
+)
 from seem_hf.training.arguments import (
     EMBEDDED_CHECKPOINTS,
     QUICK_DEFAULTS,
@@ -177,3 +183,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main(sys.argv[1:])
+    exit_process()

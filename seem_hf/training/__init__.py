@@ -1,4 +1,5 @@
-"""Training helpers shared by the examples: collators, optimiser groups, a Trainer with segmentation metrics."""
+"""Training helpers shared by the examples: collators, optimiser groups, a Trainer with segmentation metrics, the end
+of a multi-process run."""
 
 from .collators import (
     DetrPanopticCollator,
@@ -8,6 +9,7 @@ from .collators import (
     masks_to_normalized_boxes,
 )
 from .optim import parameter_groups, warmup_multistep_schedule
+from .processes import end_process_group, exit_process
 from .trainer import SegmentationTrainer
 
 __all__ = [
@@ -16,6 +18,8 @@ __all__ = [
     "SegmentationTrainer",
     "SeemPromptCollator",
     "SemanticCollator",
+    "end_process_group",
+    "exit_process",
     "masks_to_normalized_boxes",
     "parameter_groups",
     "warmup_multistep_schedule",

@@ -23,6 +23,7 @@ from seem_hf.data import (
     make_shapes_dataset,
 )
 from seem_hf.data.coco_panoptic import vocabulary_of
+from seem_hf.training.processes import end_process_group
 
 
 @dataclass
@@ -335,10 +336,8 @@ def train_evaluate_and_save(trainer, processor, training_args: TrainingArguments
         trainer.push_to_hub()
     if trainer.is_world_process_zero():
         print(run_summary(output_dir, metrics, saved=not evaluate_only))
-    # Leave the process group together and cleanly: left to interpreter exit, gloo's threads can abort a finished
-    # process ("terminate called without an active exception", seen in a 2-process CI run after its evaluation).
-    trainer.accelerator.wait_for_everyone()
-    trainer.accelerator.end_training()
+    # Together, and without the gloo teardown deadlock (seem_hf.training.processes): the script ends with exit_process.
+    end_process_group(trainer)
     return metrics
 
 
