@@ -1,9 +1,10 @@
 """Helpers shared by the tests: synthetic model outputs, a subprocess that cannot import seem_hf, the example
-scripts as modules."""
+scripts as modules, a free port."""
 
 from __future__ import annotations
 
 import importlib.util
+import socket
 import subprocess
 import sys
 import textwrap
@@ -77,3 +78,10 @@ def load_example(name: str):
     sys.modules[spec.name] = module  # dataclasses resolve the script's annotations through sys.modules
     spec.loader.exec_module(module)
     return module
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a launcher's rendez-vous or a server)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

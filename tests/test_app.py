@@ -10,7 +10,6 @@ import base64
 import io
 import logging
 import shutil
-import socket
 import time
 
 import numpy as np
@@ -19,6 +18,7 @@ import pytest
 
 from seem_hf.app import NO_PROMPTS, Segmenters, build_app, example_image, scribble_of
 from seem_hf.testing import FIXTURES
+from tests.helpers import free_port
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_served_page_refuses_without_a_traceback(segmenters, tmp_path, capfd, ca
     from gradio_client import Client, handle_file
 
     app = build_app(segmenters, example_image())
-    app.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+    app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
     caplog.set_level(logging.INFO, logger="seem_hf.app")
     try:
         client = Client(app.local_url, verbose=False)
@@ -162,11 +162,6 @@ def test_served_page_refuses_without_a_traceback(segmenters, tmp_path, capfd, ca
         ("WARNING", "run_lseg refused: Give at least one label: a comma-separated list such as 'sky, grass, circle'.",
          None)]
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _result_image(driver, element_id, previous=None, timeout=60):
@@ -197,7 +192,7 @@ def test_page_in_headless_chromium(segmenters, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    port = _free_port()
+    port = free_port()
     app = build_app(segmenters, example_image())
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     options = webdriver.ChromeOptions()

@@ -18,7 +18,7 @@ from seem_hf import DetrPanopticForSegmentation
 from seem_hf.adapters import load_adapter
 from seem_hf.testing import FIXTURES
 
-from ..helpers import load_example
+from ..helpers import free_port, load_example
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "finetune_detr_panoptic.py"
@@ -108,7 +108,7 @@ def test_accelerate_launch(tmp_path):
 
 
 def test_two_processes_train(tmp_path):
-    stdout = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29535",
+    stdout = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
                    str(SCRIPT), "--output_dir", str(tmp_path / "run"), "--max_steps", "2", "--eval_steps", "2",
                    "--save_strategy", "no", *TINY], cwd=tmp_path)
     assert "eval_pq" in _printed_metrics(stdout) and "2 process(es)" in stdout
@@ -122,7 +122,7 @@ def test_two_processes_evaluate_like_one(tmp_path):
     arguments = [str(SCRIPT), "--evaluate_only", "true", "--output_dir", str(tmp_path / "eval"), *TINY]
     one = _printed_metrics(_run([sys.executable, *arguments], cwd=tmp_path))
     two = _printed_metrics(_run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                 "--master_port", "29533", *arguments], cwd=tmp_path))
+                                 "--master_port", str(free_port()), *arguments], cwd=tmp_path))
     assert set(one) == set(two)
     # The segmentation metrics are sums over images; the loss is a mean over images of each image's loss, whose
     # random draws are seeded per image (1e-3: metrics in percent, float32 losses summed in another order).

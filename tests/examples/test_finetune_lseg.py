@@ -11,7 +11,7 @@ from transformers import AutoModel, AutoProcessor
 
 from seem_hf.testing import FIXTURES
 
-from ..helpers import load_example
+from ..helpers import free_port, load_example
 from .test_finetune_detr_panoptic import ROOT, _printed_metrics, _run
 
 SCRIPT = ROOT / "examples" / "finetune_lseg.py"
@@ -58,7 +58,7 @@ def test_two_processes_evaluate_like_one(tmp_path):
                  "--num_val", "5"]
     one = _printed_metrics(_run([sys.executable, *arguments], cwd=tmp_path))
     two = _printed_metrics(_run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                 "--master_port", "29534", *arguments], cwd=tmp_path))
+                                 "--master_port", str(free_port()), *arguments], cwd=tmp_path))
     for key in ("eval_loss", "eval_miou", "eval_pixel_accuracy"):  # the loss: a mean over images of each one's
         assert two[key] == pytest.approx(one[key], abs=1e-3), key
     assert one["eval_pixel_accuracy"] > 0

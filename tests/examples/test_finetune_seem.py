@@ -14,7 +14,7 @@ from transformers import AutoModel, AutoProcessor
 
 from seem_hf.testing import FIXTURES
 
-from ..helpers import load_example
+from ..helpers import free_port, load_example
 from .test_finetune_detr_panoptic import ROOT, _printed_metrics, _run
 
 SCRIPT = ROOT / "examples" / "finetune_seem.py"
@@ -125,7 +125,7 @@ def test_two_processes_evaluate_like_one(tmp_path):
                  "--num_val", "5"]
     one = _printed_metrics(_run([sys.executable, *arguments], cwd=tmp_path))
     two = _printed_metrics(_run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                 "--master_port", "29536", *arguments], cwd=tmp_path))
+                                 "--master_port", str(free_port()), *arguments], cwd=tmp_path))
     # The loss too: a mean over images of each image's loss, its point draws seeded per image (1e-3: metrics in
     # percent, float32 losses summed in another order).
     assert set(one) == set(two)
@@ -138,7 +138,7 @@ def test_two_processes_train_every_query_group(tmp_path):
     """Distributed training with prompts: processes draw different prompt counts and click rounds per step (so
     some parameters get no gradient on one of them), which DDP must accept."""
     output = tmp_path / "ddp"
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537",
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
           str(SCRIPT), "--output_dir", str(output), "--max_steps", "3", "--eval_strategy", "no",
           "--save_strategy", "no", *TINY], cwd=tmp_path)
     trained, shipped = AutoModel.from_pretrained(output), AutoModel.from_pretrained(FIXTURES / "tiny-random-seem")

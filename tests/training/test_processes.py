@@ -2,10 +2,11 @@
 runs no destructor (where gloo's teardown can deadlock); a one-process run leaves as usual."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
@@ -30,15 +31,9 @@ def _run(command: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_each_process_of_a_multi_process_run_leaves_at_once_with_its_output(tmp_path):
     result = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                   str(_free_port())], tmp_path)
+                   str(free_port())], tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.count("work done") == 2
     assert "exit_process returned" not in result.stdout

@@ -6,24 +6,19 @@ when only global rank 0 wrote it, node 1 found no files and both exited 1."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from seem_hf.testing import FIXTURES
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def test_two_nodes_without_a_shared_folder_train(tmp_path):
-    port = _free_port()
+    port = free_port()
     environment = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
                        TRANSFORMERS_VERBOSITY="error")
     nodes = []
