@@ -102,7 +102,9 @@ class _ImageBatchingMixin:
     `image_sizes` it reports), but its features are not those of the image alone: the convolutions see the padding
     near its bottom and right edges and DETR's transformer its masked cells, which can move a weak model's segment
     boundaries (the embedded DETR-panoptic: same segments, scores within 2e-4, 17% of one 300x451 image's mask
-    pixels moved). Hence off by default: a batched call gives what one image at a time gives.
+    pixels moved). Hence off by default: a batched call gives what one image at a time gives. On CPU a group's
+    forward holds at most `cpu_forward_pixels` input pixels (400 k: four 256x384 images, one 512x683 one), since
+    batching large images there is slower than one at a time.
 
     Subclasses set `_per_image_inputs` (the input keys with a batch axis) and `_per_image_lists` (list-valued keys,
     one entry per image, in inputs and outputs)."""
@@ -111,6 +113,7 @@ class _ImageBatchingMixin:
     _per_image_lists: tuple[str, ...] = ("target_size",)
     _padded_inputs: tuple[str, ...] = ("pixel_values", "pixel_mask")
     padding_waste: float = 0.25
+    cpu_forward_pixels: int = 400_000  # see _fits_one_forward
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         if batch_size == 1:
@@ -129,9 +132,9 @@ class _ImageBatchingMixin:
         groups: list[list[int]] = []
         for index, item in enumerate(model_inputs):
             for group in groups:
-                if self._batchable(model_inputs[group[0]], item, padding) and self._padding_pays(
-                    [model_inputs[member] for member in (*group, index)]
-                ):
+                members = [model_inputs[member] for member in (*group, index)]
+                batchable = self._batchable(model_inputs[group[0]], item, padding)
+                if batchable and self._padding_pays(members) and self._fits_one_forward(members):
                     group.append(index)
                     break
             else:
@@ -162,6 +165,19 @@ class _ImageBatchingMixin:
         sizes = [tuple(item["pixel_values"].shape[-2:]) for item in items]
         height, width = max(size[0] for size in sizes), max(size[1] for size in sizes)
         return len(sizes) * height * width <= (1 + self.padding_waste) * sum(h * w for h, w in sizes)
+
+    def _fits_one_forward(self, items: list[dict]) -> bool:
+        """Whether `items` may share a forward on this device: on CPU while their input pixels total at most
+        `cpu_forward_pixels`. A CPU forward of large images is compute-bound at batch 1 already: on a 2-core CPU
+        four 800x1066 images through DETR-panoptic's ResNet-50 ran at 0.74x the speed of one at a time and four
+        512x683 images through SEEM Focal-T at 0.89x, where the embedded defaults' four 256x341 images (350 k pixels)
+        gain 1.2-1.5x (benchmarks/RESULTS.md, batched pipelines). On a GPU batching pays (1.8x at batch 8 for SEEM
+        Focal-L and LSeg L/16 on an H200): no limit there."""
+        if self.device.type != "cpu":
+            return True
+        return sum(item["pixel_values"].shape[-2] * item["pixel_values"].shape[-1] for item in items) <= (
+            self.cpu_forward_pixels
+        )
 
     def _padded(self, key: str, value: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         if key not in self._padded_inputs or tuple(value.shape[-2:]) == size:

@@ -384,3 +384,30 @@ def test_pipeline_from_a_saved_folder_without_seem_hf(tmp_path):
         assert got and [label for label, _ in got] == [label for label, _ in want], name
         for (_, a), (_, b) in zip(got, want):
             assert (np.array(a) != np.array(b)).mean() <= 0.001, name
+
+
+def test_cpu_forwards_hold_at_most_cpu_forward_pixels(shapes_images):
+    """On CPU a batch's images share a forward only up to `cpu_forward_pixels` input pixels (large images batched
+    there run slower than one at a time); the results stay those of one image at a time."""
+    from seem_hf.demo import DEFAULTS
+
+    segmenter = pipeline("image-segmentation", model=str(DEFAULTS["detr_panoptic"]))
+    images = [shapes_images[0]] * 4  # processed 256x256 each
+    single = segmenter(images[0], subtask="panoptic")
+    batch_sizes, forward = [], segmenter.model.forward
+
+    @functools.wraps(forward)  # the pipeline reads the forward's signature
+    def counted(*args, **inputs):
+        batch_sizes.append(inputs["pixel_values"].shape[0])
+        return forward(*args, **inputs)
+
+    segmenter.model.forward = counted
+    assert segmenter.cpu_forward_pixels >= 4 * 256 * 256
+    batched = segmenter(images, batch_size=4, subtask="panoptic")
+    assert batch_sizes == [4]
+    batch_sizes.clear()
+    segmenter.cpu_forward_pixels = 2 * 256 * 256
+    capped = segmenter(images, batch_size=4, subtask="panoptic")
+    assert batch_sizes == [2, 2]
+    _assert_same_results([single] * 4, batched, tolerance=0.005)
+    _assert_same_results([single] * 4, capped, tolerance=0.005)
