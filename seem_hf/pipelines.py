@@ -133,8 +133,8 @@ class _ImageBatchingMixin:
         for index, item in enumerate(model_inputs):
             for group in groups:
                 members = [model_inputs[member] for member in (*group, index)]
-                batchable = self._batchable(model_inputs[group[0]], item, padding)
-                if batchable and self._padding_pays(members) and self._fits_one_forward(members):
+                if (self._batchable(model_inputs[group[0]], item, padding) and self._padding_pays(members)
+                        and self._fits_one_forward(members)):
                     group.append(index)
                     break
             else:
@@ -173,11 +173,8 @@ class _ImageBatchingMixin:
         512x683 images through SEEM Focal-T at 0.89x, where the embedded defaults' four 256x341 images (350 k pixels)
         gain 1.2-1.5x (benchmarks/RESULTS.md, batched pipelines). On a GPU batching pays (1.8x at batch 8 for SEEM
         Focal-L and LSeg L/16 on an H200): no limit there."""
-        if self.device.type != "cpu":
-            return True
-        return sum(item["pixel_values"].shape[-2] * item["pixel_values"].shape[-1] for item in items) <= (
-            self.cpu_forward_pixels
-        )
+        pixels = sum(item["pixel_values"].shape[-2:].numel() for item in items)
+        return self.device.type != "cpu" or pixels <= self.cpu_forward_pixels
 
     def _padded(self, key: str, value: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         if key not in self._padded_inputs or tuple(value.shape[-2:]) == size:

@@ -163,7 +163,6 @@ def test_served_page_refuses_without_a_traceback(segmenters, tmp_path, capfd, ca
          None)]
 
 
-
 def _result_image(driver, element_id, previous=None, timeout=60):
     """The PIL image shown in the output component, once it shows one different from `previous`."""
     from selenium.webdriver.common.by import By

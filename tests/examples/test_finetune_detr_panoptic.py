@@ -108,9 +108,9 @@ def test_accelerate_launch(tmp_path):
 
 
 def test_two_processes_train(tmp_path):
-    stdout = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-                   str(SCRIPT), "--output_dir", str(tmp_path / "run"), "--max_steps", "2", "--eval_steps", "2",
-                   "--save_strategy", "no", *TINY], cwd=tmp_path)
+    stdout = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                   "--master_port", str(free_port()), str(SCRIPT), "--output_dir", str(tmp_path / "run"),
+                   "--max_steps", "2", "--eval_steps", "2", "--save_strategy", "no", *TINY], cwd=tmp_path)
     assert "eval_pq" in _printed_metrics(stdout) and "2 process(es)" in stdout
     assert not torch.equal(
         _weights(tmp_path / "run")["mask_head.output_conv.weight"],

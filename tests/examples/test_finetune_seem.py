@@ -138,8 +138,8 @@ def test_two_processes_train_every_query_group(tmp_path):
     """Distributed training with prompts: processes draw different prompt counts and click rounds per step (so
     some parameters get no gradient on one of them), which DDP must accept."""
     output = tmp_path / "ddp"
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-          str(SCRIPT), "--output_dir", str(output), "--max_steps", "3", "--eval_strategy", "no",
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+          str(free_port()), str(SCRIPT), "--output_dir", str(output), "--max_steps", "3", "--eval_strategy", "no",
           "--save_strategy", "no", *TINY], cwd=tmp_path)
     trained, shipped = AutoModel.from_pretrained(output), AutoModel.from_pretrained(FIXTURES / "tiny-random-seem")
     assert not torch.equal(trained.decoder.pn_indicator.weight, shipped.decoder.pn_indicator.weight)

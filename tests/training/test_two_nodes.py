@@ -16,7 +16,6 @@ from tests.helpers import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
 def test_two_nodes_without_a_shared_folder_train(tmp_path):
     port = free_port()
     environment = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
