@@ -5,7 +5,12 @@
 
 Each model's pipeline segments `--images` photos of one size (the bundled shapes images, resized), once with
 `batch_size=1` and once with `batch_size=4`, in turn `--repeats` times after a warm-up of each (medians), so that a
-busy machine slows both alike. The results of the two are compared segment by segment (labels and masks).
+busy machine slows both alike. The results of the two are compared segment by segment (labels and masks). On CPU
+the pipeline batches an image size only where one of its two trials (its second and third batches of that size:
+those images run together once, then one by one) measured the shared forward faster; the warm-up runs the batched
+calls until the trials are made, and the trials column gives their ratios. Batching speeds up the forward only: the
+one-at-a-time run's share of time in the forward bounds the speed-up (reading, resizing and post-processing each
+image stay), given as the ceiling 1 / (1 - share).
 `--released` runs the released sizes instead, with random weights (speed does not depend on them): SEEM v1 Focal-T
 with COCO's 133 labels at 512 px, LSeg ViT-L/16 at 384 px and DETR-panoptic R50 at 800 px (its score threshold set so
 that 20 queries per image pass, as a trained model's would; `detr_panoptic.confident_threshold`).
@@ -16,6 +21,7 @@ with `padding=True` (the sizes padded into one forward), compared with one at a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -103,6 +109,33 @@ def compare(first: list, second: list) -> str:
                               ", same masks")
 
 
+@contextlib.contextmanager
+def timed_forwards(segmenter, seconds: list):
+    """Collect the seconds of each model forward the pipeline runs (its own timing, `_forward_seconds`)."""
+    model = segmenter._model
+
+    def timed(**inputs):
+        outputs = model(**inputs)
+        seconds.append(segmenter._forward_seconds)
+        return outputs
+
+    segmenter._model = timed
+    try:
+        yield
+    finally:
+        del segmenter._model
+
+
+def decision(segmenter) -> str:
+    """What the pipeline's batching trials measured per input shape (each trial's shared forward's time over the same
+    images' one by one) and so decided: on CPU it batches a shape only where the better trial's ratio is below 1."""
+    return "; ".join(
+        " / ".join(f"{shared / alone:.2f}" for shared, alone in trials)
+        + (": batches" if min(shared / alone for shared, alone in trials) < 1 else ": one at a time")
+        for trials in segmenter.__dict__.get("batching_measurements", {}).values() if trials
+    ) or "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=8)
@@ -127,16 +160,20 @@ def main() -> None:
             segmenter = pipeline("image-segmentation", model=str(CHECKPOINTS / f"{name}-shapes"))
         runs = {key: [] for key in variants}
         results = {}
-        for key, arguments in variants.items():  # warm-up, and the results compared
-            results[key] = segmenter(images, subtask=SUBTASK[name], **arguments, **call)
+        for key, arguments in variants.items():  # warm-up (the batched calls until the trials are made), and the
+            for _ in range(1 if key == "one" else 1 + segmenter.batching_trials):  # results compared
+                results[key] = segmenter(images, subtask=SUBTASK[name], **arguments, **call)
+        forwards = []
         for _ in range(options.repeats):
             for key, spent in runs.items():
                 start = time.perf_counter()
-                segmenter(images, subtask=SUBTASK[name], **variants[key], **call)
+                with timed_forwards(segmenter, forwards if key == "one" else []):
+                    segmenter(images, subtask=SUBTASK[name], **variants[key], **call)
                 spent.append(time.perf_counter() - start)
         speeds = {key: options.images / statistics.median(spent) for key, spent in runs.items()}
         agree = {key: compare(results["one"], results[key]) for key in runs if key != "one"}
-        rows.append((title, name, speeds, agree))
+        share = sum(forwards) / sum(runs["one"])
+        rows.append((title, name, speeds, agree, decision(segmenter), share))
         print(rows[-1], flush=True)
     sizes = f"{options.size[0]}x{options.size[1]}" + (
         f" and {options.size[0]}x{options.size[1] - options.size[1] // 16} alternately" if options.mixed else "")
@@ -149,13 +186,14 @@ def main() -> None:
         + " ".join(sys.argv[1:]) + "`",
         "",
         f"| model (subtask) | images/s, batch_size=1 | images/s, batch_size={options.batch_size} | speed-up | "
-        "results |" + (" images/s, padding=True | speed-up | results |" if options.mixed else ""),
-        "|---|---|---|---|---|" + ("---|---|---|" if options.mixed else ""),
+        "results |" + (" images/s, padding=True | speed-up | results |" if options.mixed else "")
+        + " trials: shared / one-by-one forwards | forward's share of batch_size=1 (ceiling) |",
+        "|---|---|---|---|---|" + ("---|---|---|" if options.mixed else "") + "---|---|",
         *(f"| {title} ({SUBTASK[name]}) | {speeds['one']:.2f} | {speeds['batched']:.2f} | "
           f"{speeds['batched'] / speeds['one']:.2f}x | {agree['batched']} |"
           + (f" {speeds['padded']:.2f} | {speeds['padded'] / speeds['one']:.2f}x | {agree['padded']} |"
-             if options.mixed else "")
-          for title, name, speeds, agree in rows),
+             if options.mixed else "") + f" {decided} | {share:.0%} ({1 / (1 - share):.2f}x) |"
+          for title, name, speeds, agree, decided, share in rows),
     ]
     text = "\n".join(lines) + "\n"
     record_table(text, options.results)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import time
 
 import numpy as np
 import PIL.Image
@@ -102,9 +103,20 @@ class _ImageBatchingMixin:
     `image_sizes` it reports), but its features are not those of the image alone: the convolutions see the padding
     near its bottom and right edges and DETR's transformer its masked cells, which can move a weak model's segment
     boundaries (the embedded DETR-panoptic: same segments, scores within 2e-4, 17% of one 300x451 image's mask
-    pixels moved). Hence off by default: a batched call gives what one image at a time gives. On CPU a group's
-    forward holds at most `cpu_forward_pixels` input pixels (400 k: four 256x384 images, one 512x683 one), since
-    batching large images there is slower than one at a time.
+    pixels moved). Hence off by default: a batched call gives what one image at a time gives.
+
+    Whether a shared forward pays is measured, not guessed: on CPU a forward of large images is compute-bound at
+    batch 1 already, and batching there can be slower than one image at a time (SEEM Focal-T at 384x512 ran pairs at
+    0.86x, DETR-panoptic R50 at 800x1066 fours at 0.74x, while the embedded defaults' 256x341 images gain 1.2-1.5x:
+    benchmarks/RESULTS.md, batched pipelines), and a forward's time can depend on the image (DETR-panoptic runs its
+    mask head for confident queries only). So on CPU a pipeline measures it per input shape, on the same images both
+    ways: the shape's first group runs one image at a time (which also pays a first call's one-off costs), its next
+    `batching_trials` groups each run once in one shared forward and then one image at a time (those outputs are
+    returned: the results stay those of one image at a time), and its later groups share a forward only if it took
+    less time than the images one by one in the better trial (the first forward at a new batch size pays one-off
+    costs, for memory and kernels, that a repeated one does not; the trials cost one extra forward each). On other
+    devices (where batching pays and timing would need synchronising), and with `batching_trials = 0`, groups always
+    share a forward. `batching_measurements` holds each input shape's trials (shared, one-by-one seconds).
 
     Subclasses set `_per_image_inputs` (the input keys with a batch axis) and `_per_image_lists` (list-valued keys,
     one entry per image, in inputs and outputs)."""
@@ -113,7 +125,7 @@ class _ImageBatchingMixin:
     _per_image_lists: tuple[str, ...] = ("target_size",)
     _padded_inputs: tuple[str, ...] = ("pixel_values", "pixel_mask")
     padding_waste: float = 0.25
-    cpu_forward_pixels: int = 400_000  # see _fits_one_forward
+    batching_trials: int = 2
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         if batch_size == 1:
@@ -133,28 +145,68 @@ class _ImageBatchingMixin:
         for index, item in enumerate(model_inputs):
             for group in groups:
                 members = [model_inputs[member] for member in (*group, index)]
-                if (self._batchable(model_inputs[group[0]], item, padding) and self._padding_pays(members)
-                        and self._fits_one_forward(members)):
+                if self._batchable(model_inputs[group[0]], item, padding) and self._padding_pays(members):
                     group.append(index)
                     break
             else:
                 groups.append([index])
         results = [None] * len(model_inputs)
         for group in groups:
-            items = [model_inputs[index] for index in group]
-            sizes = [tuple(item["pixel_values"].shape[-2:]) for item in items]
-            padded = tuple(max(size[axis] for size in sizes) for axis in (0, 1))
-            batch = dict(items[0])
-            for key in self._per_image_inputs:
-                if key in batch:
-                    batch[key] = torch.cat([self._padded(key, item[key], padded) for item in items])
-            for key in self._per_image_lists:
-                if key in batch:
-                    batch[key] = [entry for item in items for entry in item[key]]
-            outputs = self._forward_one(batch, **forward_params)
-            for position, index in enumerate(group):
-                results[index] = self._one_image(outputs, position, len(group), sizes[position], padded)
+            for index, outputs in zip(group, self._run_group([model_inputs[index] for index in group], forward_params)):
+                results[index] = outputs
         return results
+
+    def _run_group(self, items: list[dict], forward_params: dict) -> list[ModelOutput]:
+        """Per-image outputs of a group of batchable images: one shared forward where that was measured to pay (see
+        the class docstring), one image at a time otherwise and until it is measured."""
+        if len(items) == 1 or self.device.type != "cpu" or not self.batching_trials:
+            return self._run_together(items, forward_params)
+        shape = tuple(sorted({tuple(item["pixel_values"].shape) for item in items}))
+        # Per input shape: each trial's seconds (the shared forward, the same images one by one); None until a
+        # first group of that shape has run one by one.
+        trials = self.__dict__.setdefault("batching_measurements", {})
+        if shape not in trials:
+            trials[shape] = None
+        elif trials[shape] is None or len(trials[shape]) < self.batching_trials:
+            self._run_together(items, forward_params)  # the trial's shared forward; its outputs are not used
+            shared = self._forward_seconds
+            outputs, alone = self._one_by_one(items, forward_params)
+            trials[shape] = [*(trials[shape] or []), (shared, alone)]
+            return outputs
+        elif min(shared / alone for shared, alone in trials[shape]) < 1:
+            return self._run_together(items, forward_params)
+        return self._one_by_one(items, forward_params)[0]
+
+    def _one_by_one(self, items: list[dict], forward_params: dict) -> tuple[list[ModelOutput], float]:
+        """Each image's outputs from a forward of its own, and the forwards' seconds."""
+        outputs, seconds = [], 0.0
+        for item in items:
+            outputs += self._run_together([item], forward_params)
+            seconds += self._forward_seconds
+        return outputs, seconds
+
+    def _run_together(self, items: list[dict], forward_params: dict) -> list[ModelOutput]:
+        """`items` through the model in one forward (padded to the largest where their sizes differ), split into
+        one batch-1 output per image."""
+        sizes = [tuple(item["pixel_values"].shape[-2:]) for item in items]
+        padded = tuple(max(size[axis] for size in sizes) for axis in (0, 1))
+        batch = dict(items[0])
+        for key in self._per_image_inputs:
+            if key in batch:
+                batch[key] = torch.cat([self._padded(key, item[key], padded) for item in items])
+        for key in self._per_image_lists:
+            if key in batch:
+                batch[key] = [entry for item in items for entry in item[key]]
+        outputs = self._forward_one(batch, **forward_params)
+        return [self._one_image(outputs, position, len(items), size, padded) for position, size in enumerate(sizes)]
+
+    def _model(self, **model_inputs):
+        """The model's forward, timed (`_forward_seconds`: what the batching trial compares; label-set encoding
+        and other preparation are not part of it)."""
+        start = time.perf_counter()
+        outputs = self.model(**model_inputs)
+        self._forward_seconds = time.perf_counter() - start
+        return outputs
 
     def _can_pad(self, item: dict) -> bool:
         return "pixel_mask" in item and "pixel_mask" in inspect.signature(self.model.forward).parameters
@@ -165,16 +217,6 @@ class _ImageBatchingMixin:
         sizes = [tuple(item["pixel_values"].shape[-2:]) for item in items]
         height, width = max(size[0] for size in sizes), max(size[1] for size in sizes)
         return len(sizes) * height * width <= (1 + self.padding_waste) * sum(h * w for h, w in sizes)
-
-    def _fits_one_forward(self, items: list[dict]) -> bool:
-        """Whether `items` may share a forward on this device: on CPU while their input pixels total at most
-        `cpu_forward_pixels`. A CPU forward of large images is compute-bound at batch 1 already: on a 2-core CPU
-        four 800x1066 images through DETR-panoptic's ResNet-50 ran at 0.74x the speed of one at a time and four
-        512x683 images through SEEM Focal-T at 0.89x, where the embedded defaults' four 256x341 images (350 k pixels)
-        gain 1.2-1.5x (benchmarks/RESULTS.md, batched pipelines). On a GPU batching pays (1.8x at batch 8 for SEEM
-        Focal-L and LSeg L/16 on an H200): no limit there."""
-        pixels = sum(item["pixel_values"].shape[-2:].numel() for item in items)
-        return self.device.type != "cpu" or pixels <= self.cpu_forward_pixels
 
     def _padded(self, key: str, value: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         if key not in self._padded_inputs or tuple(value.shape[-2:]) == size:
@@ -315,7 +357,7 @@ class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipel
             model_inputs["class_embeddings"] = self._label_embeddings(
                 model_inputs.pop("input_ids"), model_inputs.pop("attention_mask", None), default_label_set
             )
-        model_outputs = self.model(**model_inputs)
+        model_outputs = self._model(**model_inputs)
         model_outputs["target_size"] = target_size
         return model_outputs
 
@@ -439,7 +481,7 @@ class ReferringSegmentationPipeline(_ImageBatchingMixin, Pipeline):
     def _forward_one(self, model_inputs):
         model_inputs = dict(model_inputs)
         target_size, sentences = model_inputs.pop("target_size"), model_inputs.pop("sentences")
-        outputs = self.model(**model_inputs)
+        outputs = self._model(**model_inputs)
         outputs["target_size"], outputs["sentences"] = target_size, sentences
         return outputs
 

@@ -285,6 +285,7 @@ def test_batched_calls_give_the_results_of_one_at_a_time(case, shapes_images):
     name = case.split("-")[0]
     folder = FIXTURES / "tiny-random-seem" if name == "seem" else DEFAULTS[name]
     segmenter = pipeline("image-segmentation", model=str(folder))
+    segmenter.batching_trials = 0  # always share a forward (CPU timing decides otherwise; tested below)
     kwargs = {"subtask": "panoptic", "threshold": 0.5} if name == "detr_panoptic" else {"subtask": "semantic"}
     if case.endswith("labels"):
         kwargs["labels"] = ["circle", "square", "grass", "water", "sky", "other"]
@@ -304,6 +305,7 @@ def test_padding_batches_images_of_different_sizes(name, shapes_images):
     from seem_hf.demo import DEFAULTS
 
     segmenter = pipeline("image-segmentation", model=str(DEFAULTS[name]))
+    segmenter.batching_trials = 0  # always share a forward (CPU timing decides otherwise; tested below)
     kwargs = {"subtask": "panoptic"}
     images = shapes_images[:3]  # 128x128 twice and 300x451: processed 256x256 and 171x256 (DETR 170x256)
     single = [segmenter(image, **kwargs) for image in images]
@@ -334,6 +336,7 @@ def test_batched_referring_calls_give_the_results_of_one_at_a_time(shapes_images
     from seem_hf.testing import FIXTURES
 
     segmenter = pipeline("referring-segmentation", model=str(FIXTURES / "tiny-random-seem"))
+    segmenter.batching_trials = 0  # always share a forward (CPU timing decides otherwise)
     kwargs = {"sentences": ["the red circle", "the water"], "top_k": 2}
     single = [segmenter(image, **kwargs) for image in shapes_images]
     batched = segmenter(shapes_images, batch_size=2, **kwargs)
@@ -386,28 +389,37 @@ def test_pipeline_from_a_saved_folder_without_seem_hf(tmp_path):
             assert (np.array(a) != np.array(b)).mean() <= 0.001, name
 
 
-def test_cpu_forwards_hold_at_most_cpu_forward_pixels(shapes_images):
-    """On CPU a batch's images share a forward only up to `cpu_forward_pixels` input pixels (large images batched
-    there run slower than one at a time); the results stay those of one image at a time."""
-    from seem_hf.demo import DEFAULTS
+@pytest.mark.parametrize(("seconds_per_forward", "pays"), [
+    (lambda batch: 0.1 + 0.01 * batch, True),  # a fixed cost per forward: sharing it pays
+    (lambda batch: 0.03 * batch * batch, False),  # each image slower in a larger forward (compute-bound CPU)
+])
+def test_cpu_batches_share_a_forward_only_where_it_was_measured_to_pay(shapes_images, seconds_per_forward, pays):
+    """On CPU an input shape's first group runs one image at a time, its next `batching_trials` groups run once
+    together and once one by one (the trials, on the same images), and its later groups share one forward only if
+    that was faster. Every call's results are those of one image at a time."""
+    import time
 
-    segmenter = pipeline("image-segmentation", model=str(DEFAULTS["detr_panoptic"]))
-    images = [shapes_images[0]] * 4  # processed 256x256 each
+    from seem_hf.testing import FIXTURES
+
+    segmenter = pipeline("image-segmentation", model=str(FIXTURES / "tiny-random-detr_panoptic"))
+    images = [shapes_images[0]] * 4
     single = segmenter(images[0], subtask="panoptic")
     batch_sizes, forward = [], segmenter.model.forward
 
     @functools.wraps(forward)  # the pipeline reads the forward's signature
-    def counted(*args, **inputs):
-        batch_sizes.append(inputs["pixel_values"].shape[0])
+    def timed(*args, **inputs):
+        batch = inputs["pixel_values"].shape[0]
+        batch_sizes.append(batch)
+        time.sleep(seconds_per_forward(batch))
         return forward(*args, **inputs)
 
-    segmenter.model.forward = counted
-    assert segmenter.cpu_forward_pixels >= 4 * 256 * 256
-    batched = segmenter(images, batch_size=4, subtask="panoptic")
-    assert batch_sizes == [4]
-    batch_sizes.clear()
-    segmenter.cpu_forward_pixels = 2 * 256 * 256
-    capped = segmenter(images, batch_size=4, subtask="panoptic")
-    assert batch_sizes == [2, 2]
-    _assert_same_results([single] * 4, batched, tolerance=0.005)
-    _assert_same_results([single] * 4, capped, tolerance=0.005)
+    segmenter.model.forward = timed
+    trials = [[4, 1, 1, 1, 1]] * segmenter.batching_trials
+    for expected in ([1, 1, 1, 1], *trials, [4] if pays else [1, 1, 1, 1]):
+        _assert_same_results([single] * 4, segmenter(images, batch_size=4, subtask="panoptic"), tolerance=0.005)
+        assert batch_sizes == expected
+        batch_sizes.clear()
+    (measurements,) = segmenter.batching_measurements.values()
+    assert len(measurements) == 2 and all((shared < alone) == pays for shared, alone in measurements)
+    segmenter(images[:2], batch_size=4, subtask="panoptic")  # the decision is per input shape, not per batch
+    assert batch_sizes == ([2] if pays else [1, 1])
