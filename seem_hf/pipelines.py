@@ -112,9 +112,10 @@ class _ImageBatchingMixin:
     mask head for confident queries only). So on CPU a pipeline measures it per input shape, on the same images both
     ways: the shape's first group runs one image at a time (which also pays a first call's one-off costs), its next
     `batching_trials` groups each run once in one shared forward and then one image at a time (those outputs are
-    returned: the results stay those of one image at a time), and its later groups share a forward only if it took
-    less time than the images one by one in the better trial (the first forward at a new batch size pays one-off
-    costs, for memory and kernels, that a repeated one does not; the trials cost one extra forward each). On other
+    returned: the results stay those of one image at a time), and its later groups share a forward only if, in the
+    better trial, it took under `batching_gain` (0.9) of the time of the images one by one (the first forward at a
+    new batch size pays one-off costs, for memory and kernels, that a repeated one does not; a timing on a busy
+    machine moves by 5-10%, so a smaller gain is no evidence; the trials cost one extra forward each). On other
     devices (where batching pays and timing would need synchronising), and with `batching_trials = 0`, groups always
     share a forward. `batching_measurements` holds each input shape's trials (shared, one-by-one seconds).
 
@@ -126,6 +127,7 @@ class _ImageBatchingMixin:
     _padded_inputs: tuple[str, ...] = ("pixel_values", "pixel_mask")
     padding_waste: float = 0.25
     batching_trials: int = 2
+    batching_gain: float = 0.9
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         if batch_size == 1:
@@ -173,7 +175,7 @@ class _ImageBatchingMixin:
             outputs, alone = self._one_by_one(items, forward_params)
             trials[shape] = [*(trials[shape] or []), (shared, alone)]
             return outputs
-        elif min(shared / alone for shared, alone in trials[shape]) < 1:
+        elif min(shared / alone for shared, alone in trials[shape]) < self.batching_gain:
             return self._run_together(items, forward_params)
         return self._one_by_one(items, forward_params)[0]
 
