@@ -133,12 +133,10 @@ def ceiling(share: float) -> str:
 
 def decision(segmenter) -> str:
     """What the pipeline's batching trials measured per input shape (each trial's shared forward's time over the same
-    images' one by one) and so decided: on CPU it batches a shape only where the better trial's ratio is below
-    `batching_gain`."""
+    images' one by one) and so decided (the pipeline's `batching_pays`)."""
     return "; ".join(
         " / ".join(f"{shared / alone:.2f}" for shared, alone in trials)
-        + (": batches" if min(shared / alone for shared, alone in trials) < segmenter.batching_gain
-           else ": one at a time")
+        + (": batches" if segmenter.batching_pays(trials) else ": one at a time")
         for trials in segmenter.__dict__.get("batching_measurements", {}).values() if trials
     ) or "-"
 

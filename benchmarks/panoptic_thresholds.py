@@ -37,7 +37,8 @@ def main() -> None:
     options = parser.parse_args()
     model = AutoModel.from_pretrained(options.folder).eval()
     processor = DetrPanopticImageProcessor.from_pretrained(options.processor or options.folder)
-    rows = [held_out_set()[index] for index in range(16)]
+    held_out = held_out_set()
+    rows = [held_out[index] for index in range(len(held_out))]
     batch = DetrPanopticCollator(processor)(rows)
     targets = batch.pop("labels")
     with torch.no_grad():

@@ -228,7 +228,8 @@ def referring_by_kind(folder: Path) -> dict[str, float]:
 
     model = SeemForUniversalSegmentation.from_pretrained(folder).eval()
     processor = SeemProcessor.from_pretrained(folder)
-    rows = [held_out_set()[index] for index in range(16)]
+    held_out = held_out_set()
+    rows = [held_out[index] for index in range(len(held_out))]
     results = {}
     for kind in ("things", "stuff"):
         items = []

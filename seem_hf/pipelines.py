@@ -164,20 +164,24 @@ class _ImageBatchingMixin:
         if len(items) == 1 or self.device.type != "cpu" or not self.batching_trials:
             return self._run_together(items, forward_params)
         shape = tuple(sorted({tuple(item["pixel_values"].shape) for item in items}))
-        # Per input shape: each trial's seconds (the shared forward, the same images one by one); None until a
-        # first group of that shape has run one by one.
-        trials = self.__dict__.setdefault("batching_measurements", {})
-        if shape not in trials:
-            trials[shape] = None
-        elif trials[shape] is None or len(trials[shape]) < self.batching_trials:
+        # Per input shape seen: each trial's seconds (the shared forward, the same images one by one).
+        measurements = self.__dict__.setdefault("batching_measurements", {})
+        if shape not in measurements:
+            measurements[shape] = []
+        elif len(measurements[shape]) < self.batching_trials:
             self._run_together(items, forward_params)  # the trial's shared forward; its outputs are not used
             shared = self._forward_seconds
             outputs, alone = self._one_by_one(items, forward_params)
-            trials[shape] = [*(trials[shape] or []), (shared, alone)]
+            measurements[shape].append((shared, alone))
             return outputs
-        elif min(shared / alone for shared, alone in trials[shape]) < self.batching_gain:
+        elif self.batching_pays(measurements[shape]):
             return self._run_together(items, forward_params)
         return self._one_by_one(items, forward_params)[0]
+
+    def batching_pays(self, trials: list[tuple[float, float]]) -> bool:
+        """The rule applied to an input shape's trials (shared, one-by-one seconds): its better trial's shared forward
+        took under `batching_gain` of the time."""
+        return min(shared / alone for shared, alone in trials) < self.batching_gain
 
     def _one_by_one(self, items: list[dict], forward_params: dict) -> tuple[list[ModelOutput], float]:
         """Each image's outputs from a forward of its own, and the forwards' seconds."""
