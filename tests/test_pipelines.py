@@ -393,24 +393,31 @@ def test_pipeline_from_a_saved_folder_without_seem_hf(tmp_path):
     (lambda batch: 0.1 + 0.01 * batch, True),  # a fixed cost per forward: sharing it pays
     (lambda batch: 0.03 * batch * batch, False),  # each image slower in a larger forward (compute-bound CPU)
 ])
-def test_cpu_batches_share_a_forward_only_where_it_was_measured_to_pay(shapes_images, seconds_per_forward, pays):
+def test_cpu_batches_share_a_forward_only_where_it_was_measured_to_pay(
+    shapes_images, monkeypatch, seconds_per_forward, pays
+):
     """On CPU an input shape's first group runs one image at a time, its next `batching_trials` groups run once
     together and once one by one (the trials, on the same images), and its later groups share one forward only if
     that was faster. Every call's results are those of one image at a time."""
-    import time
+    import types
 
+    import seem_hf.pipelines
     from seem_hf.testing import FIXTURES
 
     segmenter = pipeline("image-segmentation", model=str(FIXTURES / "tiny-random-detr_panoptic"))
     images = [shapes_images[0]] * 4
     single = segmenter(images[0], subtask="panoptic")
     batch_sizes, forward = [], segmenter.model.forward
+    # The pipeline's clock advances only by the simulated forward times: the tiny model's own, which a busy CI
+    # machine stretches by any amount, must not decide the outcome.
+    clock = [0.0]
+    monkeypatch.setattr(seem_hf.pipelines, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
 
     @functools.wraps(forward)  # the pipeline reads the forward's signature
     def timed(*args, **inputs):
         batch = inputs["pixel_values"].shape[0]
         batch_sizes.append(batch)
-        time.sleep(seconds_per_forward(batch))
+        clock[0] += seconds_per_forward(batch)
         return forward(*args, **inputs)
 
     segmenter.model.forward = timed
