@@ -35,6 +35,7 @@ from learning_curve_plot import evaluations, plot  # noqa: E402
 from make_tiny_checkpoints import (  # noqa: E402
     fit_lseg_text_projection,
     fit_seem_label_embeddings,
+    separate_detr_panoptic_masks,
     sharpen_detr_panoptic,
 )
 from pretrain_backbone import pretrain_backbone  # noqa: E402
@@ -122,15 +123,17 @@ CONFIGS = {"detr_panoptic": shapes_detr_panoptic_config, "lseg": shapes_lseg_con
 def initial_checkpoint(name: str, folder: Path, pretrain_steps: int = 0) -> Path:
     """The starting point of `name`'s segmentation training: its shapes config with seeded random weights (the frozen
     text towers' projections fitted to keep the vocabulary's names apart, DETR's queries and mask output sharpened, as
-    `scripts/make_tiny_checkpoints.py` does for the tiny ones), the backbone pretrained on the stream's object crops
-    for `pretrain_steps` steps (`scripts/pretrain_backbone.py`; its held-out accuracies go to
-    `backbone_pretraining.json`), and its processor at `IMAGE_SIZE` with the shapes vocabulary."""
+    `scripts/make_tiny_checkpoints.py` does for the tiny ones, and DETR's mask head made to tell queries apart), the
+    backbone pretrained on the stream's object crops for `pretrain_steps` steps (`scripts/pretrain_backbone.py`; its
+    held-out accuracies go to `backbone_pretraining.json`), and its processor at `IMAGE_SIZE` with the shapes
+    vocabulary."""
     torch.manual_seed(0)
     shutil.rmtree(folder, ignore_errors=True)
     size = {"shortest_edge": IMAGE_SIZE, "longest_edge": IMAGE_SIZE}
     if name == "detr_panoptic":
         model = DetrPanopticForSegmentation(shapes_detr_panoptic_config())
         sharpen_detr_panoptic(model)
+        separate_detr_panoptic_masks(model)
         processor = DetrPanopticProcessor(DetrPanopticImageProcessor(
             id2label=model.config.id2label, thing_label_ids=SHAPES_VOCABULARY.thing_label_ids,
             label_colors=SHAPES_VOCABULARY.label_colors, size=size))
