@@ -88,6 +88,7 @@ def sharpen_detr_panoptic(model: DetrPanopticForSegmentation) -> None:
     model.mask_head.output_conv.weight.mul_(30)
 
 
+@torch.no_grad()
 def separate_detr_panoptic_masks(model: DetrPanopticForSegmentation) -> None:
     """Let the mask head tell queries apart from the first step. `DetrMHAttentionMap` (as in DETR) takes one softmax
     over heads x positions jointly, so at initialisation each of the attention-map channels that the mask head's first

@@ -27,11 +27,11 @@ def test_detr_panoptic_masks_differ_across_queries_only_when_separated(separate)
     pixel_values = (torch.from_numpy(image).permute(2, 0, 1)[None] - 0.45) / 0.25
     torch.manual_seed(0)
     model = DetrPanopticForSegmentation(shapes_detr_panoptic_config()).eval()
+    sharpen_detr_panoptic(model)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    if separate:
+        separate_detr_panoptic_masks(model)
     with torch.no_grad():
-        sharpen_detr_panoptic(model)
-        before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-        if separate:
-            separate_detr_panoptic_masks(model)
         masks = model(pixel_values=pixel_values).pred_masks.sigmoid()
     spread = masks.std(dim=1).mean().item()
     if separate:
