@@ -301,7 +301,8 @@ def test_padding_batches_images_of_different_sizes(name, shapes_images):
     """`padding=True` runs images of different processed sizes in one forward, padded to the largest as the
     originals batch them (pixel_mask 0 on the padding), and crops each image's results back to it: the same segments
     as one image at a time, scores and masks close (the features near the padding differ; measured: SEEM 0.4% of
-    the padded image's mask pixels, the weak embedded DETR-panoptic 17%). Without it, sizes never mix."""
+    the padded image's mask pixels and scores within 2e-3, the embedded DETR-panoptic 6.7% and 0.005, its stride-32
+    features seeing more of the padding). Without it, sizes never mix."""
     from seem_hf.demo import DEFAULTS
 
     segmenter = pipeline("image-segmentation", model=str(DEFAULTS[name]))
@@ -325,7 +326,7 @@ def test_padding_batches_images_of_different_sizes(name, shapes_images):
     assert len(shapes) == 1 and shapes[0][0] == 3  # one forward
     for one, many in zip(single, padded):
         assert [segment["label"] for segment in one] == [segment["label"] for segment in many]
-        assert all(abs(a["score"] - b["score"]) < 2e-3 for a, b in zip(one, many))
+        assert all(abs(a["score"] - b["score"]) < (2e-3 if name == "seem" else 0.02) for a, b in zip(one, many))
         moved = sum(int((np.asarray(a["mask"]) != np.asarray(b["mask"])).sum()) for a, b in zip(one, many))
         assert moved <= (0.01 if name == "seem" else 0.25) * np.asarray(one[0]["mask"]).size
     with pytest.raises(ValueError, match="padding"):
