@@ -101,7 +101,8 @@ def separate_detr_panoptic_masks(model: DetrPanopticForSegmentation) -> None:
     model.bbox_attention.q_proj.weight.mul_(8)
     model.bbox_attention.k_proj.weight.mul_(8)
     attention_channels = model.config.encoder_attention_heads
-    model.mask_head.conv1.conv.weight[:, -attention_channels:].mul_(256)
+    # DC5's map has four times the positions, so each attention weight is four times smaller.
+    model.mask_head.conv1.conv.weight[:, -attention_channels:].mul_(1024 if model.config.dilation else 256)
 
 
 def make_tiny_detr_panoptic(output_dir: Path) -> Path:

@@ -52,7 +52,9 @@ class DetrPanopticConfig(DetrConfig):
     converted to the native equivalent; `use_timm_backbone` and `use_pretrained_backbone` are accepted and
     ignored (no backbone weights are ever downloaded). Two fields are added: `mask_loss` (`"focal"`, DETR's
     focal + dice on every pixel, or `"points"`, Mask2Former's cross-entropy + dice on `mask_loss_points` sampled
-    points, lighter in memory) and `mask_loss_points`.
+    points, lighter in memory) and `mask_loss_points`. `dilation=True` is DETR's DC5: the last stage keeps
+    stride 16 (its 3x3 convolutions dilate instead), so the transformer and the mask's attention maps see a map
+    twice as fine, for four times the encoder tokens; the weights are those of the undilated backbone.
 
     Example:
 
@@ -115,8 +117,11 @@ class DetrPanopticConfig(DetrConfig):
             )
         if self.mask_loss not in ("focal", "points"):
             raise ValueError(f"mask_loss must be 'focal' (DETR) or 'points' (sampled BCE + dice), got {self.mask_loss!r}.")
-        if self.dilation:
-            raise ValueError("dilation=True (DC5) needs timm's dilated ResNet, which seem_hf does not support.")
+        if self.dilation and backbone.layer_type != "bottleneck":
+            raise ValueError(
+                "dilation=True (DC5) dilates the last stage's bottleneck blocks, as DETR's R50/R101-DC5 do; this "
+                f"backbone has {backbone.layer_type!r} blocks: use layer_type='bottleneck' or dilation=False."
+            )
         self.backbone_config = backbone
         super().__post_init__(**kwargs)
 

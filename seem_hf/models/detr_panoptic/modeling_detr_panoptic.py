@@ -182,6 +182,21 @@ class DetrPanopticPreTrainedModel(DetrPreTrainedModel):
         return (model, info) if want_info else model
 
 
+def dilate_last_stage(backbone: torch.nn.Module) -> None:
+    """DETR's DC5 on transformers' `ResNetBackbone`: the last stage keeps the stride-16 resolution. Its first block
+    loses its stride (the shortcut's and the strided convolution's) and the 3x3 convolutions of the blocks after it
+    dilate by 2 (padding 2), as torchvision's `replace_stride_with_dilation=[False, False, True]` and timm's
+    `output_stride=16` build the DC5 checkpoints; no weight changes shape."""
+    for index, block in enumerate(backbone.encoder.stages[-1].layers):
+        if block.shortcut is not None and hasattr(block.shortcut, "convolution"):
+            block.shortcut.convolution.stride = (1, 1)
+        for conv_layer in block.layer:
+            conv = conv_layer.convolution
+            conv.stride = (1, 1)
+            if conv.kernel_size == (3, 3) and index > 0:
+                conv.dilation, conv.padding = (2, 2), (2, 2)
+
+
 def detr_panoptic_criterion(config: DetrPanopticConfig) -> SetCriterion:
     """DETR's panoptic set loss on the package's shared criterion: matching on class, L1 and GIoU box costs;
     cross-entropy, L1, GIoU, and mask losses (focal + dice at full resolution, or sampled-point BCE + dice, per
@@ -221,6 +236,8 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
     def __init__(self, config: DetrPanopticConfig):
         super().__init__(config)
         self.detr = DetrForObjectDetection(config)
+        if config.dilation:
+            dilate_last_stage(self.detr.model.backbone.model)
         hidden_size, num_heads = config.d_model, config.encoder_attention_heads
         backbone_channels = self.detr.model.backbone.intermediate_channel_sizes
         self.bbox_attention = DetrMHAttentionMap(hidden_size, num_heads, dropout=0.0)

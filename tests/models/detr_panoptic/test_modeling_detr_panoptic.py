@@ -34,6 +34,7 @@ from ...helpers import run_without_seem_hf
 
 BN = ("weight", "bias", "running_mean", "running_var")
 TOLERANCE = 1e-5
+_STAGES = ["stage1", "stage2", "stage3", "stage4"]
 
 
 def _inputs(batch: int = 2, height: int = 64, width: int = 96):
@@ -278,7 +279,35 @@ def test_timm_style_config_becomes_native_resnet():
     with pytest.raises(ValueError, match="four stages"):
         DetrPanopticConfig(backbone_config=ResNetConfig(out_features=["stage4"]))
     with pytest.raises(ValueError, match="DC5"):
-        DetrPanopticConfig(dilation=True)
+        DetrPanopticConfig(dilation=True, backbone_config=ResNetConfig(layer_type="basic", out_features=_STAGES))
+
+
+def test_dilation_is_dc5(tmp_path):
+    """DC5 keeps the last stage at stride 16, and is the undilated backbone computed a trous: with the same weights,
+    its stride-16 map sampled at every other position is the undilated stride-32 map (an identity that holds only
+    if the first block drops its stride and the later 3x3 convolutions dilate by 2 with padding 2). The transformer
+    and the mask then work on the finer map."""
+    backbone = ResNetConfig(hidden_sizes=[8, 16, 16, 32], depths=[1, 1, 1, 3], embedding_size=8,
+                            out_features=["stage1", "stage2", "stage3", "stage4"])
+    torch.manual_seed(0)
+    plain = DetrPanopticForSegmentation(tiny_detr_panoptic_config(backbone_config=backbone)).eval()
+    dilated = DetrPanopticForSegmentation(tiny_detr_panoptic_config(backbone_config=backbone, dilation=True)).eval()
+    dilated.load_state_dict(plain.state_dict())
+    pixel_values, pixel_mask = _inputs(height=64, width=96)
+    with torch.no_grad():
+        coarse = plain.get_image_features(pixel_values, pixel_mask)
+        fine = dilated.get_image_features(pixel_values, pixel_mask)
+        outputs = dilated(pixel_values=pixel_values, pixel_mask=pixel_mask)
+    assert fine[-1][0].shape[-2:] == (4, 6) and coarse[-1][0].shape[-2:] == (2, 3)
+    for (coarse_map, _), (fine_map, _) in zip(coarse[:-1], fine[:-1]):
+        torch.testing.assert_close(fine_map, coarse_map, atol=0, rtol=0)
+    torch.testing.assert_close(fine[-1][0][..., ::2, ::2], coarse[-1][0], atol=TOLERANCE, rtol=TOLERANCE)
+    assert outputs.encoder_last_hidden_state.shape[1] == 4 * 6
+    assert outputs.pred_masks.shape[-2:] == (64 // 4, 96 // 4)
+    dilated.save_pretrained(tmp_path)
+    with torch.no_grad():
+        again = DetrPanopticForSegmentation.from_pretrained(tmp_path).eval()(pixel_values, pixel_mask)
+    torch.testing.assert_close(again.pred_masks, outputs.pred_masks)
 
 
 def test_default_config_is_the_released_model():
