@@ -2,13 +2,16 @@
 
     python -m seem_hf.models.detr_panoptic.convert_detr_panoptic_original_to_hf \
         --checkpoint detr-r50-panoptic-00ce5173.pth --output-dir detr-r50-panoptic \
-        [--categories panoptic_coco_categories.json]
+        [--categories panoptic_coco_categories.json] [--dilation]
 
 The original `DETRsegm` module names (`detr.backbone.0.body.*` torchvision ResNet, `detr.transformer.*` with
 fused `in_proj` attention weights, `detr.class_embed`, `detr.bbox_embed`, `detr.query_embed`,
 `detr.input_proj`, `bbox_attention.{q,k}_linear`, `mask_head.{lay1..5,gn1..5,adapter1..3,out_lay}`) are mapped
 onto [`DetrPanopticForSegmentation`]; the architecture (backbone depth, widths, layer and query counts, label
 count) is read off the tensor shapes. Loading is strict: a key left over or missing is an error that names it.
+The weights cannot tell a DC5 model (`detr-r50-dc5-panoptic-*.pth`, last stage dilated) from a plain one, so
+`dilation` comes from the checkpoint's own training arguments where it pickles them, else from `--dilation`; a
+file named `*dc5*` with neither is refused, since it would convert into a model whose outputs are silently wrong.
 Not imported by the model; kept beside it, as transformers does.
 """
 
@@ -120,14 +123,33 @@ def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overr
     return DetrPanopticConfig(**arguments)
 
 
-def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read an original `.pth` safely (`weights_only=True`); returns its `model` state dict. DETR's training
-    checkpoints also pickle their `argparse.Namespace` of arguments, which is allowed and ignored."""
+def load_original_checkpoint(path: str | Path, with_arguments: bool = False):
+    """Read an original `.pth` safely (`weights_only=True`); returns its `model` state dict, and with
+    `with_arguments` also the `argparse.Namespace` of training arguments that DETR's training checkpoints pickle
+    (None where the file has none)."""
     checkpoint = read_checkpoint(path, EXPECTED, safe_globals=[argparse.Namespace])
     state_dict = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ValueError(f"{path} does not hold a DETR state dict (expected a dict of tensors, or one under 'model').")
-    return state_dict
+    if not with_arguments:
+        return state_dict
+    arguments = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+    return state_dict, arguments if isinstance(arguments, argparse.Namespace) else None
+
+
+def checkpoint_dilation(path: str | Path, arguments: argparse.Namespace | None, dilation: bool | None) -> bool:
+    """Whether the checkpoint at `path` is DC5: its training arguments' `dilation` where it has them (a `dilation`
+    given as well must agree), else `dilation`; refused when neither says and the file is named `*dc5*`."""
+    recorded = getattr(arguments, "dilation", None)
+    if recorded is not None:
+        if dilation is not None and bool(dilation) != bool(recorded):
+            raise ValueError(f"{path} was trained with dilation={recorded} (its pickled arguments), but "
+                             f"dilation={dilation} was given: leave --dilation out, the checkpoint says it.")
+        return bool(recorded)
+    if dilation is None and "dc5" in Path(path).name.lower():
+        raise ValueError(f"{Path(path).name} is named as a DC5 model, whose weights look like a plain one's: pass "
+                         "--dilation (dilation=True) to convert it dilated, or rename the file if it is not DC5.")
+    return bool(dilation)
 
 
 def load_converted(model: DetrPanopticForSegmentation, state_dict: dict[str, torch.Tensor]) -> None:
@@ -159,12 +181,18 @@ def convert(
     output_dir: str | Path,
     categories: str | Path | None = None,
     config: DetrPanopticConfig | None = None,
+    dilation: bool | None = None,
 ) -> Path:
     """Convert `checkpoint` and write a complete folder (config, safetensors weights, processor, code). The
-    architecture is read off the weights unless `config` is given (for backbones other than ResNet-50/101)."""
-    state_dict = load_original_checkpoint(checkpoint)
+    architecture is read off the weights unless `config` is given (for backbones other than ResNet-50/101);
+    `dilation` (DC5) as `checkpoint_dilation` decides, unless `config` is given."""
+    state_dict, arguments = load_original_checkpoint(checkpoint, with_arguments=True)
     check_checkpoint_keys(state_dict, REQUIRED_KEYS, EXPECTED)
-    config = config or config_from_original_state_dict(state_dict)
+    if config is None:
+        dilation = checkpoint_dilation(checkpoint, arguments, dilation)
+        config = config_from_original_state_dict(state_dict, dilation=dilation)
+    elif dilation is not None and bool(dilation) != config.dilation:
+        raise ValueError(f"dilation={dilation} was given, but the given config has dilation={config.dilation}.")
     category_list = json.loads(Path(categories).read_text())["categories"] if categories else None
     labels = vocabulary(config.num_labels, category_list)
     config.id2label = labels["id2label"]
@@ -184,9 +212,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--categories", help="COCO-panoptic JSON whose 'categories' name the labels")
     parser.add_argument("--config", help="a DetrPanopticConfig JSON, instead of reading the architecture off the weights")
+    parser.add_argument("--dilation", action="store_true", default=None,
+                        help="the checkpoint is DC5 (detr-r50-dc5-panoptic); needed where it does not pickle its arguments")
     arguments = parser.parse_args(argv)
     config = DetrPanopticConfig.from_json_file(arguments.config) if arguments.config else None
-    print(f"Wrote {convert(arguments.checkpoint, arguments.output_dir, arguments.categories, config)}")
+    folder = convert(arguments.checkpoint, arguments.output_dir, arguments.categories, config, arguments.dilation)
+    print(f"Wrote {folder}")
 
 
 if __name__ == "__main__":

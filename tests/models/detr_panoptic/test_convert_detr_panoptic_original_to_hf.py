@@ -207,3 +207,29 @@ def test_unknown_backbone_depth_is_an_error(tiny_original):
     _, original = tiny_original
     with pytest.raises(ValueError, match="layer3 has 2 blocks"):
         converter.config_from_original_state_dict(original)
+
+
+def test_dc5_comes_from_the_checkpoints_arguments_or_the_flag(tiny_original, tmp_path):
+    """A DC5 checkpoint's weights have the plain model's shapes: dilation is read from the pickled training
+    arguments, else taken from --dilation, and a file named as DC5 with neither is refused (it would convert
+    into a silently wrong model)."""
+    _, original = tiny_original
+    trained = tmp_path / "checkpoint0299.pth"
+    torch.save({"model": original, "args": argparse.Namespace(dilation=True, masks=True)}, trained)
+    state_dict, arguments = converter.load_original_checkpoint(trained, with_arguments=True)
+    assert set(state_dict) == set(original)
+    assert converter.checkpoint_dilation(trained, arguments, None) is True
+    with pytest.raises(ValueError, match="leave --dilation out"):
+        converter.checkpoint_dilation(trained, arguments, False)
+    released = tmp_path / "detr-r50-dc5-panoptic-da08f1b1.pth"
+    torch.save({"model": original}, released)
+    _, arguments = converter.load_original_checkpoint(released, with_arguments=True)
+    assert arguments is None
+    with pytest.raises(ValueError, match="pass --dilation"):
+        converter.checkpoint_dilation(released, arguments, None)
+    assert converter.checkpoint_dilation(released, arguments, True) is True
+    assert converter.checkpoint_dilation(tmp_path / "detr-r50-panoptic.pth", None, None) is False
+    with torch.device("meta"):
+        model = DetrPanopticForSegmentation(DetrPanopticConfig())
+    full_size = original_state_dict(model.config, _torchvision_backbone(model, "meta"), device="meta")
+    assert converter.config_from_original_state_dict(full_size, dilation=True).dilation

@@ -278,6 +278,8 @@ def test_timm_style_config_becomes_native_resnet():
     assert config.backbone_config.out_features == ["stage1", "stage2", "stage3", "stage4"]
     with pytest.raises(ValueError, match="four stages"):
         DetrPanopticConfig(backbone_config=ResNetConfig(out_features=["stage4"]))
+    dc5 = DetrPanopticConfig.from_dict(DetrConfig(num_labels=250, dilation=True).to_dict())  # detr-resnet-50-dc5
+    assert dc5.dilation and dc5.backbone_config.model_type == "resnet"
     with pytest.raises(ValueError, match="DC5"):
         DetrPanopticConfig(dilation=True, backbone_config=ResNetConfig(layer_type="basic", out_features=_STAGES))
 
