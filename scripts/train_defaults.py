@@ -5,11 +5,13 @@ is to the released models), then trained by its own example script on the unlimi
 with the command, wall time and held-out metrics; no bundled code: inside the package `import seem_hf` registers the
 models) to `seem_hf/checkpoints/<model>-shapes/`, and its learning curve to `docs/images/learning_curve_<model>.png`.
 
-    python scripts/train_defaults.py --models detr_panoptic [--steps 1000] [--workdir outputs/defaults] [--resume]
+    python scripts/train_defaults.py --models detr_panoptic [--steps 1000] [--workdir outputs/defaults] [--resume] \
+        [--start_from outputs/first/detr_panoptic-shapes]
 
 One model at a time (2 CPU cores). `--resume` continues a stopped run from its last saved checkpoint instead of
 starting again (with `--steps` at that checkpoint's step it only evaluates and installs it); the wall time in the
-card counts from the run's start.
+card counts from the run's start. `--start_from` trains a folder this script wrote further, with the same recipe (a
+second warm-up, constant rate and decay); its card gives both commands and its learning curve both runs.
 """
 
 from __future__ import annotations
@@ -66,14 +68,15 @@ IMAGE_SIZE = 256
 
 
 def shapes_detr_panoptic_config() -> DetrPanopticConfig:
-    """DETR-panoptic for the shapes data: a 4-stage ResNet of 16-128 channels, its last stage dilated (DC5: a 16x16
-    map at 256 px; the undilated 8x8 map found 2 of 19 small held-out things), width 64, 2 encoder and 3 decoder
-    layers, 20 queries (about 3 per segment of a 7-segment image), no dropout."""
+    """DETR-panoptic for the shapes data: a 4-stage ResNet of 16-128 channels (stride 32: an 8x8 map at 256 px), width
+    64, 2 encoder and 3 decoder layers, 20 queries (about 3 per segment of a 7-segment image), no dropout. Not DC5
+    (`dilation=True`, a 16x16 map): from random weights its stuff masks collapsed (stuff PQ 8-22 over 1,600 steps), and
+    trained on from this model it found no more small things (benchmarks/RESULTS.md)."""
     return DetrPanopticConfig(
         backbone_config=ResNetConfig(hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 2, 1], embedding_size=16,
                                      out_features=["stage1", "stage2", "stage3", "stage4"]),
         d_model=64, encoder_layers=2, decoder_layers=3, encoder_attention_heads=8, decoder_attention_heads=8,
-        encoder_ffn_dim=128, decoder_ffn_dim=128, num_queries=20, dropout=0.0, dilation=True,
+        encoder_ffn_dim=128, decoder_ffn_dim=128, num_queries=20, dropout=0.0,
         id2label=dict(SHAPES_VOCABULARY.id2label),
     )
 
@@ -194,7 +197,7 @@ DROP = ("training_args.bin", "trainer_state.json", "all_results.json", "train_re
 
 
 def train(name: str, workdir: Path, steps: int | None, resume: bool, destination: Path = DESTINATION,
-          overrides: list[str] = (), pretrain_steps: int | None = None) -> Path:
+          overrides: list[str] = (), pretrain_steps: int | None = None, start_from: Path | None = None) -> Path:
     default_steps, every, arguments = RECIPES[name]
     arguments = [*arguments, *overrides]
     steps = steps or default_steps
@@ -204,7 +207,11 @@ def train(name: str, workdir: Path, steps: int | None, resume: bool, destination
         shutil.rmtree(output, ignore_errors=True)
         workdir.mkdir(parents=True, exist_ok=True)
         clock.write_text(f"{time.time():.0f}\n")  # when the run started: wall time counts from here
-        initial_checkpoint(name, start, PRETRAIN_STEPS[name] if pretrain_steps is None else pretrain_steps)
+        if start_from:
+            shutil.rmtree(start, ignore_errors=True)
+            shutil.copytree(start_from, start)
+        else:
+            initial_checkpoint(name, start, PRETRAIN_STEPS[name] if pretrain_steps is None else pretrain_steps)
     command = [f"examples/finetune_{name}.py", "--model_name_or_path", str(start.relative_to(ROOT)),
                "--output_dir", str(output.relative_to(ROOT)), "--max_steps", str(steps), "--eval_steps", str(every),
                "--save_steps", str(every), *COMMON,
@@ -218,8 +225,9 @@ def train(name: str, workdir: Path, steps: int | None, resume: bool, destination
     if subprocess.run([sys.executable, *command], cwd=ROOT, env=environment).returncode:
         raise SystemExit(f"{name}: training failed (its log is above); rerun with --resume to continue.")
     seconds = time.time() - float(clock.read_text())
-    pretraining = json.loads((start / PRETRAINING).read_text())
-    folder = package(name, output, steps, seconds, destination, arguments, pretraining)
+    pretraining = json.loads((start / PRETRAINING).read_text()) if (start / PRETRAINING).exists() else None
+    folder = package(name, output, steps, seconds, destination, arguments, pretraining,
+                     continued=(start, start_from) if start_from else None)
     # The docs' copy is drawn by scripts/make_doc_pictures.py from the folder's learning_curve.json.
     print(plot(output, workdir / f"learning_curve_{name}.png", curve_title(name, steps)), flush=True)
     return folder
@@ -272,9 +280,11 @@ def _pretraining(pretraining: dict | None) -> str:
 
 
 def package(name: str, output: Path, steps: int, seconds: float, destination: Path = DESTINATION,
-            arguments: list[str] | None = None, pretraining: dict | None = None) -> Path:
+            arguments: list[str] | None = None, pretraining: dict | None = None,
+            continued: tuple[Path, Path] | None = None) -> Path:
     """Copy the trained folder's model and processor to the package, and write the model card with the command,
-    the wall time and the held-out metrics."""
+    the wall time and the held-out metrics. `continued`: (the copy trained from, the `--start_from` argument) of a
+    run that trained a packaged folder further: its card's training paragraph and learning curve come first."""
     from transformers import AutoModel
 
     from seem_hf.model_card import write_model_card
@@ -300,21 +310,37 @@ def package(name: str, output: Path, steps: int, seconds: float, destination: Pa
                        "every sample (2 of 4 stuff classes, 1 to 5 things of 4 shapes, 4 colours and 2 sizes, with "
                        "referring sentences), large-scale jitter 0.5-2.0. Metrics are on the stream's fixed held-out "
                        "set (`ShapesStream.held_out(16, seed=0, image_size=256)`), which no training step saw."),
-        training=(f"`python scripts/train_defaults.py --models {name} --steps {steps}` from random weights "
-                  f"({parameters:.2f} M parameters, config `shapes_{name}_config` in that script), in "
-                  f"{seconds / 60:.0f} minutes wall time on 2 shared CPU cores (one thread): "
-                  f"{_pretraining(pretraining)}"
-                  f"then {steps} steps of 4 images by `examples/finetune_{name}.py` with "
-                  f"`{' '.join(arguments or RECIPES[name][2])}` and `{' '.join(COMMON)}` (cosine decay over the last "
-                  f"{int(steps * DECAY)} steps)."),
+        training=_training_words(name, steps, seconds, parameters, pretraining, arguments, continued),
     )
     (target / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
     curve = {"title": curve_title(name, steps), "history": evaluations(output)}
+    if continued:
+        before = json.loads((continued[0] / LEARNING_CURVE).read_text())["history"]
+        first_steps = before[-1]["step"]
+        curve = {"title": curve_title(name, f"{first_steps} + {steps}"),
+                 "history": before + [{**entry, "step": entry["step"] + first_steps} for entry in curve["history"]]}
     (target / LEARNING_CURVE).write_text(json.dumps(curve) + "\n")
     return target
 
 
-def curve_title(name: str, steps: int) -> str:
+def _training_words(name, steps, seconds, parameters, pretraining, arguments, continued) -> str:
+    """The model card's training paragraph: the command, the wall time, the stages and the recipe."""
+    recipe = (f"{steps} steps of 4 images by `examples/finetune_{name}.py` with "
+              f"`{' '.join(arguments or RECIPES[name][2])}` and `{' '.join(COMMON)}` (cosine decay over the last "
+              f"{int(steps * DECAY)} steps)")
+    if continued:
+        card = (continued[0] / "README.md").read_text()
+        earlier = card.split("## Training\n\n", 1)[1].split("\n\n## ", 1)[0].strip()
+        return (f"`python scripts/train_defaults.py --models {name} --steps {steps} --start_from {continued[1]}`, "
+                f"on the folder that this earlier run wrote (`--destination` its parent): {earlier} Then, in "
+                f"{seconds / 60:.0f} minutes more, {recipe}, from those weights ({parameters:.2f} M parameters).")
+    return (f"`python scripts/train_defaults.py --models {name} --steps {steps}` from random weights "
+            f"({parameters:.2f} M parameters, config `shapes_{name}_config` in that script), in "
+            f"{seconds / 60:.0f} minutes wall time on 2 shared CPU cores (one thread): "
+            f"{_pretraining(pretraining)}then {recipe}.")
+
+
+def curve_title(name: str, steps: int | str) -> str:
     return f"{name}-shapes: held-out metrics vs training step (scripts/train_defaults.py, {steps} steps of 4 images)"
 
 
@@ -326,6 +352,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the last saved checkpoint")
     parser.add_argument("--pretrain_steps", type=int,
                         help=f"backbone pretraining steps before training (default {PRETRAIN_STEPS}; 0: none)")
+    parser.add_argument("--start_from", type=Path, metavar="FOLDER",
+                        help="a <model>-shapes folder this script wrote: train it further instead of from scratch")
     parser.add_argument("--destination", type=Path, default=DESTINATION,
                         help="where the <model>-shapes folders go (default: the package's embedded checkpoints)")
     parser.add_argument("overrides", nargs="*", metavar="-- EXAMPLE_ARGUMENT",
@@ -335,7 +363,7 @@ def main() -> None:
     arguments.workdir = arguments.workdir.resolve()
     for name in arguments.models.split(","):
         folder = train(name.strip(), arguments.workdir, arguments.steps, arguments.resume, arguments.destination,
-                       arguments.overrides, arguments.pretrain_steps)
+                       arguments.overrides, arguments.pretrain_steps, arguments.start_from)
         print(f"{name}: {folder}", flush=True)
 
 
