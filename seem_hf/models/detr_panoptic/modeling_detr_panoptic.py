@@ -188,7 +188,7 @@ def dilate_last_stage(backbone: torch.nn.Module) -> None:
     dilate by 2 (padding 2), as torchvision's `replace_stride_with_dilation=[False, False, True]` and timm's
     `output_stride=16` build the DC5 checkpoints; no weight changes shape."""
     for index, block in enumerate(backbone.encoder.stages[-1].layers):
-        if block.shortcut is not None and hasattr(block.shortcut, "convolution"):
+        if hasattr(block.shortcut, "convolution"):  # an Identity where the block keeps its width
             block.shortcut.convolution.stride = (1, 1)
         for conv_layer in block.layer:
             conv = conv_layer.convolution

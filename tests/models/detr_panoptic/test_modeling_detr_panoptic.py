@@ -289,8 +289,7 @@ def test_dilation_is_dc5(tmp_path):
     its stride-16 map sampled at every other position is the undilated stride-32 map (an identity that holds only
     if the first block drops its stride and the later 3x3 convolutions dilate by 2 with padding 2). The transformer
     and the mask then work on the finer map."""
-    backbone = ResNetConfig(hidden_sizes=[8, 16, 16, 32], depths=[1, 1, 1, 3], embedding_size=8,
-                            out_features=["stage1", "stage2", "stage3", "stage4"])
+    backbone = ResNetConfig(hidden_sizes=[8, 16, 16, 32], depths=[1, 1, 1, 3], embedding_size=8, out_features=_STAGES)
     torch.manual_seed(0)
     plain = DetrPanopticForSegmentation(tiny_detr_panoptic_config(backbone_config=backbone)).eval()
     dilated = DetrPanopticForSegmentation(tiny_detr_panoptic_config(backbone_config=backbone, dilation=True)).eval()
