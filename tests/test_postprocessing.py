@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch.nn.functional as F
 from transformers import DetrImageProcessorPil
 
 from seem_hf import postprocessing
@@ -203,6 +203,18 @@ def test_bad_outputs_raise_clear_errors(class_logits, mask_logits, target_sizes,
     ):
         with pytest.raises(ValueError, match=message):
             function(class_logits, mask_logits, target_sizes=target_sizes)
+
+
+def test_finiteness_check_finds_one_bad_value_and_allows_sums_that_overflow():
+    masks = torch.randn(1, 3, 5, 5)
+    masks[0, 1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="mask logits contain NaN"):
+        postprocessing.panoptic_segmentation(torch.zeros(1, 3, 4), masks)
+    masks = torch.full((1, 3, 5, 5), 3e38)  # finite, but their float32 sum is not
+    masks[0, 0] = -3e38
+    assert not torch.isfinite(masks.sum())
+    result = postprocessing.panoptic_segmentation(torch.zeros(1, 3, 4), masks, threshold=0.0)[0]
+    assert result["segmentation"].shape == (5, 5)
 
 
 def test_image_processor_methods_use_the_shared_functions(tiny_detr_panoptic_folder):
