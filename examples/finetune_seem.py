@@ -27,7 +27,8 @@ The language encoder never trains.
 Every batch also carries referring sentences (the dataset's grounding annotations, or class names where an image
 has none) and visual prompts sampled inside its segments (clicks, polygons, scribbles, circles), and the model first
 adds 0..`--max_click_rounds` corrective clicks without gradient; the loss is SEEM's generic set loss plus its
-grounding and spatial losses, on every decoder round (`--tasks generic` trains the generic group alone). Every
+grounding and spatial losses, on every decoder round (`--tasks generic` trains the generic group alone);
+`--spatial_label_weight` adds a loss on the label of each prompt's answer (not SEEM's; see `SeemConfig`). Every
 evaluation (in training and at the end) adds referring cIoU and interactive NoC@85/90 (`--eval_max_clicks` clicks
 per object) to PQ and mIoU. `--strategy` picks what trains (`seem_hf.adapters`; SEEM's four: backbone frozen or
 adapted x head adapted or fully tuned). SEEM's optimiser recipe: AdamW, backbone at 0.1x
@@ -87,6 +88,10 @@ class ModelArguments:
     max_visual_prompts: int = field(default=10, metadata={"help": "visual prompts per image (SEEM: MAX_CANDIDATE)"})
     max_click_rounds: int = field(default=5, metadata={"help": "simulated corrective-click rounds (SEEM: MAX_ITER)"})
     eval_max_clicks: int = field(default=5, metadata={"help": "clicks per object in the NoC evaluation (SEEM: 20)"})
+    spatial_label_weight: float | None = field(
+        default=None, metadata={"help": "weight of the loss on each click answer's label (SeemConfig."
+                                "spatial_label_weight; default: the checkpoint's, 0 in SEEM's recipe)"},
+    )
 
     def __post_init__(self):
         tasks = {task.strip() for task in self.tasks.split(",") if task.strip()}
@@ -95,6 +100,8 @@ class ModelArguments:
         ):
             raise ValueError(f"--tasks is 'generic' or 'generic,referring,interactive', got {self.tasks!r}.")
         self.prompted = tasks != {"generic"}
+        if self.spatial_label_weight is not None and not self.spatial_label_weight >= 0:
+            raise ValueError(f"--spatial_label_weight is a loss weight (>= 0), got {self.spatial_label_weight}.")
 
 
 DEFAULTS = dict(
@@ -122,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model = SeemForUniversalSegmentation.from_pretrained(model_args.model_name_or_path)
     model.config.id2label = dict(enumerate(label_names))  # any label set works: this one becomes the default
     model.config.label2id = {name: index for index, name in enumerate(label_names)}
+    if model_args.spatial_label_weight is not None:
+        model.config.spatial_label_weight = model_args.spatial_label_weight
     processor = SeemProcessor.from_pretrained(model_args.model_name_or_path)
     processor.image_processor.id2label = dict(vocabulary.id2label)
     processor.image_processor.thing_label_ids = list(vocabulary.thing_label_ids)

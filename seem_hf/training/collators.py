@@ -108,7 +108,8 @@ class SeemPromptCollator:
     Per image: up to `max_sentences` (at least 1) of its referring expressions, one random sentence each, with
     their masks; an image without any uses class names in a random prompt template instead, each with the union
     of that class's segments. Up to `max_visual_prompts` of its segments, each prompted by a random click set,
-    polygon, scribble or circle inside it (`sample_visual_prompt`), with the segment as target. Per batch:
+    polygon, scribble or circle inside it (`sample_visual_prompt`), with the segment as target
+    (`spatial_masks`) and its label (`spatial_class_labels`). Per batch:
     `click_rounds` drawn from 0..`max_click_rounds` (the model adds that many corrective clicks first).
     Each image's draws come from the seed, the epoch and its own image id, whatever batch it lands in (resumed and
     distributed runs, and one process given the union of several processes' batches, draw the same); `click_rounds`
@@ -153,7 +154,8 @@ class SeemPromptCollator:
             mask = np.asarray(row["masks"][segment], dtype=bool)
             prompts[index, : mask.shape[0], : mask.shape[1]] = torch.from_numpy(sample_visual_prompt(mask, rng))
             targets[index, : mask.shape[0], : mask.shape[1]] = torch.from_numpy(mask.astype(np.float32))
-        return prompts, targets
+        labels = torch.tensor([int(row["labels"][segment]) for segment in chosen], dtype=torch.long)
+        return prompts, targets, labels
 
     def __call__(self, rows: list[dict]) -> dict:
         import random
@@ -166,7 +168,8 @@ class SeemPromptCollator:
         for row, target in zip(rows, batch["labels"]):
             image_rng = random.Random(f"{key}-{row['image_id']}")
             texts, target["grounding_masks"] = self._sentences(row, image_rng, height, width)
-            positive, target["spatial_masks"] = self._visual_prompts(row, image_rng, height, width)
+            positive, target["spatial_masks"], target["spatial_class_labels"] = self._visual_prompts(
+                row, image_rng, height, width)
             sentences.append(texts)
             prompts.append(positive)
         batch.update(self.processor.tokenize_sentences(sentences, allow_empty=True))

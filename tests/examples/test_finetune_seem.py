@@ -30,11 +30,13 @@ def _example():
 def test_trains_evaluates_and_saves_a_folder_the_auto_classes_load(tmp_path):
     output = tmp_path / "run"
     metrics = _example().main(["--output_dir", str(output), "--max_steps", "2", "--eval_steps", "2",
-                               "--save_strategy", "no", "--lr_milestones", "0.5", "--warmup_steps", "1", *TINY])
+                               "--save_strategy", "no", "--lr_milestones", "0.5", "--warmup_steps", "1",
+                               "--spatial_label_weight", "2", *TINY])
     assert {"eval_loss", "eval_pq", "eval_miou", "eval_referring_ciou", "eval_interactive_noc@85",
-            "eval_interactive_miou@1"} <= set(metrics)
+            "eval_interactive_miou@1", "eval_interactive_label_accuracy"} <= set(metrics)
     assert 1 <= metrics["eval_interactive_noc@90"] <= 5 and 0 <= metrics["eval_referring_ciou"] <= 1
     model, processor = AutoModel.from_pretrained(output), AutoProcessor.from_pretrained(output)
+    assert model.config.spatial_label_weight == 2.0  # the run's recipe travels with the folder
     assert type(model).__name__ == "SeemForUniversalSegmentation"
     assert processor.default_labels == list(model.config.id2label.values())
     shipped = AutoModel.from_pretrained(FIXTURES / "tiny-random-seem")
@@ -82,6 +84,11 @@ def test_prompt_collator_draws_sentences_prompts_and_clicks():
         positive = batch["spatial_positive_masks"][index, :prompts]
         assert positive.flatten(1).any(1).all()  # every prompt marks pixels ...
         assert not (positive & ~target["spatial_masks"].bool()).any()  # ... inside its own target
+        # each prompt's label is its segment's (the generic targets hold every segment with its class)
+        assert len(target["spatial_class_labels"]) == prompts
+        for mask, label in zip(target["spatial_masks"], target["spatial_class_labels"]):
+            segment = [i for i, candidate in enumerate(target["masks"]) if torch.equal(candidate, mask)]
+            assert segment and int(target["class_labels"][segment[0]]) == int(label)
         # each referring target is a segment of the image (the bundled sentences describe segments)
         for mask in target["grounding_masks"]:
             assert any(torch.equal(mask, segment) for segment in target["masks"])

@@ -49,6 +49,10 @@ class SeemConfig(PreTrainedConfig):
             costs; no_object_weight (`float`, defaults to 0.1).
         grounding_class_weight, grounding_mask_weight, grounding_dice_weight (defaults 0.4, 1.0, 1.0) and the
             same for spatial prompts: the referring and interactive losses.
+        spatial_label_weight (`float`, defaults to 0.0): cross-entropy of each visual prompt's matched spatial
+            query against the prompted segment's label. Not in SEEM's recipe (0), which leaves the label of an
+            interactive answer to the class head the object queries train; a small model trained from scratch
+            labels its answers better with it (the shapes default was trained on with 1.0).
         train_num_points (`int`, defaults to 12544), oversample_ratio (3.0), importance_sample_ratio (0.75): point
             sampling of the mask losses.
         object_mask_threshold (`float`, defaults to 0.8), overlap_threshold (`float`, defaults to 0.8):
@@ -84,6 +88,7 @@ class SeemConfig(PreTrainedConfig):
     spatial_class_weight: float = 0.4
     spatial_mask_weight: float = 1.0
     spatial_dice_weight: float = 1.0
+    spatial_label_weight: float = 0.0
     train_num_points: int = 12544
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75
@@ -109,6 +114,8 @@ class SeemConfig(PreTrainedConfig):
         if self.mask_dim != self.hidden_dim or self.conv_dim != self.hidden_dim:
             raise ValueError("SEEM v1 uses one width for the pixel decoder, the mask features and the decoder "
                              f"(conv_dim {self.conv_dim}, mask_dim {self.mask_dim}, hidden_dim {self.hidden_dim}).")
+        if self.spatial_label_weight < 0:
+            raise ValueError(f"spatial_label_weight is a loss weight (>= 0), got {self.spatial_label_weight}.")
         if self.conv_dim % self.norm_groups:
             raise ValueError(f"conv_dim ({self.conv_dim}) must be divisible by norm_groups ({self.norm_groups}).")
         super().__post_init__(**kwargs)

@@ -98,13 +98,33 @@ def interactive_ious(model, image_features, targets: torch.Tensor, valid: torch.
 
 
 @torch.no_grad()
+def first_click_labels(model, image_features, targets: torch.Tensor, class_embeddings: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """The label id SEEM gives each object's answer to its first click (the object's innermost point), all objects
+    of the image prompted together, against the label set of `class_embeddings` (`get_label_embeddings`)."""
+    targets = targets.bool()
+    positive, negative = torch.zeros_like(targets), torch.zeros_like(targets)
+    add_corrective_clicks(torch.zeros_like(targets), targets, positive, negative)
+    outputs = model(image_features=image_features, spatial_positive_masks=positive[None].to(model.device),
+                    spatial_negative_masks=negative[None].to(model.device), class_embeddings=class_embeddings,
+                    generic=False, generator=generator)
+    return outputs.interactive_class_logits[0, :, :-1].argmax(-1).cpu()
+
+
+@torch.no_grad()
 def evaluate_interactive(model, processor, items, max_clicks: int = 20, seed: int | None = None) -> dict:
     """NoC@85 and NoC@90 (clicks to reach that IoU, `max_clicks` when never reached) and the mean IoU after 1, 3
-    and 5 clicks, over every (non-crowd) segment of every item. The model runs in eval mode, whose draws repeat
-    exactly; `seed` (optional) draws them from a generator seeded with `seed` + the image id instead."""
-    rows = []
+    and 5 clicks, over every (non-crowd) segment of every item; with the processor's default label set, also
+    `interactive_label_accuracy`: the share of objects whose first-click answer gets the segment's label. The model
+    runs in eval mode, whose draws repeat exactly; `seed` (optional) draws them from a generator seeded with
+    `seed` + the image id instead."""
+    rows, correct = [], []
     was_training = model.training
     model.eval()
+    class_embeddings = None
+    if processor.default_labels:
+        class_embeddings = model.get_label_embeddings(processor.tokenize_labels(processor.default_labels).to(
+            model.device))
     for item in _shard(items):
         keep = ~np.asarray(item["iscrowd"], dtype=bool)
         if not keep.any():
@@ -117,11 +137,15 @@ def evaluate_interactive(model, processor, items, max_clicks: int = 20, seed: in
             generator = torch.Generator(device=model.device).manual_seed(seed + int(item["image_id"]))
         features = model.get_image_features(pixel_values)
         rows.append(interactive_ious(model, features, targets, _padded(item["valid"], size), max_clicks, generator))
+        if class_embeddings is not None:
+            labels = torch.as_tensor(np.asarray(item["labels"])[keep], dtype=torch.long)
+            correct.append(first_click_labels(model, features, targets, class_embeddings, generator) == labels)
     model.train(was_training)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         gathered = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(gathered, rows)
-        rows = [row for part in gathered for row in part]
+        torch.distributed.all_gather_object(gathered, (rows, correct))
+        rows = [row for part in gathered for row in part[0]]
+        correct = [row for part in gathered for row in part[1]]
     if not rows:
         return {}
     ious = torch.cat(rows)
@@ -129,7 +153,9 @@ def evaluate_interactive(model, processor, items, max_clicks: int = 20, seed: in
                number_of_clicks(ious.tolist(), max_clicks=max_clicks).items()}
     for clicks in sorted({1, min(3, max_clicks), min(5, max_clicks)}):
         results[f"interactive_miou@{clicks}"] = float(ious[:, clicks - 1].mean())
+    if correct:
+        results["interactive_label_accuracy"] = float(torch.cat(correct).double().mean())
     return results
 
 
-__all__ = ["evaluate_interactive", "evaluate_referring", "interactive_ious"]
+__all__ = ["evaluate_interactive", "evaluate_referring", "first_click_labels", "interactive_ious"]

@@ -36,6 +36,7 @@ class SeemPromptCriterion(nn.Module):
             "loss_grounding_ce": config.grounding_class_weight, "loss_grounding_mask": config.grounding_mask_weight,
             "loss_grounding_dice": config.grounding_dice_weight, "loss_spatial_ce": config.spatial_class_weight,
             "loss_spatial_mask": config.spatial_mask_weight, "loss_spatial_dice": config.spatial_dice_weight,
+            "loss_spatial_label": config.spatial_label_weight,
         }
 
     def _mask_losses(self, predictions, targets, count):
@@ -72,12 +73,15 @@ class SeemPromptCriterion(nn.Module):
         return {"loss_grounding_ce": sum(ce) / count, "loss_grounding_mask": loss_mask,
                 "loss_grounding_dice": loss_dice}
 
-    def spatial(self, logits, mask_logits, target_masks, count=None) -> dict[str, torch.Tensor]:
+    def spatial(self, logits, mask_logits, target_masks, count=None, class_logits=None,
+                target_labels=None) -> dict[str, torch.Tensor]:
         """logits `(B, k N, N)` spatial-query x prompt scores; mask_logits `(B, k N, h, w)`; target_masks per image
         `(N_b, H, W)`, one per prompt in order (prompts beyond N_b are padding). `count`: the global-mean
-        denominator of the prompts with a non-empty target; this batch's count when not given."""
+        denominator of the prompts with a non-empty target; this batch's count when not given. With
+        `class_logits` `(B, k N, K + 1)` and `target_labels` (per image, the label of each prompt's segment), also
+        `loss_spatial_label`: the matched query's cross-entropy against that label."""
         k = self.config.spatial_queries_per_prompt
-        ce, predictions, matched_targets = [], [], []
+        ce, predictions, matched_targets, label_ce = [], [], [], []
         for image, masks in enumerate(target_masks):
             for prompt in range(len(masks)):
                 if not masks[prompt].any():
@@ -92,17 +96,26 @@ class SeemPromptCriterion(nn.Module):
                 ))
                 predictions.append(mask_logits[image, query])
                 matched_targets.append(masks[prompt])
+                if target_labels is not None:
+                    label = target_labels[image][prompt : prompt + 1].to(class_logits.device).long()
+                    label_ce.append(nn.functional.cross_entropy(class_logits[image, query][None], label))
+        labelled = target_labels is not None
         if not ce:  # no prompt with a target: zeros that keep the outputs in the graph
             zero = logits.sum() * 0 + mask_logits.sum() * 0
-            return {"loss_spatial_ce": zero, "loss_spatial_mask": zero, "loss_spatial_dice": zero}
+            if labelled:
+                zero = zero + class_logits.sum() * 0
+            terms = {"loss_spatial_ce": zero, "loss_spatial_mask": zero, "loss_spatial_dice": zero}
+            return {**terms, "loss_spatial_label": zero} if labelled else terms
         count = len(ce) if count is None else count
         loss_mask, loss_dice = self._mask_losses(torch.stack(predictions), torch.stack(matched_targets), count)
-        return {"loss_spatial_ce": sum(ce) / count, "loss_spatial_mask": loss_mask, "loss_spatial_dice": loss_dice}
+        terms = {"loss_spatial_ce": sum(ce) / count, "loss_spatial_mask": loss_mask, "loss_spatial_dice": loss_dice}
+        return {**terms, "loss_spatial_label": sum(label_ce) / count} if labelled else terms
 
     def forward(self, rounds: list[dict], targets: list[dict]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """rounds: the model's per-round outputs, last round last (`grounding_logits`, `grounding_mask_logits`,
-        `grounding_sentence_mask`; `spatial_logits`, `spatial_mask_logits`); targets: per image
-        `grounding_masks` and/or `spatial_masks`. Returns the weighted total and every term (`_i` for round i)."""
+        `grounding_sentence_mask`; `spatial_logits`, `spatial_mask_logits`, `spatial_class_logits`); targets: per
+        image `grounding_masks` and/or `spatial_masks` (with `spatial_class_labels`, each prompt's segment label).
+        Returns the weighted total and every term (`_i` for round i)."""
         # The sentences and the prompts with a target, over every process: one collective per call, made whatever
         # the batch holds, so that processes stay paired (seem_hf.loss.global_mean).
         sentences = sum(len(t["grounding_masks"]) for t in targets if "grounding_masks" in t)
@@ -119,9 +132,14 @@ class SeemPromptCriterion(nn.Module):
                     [t["grounding_masks"].to(outputs["grounding_mask_logits"].dtype) for t in targets], sentence_count,
                 ))
             if "spatial_logits" in outputs and all("spatial_masks" in t for t in targets):
+                # The label term only where it is weighed, labels are given and the model scored a label set.
+                labelled = (self.config.spatial_label_weight > 0 and "spatial_class_logits" in outputs
+                            and all("spatial_class_labels" in t for t in targets))
                 terms.update(self.spatial(
                     outputs["spatial_logits"], outputs["spatial_mask_logits"],
                     [t["spatial_masks"].to(outputs["spatial_mask_logits"].dtype) for t in targets], prompt_count,
+                    outputs.get("spatial_class_logits") if labelled else None,
+                    [t["spatial_class_labels"] for t in targets] if labelled else None,
                 ))
             losses.update({name + suffix: value for name, value in terms.items()})
         total = sum(value * self.weights[name.rsplit("_", 1)[0] if name[-1].isdigit() else name]

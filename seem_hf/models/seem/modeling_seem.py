@@ -68,6 +68,8 @@ class SeemUniversalSegmentationOutput(ModelOutput):
         against the label set, when one is given.
     spatial_prompt_embeddings (`(batch_size, num_prompts, dim)`, *optional*): each prompt's mean mask feature
         (-1 for a prompt with no pixel).
+    spatial_class_logits (`(batch_size, queries_per_prompt * num_prompts, num_labels + 1)`, *optional*): every
+        spatial query's scores against the label set, when one is given (trained by `spatial_label_weight`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -85,6 +87,7 @@ class SeemUniversalSegmentationOutput(ModelOutput):
     interactive_masks_logits: torch.FloatTensor | None = None
     interactive_class_logits: torch.FloatTensor | None = None
     spatial_prompt_embeddings: torch.FloatTensor | None = None
+    spatial_class_logits: torch.FloatTensor | None = None
 
 
 # Round outputs keyed as in `SeemUniversalSegmentationOutput` (the decoder's names on the left).
@@ -93,7 +96,7 @@ _ROUND_NAMES = {
     "grounding_mask_logits": "grounding_masks_logits", "grounding_logits": "grounding_logits",
     "grounding_sentence_mask": "grounding_sentence_mask", "spatial_mask_logits": "spatial_masks_logits",
     "spatial_logits": "spatial_logits", "interactive_mask_logits": "interactive_masks_logits",
-    "interactive_class_logits": "interactive_class_logits",
+    "interactive_class_logits": "interactive_class_logits", "spatial_class_logits": "spatial_class_logits",
 }
 
 
@@ -389,9 +392,9 @@ class SeemForUniversalSegmentation(LabelEmbeddingsMixin, RemoteCodeMixin, SeemPr
             "interactive_mask_logits": decoded_round["spatial_mask_logits"][rows, chosen],
         }
         if label_embeddings is not None:
-            outputs["interactive_class_logits"] = self.class_logits(
-                decoded_round["spatial_class_embeddings"][rows, chosen], label_embeddings
-            )
+            class_logits = self.class_logits(decoded_round["spatial_class_embeddings"], label_embeddings)
+            outputs["spatial_class_logits"] = class_logits
+            outputs["interactive_class_logits"] = class_logits[rows, chosen]
         return outputs
 
     def _check_visual_prompts(self, positive, negative, previous_masks, batch, padded_size):

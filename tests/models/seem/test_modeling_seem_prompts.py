@@ -207,6 +207,42 @@ def test_prompt_losses_train_the_prompt_parameters():
     assert model.get_parameter("language_encoder.lang_proj.weight").grad.abs().sum() > 0  # grounding tokens
 
 
+def test_spatial_label_loss_is_off_in_seems_recipe_and_adds_the_matched_queries_label_cross_entropy():
+    torch.manual_seed(0)
+    config = tiny_seem_config()
+    model = SeemForUniversalSegmentation(config).train()
+    positive, _ = _clicks(1, 2)
+    masks = torch.zeros(2, 64, 96)
+    masks[0, :32], masks[1, 32:] = 1, 1
+    labels = [{"masks": masks, "class_labels": torch.tensor([0, 1]), "spatial_masks": masks,
+               "spatial_class_labels": torch.tensor([0, 1])}]
+    pixel_values = torch.randn(1, 3, 64, 96)
+
+    def run(weight):
+        model.config.spatial_label_weight = weight
+        torch.manual_seed(1)  # the mask losses' point sampling
+        return model(pixel_values=pixel_values, input_ids=_labels(3), spatial_positive_masks=positive,
+                     labels=labels, generator=torch.Generator().manual_seed(0))
+
+    seem, labelled = run(0.0), run(2.0)
+    assert not any(name.startswith("loss_spatial_label") for name in seem.loss_dict)  # SEEM's recipe: untouched
+    terms = [value for name, value in labelled.loss_dict.items() if name.startswith("loss_spatial_label")]
+    assert len(terms) == config.decoder_layers + 1  # every round
+    torch.testing.assert_close(labelled.loss - seem.loss, 2.0 * sum(terms))
+    # The last round's term is the cross-entropy of each prompt's matched spatial query against its label; the
+    # query matched to a prompt is one of its own, the one `spatial_ce` trains to be chosen.
+    k = config.spatial_queries_per_prompt
+    logits = labelled.spatial_class_logits[0]
+    candidates = [torch.nn.functional.cross_entropy(logits[prompt * k + j][None], torch.tensor([prompt]))
+                  for prompt in range(2) for j in range(k)]
+    assert min(candidates) - 1e-6 <= labelled.loss_dict["loss_spatial_label"] <= max(candidates) + 1e-6
+    model.zero_grad()
+    sum(terms).backward()
+    assert model.get_parameter("decoder.class_embed.weight").grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="spatial_label_weight"):
+        type(config)(**{**config.to_dict(), "spatial_label_weight": -1.0})
+
+
 def test_bad_prompts(model):
     pixel_values = torch.randn(1, 3, 64, 96)
     with pytest.raises(ValueError, match="padded input size"):
