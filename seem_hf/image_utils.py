@@ -13,9 +13,13 @@ problem:
 - Values: uint8 as they are; bool as black and white; uint16 (and PIL's 16-bit modes I;16 and I) on their full
   16-bit range, scaled to 8 bits (a warning when no value exceeds 255: such an image reads nearly black); other
   integer dtypes must hold values in [0, 255]; floating dtypes (float16/32/64, bfloat16) are on [0, 1] when every
-  value lies in [0, 1] and on [0, 255] otherwise, and values outside [0, 255] (normalised pixel values, for
-  instance) are refused. `do_rescale=False` says, as in transformers, that the images are already on [0, 1]:
-  they must then be floating (or bool) with values in [0, 1].
+  value lies in [-0.25, 1.25] (`UNIT_RANGE_SLACK`: values outside [0, 1], the overshoot that bicubic or Lanczos
+  resampling leaves, are clipped, with a warning that counts them) and on [0, 255] otherwise, and other values
+  (normalised pixel values, for instance) are refused. `do_rescale=False` says, as in transformers, that the images
+  are already on [0, 1]: they must then be floating with values in [-0.25, 1.25] (clipped as above). Byte order does
+  not matter (big-endian arrays read as native ones).
+- `input_data_format` is "channels_first", "channels_last" (or transformers' `ChannelDimension`) or None; the axis
+  it names must hold 1, 3 or 4 channels.
 - PIL images are turned upright by their EXIF orientation (as transformers' `load_image`) and converted from
   every mode PIL can convert; a file that cannot be read (missing, truncated, not an image) is named in the error.
 """
@@ -36,6 +40,9 @@ import PIL.ImageOps
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _EXIF_ORIENTATION = 0x0112
+# How far a float image may overshoot [0, 1] (resampling ringing) and still be read as an image on [0, 1], clipped.
+# Normalised pixel values reach -1 (mean = std = 0.5) or about -2 (ImageNet's), well outside it.
+UNIT_RANGE_SLACK = 0.25
 
 
 def open_image(source, timeout: float | None = None) -> PIL.Image.Image:
@@ -137,12 +144,36 @@ def _ambiguous(shape) -> bool:
     return len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] in (1, 3, 4)
 
 
+_DATA_FORMATS = ("channels_first", "channels_last")
+
+
+def _data_format(input_data_format) -> str | None:
+    """`input_data_format` as "channels_first", "channels_last" or None (transformers' `ChannelDimension` or its
+    string), or an error naming the accepted values."""
+    if input_data_format is None:
+        return None
+    value = str(getattr(input_data_format, "value", input_data_format))
+    if value not in _DATA_FORMATS:
+        raise ValueError(f"input_data_format must be one of {_DATA_FORMATS} (or None to infer it from the shape), "
+                         f"got {input_data_format!r}.")
+    return value
+
+
 def _channels_first(image, input_data_format=None) -> bool:
     """Whether a 3-D array or tensor is (C, H, W): as told by `input_data_format`, else by its shape, an ambiguous
-    shape being (H, W, C) for numpy and (C, H, W) for torch."""
-    if input_data_format is not None:
-        return str(getattr(input_data_format, "value", input_data_format)) == "channels_first"
+    shape being (H, W, C) for numpy and (C, H, W) for torch. A format whose channel axis cannot be one (not 1, 3 or
+    4 entries) is an error."""
     shape = tuple(image.shape)
+    data_format = _data_format(input_data_format)
+    if data_format is not None:
+        first = data_format == "channels_first"
+        if len(shape) == 3 and shape[0 if first else -1] not in (1, 3, 4):
+            raise ValueError(
+                f"input_data_format={data_format!r} says the {'first' if first else 'last'} axis holds the channels, "
+                f"but the image has shape {shape}: channels are 1, 3 or 4. Pass the other format, or leave "
+                "input_data_format out to infer it from the shape."
+            )
+        return first
     if _ambiguous(shape):
         return not isinstance(image, np.ndarray)
     return shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4)
@@ -174,29 +205,35 @@ def image_size(image, input_data_format=None) -> tuple[int, int]:
 
 def _values_to_uint8(values: np.ndarray, what: str, unit_range: bool = False, sixteen_bit: bool = False) -> np.ndarray:
     """Pixel values of any dtype -> uint8 by the module's rule (see the module docstring)."""
+    if values.dtype.byteorder not in ("=", "|"):  # big-endian arrays: the dtype tests below compare native types
+        values = values.astype(values.dtype.newbyteorder("="))
     dtype = values.dtype
     if dtype == np.bool_:
         return values.astype(np.uint8) * np.uint8(255)
     low, high = (values.min(), values.max()) if values.size else (0, 0)
+    floating = np.issubdtype(dtype, np.floating)
+    in_unit_range = floating and low >= -UNIT_RANGE_SLACK and high <= 1 + UNIT_RANGE_SLACK
     if unit_range:
-        if not np.issubdtype(dtype, np.floating) or low < 0 or high > 1:
+        if not in_unit_range:
             raise ValueError(
                 f"do_rescale=False says the images are already on [0, 1], but {what} has dtype {dtype} and values in "
                 f"[{low}, {high}]. Leave do_rescale at its default for images on [0, 255]."
             )
-        return np.round(values.astype(np.float32) * 255).astype(np.uint8)
+        return _unit_to_uint8(values, what, low, high)
     if dtype == np.uint8:
         return values
-    if np.issubdtype(dtype, np.floating):
-        if low >= 0 and high <= 1:
-            return np.round(values.astype(np.float32) * 255).astype(np.uint8)
+    if floating:
+        if in_unit_range:
+            return _unit_to_uint8(values, what, low, high)
         if low >= 0 and high <= 255:
             return np.round(values).astype(np.uint8)
         raise ValueError(
-            f"{what} has float values in [{low}, {high}]; images must be on [0, 1] or [0, 255]. Normalised pixel "
-            "values (after mean and std) are not images: give the image itself, or call the model with pixel_values."
+            f"{what} has float values in [{low}, {high}]; images must be on [0, 1] or [0, 255] (on [0, 1], up to "
+            f"{UNIT_RANGE_SLACK:g} of resampling overshoot on either side is clipped). Normalised pixel values (after "
+            "mean and std) are not images: give the image itself, or call the model with pixel_values. For a "
+            "resampled image that overshoots [0, 255], clip it first (np.clip(image, 0, 255))."
         )
-    if sixteen_bit or dtype == np.uint16:
+    if sixteen_bit or (dtype.kind == "u" and dtype.itemsize == 2):
         if low < 0 or high > 65535:
             raise ValueError(f"{what} is a 16-bit image with values in [{low}, {high}], outside [0, 65535].")
         if high <= 255 and high > 0:
@@ -213,6 +250,20 @@ def _values_to_uint8(values: np.ndarray, what: str, unit_range: bool = False, si
             + hint
         )
     return values.astype(np.uint8)
+
+
+def _unit_to_uint8(values: np.ndarray, what: str, low, high) -> np.ndarray:
+    """Float values on [0, 1] -> uint8; values overshooting [0, 1] by up to `UNIT_RANGE_SLACK` (bicubic or Lanczos
+    resampling of an image on [0, 1]) are clipped, with a warning that counts them."""
+    if low < 0 or high > 1:
+        outside = int(np.count_nonzero((values < 0) | (values > 1)))
+        warnings.warn(
+            f"{what} is read as a float image on [0, 1], but {outside} of its values lie outside it (in [{low}, "
+            f"{high}], as resampling overshoot leaves them); they were clipped to [0, 1].",
+            stacklevel=5,
+        )
+        values = np.clip(values, 0, 1)
+    return np.round(values.astype(np.float32) * 255).astype(np.uint8)
 
 
 def _to_rgb(values: np.ndarray) -> np.ndarray:
@@ -260,6 +311,7 @@ def read_image(image, input_data_format=None, unit_range: bool = False, timeout:
     `upright=False` keeps a PIL image's pixels as stored, ignoring its EXIF orientation.
     """
     what = "the image" if index is None else f"image {index}"
+    _data_format(input_data_format)
     if allow_paths and isinstance(image, (str, os.PathLike)):
         image = open_image(image, timeout=timeout)
     validate_image(image, index)
@@ -337,17 +389,24 @@ class CheckedImagesMixin:
 __all__ = ["CheckedImagesMixin", "image_size", "open_image", "read_image", "read_images", "validate_image"]
 
 
-def read_annotated_image(image, height: int, width: int) -> np.ndarray:
-    """A training image as `read_image` reads it, for annotations of `height` x `width`: upright by its EXIF
-    orientation (what labelling tools show and annotate), or as stored when only the stored pixels have the
-    annotation's size (annotations made on the raw pixels, as COCO's own). Any other size is an error naming both."""
-    pixels = read_image(image)
+def read_annotated_image(image, height: int, width: int, both_fit: str = "upright") -> np.ndarray:
+    """A training image as `read_image` reads it, for annotations of `height` x `width`.
+
+    A PIL image with an EXIF orientation has two readings: upright (what labelling tools show and annotate) and as
+    stored (what COCO's own annotations and transformers' examples, which apply no EXIF, are made on). When only
+    one has the annotation's size, that one is used. When both have it (a square image turned by 90 degrees, or
+    any image flipped or turned by 180), `both_fit` decides: `"upright"` (folders: the convention of labelling
+    tools) or `"stored"` (rows of a `datasets` dataset in transformers' layouts: their maps follow the stored
+    pixels). Any other size is an error naming both."""
+    if both_fit not in ("upright", "stored"):
+        raise ValueError(f"both_fit is 'upright' or 'stored', got {both_fit!r}.")
+    pixels = read_image(image, upright=both_fit == "upright")
     if pixels.shape[:2] == (height, width):
         return pixels
     if isinstance(image, PIL.Image.Image):
-        stored = read_image(image, upright=False)
-        if stored.shape[:2] == (height, width):
-            return stored
+        other = read_image(image, upright=both_fit != "upright")
+        if other.shape[:2] == (height, width):
+            return other
     name = getattr(image, "filename", None) or "the image"
     raise ValueError(f"{name} is {pixels.shape[1]}x{pixels.shape[0]} (width x height) but its annotation is "
                      f"{width}x{height}: the panoptic PNG must have the image's size (check the file pairing and any "

@@ -129,11 +129,43 @@ def panoptic_row(image: dict, annotation: dict, image_file, panoptic_file, conti
         }
 
 
+def labels_by_name(categories: list[dict], vocabulary: LabelVocabulary, where: str, reference: str,
+                   check_isthing: bool = True) -> dict[int, int]:
+    """{category id: label of the category of the same name in `vocabulary`} for COCO-panoptic `categories` (any
+    ids, any order) of another split. `where` and `reference` name the two (files or splits) in the error raised
+    when a category's name is missing from `vocabulary` or, with `check_isthing`, is a thing in one and stuff in
+    the other: a model's labels are the training split's, so every other split is read in them by name."""
+    label_of = {category.name: label for label, category in enumerate(vocabulary.categories)}
+    missing, flipped, mapping = [], [], {}
+    for category in categories:
+        name = category["name"]
+        if name not in label_of:
+            missing.append(name)
+            continue
+        ours, theirs = bool(category["isthing"]), vocabulary.categories[label_of[name]].isthing
+        if check_isthing and ours != theirs:
+            flipped.append(f"{name!r} is {'a thing' if ours else 'stuff'} in {where} but "
+                           f"{'a thing' if theirs else 'stuff'} in {reference}")
+        mapping[int(category["id"])] = label_of[name]
+    if missing or flipped:
+        problems = ([f"{where} has categor{'y' if len(missing) == 1 else 'ies'} {missing} that {reference} lacks "
+                     f"(it has {list(label_of)})"] if missing else []) + flipped
+        raise ValueError(
+            f"The categories of {where} do not fit those of {reference}: " + "; ".join(problems) + ". A model learns "
+            f"the categories of {reference} and every other split is read in them by name (ids and order may "
+            f"differ): give {where} the same names and thing/stuff flags, or add the missing categories to "
+            f"{reference}."
+        )
+    return mapping
+
+
 def load_coco_panoptic(
     image_dir: str | Path,
     panoptic_dir: str | Path,
     panoptic_json: str | Path,
     grounding_json: str | Path | None = None,
+    vocabulary: LabelVocabulary | None = None,
+    vocabulary_from: str | Path | None = None,
 ) -> datasets.Dataset:
     """A `datasets.Dataset` with one row per annotated image: `image` and `panoptic` (decoded when read),
     `image_id`, `height`, `width`, `segments` (per segment: `id`, `category_id`, contiguous `label`,
@@ -141,11 +173,20 @@ def load_coco_panoptic(
     `segment_id` when given, `category_id`, `segmentation` as JSON text, `sentences`). The label vocabulary
     is in `dataset.info.description` as JSON (see `vocabulary_of`). Raises a `ValueError` listing every
     problem `validate_coco_panoptic` finds (a dataset that passed before with the same files is not checked again:
-    `validate_coco_panoptic_once`)."""
+    `validate_coco_panoptic_once`).
+
+    With `vocabulary` (the training split's, read from `vocabulary_from`, a name for errors), the segments are
+    labelled by it, category by category name, as evaluation rows must be: the JSON's categories may come in
+    another order or with other ids, but a category `vocabulary` lacks, or one that is a thing in one and stuff in
+    the other, raises a `ValueError` naming both files (`labels_by_name`)."""
     _refuse(validate_coco_panoptic_once(image_dir, panoptic_dir, panoptic_json, grounding_json),
             image_dir, panoptic_dir, panoptic_json, grounding_json)
     data = json.loads(Path(panoptic_json).read_text(encoding="utf-8"))
-    vocabulary, contiguous = LabelVocabulary.from_coco(data["categories"])
+    if vocabulary is None:
+        vocabulary, contiguous = LabelVocabulary.from_coco(data["categories"])
+    else:
+        contiguous = labels_by_name(data["categories"], vocabulary, str(panoptic_json),
+                                    str(vocabulary_from or "the training categories"))
     categories = {c["id"]: c for c in data["categories"]}
     images = {image["id"]: image for image in data["images"]}
 

@@ -7,9 +7,12 @@ folder:
     python -m seem_hf.data.convert instance-annotations IMAGE_DIR ANNOTATION_DIR SEMANTIC_CLASS_TO_ID OUT_DIR
     python -m seem_hf.data.convert sentences DATA_DIR SENTENCES_FILE
 
-Each converter writes, for one split (`--split`, default train), `OUT_DIR/<split>/` (the images, hard-linked or
-copied), `OUT_DIR/annotations/panoptic_<split>.json` with its PNGs, `grounding_<split>.json` (empty until
-`sentences` adds to it) and the semantic maps (`write_semantic_maps`), then checks the result with
+The folder converters read image and label folders with their subfolders (Cityscapes' `images/aachen/*.jpg` with
+`masks/aachen/*.png`), pairing files by their relative path without suffix (suffixes case-insensitive), and keep the
+subfolders in the output's file names; sizes are compared as the loader reads images: upright by their EXIF
+orientation, or as stored. Each converter writes, for one split (`--split`, default train), `OUT_DIR/<split>/` (the
+images, hard-linked or copied), `OUT_DIR/annotations/panoptic_<split>.json` with its PNGs, `grounding_<split>.json`
+(empty until `sentences` adds to it) and the semantic maps (`write_semantic_maps`), then checks the result with
 `validate_coco_panoptic`. Every problem of the input is found in one pass, each line naming the file, the image and
 the segment. By default a conversion with problems writes nothing and raises `ConversionError` listing them all;
 with `skip_problems=True` (`--skip-problems`) it converts the rest and its report lists what was skipped. The
@@ -18,11 +21,15 @@ converted one at a time (memory flat in their number), in `num_workers` processe
 can fork; the output and the order of the problems do not depend on it.
 
 The rules, per format:
-- `coco-instances` (a COCO instances JSON, as CVAT, Label Studio, Roboflow and labelme2coco export; polygons and
-  RLE decoded by pycocotools): one segment per annotation, crowd annotations kept as `iscrowd` segments. Where
-  instances overlap, the smaller one is on top (`overlap="smaller_on_top"`: a bag stays visible over its person),
-  or the later one in the JSON (`overlap="later_on_top"`). Pixels no instance covers take the class of an optional
-  stuff map (index PNGs named like the images plus a category table; one segment per class), or stay unlabelled.
+- `coco-instances` (a COCO instances JSON, as CVAT, Label Studio, Roboflow and labelme2coco export; polygons and RLE
+  decoded by pycocotools): one segment per annotation, crowd annotations kept as `iscrowd` segments (`iscrowd` 0/1,
+  true/false or the texts "0"/"1"). Categories keep their ids, except that ids counted from 0 (Label Studio;
+  Roboflow's supercategory 0) are renumbered 1..K in id order, names kept, and the report's `notes` say so; a
+  category no annotation uses stays in the label set (noted). Images keep their `file_name`'s subfolders when the
+  file is found there. Where instances overlap, the smaller one is on top (`overlap="smaller_on_top"`: a bag stays
+  visible over its person), or the later one in the JSON (`overlap="later_on_top"`). Pixels no instance covers take
+  the class of an optional stuff map (index PNGs named like the images plus a category table; one segment per
+  class), or stay unlabelled.
 - `semantic-masks` (index PNGs, such as ADE20K's, or colour PNGs, plus a category table of value or colour, name and
   thing/stuff): a stuff class is one segment; a thing class is split into connected components (8-connected;
   touching instances of one class merge, as a semantic map cannot separate them) or kept one segment per class
@@ -32,10 +39,12 @@ The rules, per format:
   one segment per (class, instance) pair; a class named in `stuff_classes` is one segment whatever its instance
   ids; with `do_reduce_labels`, class 0 is the background and unlabelled.
 - `sentences` (CSV or JSON rows of `image` (file name, stem or id), `sentence`, and `segment_id`, `annotation_id`,
-  `instance_id` or `polygon`): each sentence is attached to its segment, named by the converted folder's segment id,
-  by the input's id (the COCO instances annotation `id`, the instance id of an instance annotation; the converters
-  keep them in `segments_info`), or found as the segment its polygon overlaps most (IoU at least
-  `MIN_GROUNDING_IOU`); sentences of one segment share one grounding annotation, whose mask is the segment's.
+  `instance_id` or `polygon`): the image's exact file name wins, and a key that names different images as an id and
+  as a file name or stem is refused as ambiguous; each sentence is attached to its segment, named by the converted
+  folder's segment id, by the input's id (the COCO instances annotation `id`, the instance id of an instance
+  annotation; the converters keep them in `segments_info`), or found as the segment its polygon overlaps most (IoU
+  at least `MIN_GROUNDING_IOU`); sentences of one segment share one grounding annotation, whose mask is the
+  segment's.
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ from seem_hf.data.coco_panoptic import semantic_from_panoptic
 from seem_hf.data.panoptic_format import id2rgb, rgb2id, segmentation_mask
 from seem_hf.data.shapes import IGNORE_INDEX, coco_panoptic_paths
 from seem_hf.data.validation import _READABLE_IMAGE_MODES, MIN_GROUNDING_IOU, plural, validate_coco_panoptic
+from seem_hf.image_utils import image_size
 from seem_hf.visualize import label_color
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -92,7 +102,8 @@ class ConversionError(ValueError):
 @dataclass
 class ConversionReport:
     """What a conversion wrote (`paths`: the split's `image_dir`, `panoptic_dir`, `panoptic_json`, `semantic_dir`,
-    `grounding_json`) and skipped (`problems`, each naming the file, image and segment left out)."""
+    `grounding_json`), skipped (`problems`, each naming the file, image and segment left out) and changed on the way
+    (`notes`, such as category ids renumbered)."""
 
     format: str
     paths: dict[str, Path]
@@ -105,6 +116,7 @@ class ConversionReport:
     skipped_segments: int = 0
     skipped_sentences: int = 0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: what was converted, where, and what was skipped."""
@@ -236,21 +248,46 @@ def read_category_table(table: str | Path | Iterable[dict]) -> list[dict]:
     return categories
 
 
+def _files_by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, list[Path]]:
+    """The files of `folder` and its subfolders whose suffix is one of `suffixes` (case-insensitive), by their path
+    relative to `folder` without the suffix (`aachen/a1` for `aachen/a1.jpg`: subfolders such as Cityscapes' cities
+    are kept). Hidden folders (`.git`, `.ipynb_checkpoints`, a converter's staging folder) are not read."""
+    by_stem: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts[:-1]):
+            continue
+        if path.suffix.lower() in suffixes and path.is_file():
+            by_stem[relative.with_suffix("").as_posix()].append(path)
+    return by_stem
+
+
 def _image_files(image_dir: Path, problems: list[str]) -> tuple[dict[str, Path], dict[str, int]]:
-    """The images of a folder by file stem, and the stems left out with their file counts: two files with one stem
-    are a problem (their PNGs would collide)."""
+    """The images of a folder and its subfolders by relative path without suffix (`_files_by_stem`), and the stems
+    left out with their file counts: two files with one stem are a problem (their PNGs would collide)."""
     if not image_dir.is_dir():
         raise ConversionError([f"{image_dir}: folder is missing (images)"], "input")
-    by_stem: dict[str, list[Path]] = defaultdict(list)
-    for path in sorted(image_dir.iterdir()):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            by_stem[path.stem].append(path)
+    by_stem = _files_by_stem(image_dir, IMAGE_SUFFIXES)
     for stem, paths in by_stem.items():
         if len(paths) > 1:
-            problems.append(f"{image_dir}: duplicate file name {stem!r} ({', '.join(p.name for p in paths)}): both "
-                            f"would write {stem}.png; rename one (skipped: all of them)")
+            names = ", ".join(p.relative_to(image_dir).as_posix() for p in paths)
+            problems.append(f"{image_dir}: duplicate file name {stem!r} ({names}): both would write {stem}.png; "
+                            f"rename one (skipped: all of them)")
     files = {stem: paths[0] for stem, paths in by_stem.items() if len(paths) == 1}
     return files, {stem: len(paths) for stem, paths in by_stem.items() if len(paths) > 1}
+
+
+def _size_matches(picture: PIL.Image.Image, height, width) -> bool:
+    """Whether annotations of `height` x `width` fit the image as the loader reads it
+    (`seem_hf.image_utils.read_annotated_image`): upright by its EXIF orientation, or as stored."""
+    return (height, width) in (image_size(picture), picture.size[::-1])
+
+
+def _size_text(picture: PIL.Image.Image) -> str:
+    """The image's size (H x W) for a message, with its upright size when an EXIF orientation turns it."""
+    stored, upright = picture.size[::-1], image_size(picture)
+    text = f"{stored[0]} x {stored[1]}"
+    return text if upright == stored else f"{text} ({upright[0]} x {upright[1]} upright by its EXIF orientation)"
 
 
 def _open_image(path: Path, where: str, problems: list[str]) -> PIL.Image.Image | None:
@@ -287,7 +324,13 @@ def _paired_label_files(image_dir: Path, label_dir: Path, kind: str, input_name:
     if not label_dir.is_dir():
         raise ConversionError([f"{label_dir}: folder is missing ({kind}s)"], input_name)
     image_files, duplicates = _image_files(image_dir, problems)
-    label_files = {path.stem: path for path in sorted(label_dir.glob("*.png"))}
+    by_stem = _files_by_stem(label_dir, (".png",))
+    for stem, paths in by_stem.items():
+        if len(paths) > 1:
+            problems.append(f"{label_dir}: {len(paths)} {kind}s for {stem!r} "
+                            f"({', '.join(p.relative_to(label_dir).as_posix() for p in paths)}); keep one (skipped: "
+                            f"all of them)")
+    label_files = {stem: paths[0] for stem, paths in by_stem.items() if len(paths) == 1}
     orphans = sorted(set(label_files) - set(image_files) - set(duplicates))
     for stem in orphans:
         problems.append(f"{label_files[stem]}: no image named {stem}.* in {image_dir} ({kind} skipped)")
@@ -298,8 +341,9 @@ def _open_pair(stem: str, image_files: dict, label_files: dict, label_dir: Path,
     """One image and its label PNG: `(image path, where, picture, label array)`, `where` naming both in messages;
     the picture or the label is None where a problem was reported."""
     path = image_files[stem]
-    where = f"{label_dir / (stem + '.png')}: image {path.name}"
-    picture = _open_image(path, f"{path}: image {path.name}", problems)
+    name = f"{stem}{path.suffix}"
+    where = f"{label_files.get(stem, label_dir / (stem + '.png'))}: image {name}"
+    picture = _open_image(path, f"{path}: image {name}", problems)
     label = None
     if stem not in label_files:
         problems.append(f"{where}: {kind} is missing (image skipped)")
@@ -373,19 +417,22 @@ class _PanopticWriter:
         self.images: list[dict] = []
         self.annotations: list[dict] = []
 
-    def write(self, source: Path, image_id: int, ids: np.ndarray, segments: list[dict]) -> tuple[dict, dict, int]:
-        """Write one image's files: the image (linked or copied under its own name), its panoptic PNG and semantic
-        map, from its segment-id map (H, W) and its segments (`id`, `category_id`, `isthing`, optional `iscrowd`), in
-        id order. Returns its `images` and `annotations` entries (`area` and `bbox` from the map) and its number of
-        things; changes nothing else, so images can be written by several processes."""
+    def write(self, source: Path, file_name: str, image_id: int, ids: np.ndarray,
+              segments: list[dict]) -> tuple[dict, dict, int]:
+        """Write one image's files: the image (linked or copied as `file_name`, a path relative to the split's image
+        folder such as `aachen/a1.jpg`), its panoptic PNG and semantic map (the same relative path, `.png`), from its
+        segment-id map (H, W) and its segments (`id`, `category_id`, `isthing`, optional `iscrowd`), in id order.
+        Returns its `images` and `annotations` entries (`area` and `bbox` from the map) and its number of things;
+        changes nothing else, so images can be written by several processes."""
         height, width = ids.shape
-        file_name = source.name
+        png_name = f"{file_name[:-len(Path(file_name).suffix) or None]}.png"
+        for key, name in (("image_dir", file_name), ("panoptic_dir", png_name), ("semantic_dir", png_name)):
+            (self.staged[key] / name).parent.mkdir(parents=True, exist_ok=True)
         target = self.staged["image_dir"] / file_name
         try:
             os.link(source, target)  # no second copy of a large dataset where the file system allows it
         except OSError:
             shutil.copyfile(source, target)
-        png_name = f"{source.stem}.png"
         PIL.Image.fromarray(id2rgb(ids)).save(self.staged["panoptic_dir"] / png_name)
         # The semantic map `write_semantic_maps` would write, from the ids in memory (no second read of the PNG).
         labels = {s["id"]: self.contiguous[s["category_id"]] for s in segments if not s.get("iscrowd")}
@@ -499,6 +546,44 @@ def _instance_mask(annotation: dict, height: int, width: int, where: str, proble
     return mask
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _parse_crowd(value) -> int | None:
+    """`iscrowd` as 0 or 1: accepts 0/1, true/false, 0.0/1.0 and the texts "0"/"1" (exporters that write every
+    field as text); None for anything else, which the caller reports."""
+    if isinstance(value, bool):
+        return int(value)
+    if _is_number(value) and value in (0, 1):
+        return int(value)
+    if isinstance(value, str) and value.strip().lower() in ("0", "1", "true", "false"):
+        return int(value.strip().lower() in ("1", "true"))
+    return None
+
+
+def _without_suffix(file_name: str) -> str:
+    return file_name[:-len(Path(file_name).suffix) or None]
+
+
+def _output_name(file_name: str, image_dir: Path) -> str:
+    """Where an instances JSON's image is read and written, relative to the image folders: `file_name` as given
+    when it is a relative path found under `image_dir` (subfolders kept, as COCO-panoptic allows), otherwise its
+    bare name (exporters that prefix a folder of their own, or an absolute path)."""
+    relative = Path(file_name)
+    if (not relative.is_absolute() and ".." not in relative.parts and relative.parts
+            and (image_dir / relative).is_file()):
+        return relative.as_posix()
+    return relative.name
+
+
+def _ignore_index_problem(source, number: int, row: dict, argument: str, option: str) -> str:
+    return (f"{source}: row {number} ({row['name']}): index {row['index']} is also the ignore index ({argument}="
+            f"{row['index']}, CLI {option}), whose pixels are unlabelled, so this category would silently vanish; "
+            f"renumber the category (in the table and its PNGs) or pick another ignore index ({argument}=..., "
+            f"{option} N)")
+
+
 def convert_coco_instances(
     instances_json: str | Path,
     image_dir: str | Path,
@@ -528,47 +613,104 @@ def convert_coco_instances(
         raise ConversionError([(f"{instances_json}: must hold an object with `images`, `annotations` and "
                                 f"`categories` lists (a COCO instances JSON)")], "COCO instances JSON")
     problems: list[str] = []
-    categories, names = {}, set()
+    notes: list[str] = []
+    given = []  # (id, name, colour or None) of the sound categories, in JSON order
     for number, category in enumerate(data["categories"]):
-        if not (isinstance(category, dict) and _is_int(category.get("id")) and category["id"] > 0
+        if not (isinstance(category, dict) and _is_int(category.get("id")) and category["id"] >= 0
                 and isinstance(category.get("name"), str) and category["name"].strip()):
-            problems.append(f"{instances_json}: category #{number}: needs a positive integer `id` and a `name`, got "
-                            f"{str(category)[:60]}")
+            problems.append(f"{instances_json}: category #{number}: needs a non-negative integer `id` and a `name`, "
+                            f"got {str(category)[:60]}")
             continue
-        color = category.get("color") or label_color(len(categories))
-        categories[category["id"]] = _coco_category(category["id"], category["name"], True, color)
-        names.add(category["name"])
+        where = f"{instances_json}: category {category['id']} ({category['name']})"
+        color = category.get("color")
+        if color not in (None, "", []):
+            color = _parse_color(color, where, problems)
+            if color is None:
+                continue
+        given.append((category["id"], category["name"], color or None))
+    for key, what in ((0, "id"), (1, "name")):
+        for value, count in Counter(entry[key] for entry in given).items():
+            if count > 1:
+                problems.append(f"{instances_json}: category {what} {value!r} appears {count} times (each category "
+                                f"needs its own)")
+    used = Counter(a.get("category_id") for a in data["annotations"]
+                   if isinstance(a, dict) and _is_int(a.get("category_id")))
+    # COCO-panoptic ids must be positive: exports numbering from 0 (Label Studio; Roboflow's id 0 supercategory)
+    # are renumbered 1..K in id order, names kept.
+    renumber = any(category_id == 0 for category_id, _, _ in given)
+    category_map = {category_id: (number if renumber else category_id)
+                    for number, category_id in enumerate(sorted({entry[0] for entry in given}), start=1)}
+    if renumber:
+        notes.append(f"{instances_json}: category ids renumbered 1..{len(category_map)} (COCO-panoptic ids must be "
+                     f"positive; names kept): " + ", ".join(f"{old} ({name}) -> {category_map[old]}"
+                                                            for old, name, _ in sorted(given)))
+    unused = [f"{category_id} ({name})" for category_id, name, _ in sorted(given) if not used[category_id]]
+    if unused:
+        notes.append(f"{instances_json}: {plural(len(unused), 'category')} used by no annotation, kept in the label "
+                     f"set (remove them from the JSON to leave them out, such as Roboflow's supercategory): "
+                     f"{', '.join(unused)}")
+    categories, names = {}, set()
+    for category_id, name, color in given:
+        new_id = category_map[category_id]
+        categories[new_id] = _coco_category(new_id, name, True, color or label_color(len(categories)))
+        names.add(name)
     stuff_table, stuff_ids = [], {}
     if stuff_categories is not None:
         stuff_table = read_category_table(stuff_categories)
+        stuff_source = stuff_categories if isinstance(stuff_categories, (str, Path)) else "stuff_categories"
+        clashes = [_ignore_index_problem(stuff_source, number, row, "stuff_ignore_index", "--stuff-ignore-index")
+                   for number, row in enumerate(stuff_table, start=1) if row["index"] == stuff_ignore_index]
+        if clashes:  # a setting, not a problem of one image: refused even with skip_problems
+            raise ConversionError(clashes, "stuff category table")
         next_id = max(categories, default=0) + 1
         for row in stuff_table:
             if row["index"] is None:
-                problems.append(f"{stuff_categories}: {row['name']}: a stuff map category needs its `index` value")
+                problems.append(f"{stuff_source}: {row['name']}: a stuff map category needs its `index` value")
                 continue
             if row["name"] in names:
-                problems.append(f"{stuff_categories}: {row['name']}: also a category of {instances_json}; names are "
+                problems.append(f"{stuff_source}: {row['name']}: also a category of {instances_json}; names are "
                                 f"the label set and must be unique")
             stuff_ids[row["index"]] = next_id
             categories[next_id] = _coco_category(next_id, row["name"], False,
                                                  row["color"] or label_color(len(categories)))
             next_id += 1
 
-    images, seen_names = {}, Counter()
+    images, sizes, names_out = {}, {}, {}
+    refused_images = set()  # ids of images skipped for a problem of their entry: their annotations go with them
     for number, image in enumerate(data["images"]):
-        if not (isinstance(image, dict) and _is_int(image.get("id")) and isinstance(image.get("file_name"), str)):
+        if not (isinstance(image, dict) and _is_int(image.get("id")) and isinstance(image.get("file_name"), str)
+                and image["file_name"].strip()):
             problems.append(f"{instances_json}: image #{number}: needs an integer `id` and a `file_name`")
             continue
-        seen_names[Path(image["file_name"]).name] += 1
-        if image["id"] in images:
-            problems.append(f"{instances_json}: image {image['id']} ({image['file_name']}): image id used twice "
-                            f"(skipped: the second entry)")
+        where = f"{instances_json}: image {image['id']} ({image['file_name']})"
+        if image["id"] < 0:
+            problems.append(f"{where}: `id` must be a non-negative integer (it seeds the image's augmentation); "
+                            f"renumber the images and their annotations' image_id (skipped)")
+            refused_images.add(image["id"])
             continue
-        images[image["id"]] = image
+        if image["id"] in images:
+            problems.append(f"{where}: image id used twice (skipped: the second entry)")
+            continue
+        size = [image.get("height"), image.get("width")]
+        if size != [None, None]:
+            size = [int(side) if _is_number(side) and float(side).is_integer() and side > 0 else None for side in size]
+            if None in size:
+                problems.append(f"{where}: `height` and `width` must be positive whole numbers (or both left out, "
+                                f"to take the image file's), got {image.get('height')!r} x {image.get('width')!r} "
+                                f"(skipped)")
+                refused_images.add(image["id"])
+                continue
+        images[image["id"]], sizes[image["id"]] = image, tuple(size)
+        names_out[image["id"]] = _output_name(image["file_name"], image_dir)
     by_image: dict[int, list[tuple[int, dict]]] = defaultdict(list)
+    skipped_with_images = 0
     for number, annotation in enumerate(data["annotations"]):
         label = annotation.get("id", f"#{number}") if isinstance(annotation, dict) else f"#{number}"
-        if not isinstance(annotation, dict) or annotation.get("image_id") not in images:
+        image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
+        if _is_int(image_id) and image_id in refused_images and image_id not in images:
+            skipped_with_images += 1
+            continue
+        if not _is_int(image_id) or image_id not in images:
             problems.append(f"{instances_json}: annotation {label}: image_id "
                             f"{annotation.get('image_id') if isinstance(annotation, dict) else '?'} is not among the "
                             f"JSON's images")
@@ -576,33 +718,38 @@ def convert_coco_instances(
         by_image[annotation["image_id"]].append((number, annotation))
 
     writer = _PanopticWriter(out_dir, split, "coco-instances", list(categories.values()), overwrite)
-    stems = Counter(Path(image["file_name"]).stem for image in images.values())
+    writer.report.notes = notes
+    writer.report.skipped_images += len(refused_images - set(images))
+    writer.report.skipped_segments += skipped_with_images
+    stems = Counter(_without_suffix(name) for name in names_out.values())
+    base_stems = Counter(Path(name).stem for name in names_out.values())
+
     def convert_one(image_id: int) -> _ImageOutcome:
         outcome = _ImageOutcome()
         problems = outcome.problems  # this image's; `collect` adds them to the conversion's, in order
-        image = images[image_id]
-        base = Path(image["file_name"]).name
+        image, file_name = images[image_id], names_out[image_id]
         where = f"{instances_json}: image {image_id} ({image['file_name']})"
         own = by_image.get(image_id, [])
-        if seen_names[base] > 1 or stems[Path(base).stem] > 1:
-            problems.append(f"{where}: duplicate file name {Path(base).stem!r} (several images would write one "
-                            f"file); rename them (skipped: this image and its {plural(len(own), 'instance')})")
+        if stems[_without_suffix(file_name)] > 1:
+            problems.append(f"{where}: duplicate file name {_without_suffix(file_name)!r} (several images would write "
+                            f"one file); rename them (skipped: this image and its {plural(len(own), 'instance')})")
             outcome.skipped_images += 1
             outcome.skipped_segments += len(own)
             return outcome
         count = len(problems)
-        source = image_dir / image["file_name"]  # exporters write names relative to the image folder, or bare
-        source = source if source.is_file() else image_dir / base
+        source = image_dir / file_name
         picture = _open_image(source, f"{source}: image {image_id}", problems)
-        height, width = image.get("height"), image.get("width")
+        height, width = sizes[image_id]
         if picture is not None and (height, width) == (None, None):
-            width, height = picture.size  # some exporters leave the size out
-        if picture is not None and picture.size != (width, height):
-            problems.append(f"{source}: image {image_id}: size {picture.size[1]} x {picture.size[0]} "
-                            f"(H x W) differs from the JSON's height x width {height} x {width}")
+            height, width = image_size(picture)  # some exporters leave the size out; tools show the image upright
+        if picture is not None and not _size_matches(picture, height, width):
+            problems.append(f"{source}: image {image_id}: size {_size_text(picture)} (H x W) differs from the JSON's "
+                            f"height x width {height} x {width}")
         stuff = None
         if stuff_dir is not None and picture is not None:
-            stuff_path = Path(stuff_dir) / f"{Path(base).stem}.png"
+            stuff_path = Path(stuff_dir) / f"{_without_suffix(file_name)}.png"
+            if not stuff_path.is_file() and "/" in file_name and base_stems[Path(file_name).stem] == 1:
+                stuff_path = Path(stuff_dir) / f"{Path(file_name).stem}.png"  # a flat folder of stuff maps
             stuff = _read_label_png(stuff_path, f"{stuff_path}: image {image_id} (stuff map)", problems)
             if stuff is not None and stuff.shape != (height, width):
                 problems.append(f"{stuff_path}: image {image_id}: stuff map of shape {stuff.shape} must be an index "
@@ -615,25 +762,31 @@ def convert_coco_instances(
         instances = []
         for number, annotation in own:
             label = f"{where}: annotation {annotation.get('id', f'#{number}')}"
-            if annotation.get("category_id") not in categories or annotation["category_id"] in stuff_ids.values():
-                problems.append(f"{label}: category_id {annotation.get('category_id')} is missing from the JSON's "
-                                f"categories")
+            category_id = annotation.get("category_id")
+            if not _is_int(category_id) or category_id not in category_map:
+                problems.append(f"{label}: category_id {category_id!r} is missing from the JSON's categories")
+                outcome.skipped_segments += 1
+                continue
+            crowd = _parse_crowd(annotation.get("iscrowd", 0))
+            if crowd is None:
+                problems.append(f"{label}: `iscrowd` must be 0 or 1 (or true/false), got "
+                                f"{annotation.get('iscrowd')!r}")
                 outcome.skipped_segments += 1
                 continue
             mask = _instance_mask(annotation, height, width, label, problems)
             if mask is None:
                 outcome.skipped_segments += 1
                 continue
-            instances.append((label, annotation, mask))
+            instances.append((label, annotation, mask, category_map[category_id], crowd))
         if overlap == "smaller_on_top":  # paint the largest first; a stable sort keeps JSON order among equals
             instances.sort(key=lambda item: -int(item[2].sum()))
         ids = np.zeros((height, width), dtype=np.int64)
         segments = []
-        for label, annotation, mask in instances:
+        for label, annotation, mask, category_id, crowd in instances:
             segment_id = len(segments) + 1
             ids[mask] = segment_id
-            segments.append({"id": segment_id, "category_id": annotation["category_id"], "isthing": True,
-                             "iscrowd": annotation.get("iscrowd", 0), "label": label,
+            segments.append({"id": segment_id, "category_id": category_id, "isthing": True,
+                             "iscrowd": crowd, "label": label,
                              "annotation_id": annotation["id"] if _is_int(annotation.get("id")) else None})
         visible = np.bincount(ids.ravel(), minlength=len(segments) + 1)
         kept = []
@@ -651,7 +804,7 @@ def convert_coco_instances(
                 if value == stuff_ignore_index:
                     continue
                 if value not in stuff_ids:
-                    problems.append(f"{Path(stuff_dir) / (Path(base).stem + '.png')}: image {image_id}: segment of "
+                    problems.append(f"{stuff_path}: image {image_id}: segment of "
                                     f"index {value} ({pixels} pixels, {_first_pixel(free & (stuff == value))}): index "
                                     f"missing from the stuff category table (left unlabelled)")
                     outcome.skipped_segments += 1
@@ -663,7 +816,7 @@ def convert_coco_instances(
         for number, segment in enumerate(kept, start=1):
             renumbered[segment.pop("mask") if "mask" in segment else ids == segment["id"]] = number
             segment["id"] = number
-        outcome.entry = writer.write(source, image_id, renumbered, kept)
+        outcome.entry = writer.write(source, file_name, image_id, renumbered, kept)
         return outcome
 
     for outcome in _map_images(convert_one, sorted(images), num_workers):
@@ -701,6 +854,11 @@ def convert_semantic_masks(
     if not by_index and not all(row["color"] is not None for row in table):
         raise ConversionError([(f"{table_name}: give every row an `index` (index PNGs) or every row a `color` "
                                 f"(colour PNGs)")], "category table")
+    if by_index:
+        clashes = [_ignore_index_problem(table_name, number, row, "ignore_index", "--ignore-index")
+                   for number, row in enumerate(table, start=1) if row["index"] == ignore_index]
+        if clashes:  # a setting, not a problem of one image: refused even with skip_problems
+            raise ConversionError(clashes, "category table")
     coco = [_coco_category(number, row["name"], row["isthing"], row["color"] or label_color(number - 1))
             for number, row in enumerate(table, start=1)]
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
@@ -721,9 +879,9 @@ def convert_semantic_masks(
                                 f"the table `color`s instead of `index`es)")
             elif not by_index and (mask.ndim != 3 or mask.shape[2] < 3):
                 mask = np.asarray(PIL.Image.open(mask_files[stem]).convert("RGB"))
-            if mask.shape[:2] != picture.size[::-1]:
+            if not _size_matches(picture, *mask.shape[:2]):
                 problems.append(f"{where}: mask size {mask.shape[0]} x {mask.shape[1]} differs from the image's "
-                                f"{picture.size[1]} x {picture.size[0]} (H x W)")
+                                f"{_size_text(picture)} (H x W)")
         if len(problems) > count:
             outcome.skipped_images += 1
             return outcome
@@ -760,7 +918,7 @@ def convert_semantic_masks(
             else:
                 segments.append({"id": len(segments) + 1, "category_id": category_id, "isthing": isthing})
                 ids[region] = len(segments)
-        outcome.entry = writer.write(path, image_id, ids, segments)
+        outcome.entry = writer.write(path, f"{stem}{path.suffix}", image_id, ids, segments)
         return outcome
 
     for outcome in _map_images(convert_one, enumerate(sorted(image_files), start=1), num_workers):
@@ -826,9 +984,9 @@ def convert_instance_annotations(
                 problems.append(f"{where}: channel 2 is not zero ({int((annotation[..., 2] != 0).sum())} pixels, "
                                 f"{_first_pixel(annotation[..., 2] != 0)}): not the (class, instance, 0) layout (a "
                                 f"COCO-panoptic PNG?)")
-            elif annotation.shape[:2] != picture.size[::-1]:
+            elif not _size_matches(picture, *annotation.shape[:2]):
                 problems.append(f"{where}: annotation size {annotation.shape[0]} x {annotation.shape[1]} differs "
-                                f"from the image's {picture.size[1]} x {picture.size[0]} (H x W)")
+                                f"from the image's {_size_text(picture)} (H x W)")
         if len(problems) > count:
             outcome.skipped_images += 1
             return outcome
@@ -860,7 +1018,7 @@ def convert_instance_annotations(
             segments.append({"id": len(segments) + 1, "category_id": category_id, "isthing": isthing,
                              "instance_id": instance_id if isthing else None})
             ids[region] = len(segments)
-        outcome.entry = writer.write(path, image_id, ids, segments)
+        outcome.entry = writer.write(path, f"{stem}{path.suffix}", image_id, ids, segments)
         return outcome
 
     for outcome in _map_images(convert_one, enumerate(sorted(image_files), start=1), num_workers):
@@ -901,6 +1059,39 @@ def _polygon_of(value) -> list[list[float]] | None:
     return value if isinstance(value, list) else None
 
 
+def _image_finder(images: list[dict], panoptic_json: Path):
+    """`find(key) -> (image id, None)` or `(None, problem)` for a sentence row's `image`: an image's exact
+    `file_name` wins; otherwise its bare file name, its stem (the file name without suffix, with or without its
+    subfolder) or its id. A key that names different images by these (`2` for the image `2.jpg` whose id is 3
+    while image 2 is `10.jpg`, since converters number images in file-name order) is refused as ambiguous, naming
+    both, rather than attached to either."""
+    exact, names = {}, defaultdict(dict)  # key -> {image id: how the key names it}
+    for image in images:
+        file_name = image["file_name"]
+        exact[file_name] = image["id"]
+        path = Path(file_name)
+        for key, how in ((path.name, "file name"), (_without_suffix(file_name), "stem"), (path.stem, "stem"),
+                         (str(image["id"]), "id")):
+            names[key].setdefault(image["id"], how)
+    file_of = {image["id"]: image["file_name"] for image in images}
+
+    def find(key: str) -> tuple[int | None, str | None]:
+        if key in exact:
+            return exact[key], None
+        found = names.get(key, {})
+        if not found and key:
+            found = names.get(Path(key).name) or names.get(Path(key).stem) or {}
+        if len(found) == 1:
+            return next(iter(found)), None
+        if not found:
+            return None, f"image {key!r} is not in {panoptic_json} (give its file name, stem or id)"
+        shown = " and ".join(f"image {image_id} ({file_of[image_id]}) by its {how}"
+                             for image_id, how in sorted(found.items()))
+        return None, f"image {key!r} is ambiguous: it names {shown}; give the image's file name as in {panoptic_json}"
+
+    return find
+
+
 def add_sentences(
     data_dir: str | Path,
     sentences: str | Path,
@@ -923,10 +1114,7 @@ def add_sentences(
     grounding = (json.loads(paths["grounding_json"].read_text(encoding="utf-8")) if paths["grounding_json"].exists()
                  else {"images": panoptic["images"], "annotations": [], "categories": panoptic["categories"]})
     images = {image["id"]: image for image in panoptic["images"]}
-    find_image = {}
-    for image in panoptic["images"]:
-        for key in (str(image["id"]), image["file_name"], Path(image["file_name"]).stem):
-            find_image.setdefault(key, image["id"])
+    find_image = _image_finder(panoptic["images"], paths["panoptic_json"])
     annotation_of = {a["image_id"]: a for a in panoptic["annotations"]}
     id_maps: dict[int, np.ndarray] = {}
 
@@ -950,11 +1138,10 @@ def add_sentences(
             continue
         image_key = str(row.get("image", row.get("image_id", "")) or "").strip()
         text = str(row.get("sentence") or "").strip()
-        image_id = find_image.get(image_key, find_image.get(Path(image_key).name, find_image.get(Path(image_key).stem)))
         where = f"{where} (image {image_key or '?'})"
-        if image_id is None:
-            problems.append(f"{where}: image {image_key!r} is not in {paths['panoptic_json']} (give its file name, "
-                            f"stem or id)")
+        image_id, problem = find_image(image_key)
+        if problem:
+            problems.append(f"{where}: {problem}")
         if not text:
             problems.append(f"{where}: empty sentence")
         key = next((key for key in ("segment_id", *SOURCE_IDS) if row.get(key) not in (None, "")), None)
@@ -1147,6 +1334,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for problem in report.problems:
         print(f"skipped: {problem}")
+    for note in report.notes:
+        print(f"note: {note}")
     print(report.summary())
     return 0
 

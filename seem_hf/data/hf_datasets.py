@@ -14,15 +14,24 @@ Every layout becomes the rows `load_coco_panoptic` gives (`PanopticRows`), so th
 and the three examples take it unchanged. Semantic maps become stuff-only panoptic rows: each class present in an
 image is one segment, so SEEM and DETR-panoptic learn classes and masks but no instances.
 
-Label names come from, in this order: the vocabulary `load_coco_panoptic` stores in the dataset's description
-(kept by `save_to_disk`), `ClassLabel` features (`segments.label` of the panoptic layout: `for_the_hub` casts it
-before `push_to_hub`, whose cards do not keep the description), a `semantic_class_to_id` column, or an
-`id2label.json` ({"0": "name", ...}) in the dataset's folder or Hub repository, as transformers' examples read it.
+Label names come from the training split. Panoptic layout, in this order: the vocabulary `load_coco_panoptic` stores
+in the dataset's description (kept by `save_to_disk`), the `ClassLabel` of `segments.label` (`for_the_hub` casts it
+before `push_to_hub`, whose cards do not keep the description), or an `id2label.json` ({"0": "name", ...}) in the
+dataset's folder or Hub repository, as transformers' examples read it. Semantic and instance layouts: the
+`semantic_class_to_id` column (the union of every row's), else `id2label.json`, else a `ClassLabel` of the
+annotation column itself (a `ClassLabel` of another column, such as a scene category, names no pixel). The run's
+first line says which. The evaluation split is read in the training split's labels by name (`labels_by_name`): a
+class it has that the training split lacks is refused before training.
+
+The layout is decided from the data where the columns leave it open: a single-channel annotation is a semantic
+map, three channels whose third is zero are transformers' instance annotation; the column's name decides only
+what the first row cannot (and `layout=`, `--dataset_layout`, forces one).
 """
 
 from __future__ import annotations
 
 import colorsys
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +42,9 @@ import PIL.Image
 import torch
 
 from seem_hf.data.categories import CategorySpec, LabelVocabulary
-from seem_hf.data.panoptic_format import id2rgb
+from seem_hf.data.panoptic_format import id2rgb, rgb2id
+from seem_hf.data.transforms import keep_stored_images, open_stored_image
+from seem_hf.image_utils import image_size
 
 IGNORE_INDEX = 255
 """Unlabelled pixels of the semantic and instance layouts."""
@@ -67,28 +78,69 @@ class DatasetLayout:
         return text
 
 
-def detect_layout(column_names, image_column: str = "image", annotation_column: str | None = None) -> DatasetLayout:
+def _layout_from_data(column: str, annotation, columns: list[str]) -> str:
+    """`semantic` or `instance` for annotation column `column` from its first value `annotation` (None: unknown):
+    one channel is a semantic map; three channels whose third is zero and whose first two differ somewhere are
+    transformers' instance annotation (class, instance, zeros); equal non-zero channels are a grey map saved as
+    colour. What the data leaves open (no value, or an all-zero map) goes by the name: `annotation` or a
+    `semantic_class_to_id` column means instance."""
+    by_name = "instance" if column == "annotation" or "semantic_class_to_id" in columns else "semantic"
+    if annotation is None:
+        return by_name
+    if isinstance(annotation, PIL.Image.Image) and annotation.mode in ("1", "L", "P", "I", "I;16", "F"):
+        return "semantic"
+    values = np.asarray(annotation)
+    if values.ndim == 2 or (values.ndim == 3 and values.shape[-1] == 1):
+        return "semantic"
+    if values.ndim != 3 or not values.any():
+        return by_name
+    grey = bool((values == values[..., :1]).all())
+    if grey:
+        return "semantic"
+    if values.shape[-1] == 3 and not values[..., 2].any():
+        return "instance"
+    return by_name
+
+
+def detect_layout(column_names, image_column: str = "image", annotation_column: str | None = None,
+                  first_annotation=None, layout: str | None = None) -> DatasetLayout:
     """The layout of a dataset with these columns. `annotation_column` names the annotation when it is not the
-    layout's usual one (`panoptic`, `label` or `annotation`). Raises a `ValueError` listing the columns found and
-    the layouts accepted when none fits."""
+    layout's usual one (`panoptic`, `label` or `annotation`). Between the semantic and instance layouts the data
+    decides: `first_annotation` (the first row's annotation, when known) is read as `_layout_from_data` says, the
+    column's name breaking ties. `layout` (one of `LAYOUTS`, `--dataset_layout`) forces one. Raises a `ValueError`
+    listing the columns found and the layouts accepted when none fits."""
     columns = list(column_names)
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"--dataset_layout {layout!r} is none of {sorted(LAYOUTS)}.")
     if image_column in columns:
-        if "segments" in columns and (annotation_column or "panoptic") in columns:
-            return DatasetLayout("panoptic", image_column, annotation_column or "panoptic")
-        if annotation_column is not None and annotation_column in columns:
-            name = "instance" if annotation_column == "annotation" or "semantic_class_to_id" in columns else "semantic"
-            return DatasetLayout(name, image_column, annotation_column)
-        if annotation_column is None and "annotation" in columns:
-            return DatasetLayout("instance", image_column, "annotation")
-        if annotation_column is None and "label" in columns:
-            return DatasetLayout("semantic", image_column, "label")
+        panoptic_column = annotation_column or "panoptic"
+        if layout in (None, "panoptic") and "segments" in columns and panoptic_column in columns:
+            return DatasetLayout("panoptic", image_column, panoptic_column)
+        if layout != "panoptic":
+            usual = [_DEFAULT_ANNOTATION[layout]] if layout else []
+            candidates = [annotation_column] if annotation_column is not None else [*usual, "annotation", "label"]
+            column = next((candidate for candidate in candidates if candidate in columns), None)
+            if column is not None:
+                return DatasetLayout(layout or _layout_from_data(column, first_annotation, columns), image_column,
+                                     column)
     accepted = "\n".join(f"  {name}: {text}" for name, text in LAYOUTS.items())
     raise ValueError(
         f"The dataset's columns {columns} fit none of the layouts accepted (looked for image column {image_column!r}"
-        f"{'' if annotation_column is None else f' and annotation column {annotation_column!r}'}):\n{accepted}\n"
+        f"{'' if annotation_column is None else f' and annotation column {annotation_column!r}'}"
+        f"{'' if layout is None else f' in layout {layout!r}'}):\n{accepted}\n"
         "Name other columns with --image_column and --annotation_column, or convert the data first "
         "(python -m seem_hf.data.convert)."
     )
+
+
+def _first_annotation(dataset: datasets.Dataset, column_names: list[str], annotation_column: str | None):
+    """The first row's value of the column `detect_layout` would read as a semantic or instance annotation (one
+    image decoded), or None when there is no such column or no row."""
+    candidates = [annotation_column] if annotation_column is not None else ["annotation", "label"]
+    column = next((candidate for candidate in candidates if candidate in column_names), None)
+    if column is None or len(dataset) == 0 or "segments" in column_names:
+        return None
+    return dataset.select_columns([column])[0][column]
 
 
 def load_dataset_dict(name: str, config_name: str | None = None) -> tuple[datasets.DatasetDict, Path | None]:
@@ -145,15 +197,21 @@ def _segment_feature(features: datasets.Features) -> dict:
 
 
 def _class_label_names(features: datasets.Features, layout: DatasetLayout) -> list[str] | None:
-    """Label names carried by `ClassLabel` features, if any."""
+    """Label names carried by a `ClassLabel` of the annotation itself, if any: `segments.label` of the panoptic
+    layout, the annotation column (at any nesting) of the others. A `ClassLabel` of any other column (a scene
+    category, the weather) names no pixel and is not read."""
     if layout.name == "panoptic":
         label = _segment_feature(features).get("label")
         return list(label.names) if isinstance(label, datasets.ClassLabel) else None
-    for feature in features.values():
-        inner = getattr(feature, "feature", feature)
-        if isinstance(inner, datasets.ClassLabel):
-            return list(inner.names)
-    return None
+    feature = features[layout.annotation_column]
+    while not isinstance(feature, datasets.ClassLabel):
+        if isinstance(feature, list) and len(feature) == 1:
+            feature = feature[0]
+        elif hasattr(feature, "feature"):
+            feature = feature.feature
+        else:
+            return None
+    return list(feature.names)
 
 
 def _thing_labels(dataset: datasets.Dataset) -> set[int]:
@@ -172,11 +230,57 @@ def _reduced(class_to_id: dict[str, int]) -> dict[str, int]:
     return {name: index - 1 for name, index in class_to_id.items() if index != 0}
 
 
+def _row_class_to_id(mapping, do_reduce_labels: bool) -> dict[str, int]:
+    """One row's `semantic_class_to_id` (a struct gives every row every name, None where a row has none)."""
+    class_to_id = {str(key): int(value) for key, value in dict(mapping or {}).items() if value is not None}
+    return _reduced(class_to_id) if do_reduce_labels else class_to_id
+
+
+def union_class_to_id(dataset: datasets.Dataset, where: str, do_reduce_labels: bool = False) -> dict[str, int]:
+    """The union of every row's `semantic_class_to_id` (read without the images), so that a class no early row
+    names still counts. Raises a `ValueError` naming `where` and the rows when one name has several ids, or one id
+    several names: the annotation's class ids would then mean different classes in different rows."""
+    table = dataset.select_columns(["semantic_class_to_id"]).with_format("arrow")[:]
+    ids_of: dict[str, dict[int, int]] = {}
+    for row, mapping in enumerate(table.column("semantic_class_to_id").to_pylist()):
+        for class_name, class_id in _row_class_to_id(mapping, do_reduce_labels).items():
+            ids_of.setdefault(class_name, {}).setdefault(class_id, row)
+    class_to_id, names_of = {}, {}
+    for class_name, rows in ids_of.items():
+        if len(rows) > 1:
+            raise ValueError(
+                f"{where}: column 'semantic_class_to_id' gives class {class_name!r} different ids in different rows ("
+                + ", ".join(f"{class_id} in row {row}" for class_id, row in sorted(rows.items()))
+                + "): one class must keep one id in every row. Fix the mapping of those rows."
+            )
+        class_to_id[class_name] = next(iter(rows))
+        names_of.setdefault(class_to_id[class_name], []).append(class_name)
+    shared = {class_id: names for class_id, names in names_of.items() if len(names) > 1}
+    if shared:
+        raise ValueError(f"{where}: column 'semantic_class_to_id' gives one id to several classes ("
+                         + ", ".join(f"id {class_id}: {names}" for class_id, names in sorted(shared.items()))
+                         + "): each class needs its own id. Fix the mapping of the rows that name them.")
+    return class_to_id
+
+
+@dataclass(frozen=True)
+class DatasetLabels:
+    """What `dataset_vocabulary` reads from a split: the `vocabulary`, the annotation's class id of each label
+    (`class_ids`: semantic and instance layouts; empty for the panoptic layout, whose rows carry labels),
+    `source` (where the names came from, for the run's log), and whether thing/stuff was stored with the names
+    (`stored_isthing`) rather than read back from the segments."""
+
+    vocabulary: LabelVocabulary
+    class_ids: list[int]
+    source: str
+    stored_isthing: bool = False
+
+
 def dataset_vocabulary(dataset: datasets.Dataset, layout: DatasetLayout, name: str, folder: Path | None,
-                       do_reduce_labels: bool = False) -> tuple[LabelVocabulary, list[int]]:
-    """The label vocabulary of a training split, and the class id each label stands for in the annotation (for
-    the semantic and instance layouts; the panoptic layout's rows carry contiguous labels already). Raises a
-    `ValueError` saying where label names may come from when the dataset has none."""
+                       do_reduce_labels: bool = False, split: str = "train") -> DatasetLabels:
+    """The labels of split `split` of dataset `name` (see `DatasetLabels` and the module docstring for where the
+    names come from). Raises a `ValueError` saying where label names may come from when the dataset has none."""
+    where = f"{name}, split {split!r}"
     if layout.name == "panoptic":
         description = dataset.info.description
         if description:
@@ -185,43 +289,63 @@ def dataset_vocabulary(dataset: datasets.Dataset, layout: DatasetLayout, name: s
             except (ValueError, KeyError, TypeError):
                 categories = None
             if categories:
-                return LabelVocabulary.from_coco(categories)[0], []
+                return DatasetLabels(LabelVocabulary.from_coco(categories)[0], [],
+                                     "the categories load_coco_panoptic stored in the description", True)
         names = _class_label_names(dataset.features, layout)
+        source = "the ClassLabel of segments.label"
         if names is None:
             id2label = _id2label_file(folder, name)
             names = None if id2label is None else [id2label[index] for index in sorted(id2label)]
+            source = "id2label.json"
         if names is None:
             raise ValueError(
-                f"{name}: panoptic rows without label names. The package reads them from the description "
+                f"{where}: panoptic rows without label names. The package reads them from the description "
                 "load_coco_panoptic writes (kept by save_to_disk), from ClassLabel names on segments.label "
                 "(seem_hf.data.hf_datasets.for_the_hub casts them before push_to_hub) or from an id2label.json "
                 "beside the data."
             )
         things = _thing_labels(dataset)
-        return LabelVocabulary([CategorySpec(label, _palette(index), index in things)
-                                for index, label in enumerate(names)]), []
+        return DatasetLabels(LabelVocabulary([CategorySpec(label, _palette(index), index in things)
+                                              for index, label in enumerate(names)]), [], source)
     id2class: dict[int, str] | None = None
+    source = ""
     if layout.name == "instance" and "semantic_class_to_id" in dataset.column_names:
-        class_to_id = dict(dataset.select_columns("semantic_class_to_id")[0]["semantic_class_to_id"])
-        class_to_id = {key: value for key, value in class_to_id.items() if value is not None}
-        if do_reduce_labels:
-            class_to_id = _reduced(class_to_id)
-        id2class = {int(index): label for label, index in class_to_id.items()}
-    if id2class is None:
-        names = _class_label_names(dataset.features, layout)
-        id2class = dict(enumerate(names)) if names is not None else _id2label_file(folder, name)
+        class_to_id = union_class_to_id(dataset, where, do_reduce_labels)
+        if class_to_id:
+            id2class = {class_id: label for label, class_id in class_to_id.items()}
+            source = f"the semantic_class_to_id column (union of {len(dataset)} rows)"
     if not id2class:
-        where = "beside the data (the dataset folder)" if folder is not None else f"in the Hub repository {name}"
+        id2class = _id2label_file(folder, name)
+        source = "id2label.json"
+    if not id2class:
+        names = _class_label_names(dataset.features, layout)
+        id2class = None if names is None else dict(enumerate(names))
+        source = f"the ClassLabel of column {layout.annotation_column!r}"
+    if not id2class:
+        place = "beside the data (the dataset folder)" if folder is not None else f"in the Hub repository {name}"
         raise ValueError(
-            f"{name}: no label names. Put an id2label.json ({{\"0\": \"name\", ...}}, as transformers' segmentation "
-            f"examples read) {where}, or give the labels as ClassLabel features"
+            f"{where}: no label names. Put an id2label.json ({{\"0\": \"name\", ...}}, as transformers' segmentation "
+            f"examples read) {place}, or give column {layout.annotation_column!r} a ClassLabel feature"
             + (" or a semantic_class_to_id column." if layout.name == "instance" else ".")
         )
     class_ids = sorted(id2class)
     thing = layout.name == "instance"  # the instance layout has no thing/stuff flag: its classes have instances
     vocabulary = LabelVocabulary([CategorySpec(id2class[class_id], _palette(index), thing)
                                   for index, class_id in enumerate(class_ids)])
-    return vocabulary, class_ids
+    return DatasetLabels(vocabulary, class_ids, source)
+
+
+def evaluation_labels(training: DatasetLabels, evaluation: DatasetLabels, name: str, train_split: str,
+                      evaluation_split: str) -> list[int]:
+    """`relabel[label]`: the training label of each label of a panoptic-layout evaluation split, matched by name
+    (`labels_by_name`; thing or stuff must agree where both splits store it). Raises a `ValueError` naming both
+    splits when the evaluation split has a class the training split lacks."""
+    from seem_hf.data.coco_panoptic import labels_by_name
+
+    mapping = labels_by_name(evaluation.vocabulary.coco_categories(), training.vocabulary,
+                             f"{name}, split {evaluation_split!r}", f"split {train_split!r}",
+                             check_isthing=training.stored_isthing and evaluation.stored_isthing)
+    return [mapping[label + 1] for label in range(len(evaluation.vocabulary))]
 
 
 def _bbox(mask: np.ndarray) -> list[float]:
@@ -229,19 +353,35 @@ def _bbox(mask: np.ndarray) -> list[float]:
     return [float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1)]
 
 
+def _stable_image_id(value: str) -> int:
+    """A non-negative integer for a text image id, the same in every process and run."""
+    return int.from_bytes(hashlib.sha256(value.encode("utf-8")).digest()[:8], "big") >> 2
+
+
 class PanopticRows(torch.utils.data.Dataset):
     """A split of any recognised layout, read as `load_coco_panoptic` rows (`image`, `panoptic`, `image_id`,
     `height`, `width`, `segments`, `groundings`), decoded when read.
 
-    `class_ids[label]` is the annotation's class id of each contiguous label (semantic and instance layouts). Rows
-    without an `image_id` column get their position + 1. A class id that is neither a label nor 255 raises an
-    error naming the dataset, the split, the row and the value."""
+    `class_ids[label]` is the annotation's class id of each contiguous label (semantic and instance layouts); an
+    instance row's own `semantic_class_to_id` is read by name against `vocabulary`. Panoptic rows are relabelled
+    by `relabel` (an evaluation split's labels in the training split's, `evaluation_labels`) and checked: every
+    label below the number of labels, the PNG's segment ids those `segments` lists, each with pixels. Rows without
+    an `image_id` column get their position + 1; a text id (a file name) gets a stable integer from its text and
+    is kept as `image_name`. Bad data raises an error naming the dataset, the split, the row and the value.
+
+    Semantic and instance rows carry `annotated_pixels="stored"`: their maps follow the image's pixels as stored,
+    as transformers' examples read them (no EXIF orientation), which `read_annotated_image` follows when both
+    orientations fit."""
 
     def __init__(self, dataset: datasets.Dataset, layout: DatasetLayout, class_ids: list[int] | None = None,
-                 do_reduce_labels: bool = False, name: str = "dataset", split: str = "train"):
-        self.dataset, self.layout, self.do_reduce_labels = dataset, layout, do_reduce_labels
+                 do_reduce_labels: bool = False, name: str = "dataset", split: str = "train",
+                 vocabulary: LabelVocabulary | None = None, relabel: list[int] | None = None,
+                 label_source: str = "the training split"):
+        self.dataset = keep_stored_images(dataset, layout.image_column)
+        self.layout, self.do_reduce_labels = layout, do_reduce_labels
         self.name, self.split = name, split
         self.label_of = {int(class_id): label for label, class_id in enumerate(class_ids or [])}
+        self.vocabulary, self.relabel, self.label_source = vocabulary, relabel, label_source
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -256,8 +396,24 @@ class PanopticRows(torch.utils.data.Dataset):
         except ValueError as error:
             raise ValueError(f"{self.name}, split {self.split!r}, row {index}: {error}") from error
 
-    def _labels(self, class_map: np.ndarray) -> np.ndarray:
+    def _row_labels(self, row: dict) -> tuple[dict[int, int], dict[int, str]]:
+        """(class id -> label, class id -> name of a class the labels lack) for one row: the split's `class_ids`,
+        or, for an instance row with its own `semantic_class_to_id`, that mapping read by name."""
+        mapping = row.get("semantic_class_to_id") if self.layout.name == "instance" else None
+        if not mapping or self.vocabulary is None:
+            return self.label_of, {}
+        label_by_name = {category.name: label for label, category in enumerate(self.vocabulary.categories)}
+        label_of, unknown = {}, {}
+        for class_name, class_id in _row_class_to_id(mapping, self.do_reduce_labels).items():
+            if class_name in label_by_name:
+                label_of[class_id] = label_by_name[class_name]
+            else:
+                unknown[class_id] = class_name
+        return label_of, unknown
+
+    def _labels(self, class_map: np.ndarray, row: dict) -> np.ndarray:
         """(H, W) contiguous label per pixel from class ids (-1: unlabelled)."""
+        label_of, unnamed = self._row_labels(row)
         class_map = class_map.astype(np.int64)
         if self.do_reduce_labels:
             # transformers' reduce_labels: 0 (background) becomes 255, every other id one less, 255 stays.
@@ -265,12 +421,21 @@ class PanopticRows(torch.utils.data.Dataset):
         labels = np.full(class_map.shape, -1, dtype=np.int64)
         unknown = []
         for value in np.unique(class_map).tolist():
-            if value in self.label_of:
-                labels[class_map == value] = self.label_of[value]
+            if value in label_of:
+                labels[class_map == value] = label_of[value]
             elif value != IGNORE_INDEX:
                 unknown.append(value)
+        named = {value: unnamed[value] for value in unknown if value in unnamed}
+        if named:
+            raise ValueError(
+                "this row's semantic_class_to_id names classes "
+                + ", ".join(f"{class_name!r} (id {value})" for value, class_name in named.items())
+                + f" that its pixels use but the labels lack (labels from {self.label_source}: "
+                f"{[category.name for category in self.vocabulary.categories]}). Add them to the training split's "
+                "rows (a streamed split takes its labels from its first rows: see HEAD_ROWS), or drop these rows."
+            )
         if unknown:
-            known = sorted(self.label_of)
+            known = sorted(label_of)
             raise ValueError(
                 f"class ids {unknown} in column {self.layout.annotation_column!r} are no label "
                 f"(labels: ids {known[0]}..{known[-1]}; 255 is unlabelled)"
@@ -278,29 +443,97 @@ class PanopticRows(torch.utils.data.Dataset):
             )
         return labels
 
+    def _image_id(self, row: dict, index: int) -> tuple[int, str | None]:
+        """(the row's integer image id, its text id when it had one instead)."""
+        value = row.get("image_id")
+        if value is None:
+            return index + 1, None
+        if isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"column 'image_id' holds {value!r}; give integers or text (a file name).")
+        if isinstance(value, (int, np.integer)):
+            return int(value), None
+        if isinstance(value, float) and value.is_integer():
+            return int(value), None
+        if isinstance(value, str):
+            try:
+                return int(value.strip()), None
+            except ValueError:
+                return _stable_image_id(value), value
+        raise ValueError(f"column 'image_id' holds {value!r} ({type(value).__name__}); give integers or text (a file "
+                         "name), or drop the column (rows are then numbered by position).")
+
+    def _panoptic(self, row: dict, image, image_id: int, image_name: str | None) -> dict:
+        """A panoptic-layout row relabelled (`relabel`) and checked against its PNG."""
+        column = self.layout.annotation_column
+        count = len(self.vocabulary) if self.vocabulary is not None else None
+        segments = []
+        for segment in row["segments"]:
+            segment = dict(segment)
+            label = int(segment["label"])
+            if self.relabel is not None and 0 <= label < len(self.relabel):
+                segment["label"] = label = self.relabel[label]
+            elif self.relabel is not None or (count is not None and not 0 <= label < count):
+                limit = len(self.relabel) if self.relabel is not None else count
+                raise ValueError(
+                    f"segment {segment['id']} has label {label}, but the split has {limit} labels (0..{limit - 1}; "
+                    f"names from {self.label_source}). Give the segment a label below {limit}, or add its class to "
+                    "the label names."
+                )
+            segments.append(segment)
+        panoptic = row[column]
+        ids = rgb2id(np.asarray(panoptic.convert("RGB")))
+        present, areas = np.unique(ids, return_counts=True)
+        area_of = dict(zip(present.tolist(), areas.tolist()))
+        listed = [int(segment["id"]) for segment in segments]
+        repeated = sorted({segment_id for segment_id in listed if listed.count(segment_id) > 1})
+        unlisted = {segment_id: area for segment_id, area in area_of.items() if segment_id != 0
+                    and segment_id not in listed}
+        empty = sorted(segment_id for segment_id in set(listed) if segment_id not in area_of or segment_id == 0)
+        problems = ([f"segments lists id(s) {repeated} more than once"] if repeated else []) + (
+            [f"the PNG in column {column!r} has segment id(s) "
+             + ", ".join(f"{segment_id} ({area} pixels)" for segment_id, area in sorted(unlisted.items()))
+             + " that `segments` does not list"] if unlisted else []) + (
+            [f"`segments` lists id(s) {empty} that have no pixels in the PNG (0 is void)"] if empty else [])
+        if problems:
+            raise ValueError(
+                "; ".join(problems) + ". The PNG's ids (R + 256 G + 256^2 B, 0 void) and `segments` must list the "
+                "same segments, each once: fix the row, or rebuild the dataset with seem_hf.data.load_coco_panoptic "
+                "from a folder that python -m seem_hf.data.validate passes."
+            )
+        converted = {**row, "image": image, "panoptic": panoptic, "image_id": image_id, "segments": segments,
+                     "groundings": row.get("groundings") or []}
+        if image_name is not None:
+            converted["image_name"] = image_name
+        return converted
+
     def _convert(self, row: dict, index: int) -> dict:
         layout = self.layout
-        image = row[layout.image_column]
-        image_id = int(row.get("image_id", index + 1))
+        image = open_stored_image(row[layout.image_column])
+        image_id, image_name = self._image_id(row, index)
         if layout.name == "panoptic":
-            return {**row, "image": image, "panoptic": row[layout.annotation_column], "image_id": image_id,
-                    "groundings": row.get("groundings") or []}
+            return self._panoptic(row, image, image_id, image_name)
         annotation = np.asarray(row[layout.annotation_column])
         if layout.name == "semantic":
             if annotation.ndim == 3 and not (annotation == annotation[..., :1]).all():
+                instance_like = annotation.shape[-1] == 3 and not annotation[..., 2].any()
                 raise ValueError(
                     f"column {layout.annotation_column!r} holds colours, not class ids; convert colour-coded masks "
                     "with `python -m seem_hf.data.convert semantic-masks` and its colour table"
+                    + ("; if it holds transformers' instance channels (class id, instance id, zeros), pass "
+                       "--dataset_layout instance" if not instance_like else
+                       "; it looks like transformers' instance channels (class id, instance id, zeros): pass "
+                       "--dataset_layout instance")
                 )
-            labels = self._labels(annotation if annotation.ndim == 2 else annotation[..., 0])
+            labels = self._labels(annotation if annotation.ndim == 2 else annotation[..., 0], row)
             instances = np.zeros_like(labels)
         else:
             if annotation.ndim != 3 or annotation.shape[-1] < 2:
                 raise ValueError(f"column {layout.annotation_column!r} holds a {annotation.shape} array; the instance "
-                                 "layout needs 3 channels (semantic class, instance id, zeros)")
-            labels = self._labels(annotation[..., 0])
+                                 "layout needs 3 channels (semantic class, instance id, zeros). A map of one class "
+                                 "id per pixel is the semantic layout: pass --dataset_layout semantic")
+            labels = self._labels(annotation[..., 0], row)
             instances = annotation[..., 1].astype(np.int64)
-        if labels.shape != (image.height, image.width):
+        if labels.shape not in ((image.height, image.width), image_size(image)):
             raise ValueError(f"the annotation is {labels.shape[1]}x{labels.shape[0]} and the image "
                              f"{image.width}x{image.height}")
         ids = np.zeros(labels.shape, dtype=np.int64)
@@ -313,8 +546,12 @@ class PanopticRows(torch.utils.data.Dataset):
             segments.append({"id": segment_id, "category_id": int(label) + 1, "label": int(label),
                              "isthing": bool(instance != 0), "iscrowd": False, "bbox": _bbox(mask),
                              "area": int(mask.sum())})
-        return {"image": image, "panoptic": PIL.Image.fromarray(id2rgb(ids)), "image_id": image_id,
-                "height": image.height, "width": image.width, "segments": segments, "groundings": []}
+        converted = {"image": image, "panoptic": PIL.Image.fromarray(id2rgb(ids)), "image_id": image_id,
+                     "height": labels.shape[0], "width": labels.shape[1], "segments": segments, "groundings": [],
+                     "annotated_pixels": "stored"}
+        if image_name is not None:
+            converted["image_name"] = image_name
+        return converted
 
 
 def _check_annotation_feature(features: datasets.Features, layout: DatasetLayout, name: str) -> None:
@@ -338,12 +575,40 @@ def find_validation_split(splits, validation_split: str | None, train_split: str
 @dataclass
 class TrainingSplits:
     """What `load_training_splits` returns: `train` and `evaluation` rows (`PanopticRows`; `evaluation` None when
-    not asked for), the `vocabulary` and the `layout`."""
+    not asked for), the `vocabulary`, the `layout` and where the label names came from (`label_source`)."""
 
     train: PanopticRows
     evaluation: PanopticRows | None
     vocabulary: LabelVocabulary
     layout: DatasetLayout
+    label_source: str = ""
+
+    def describe(self) -> str:
+        """The layout and the origin of the label names, for the run's first line."""
+        return f"{self.layout.describe()}; {len(self.vocabulary)} label names from {self.label_source}"
+
+
+def check_evaluation_classes(train_labels: DatasetLabels, evaluation: datasets.Dataset, layout: DatasetLayout,
+                             name: str, folder: Path | None, train_split: str, evaluation_split: str,
+                             do_reduce_labels: bool = False) -> list[int] | None:
+    """Read an evaluation split's classes against the training split's, by name, before training: for the panoptic
+    layout the `relabel` list `PanopticRows` takes (`evaluation_labels`); for the instance layout the union of its
+    `semantic_class_to_id` must name no class the training split lacks (each row is then read by name). Raises a
+    `ValueError` naming both splits and the classes otherwise."""
+    if layout.name == "panoptic":
+        own = dataset_vocabulary(evaluation, layout, name, folder, do_reduce_labels, split=evaluation_split)
+        return evaluation_labels(train_labels, own, name, train_split, evaluation_split)
+    if layout.name == "instance" and "semantic_class_to_id" in evaluation.column_names:
+        where = f"{name}, split {evaluation_split!r}"
+        known = {category.name for category in train_labels.vocabulary.categories}
+        missing = sorted(set(union_class_to_id(evaluation, where, do_reduce_labels)) - known)
+        if missing:
+            raise ValueError(
+                f"{where} has classes {missing} (column 'semantic_class_to_id') that split {train_split!r} lacks "
+                f"(its labels, from {train_labels.source}: {sorted(known)}). A model learns the training split's "
+                "classes: add rows of them to the training split, or drop them from the evaluation split."
+            )
+    return None
 
 
 def load_training_splits(
@@ -359,24 +624,33 @@ def load_training_splits(
     do_reduce_labels: bool = False,
     evaluate_on: str | None = "validation",
     seed: int = 0,
+    layout: str | None = None,
 ) -> TrainingSplits:
     """The training and evaluation rows of dataset `name` (see `load_dataset_dict`), as the examples'
     `--dataset_name` reads it. `validation_split` defaults to `validation`, else `val`; with `train_val_split` (a
     fraction) and no such split, that fraction of the training split (shuffled with `seed`) is held out.
     `evaluate_on` is `validation`, `train` (the training rows, unaugmented by the caller) or None (no
-    evaluation). `max_train_samples` / `max_eval_samples` keep the first rows."""
+    evaluation). `max_train_samples` / `max_eval_samples` keep the first rows. `layout` forces one of `LAYOUTS`
+    (`--dataset_layout`); by default `detect_layout` reads it from the columns and the first annotation. The
+    evaluation split is read in the training split's labels by name (`check_evaluation_classes`)."""
     splits, folder = load_dataset_dict(name, config_name)
     if train_split not in splits:
         raise ValueError(f"{name} has no split {train_split!r} (it has {sorted(splits)}); pick one with --train_split.")
     train = splits[train_split]
-    layout = detect_layout(train.column_names, image_column, annotation_column)
+    if layout is None:
+        first = _first_annotation(train, train.column_names, annotation_column)
+    else:
+        first = None
+    layout = detect_layout(train.column_names, image_column, annotation_column, first, layout)
     _check_annotation_feature(train.features, layout, name)
-    vocabulary, class_ids = dataset_vocabulary(train, layout, name, folder, do_reduce_labels)
-    evaluation = None
+    labels = dataset_vocabulary(train, layout, name, folder, do_reduce_labels, split=train_split)
+    evaluation, relabel, evaluation_split = None, None, "evaluation"
     if evaluate_on == "validation":
         found, candidates = find_validation_split(splits, validation_split, train_split)
         if found is not None:
-            evaluation = splits[found]
+            evaluation, evaluation_split = splits[found], found
+            relabel = check_evaluation_classes(labels, evaluation, layout, name, folder, train_split, found,
+                                               do_reduce_labels)
         elif train_val_split is not None:
             if not 0 < train_val_split < 1:
                 raise ValueError(f"--train_val_split is a fraction between 0 and 1, got {train_val_split}.")
@@ -396,11 +670,13 @@ def load_training_splits(
     if evaluation is not None and max_eval_samples is not None:
         evaluation = evaluation.select(range(min(max_eval_samples, len(evaluation))))
 
-    def rows(dataset, split):
-        return PanopticRows(dataset, layout, class_ids, do_reduce_labels, name=name, split=split)
+    def rows(dataset, split, relabel=None):
+        return PanopticRows(dataset, layout, labels.class_ids, do_reduce_labels, name=name, split=split,
+                            vocabulary=labels.vocabulary, relabel=relabel, label_source=labels.source)
 
-    return TrainingSplits(rows(train, train_split), None if evaluation is None else rows(evaluation, "evaluation"),
-                     vocabulary, layout)
+    return TrainingSplits(rows(train, train_split),
+                          None if evaluation is None else rows(evaluation, evaluation_split, relabel),
+                          labels.vocabulary, layout, labels.source)
 
 
 def for_the_hub(dataset):
@@ -424,12 +700,16 @@ def for_the_hub(dataset):
 __all__ = [
     "IGNORE_INDEX",
     "LAYOUTS",
+    "DatasetLabels",
     "DatasetLayout",
     "PanopticRows",
     "TrainingSplits",
+    "check_evaluation_classes",
     "dataset_vocabulary",
     "detect_layout",
+    "evaluation_labels",
     "for_the_hub",
     "load_dataset_dict",
     "load_training_splits",
+    "union_class_to_id",
 ]

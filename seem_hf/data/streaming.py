@@ -9,17 +9,22 @@ process then repeats its part for as long as the run lasts (`--max_steps`); pass
 Processes never wait on each other for data, which an uneven split would otherwise make them do at a pass's end.
 
 What a map-style dataset gives from its whole table comes from the first rows here: label names from the
-description or `ClassLabel` features as usual, and, for panoptic rows without a stored vocabulary, which labels
-are things from the first `HEAD_ROWS` training rows. The evaluation split is streamed too and its first
-`--max_eval_samples` rows (`DEFAULT_EVAL_ROWS` if not given) are kept on disk for the run's evaluations.
+description or `ClassLabel` features as usual, and from the first `HEAD_ROWS` training rows (read without their
+images) which labels are things (panoptic rows without a stored vocabulary) and the union of the rows'
+`semantic_class_to_id` (instance layout): a class that no row of those names is refused, naming it, when a later
+row's pixels use it. A shard that cannot be read (a truncated download) is named in the error. The evaluation
+split is streamed too and its first `--max_eval_samples` rows (`DEFAULT_EVAL_ROWS` if not given) are kept on disk for the run's evaluations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
+import pyarrow
 import torch
 from datasets.distributed import split_dataset_by_node
 
@@ -27,6 +32,7 @@ from seem_hf.data.hf_datasets import (
     PanopticRows,
     TrainingSplits,
     _check_annotation_feature,
+    check_evaluation_classes,
     dataset_vocabulary,
     detect_layout,
     find_validation_split,
@@ -34,7 +40,8 @@ from seem_hf.data.hf_datasets import (
 from seem_hf.data.transforms import LargeScaleJitter, augment_panoptic_row
 
 HEAD_ROWS = 1000
-"""Training rows read (without images) to find the thing labels of panoptic rows that carry no vocabulary."""
+"""Training rows read (without images) for what a stream's first rows tell: the thing labels of panoptic rows that
+carry no vocabulary, the classes the instance layout's `semantic_class_to_id` names."""
 DEFAULT_EVAL_ROWS = 500
 """Evaluation rows kept when `--max_eval_samples` is not given."""
 SAVED_SHARDS = 64
@@ -67,16 +74,82 @@ def stream_dataset_dict(name: str, config_name: str | None = None) -> tuple[data
     return loaded, path if path.exists() else None
 
 
-def _head(stream: datasets.IterableDataset, columns: list[str], count: int) -> datasets.Dataset:
+def shard_files(stream: datasets.IterableDataset) -> list[str]:
+    """The files a stream reads, one per shard (empty when `datasets` does not say)."""
+    iterable = getattr(stream, "_ex_iterable", None)
+    while iterable is not None:
+        files = (getattr(iterable, "kwargs", None) or {}).get("files")
+        if files:
+            return [str(getattr(file, "path", file)) for file in files]
+        iterable = getattr(iterable, "ex_iterable", None)
+    return []
+
+
+def _unreadable(files: list[str]) -> list[str]:
+    """Those of the local parquet `files` whose footer cannot be read (truncated or not parquet)."""
+    import pyarrow.parquet as pq
+
+    broken = []
+    for file in files:
+        if file.endswith(".parquet") and Path(file).exists():
+            try:
+                pq.ParquetFile(file)
+            except (pyarrow.ArrowException, OSError) as error:
+                broken.append(f"{file} ({error})")
+    return broken
+
+
+def _shard_error(stream: datasets.IterableDataset, name: str, split: str, error: Exception) -> ValueError:
+    """An error reading a stream, naming the shard files that cannot be read (or all its files) and the fix."""
+    files = shard_files(stream)
+    broken = _unreadable(files)
+    if broken:
+        which = "cannot read " + "; ".join(broken)
+    else:
+        shown = ", ".join(files[:20]) + (f" and {len(files) - 20} more" if len(files) > 20 else "")
+        which = f"one of its shards cannot be read ({shown or 'the files datasets lists'})"
+    return ValueError(
+        f"{name}, split {split!r}: {which}: {type(error).__name__}: {error}. A shard cut short by an interrupted "
+        "download or copy: download or write it again (for the Hub, delete it from the cache, ~/.cache/huggingface, "
+        "and rerun)."
+    )
+
+
+def _rows(stream: datasets.IterableDataset, name: str, split: str, source=None) -> Iterator[dict]:
+    """The rows of `source` (by default `stream`), an unreadable shard raising `_shard_error`."""
+    iterator = iter(stream if source is None else source)
+    while True:
+        try:
+            row = next(iterator)
+        except StopIteration:
+            return
+        except (pyarrow.ArrowException, OSError) as error:
+            raise _shard_error(stream, name, split, error) from error
+        yield row
+
+
+def check_shards(stream: datasets.IterableDataset, name: str, split: str) -> None:
+    """Refuse, before training, a split whose local parquet shards cannot be opened (footers only are read)."""
+    broken = _unreadable(shard_files(stream))
+    if broken:
+        raise ValueError(
+            f"{name}, split {split!r}: cannot read " + "; ".join(broken) + ". A shard cut short by an interrupted "
+            "download or copy: write it again, or move it out of the folder."
+        )
+
+
+def _head(stream: datasets.IterableDataset, columns: list[str], count: int, name: str = "dataset",
+          split: str = "train") -> datasets.Dataset:
     """The first `count` rows of `stream`'s `columns` (no image among them) as a small in-memory `Dataset` with
     the stream's features and description: what `dataset_vocabulary` reads."""
     features = datasets.Features({column: stream.features[column] for column in columns})
-    rows = list(itertools.islice(stream.select_columns(columns), count)) if columns else []
+    rows = list(itertools.islice(_rows(stream, name, split, stream.select_columns(columns)), count)) if columns else []
     return datasets.Dataset.from_list(rows, features=features,
                                       info=datasets.DatasetInfo(description=stream.info.description, features=features))
 
 
-def _kept_rows(stream: datasets.IterableDataset, count: int) -> datasets.Dataset:
+def _kept_rows(stream: datasets.IterableDataset, count: int, name: str = "dataset",
+               split: str = "evaluation") -> datasets.Dataset:
     """The first `count` rows of `stream`, written to the `datasets` cache (images stay encoded: memory is flat)."""
     features = stream.features
     undecoded = stream
@@ -85,9 +158,15 @@ def _kept_rows(stream: datasets.IterableDataset, count: int) -> datasets.Dataset
             undecoded = undecoded.cast_column(column, datasets.Image(decode=False))
 
     def rows():
-        yield from itertools.islice(undecoded, count)
+        yield from itertools.islice(_rows(stream, name, split, undecoded), count)
 
-    return datasets.Dataset.from_generator(rows, features=undecoded.features).cast(features)
+    try:
+        return datasets.Dataset.from_generator(rows, features=undecoded.features).cast(features)
+    except datasets.exceptions.DatasetGenerationError as error:  # datasets wraps what the generator raised
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, ValueError) and "cannot" in str(cause):
+            raise cause from None
+        raise
 
 
 def load_streaming_splits(
@@ -100,10 +179,13 @@ def load_streaming_splits(
     max_eval_samples: int | None = None,
     do_reduce_labels: bool = False,
     evaluate_on: str | None = "validation",
+    layout: str | None = None,
 ) -> TrainingSplits:
     """`load_training_splits` for `--streaming`: `train` is the training split's `datasets.IterableDataset` (not yet
     split among processes: `StreamedPanopticDataset` does that), `evaluation` the first rows of the evaluation
-    split (or of the training split, `evaluate_on="train"`) as `PanopticRows`."""
+    split (or of the training split, `evaluate_on="train"`) as `PanopticRows`, read in the training split's labels
+    by name. `layout` forces one of the layouts (`--dataset_layout`); by default the columns and the first row's
+    annotation decide."""
     splits, folder = stream_dataset_dict(name, config_name)
     if train_split not in splits:
         raise ValueError(f"{name} has no split {train_split!r} (it has {sorted(splits)}); pick one with --train_split.")
@@ -111,16 +193,23 @@ def load_streaming_splits(
     if train.features is None:
         raise ValueError(f"{name}: the streamed split {train_split!r} declares no features, so its layout cannot be "
                          "told before reading it; save it with `datasets` (features included) or drop --streaming.")
-    layout = detect_layout(train.features, image_column, annotation_column)
+    check_shards(train, name, train_split)
+    first = None
+    candidates = [annotation_column] if annotation_column is not None else ["annotation", "label"]
+    column = next((candidate for candidate in candidates if candidate in train.features), None)
+    if layout is None and column is not None and "segments" not in train.features:
+        first = next(_rows(train, name, train_split, train.select_columns([column])), {}).get(column)
+    layout = detect_layout(train.features, image_column, annotation_column, first, layout)
     _check_annotation_feature(train.features, layout, name)
-    # Every column but the images, so that label names in any feature count as they do for a map-style dataset; many
-    # rows only where they are read (the thing labels of panoptic rows), one row otherwise.
+    # Every column but the images, so that label names in any feature count as they do for a map-style dataset.
     described = [column for column, feature in train.features.items()
                  if column not in (layout.image_column, layout.annotation_column)
                  and not isinstance(feature, datasets.Image)]
-    head = _head(train, described, HEAD_ROWS if layout.name == "panoptic" else 1)
-    vocabulary, class_ids = dataset_vocabulary(head, layout, name, folder, do_reduce_labels)
-    evaluation = None
+    head = _head(train, described, HEAD_ROWS if layout.name in ("panoptic", "instance") else 1, name, train_split)
+    labels = dataset_vocabulary(head, layout, name, folder, do_reduce_labels, split=train_split)
+    if "union of" in labels.source:
+        labels = dataclasses.replace(labels, source=labels.source.replace("union of", "union of the first"))
+    evaluation, relabel, evaluation_split = None, None, "evaluation"
     if evaluate_on == "validation":
         found, candidates = find_validation_split(splits, validation_split, train_split)
         if found is None:
@@ -130,16 +219,24 @@ def load_streaming_splits(
                 "turn evaluation off with --eval_strategy no (--train_val_split needs a map-style dataset: drop "
                 "--streaming)."
             )
-        evaluation = splits[found]
+        evaluation, evaluation_split = splits[found], found
+        check_shards(evaluation, name, found)
     elif evaluate_on == "train":
         evaluation = train
-    kept = None if evaluation is None else _kept_rows(evaluation, max_eval_samples or DEFAULT_EVAL_ROWS)
-    return TrainingSplits(
-        PanopticRows(train, layout, class_ids, do_reduce_labels, name=name, split=train_split),
-        None if kept is None else PanopticRows(kept, layout, class_ids, do_reduce_labels, name=name,
-                                               split="evaluation"),
-        vocabulary, layout,
-    )
+    kept = None
+    if evaluation is not None:
+        kept = _kept_rows(evaluation, max_eval_samples or DEFAULT_EVAL_ROWS, name, evaluation_split)
+        kept.info.description = evaluation.info.description
+        if evaluate_on == "validation":
+            relabel = check_evaluation_classes(labels, kept, layout, name, folder, train_split, evaluation_split,
+                                               do_reduce_labels)
+
+    def rows(dataset, split, relabel=None):
+        return PanopticRows(dataset, layout, labels.class_ids, do_reduce_labels, name=name, split=split,
+                            vocabulary=labels.vocabulary, relabel=relabel, label_source=labels.source)
+
+    return TrainingSplits(rows(train, train_split), None if kept is None else rows(kept, evaluation_split, relabel),
+                          labels.vocabulary, layout, labels.source)
 
 
 class StreamedPanopticDataset(torch.utils.data.IterableDataset):
@@ -169,7 +266,7 @@ class StreamedPanopticDataset(torch.utils.data.IterableDataset):
         for epoch in itertools.count():
             part.set_epoch(epoch)
             empty = True
-            for position, row in enumerate(part):
+            for position, row in enumerate(_rows(part, self.rows.name, self.rows.split)):
                 empty = False
                 row = self.rows.convert(row, position)
                 try:
@@ -183,5 +280,5 @@ class StreamedPanopticDataset(torch.utils.data.IterableDataset):
                                  f"{self.world_size} got no rows (the split has fewer rows than processes).")
 
 
-__all__ = ["DEFAULT_EVAL_ROWS", "HEAD_ROWS", "StreamedPanopticDataset", "load_streaming_splits",
-           "stream_dataset_dict"]
+__all__ = ["DEFAULT_EVAL_ROWS", "HEAD_ROWS", "StreamedPanopticDataset", "check_shards", "load_streaming_splits",
+           "shard_files", "stream_dataset_dict"]

@@ -78,6 +78,36 @@ class LargeScaleJitter:
 
 
 
+def keep_stored_images(dataset, column: str = "image"):
+    """`dataset` (a `datasets` `Dataset` or `IterableDataset`) with `column` left encoded, for `open_stored_image`:
+    `datasets` turns a decoded image upright by its EXIF orientation, which would leave no choice to
+    `read_annotated_image` when the annotation follows the stored pixels. Anything else comes back unchanged."""
+    import datasets
+
+    features = getattr(dataset, "features", None)
+    if isinstance(dataset, (datasets.Dataset, datasets.IterableDataset)) and features is not None:
+        feature = features.get(column)
+        if isinstance(feature, datasets.Image) and feature.decode:
+            return dataset.cast_column(column, datasets.Image(decode=False))
+    return dataset
+
+
+def open_stored_image(value):
+    """An image of a `keep_stored_images` row (`{"bytes", "path"}`) opened with its pixels as stored and its EXIF
+    orientation kept; any other value (a PIL image, an array) unchanged."""
+    if isinstance(value, dict) and ("bytes" in value or "path" in value):
+        import io
+
+        source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
+        try:
+            image = PIL.Image.open(source)
+            image.load()  # one open file per row, not one per row ever read
+        except (OSError, SyntaxError, ValueError) as error:
+            raise ValueError(f"Cannot read the image {value.get('path') or '(embedded bytes)'}: {error}") from error
+        return image
+    return value
+
+
 class AugmentedPanopticDataset(torch.utils.data.Dataset):
     """Rows of `load_coco_panoptic`, decoded and augmented by `jitter` when read.
 
@@ -94,6 +124,7 @@ class AugmentedPanopticDataset(torch.utils.data.Dataset):
     def __init__(self, dataset, jitter: LargeScaleJitter, seed: int = 0):
         self.dataset, self.jitter, self.seed = dataset, jitter, seed
         self.epoch = 0
+        self._stored = keep_stored_images(dataset)
 
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's augmentation; a wrapped dataset with epochs of its own (`ShapesStream`) moves too."""
@@ -115,23 +146,28 @@ class AugmentedPanopticDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         try:
-            return augment_panoptic_row(self.dataset[int(index)], self.jitter, self.seed, self.epoch)
+            row = dict(self._stored[int(index)])
+            row["image"] = open_stored_image(row["image"])
+            return augment_panoptic_row(row, self.jitter, self.seed, self.epoch)
         except Exception as error:  # name the sample: one bad file must not be a mystery in a long run
             raise ValueError(f"Could not read or augment {self._describe(index)}: {error}") from error
 
 
 def augment_panoptic_row(row: dict, jitter: LargeScaleJitter, seed: int, epoch: int) -> dict:
     """One `load_coco_panoptic` row decoded and augmented by `jitter`, drawn from (seed, image id, epoch) only: the
-    item `AugmentedPanopticDataset` describes (also what `--streaming` trains on)."""
+    item `AugmentedPanopticDataset` describes (also what `--streaming` trains on). Where both the upright and the
+    stored pixels of an EXIF-oriented image fit the annotation, the row's `annotated_pixels` (`upright` when it has
+    none; `seem_hf.data.hf_datasets.PanopticRows` sets `stored`) picks one (`read_annotated_image`)."""
     from seem_hf.data.coco_panoptic import grounding_targets, panoptic_targets
 
     targets = panoptic_targets(row)
     referring, sentences = grounding_targets(row, targets["masks"])
-    rng = np.random.default_rng([seed, int(row["image_id"]), epoch])
+    # numpy seeds take non-negative integers only: any id (negative ones included) maps to one, the same each time.
+    rng = np.random.default_rng([int(value) % 2**64 for value in (seed, row["image_id"], epoch)])
     # Segments and referring masks go through the same flip, resize and crop.
     height, width = targets["masks"].shape[1:]
-    augmented = jitter(read_annotated_image(row["image"], height, width), np.concatenate([targets["masks"], referring]),
-                       rng)
+    image = read_annotated_image(row["image"], height, width, row.get("annotated_pixels", "upright"))
+    augmented = jitter(image, np.concatenate([targets["masks"], referring]), rng)
     count = len(targets["masks"])
     segments, groundings = augmented.kept < count, augmented.kept >= count
     kept = augmented.kept[segments]
@@ -148,4 +184,5 @@ def augment_panoptic_row(row: dict, jitter: LargeScaleJitter, seed: int, epoch: 
     }
 
 
-__all__ = ["AugmentedPanopticDataset", "Augmented", "LargeScaleJitter", "augment_panoptic_row"]
+__all__ = ["AugmentedPanopticDataset", "Augmented", "LargeScaleJitter", "augment_panoptic_row", "keep_stored_images",
+           "open_stored_image"]

@@ -7,19 +7,20 @@ or images). A dataset it passes is one `load_coco_panoptic` reads. The rules:
 - Files: the JSON files exist and parse (a syntax error gives its line and column) into an object with
   `images`, `annotations` and `categories` lists (the grounding JSON: an `annotations` list); every image and
   panoptic PNG exists and decodes.
-- Fields, with their types: categories `id` (int), `name` (non-empty text), `isthing` (0/1), `color` (three ints
-  in 0..255); images `id`, `file_name`, `height`, `width` (positive); annotations `image_id`, `file_name`,
-  `segments_info` (a list); segments `id` (1 .. 256^3 - 1), `category_id`, `area`, `bbox` ([x, y, w, h]),
-  optional `iscrowd` (0/1); grounding annotations `image_id`, `segmentation` (polygons or RLE), `sentences`
-  (non-empty `raw` texts), optional `segment_id` and `category_id`.
+- Fields, with their types: categories `id` (int), `name` (non-empty text), `isthing` (0/1), `color` (three ints in
+  0..255); images `id` (non-negative: it seeds the image's augmentation), `file_name`, `height`, `width` (positive);
+  annotations `image_id`, `file_name`, `segments_info` (a list); segments `id` (1 .. 256^3 - 1), `category_id`,
+  `area`, `bbox` ([x, y, w, h]), optional `iscrowd` (0/1); grounding annotations `image_id`, `segmentation`
+  (polygons or RLE), `sentences` (non-empty `raw` texts), optional `segment_id` and `category_id`.
 - Uniqueness: image ids and file names, annotation image ids and PNG names, category ids and names, segment ids
   within an image, grounding annotation ids; every image has an annotation and every annotation an image.
-- Consistency with the files: image size = JSON `height` x `width` = PNG size; images in a mode `read_image`
-  reads (16-bit and float by its value rule; an EXIF orientation may turn the image to the JSON's size); RGB PNGs
-  (id = R + 256 G + 256^2 B); the PNG's ids = `segments_info`'s;
-  `area` = the segment's pixel count; `bbox` = the mask's box (within `BBOX_TOLERANCE` pixels, for the two
-  conventions of the box's far edge); categories exist; a grounding annotation's image, segment and category exist
-  and agree, its mask lies on its image and covers pixels (on its segment, when it names one).
+- Consistency with the files: image size = JSON `height` x `width` = PNG size; images in a mode `read_image` reads
+  (16-bit and float by its value rule; an EXIF orientation may turn the image to the JSON's size); RGB PNGs (id = R
+  + 256 G + 256^2 B; a palette PNG, as optimisers save few-colour PNGs, is read by its colours, as the loader's
+  `convert("RGB")` reads it; JPEG data named `.png` is refused: lossy compression changes the ids); the PNG's ids =
+  `segments_info`'s; `area` = the segment's pixel count; `bbox` = the mask's box (within `BBOX_TOLERANCE` pixels,
+  for the two conventions of the box's far edge); categories exist; a grounding annotation's image, segment and
+  category exist and agree, its mask lies on its image and covers pixels (on its segment, when it names one).
 """
 
 from __future__ import annotations
@@ -177,6 +178,12 @@ def _check_images(checker: _Checker, path: Path, images: list) -> dict[int, dict
             where = f"{path}: image {image_id}"
         file_name = checker.field(image, "file_name", where, lambda v: isinstance(v, str) and v.strip(),
                                   "a non-empty file name")
+        if image_id is not None and image_id < 0:
+            # Augmentation seeds numpy's generator with [seed, image_id, epoch], which takes no negative number.
+            checker.add(f"{where}{f' ({file_name})' if file_name else ''}: `id` must be a non-negative integer "
+                        f"(it seeds the image's augmentation), got {image_id}; renumber the images (and the "
+                        f"annotations' image_id) from 0 or 1")
+            image_id = None
         if file_name is not None:
             where = f"{where} ({file_name})"
         height = checker.field(image, "height", where, lambda v: _is_int(v) and v > 0, "a positive integer")
@@ -236,10 +243,21 @@ def _check_files(checker: _Checker, image: dict, image_path: Path | None, png_pa
     png = checker.open_image(png_path, f"panoptic PNG of image {image['id']}")
     if png is None:
         return None
+    if png.format != "PNG":
+        checker.add(f"{png_path}: image {image['id']}: panoptic PNG holds {png.format} data, not PNG"
+                    + (" (lossy: JPEG compression blurs the colours that encode the segment ids)"
+                       if png.format == "JPEG" else "")
+                    + "; write the id map (segment id = R + 256 G + 256^2 B) as a lossless PNG")
+        return None
+    if png.mode == "P":
+        # Optimisers save few-colour RGB PNGs with a palette; the loader's convert("RGB") reads their colours exactly.
+        png = png.convert("RGB")
     if png.mode != "RGB":
         checker.add(f"{png_path}: image {image['id']}: panoptic PNG must be RGB (segment id = R + 256 G + 256^2 B), "
-                    f"got mode {png.mode}" + (" (a one-channel label map?)" if png.mode in ("L", "P", "I;16", "I")
-                                               else ""))
+                    f"got mode {png.mode}" + (" (a one-channel label map? the converters turn those into panoptic "
+                                               "PNGs: python -m seem_hf.data.convert semantic-masks)"
+                                               if png.mode in ("L", "I;16", "I") else
+                                               "; save it as 8-bit RGB" if png.mode in ("RGBA", "LA", "PA") else ""))
         return None
     if png.size[::-1] != expected:
         checker.add(f"{png_path}: image {image['id']}: PNG size {png.size[::-1]} (H, W) differs from the JSON's "
@@ -451,8 +469,9 @@ Hugging Face's cache home."""
 def dataset_fingerprint(image_dir: str | Path | None, panoptic_dir: str | Path, panoptic_json: str | Path,
                         grounding_json: str | Path | None = None) -> str:
     """SHA-256 of what a validation depends on: the rules (this module's source), the JSON files' paths, sizes and
-    modification times, and the name, size and modification time of every file in the two folders. Any edit,
-    added or removed file changes it; reading the folders' entries costs about a second per 100k files."""
+    modification times, and the relative path, size and modification time of every file in the two folders and
+    their subfolders (file names such as `city/1.png` are legal). Any edit, added or removed file changes it;
+    reading the folders' entries costs about a second per 100k files."""
     digest = hashlib.sha256(Path(__file__).read_bytes())
     for path in (panoptic_json, grounding_json):
         if path is not None:
@@ -463,10 +482,28 @@ def dataset_fingerprint(image_dir: str | Path | None, panoptic_dir: str | Path, 
             digest.update(b"-;")
             continue
         digest.update(f"{Path(folder).resolve()};".encode())
-        with os.scandir(folder) as entries:
-            for name, stat in sorted((entry.name, entry.stat()) for entry in entries if entry.is_file()):
-                digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns};".encode())
+        for name, stat in sorted(_files_below(Path(folder))):
+            digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns};".encode())
     return digest.hexdigest()
+
+
+def _files_below(folder: Path):
+    """(relative posix path, stat) of every file under `folder`, following linked folders once each (a link loop
+    ends there). Raises `OSError` when `folder` cannot be read."""
+    seen = set()
+    pending = [(folder, "")]
+    while pending:
+        directory, prefix = pending.pop()
+        stat = directory.stat()
+        if (stat.st_dev, stat.st_ino) in seen:
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    pending.append((Path(entry.path), f"{prefix}{entry.name}/"))
+                elif entry.is_file():
+                    yield f"{prefix}{entry.name}", entry.stat()
 
 
 def validate_coco_panoptic_once(image_dir: str | Path | None, panoptic_dir: str | Path, panoptic_json: str | Path,

@@ -105,6 +105,11 @@ class DataArguments:
                                 "held out for evaluation"}
     )
     image_column: str = field(default="image", metadata={"help": "--dataset_name: the image column"})
+    dataset_layout: str | None = field(
+        default=None, metadata={"help": "--dataset_name: force a layout (default: read from the columns and the first "
+                                "annotation: one channel is semantic, (class, instance, zeros) is instance)",
+                                "choices": ["panoptic", "semantic", "instance"]}
+    )
     annotation_column: str | None = field(
         default=None, metadata={"help": "--dataset_name: the annotation column (default: the layout's own: "
                                 "panoptic, label or annotation)"}
@@ -197,13 +202,15 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
         splits = coco_panoptic_paths(root, needed)
     if "val" in splits and training_args.eval_strategy == "no" and not Path(splits["val"]["panoptic_json"]).exists():
         del splits["val"]  # nothing evaluates during training: a validation split is optional
-    datasets = {
-        split: load_coco_panoptic(
+    datasets = {}
+    for split, paths in splits.items():  # train first: the other splits are labelled in its categories, by name
+        train_json = splits["train"]["panoptic_json"]
+        datasets[split] = load_coco_panoptic(
             paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"],
             paths["grounding_json"] if Path(paths["grounding_json"]).exists() else None,
+            vocabulary=None if split == "train" else vocabulary_of(datasets["train"]),
+            vocabulary_from=f"the training split ({train_json})",
         )
-        for split, paths in splits.items()
-    }
     train = AugmentedPanopticDataset(datasets["train"], _training_jitter(data_args), seed=training_args.seed)
     evaluated = datasets["train"] if data_args.eval_split == "train" else datasets.get("val")
     return train, _evaluation_rows(evaluated, data_args), vocabulary_of(datasets["train"])
@@ -238,10 +245,10 @@ def _named_datasets(data_args: DataArguments, training_args: TrainingArguments):
             data_args.dataset_name, data_args.dataset_config_name, data_args.train_split, data_args.validation_split,
             data_args.train_val_split, data_args.image_column, data_args.annotation_column,
             data_args.max_train_samples, data_args.max_eval_samples, data_args.do_reduce_labels, evaluate_on,
-            seed=training_args.seed,
+            seed=training_args.seed, layout=data_args.dataset_layout,
         )
     if training_args.process_index == 0:
-        print(f"Dataset {data_args.dataset_name}: {loaded.layout.describe()}; {len(loaded.train)} training rows, "
+        print(f"Dataset {data_args.dataset_name}: {loaded.describe()}; {len(loaded.train)} training rows, "
               f"{'no' if loaded.evaluation is None else len(loaded.evaluation)} evaluation rows, "
               f"{len(loaded.vocabulary)} labels.")
     train = AugmentedPanopticDataset(loaded.train, _training_jitter(data_args), seed=training_args.seed)
@@ -264,14 +271,14 @@ def _streamed_datasets(data_args: DataArguments, training_args: TrainingArgument
         loaded = load_streaming_splits(
             data_args.dataset_name, data_args.dataset_config_name, data_args.train_split, data_args.validation_split,
             data_args.image_column, data_args.annotation_column, data_args.max_eval_samples,
-            data_args.do_reduce_labels, evaluate_on,
+            data_args.do_reduce_labels, evaluate_on, layout=data_args.dataset_layout,
         )
     train = StreamedPanopticDataset(loaded.train, _training_jitter(data_args), seed=training_args.seed,
                                     rank=training_args.process_index, world_size=training_args.world_size)
     if training_args.process_index == 0:
         shards = loaded.train.dataset.n_shards
         print(f"Dataset {data_args.dataset_name} (streamed, {shards} shard(s) among {training_args.world_size} "
-              f"process(es)): {loaded.layout.describe()}; "
+              f"process(es)): {loaded.describe()}; "
               f"{'no' if loaded.evaluation is None else len(loaded.evaluation)} evaluation rows, "
               f"{len(loaded.vocabulary)} labels.")
     return train, _evaluation_rows(loaded.evaluation, data_args), loaded.vocabulary

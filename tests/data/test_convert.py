@@ -494,3 +494,266 @@ def test_panoptic_examples_train_a_step_on_each_converter_s_output(shapes, tmp_p
     config = json.loads((output / "config.json").read_text())
     labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     assert sorted(labels) == sorted(NAMES)  # the converted folder's labels
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inputs as labelling tools and users write them (tiny synthetic folders)
+
+
+def _photo(path, width: int = 64, height: int = 48, orientation: int | None = None):
+    """A plain photo of `width` x `height` stored pixels, with an EXIF orientation tag when given."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture = PIL.Image.new("RGB", (width, height), (30, 90, 160))
+    if orientation is None:
+        picture.save(path)
+    else:
+        exif = picture.getexif()
+        exif[0x0112] = orientation
+        picture.save(path, exif=exif)
+
+
+def _index_mask(path, values: np.ndarray):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PIL.Image.fromarray(values.astype(np.uint8)).save(path, format="PNG")
+
+
+def _boat_mask(height: int = 48, width: int = 64, boat: int = 2) -> np.ndarray:
+    values = np.ones((height, width), np.uint8)  # 1: sea
+    values[10:20, 10:30] = boat
+    return values
+
+
+def _box(index: int) -> list[list[int]]:
+    """A 8 x 8 box polygon, the index-th along a row (no two overlap)."""
+    x = 2 + 10 * index
+    return [[x, 4, x + 8, 4, x + 8, 12, x, 12]]
+
+
+def _write_instances(path, categories, annotations, images=None):
+    images = images if images is not None else [{"id": 1, "file_name": "a.jpg", "height": 48, "width": 64}]
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+def test_sentences_key_naming_different_images_by_id_and_stem_is_refused(tmp_path):
+    """Images are numbered in file-name order (1.jpg: 1, 10.jpg: 2, 2.jpg: 3), so `2` is image 2 by its id and
+    image 3 by its stem: the row used to go silently to the id's image. Exact file names win."""
+    for number in (1, 2, 10):
+        _photo(tmp_path / "images" / f"{number}.jpg")
+        _index_mask(tmp_path / "masks" / f"{number}.png", _boat_mask())
+    (tmp_path / "table.csv").write_text("index,name,isthing\n1,sea,stuff\n2,boat,thing\n")
+    convert_semantic_masks(tmp_path / "images", tmp_path / "masks", tmp_path / "table.csv", tmp_path / "out")
+    out = coco_panoptic_paths(tmp_path / "out")["train"]
+    ids = {image["file_name"]: image["id"] for image in json.loads(out["panoptic_json"].read_text())["images"]}
+    assert ids == {"1.jpg": 1, "10.jpg": 2, "2.jpg": 3}
+    sentences = tmp_path / "sentences.csv"
+    sentences.write_text("image,sentence,segment_id\n2,the boat of picture 2,2\n2.jpg,the boat in 2.jpg,2\n"
+                         "1,the boat of picture 1,2\n")
+    with pytest.raises(ConversionError) as refused:
+        add_sentences(tmp_path / "out", sentences)
+    assert refused.value.problems == [
+        f"{sentences}: row 1 (image 2): image '2' is ambiguous: it names image 2 (10.jpg) by its id and image 3 "
+        f"(2.jpg) by its stem; give the image's file name as in {out['panoptic_json']}"]
+    report = add_sentences(tmp_path / "out", sentences, skip_problems=True)
+    assert report.sentences == 2 and report.skipped_sentences == 1
+    grounding = json.loads(out["grounding_json"].read_text())
+    assert sorted((a["image_id"], a["sentences"][0]["raw"]) for a in grounding["annotations"]) == [
+        (1, "the boat of picture 1"), (3, "the boat in 2.jpg")]
+
+
+def test_semantic_masks_refuse_a_category_on_the_ignore_index(tmp_path):
+    """A table row on the ignore index used to be voided silently: refused, naming the row and both fixes, even
+    with skip_problems (it is a setting, not a problem of one image); another ignore index converts it."""
+    _photo(tmp_path / "images" / "a.jpg")
+    _index_mask(tmp_path / "masks" / "a.png", _boat_mask(boat=255))
+    table = tmp_path / "table.csv"
+    table.write_text("index,name,isthing\n1,sea,stuff\n255,boat,thing\n")
+    for skip in (False, True):
+        with pytest.raises(ConversionError) as refused:
+            convert_semantic_masks(tmp_path / "images", tmp_path / "masks", table, tmp_path / "out",
+                                   skip_problems=skip)
+        assert refused.value.problems == [
+            f"{table}: row 2 (boat): index 255 is also the ignore index (ignore_index=255, CLI --ignore-index), whose "
+            f"pixels are unlabelled, so this category would silently vanish; renumber the category (in the table and "
+            f"its PNGs) or pick another ignore index (ignore_index=..., --ignore-index N)"]
+    assert not (tmp_path / "out" / "annotations").exists()
+    report = convert_semantic_masks(tmp_path / "images", tmp_path / "masks", table, tmp_path / "out", ignore_index=0)
+    assert (report.segments, report.things) == (2, 1)
+
+
+def test_coco_instances_refuse_a_stuff_category_on_the_stuff_ignore_index(tmp_path):
+    _photo(tmp_path / "images" / "a.jpg")
+    _index_mask(tmp_path / "stuff" / "a.png", np.zeros((48, 64)))  # all "sea", index 0
+    instances = _write_instances(tmp_path / "instances.json", [{"id": 1, "name": "boat"}],
+                                 [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": _box(0), "iscrowd": 0}])
+    table = [{"index": 0, "name": "sea", "isthing": "stuff"}]
+    with pytest.raises(ConversionError) as refused:
+        convert_coco_instances(instances, tmp_path / "images", tmp_path / "out", stuff_dir=tmp_path / "stuff",
+                               stuff_categories=table, stuff_ignore_index=0, skip_problems=True)
+    assert refused.value.problems[0].startswith(
+        "stuff_categories: row 1 (sea): index 0 is also the ignore index (stuff_ignore_index=0, CLI "
+        "--stuff-ignore-index)")
+    report = convert_coco_instances(instances, tmp_path / "images", tmp_path / "out", stuff_dir=tmp_path / "stuff",
+                                    stuff_categories=table)  # the default ignore index, 255
+    assert (report.segments, report.things) == (2, 1)
+
+
+@pytest.mark.parametrize("converter", ["semantic-masks", "instance-annotations"])
+def test_folder_converters_read_subfolders_and_upper_case_suffixes(tmp_path, converter):
+    """A Cityscapes-like tree (`images/aachen/*.jpg`, `masks/aachen/*.png`) used to convert only the top level and
+    report "skipped 0"; subfolders are kept in the file names, and `IMG_1.PNG` pairs with `IMG_1.jpg`."""
+    for name in ("aachen/a1", "bremen/b1", "IMG_1"):
+        _photo(tmp_path / "images" / f"{name}.jpg")
+    suffixes = {"aachen/a1": ".png", "bremen/b1": ".png", "IMG_1": ".PNG", "bonn/orphan": ".png"}
+    if converter == "semantic-masks":
+        for name, suffix in suffixes.items():
+            _index_mask(tmp_path / "labels" / f"{name}{suffix}", _boat_mask())
+        (tmp_path / "table.csv").write_text("index,name,isthing\n1,sea,stuff\n2,boat,thing\n")
+        convert = lambda **kw: convert_semantic_masks(tmp_path / "images", tmp_path / "labels",  # noqa: E731
+                                                      tmp_path / "table.csv", tmp_path / "out", **kw)
+    else:
+        for name, suffix in suffixes.items():
+            layers = np.zeros((48, 64, 3), np.uint8)
+            layers[..., 0] = _boat_mask()
+            layers[..., 1] = layers[..., 0] == 2
+            (tmp_path / "labels" / name).parent.mkdir(parents=True, exist_ok=True)
+            PIL.Image.fromarray(layers).save(tmp_path / "labels" / f"{name}{suffix}", format="PNG")
+        convert = lambda **kw: convert_instance_annotations(tmp_path / "images", tmp_path / "labels",  # noqa: E731
+                                                            {"sea": 1, "boat": 2}, tmp_path / "out",
+                                                            stuff_classes=["sea"], **kw)
+    with pytest.raises(ConversionError) as refused:
+        convert()
+    assert refused.value.problems == [
+        f"{tmp_path / 'labels' / 'bonn' / 'orphan.png'}: no image named bonn/orphan.* in {tmp_path / 'images'} "
+        f"({'mask' if converter == 'semantic-masks' else 'annotation'} skipped)"]
+    report = convert(skip_problems=True)
+    assert (report.images, report.segments, report.skipped_images) == (3, 6, 1)
+    out = coco_panoptic_paths(tmp_path / "out")["train"]
+    data = json.loads(out["panoptic_json"].read_text())
+    assert sorted(image["file_name"] for image in data["images"]) == ["IMG_1.jpg", "aachen/a1.jpg", "bremen/b1.jpg"]
+    assert sorted(a["file_name"] for a in data["annotations"]) == ["IMG_1.png", "aachen/a1.png", "bremen/b1.png"]
+    assert (out["semantic_dir"] / "aachen" / "a1.png").is_file()
+    assert validate_coco_panoptic(out["image_dir"], out["panoptic_dir"], out["panoptic_json"],
+                                  out["grounding_json"]) == []
+    rows = load_coco_panoptic(out["image_dir"], out["panoptic_dir"], out["panoptic_json"])
+    assert [sorted(s["area"] for s in row["segments"]) for row in rows] == [[200, 48 * 64 - 200]] * 3
+
+
+def test_coco_instances_keep_image_subfolders_and_their_stuff_maps(tmp_path):
+    for name in ("aachen/a.jpg", "bremen/a.jpg"):
+        _photo(tmp_path / "images" / name)
+        _index_mask(tmp_path / "stuff" / name.replace(".jpg", ".png"), np.ones((48, 64)))
+    images = [{"id": 1, "file_name": "aachen/a.jpg", "height": 48, "width": 64},
+              {"id": 2, "file_name": "bremen/a.jpg", "height": 48, "width": 64}]
+    instances = _write_instances(tmp_path / "instances.json", [{"id": 1, "name": "boat"}], [
+        {"id": n, "image_id": n, "category_id": 1, "segmentation": _box(n), "iscrowd": 0} for n in (1, 2)], images)
+    report = convert_coco_instances(instances, tmp_path / "images", tmp_path / "out", stuff_dir=tmp_path / "stuff",
+                                    stuff_categories=[{"index": 1, "name": "sea", "isthing": "stuff"}])
+    assert (report.images, report.segments) == (2, 4)
+    data = json.loads(coco_panoptic_paths(tmp_path / "out")["train"]["panoptic_json"].read_text())
+    assert [(i["file_name"], a["file_name"]) for i, a in zip(data["images"], data["annotations"])] == [
+        ("aachen/a.jpg", "aachen/a.png"), ("bremen/a.jpg", "bremen/a.png")]
+
+
+def test_coco_instances_iscrowd_values(tmp_path):
+    """`"iscrowd": "0"` used to become a crowd (int(bool("0"))). 0/1, true/false, 0.0/1.0 and the texts "0"/"1" are
+    read as they mean; anything else is a problem naming the annotation."""
+    _photo(tmp_path / "images" / "a.jpg")
+    given = ["0", True, 1.0, "1", 0, "yes", 2]
+    instances = _write_instances(tmp_path / "instances.json", [{"id": 1, "name": "boat"}], [
+        {"id": 10 + n, "image_id": 1, "category_id": 1, "segmentation": _box(n), "iscrowd": value}
+        for n, value in enumerate(given)])
+    with pytest.raises(ConversionError) as refused:
+        convert_coco_instances(instances, tmp_path / "images", tmp_path / "out")
+    assert refused.value.problems == [
+        f"{instances}: image 1 (a.jpg): annotation 15: `iscrowd` must be 0 or 1 (or true/false), got 'yes'",
+        f"{instances}: image 1 (a.jpg): annotation 16: `iscrowd` must be 0 or 1 (or true/false), got 2"]
+    report = convert_coco_instances(instances, tmp_path / "images", tmp_path / "out", skip_problems=True)
+    assert report.skipped_segments == 2
+    data = json.loads(coco_panoptic_paths(tmp_path / "out")["train"]["panoptic_json"].read_text())
+    crowds = {s["annotation_id"]: s["iscrowd"] for s in data["annotations"][0]["segments_info"]}
+    assert crowds == {10: 0, 11: 1, 12: 1, 13: 1, 14: 0}
+
+
+def test_coco_instances_renumber_category_ids_counted_from_zero(tmp_path, capsys):
+    """Label Studio numbers categories from 0 and Roboflow adds an unused supercategory 0: both used to be refused.
+    Ids become 1..K in id order, names kept, and the report (and the CLI) says what was renumbered; an unused
+    category stays in the label set, as in the other converters, and is named."""
+    _photo(tmp_path / "images" / "a.jpg")
+    label_studio = _write_instances(tmp_path / "label_studio.json", [{"id": 0, "name": "boat"},
+                                                                     {"id": 1, "name": "buoy"}], [
+        {"id": 0, "image_id": 1, "category_id": 0, "segmentation": _box(0), "iscrowd": 0},
+        {"id": 1, "image_id": 1, "category_id": 1, "segmentation": _box(1), "iscrowd": 0}])
+    report = convert_coco_instances(label_studio, tmp_path / "images", tmp_path / "ls")
+    assert report.notes == [f"{label_studio}: category ids renumbered 1..2 (COCO-panoptic ids must be positive; "
+                            f"names kept): 0 (boat) -> 1, 1 (buoy) -> 2"]
+    data = json.loads(coco_panoptic_paths(tmp_path / "ls")["train"]["panoptic_json"].read_text())
+    assert [(c["id"], c["name"]) for c in data["categories"]] == [(1, "boat"), (2, "buoy")]
+    assert {s["annotation_id"]: s["category_id"] for s in data["annotations"][0]["segments_info"]} == {0: 1, 1: 2}
+    roboflow = _write_instances(tmp_path / "roboflow.json", [
+        {"id": 0, "name": "boats-xyz", "supercategory": "none"},
+        {"id": 1, "name": "boat", "supercategory": "boats-xyz"}],
+        [{"id": 0, "image_id": 1, "category_id": 1, "segmentation": _box(0), "iscrowd": 0}])
+    assert main(["coco-instances", str(roboflow), str(tmp_path / "images"), str(tmp_path / "rf")]) == 0
+    output = capsys.readouterr().out.splitlines()
+    assert output[:2] == [
+        f"note: {roboflow}: category ids renumbered 1..2 (COCO-panoptic ids must be positive; names kept): "
+        f"0 (boats-xyz) -> 1, 1 (boat) -> 2",
+        f"note: {roboflow}: 1 category used by no annotation, kept in the label set (remove them from the JSON to "
+        f"leave them out, such as Roboflow's supercategory): 0 (boats-xyz)"]
+    data = json.loads(coco_panoptic_paths(tmp_path / "rf")["train"]["panoptic_json"].read_text())
+    assert [s["category_id"] for s in data["annotations"][0]["segments_info"]] == [2]
+
+
+def test_coco_instances_float_sizes_and_hex_colours(tmp_path):
+    """Sizes written as 48.0 used to crash with a TypeError and `"color": "#ff0000"` with `invalid literal for
+    int()`: both are read; a size or colour that is neither is a problem naming the image or the category."""
+    _photo(tmp_path / "images" / "a.jpg")
+    _photo(tmp_path / "images" / "b.jpg")
+    images = [{"id": 1, "file_name": "a.jpg", "height": 48.0, "width": 64.0},
+              {"id": 2, "file_name": "b.jpg", "height": 48.5, "width": 64}]
+    annotations = [{"id": n, "image_id": n, "category_id": 1, "segmentation": _box(0), "iscrowd": 0} for n in (1, 2)]
+    categories = [{"id": 1, "name": "boat", "color": "#ff0000"}, {"id": 2, "name": "buoy", "color": "#ff00"}]
+    instances = _write_instances(tmp_path / "instances.json", categories, annotations, images)
+    with pytest.raises(ConversionError) as refused:
+        convert_coco_instances(instances, tmp_path / "images", tmp_path / "out")
+    assert refused.value.problems == [
+        f"{instances}: category 2 (buoy): `color` must be three integers in 0..255 ([r, g, b], 'r g b' or "
+        f"'#rrggbb'), got '#ff00'",
+        f"{instances}: image 2 (b.jpg): `height` and `width` must be positive whole numbers (or both left out, to "
+        f"take the image file's), got 48.5 x 64 (skipped)"]
+    report = convert_coco_instances(instances, tmp_path / "images", tmp_path / "out", skip_problems=True)
+    assert (report.images, report.segments, report.skipped_images, report.skipped_segments) == (1, 1, 1, 1)
+    data = json.loads(coco_panoptic_paths(tmp_path / "out")["train"]["panoptic_json"].read_text())
+    assert data["categories"] == [{"id": 1, "name": "boat", "supercategory": "thing", "isthing": 1,
+                                   "color": [255, 0, 0]}]
+    assert (data["images"][0]["height"], data["images"][0]["width"]) == (48, 64)
+
+
+def test_converters_take_sizes_upright_by_exif_orientation(tmp_path):
+    """A phone photo stored 64 x 48 (W x H) with EXIF orientation 6 is 48 x 64 upright, as labelling tools show it
+    and the loader reads it (`read_annotated_image`): annotations of either size are converted; any other size is
+    refused naming both."""
+    _photo(tmp_path / "images" / "a.jpg", width=64, height=48, orientation=6)
+    polygon = [[4, 40, 20, 40, 20, 60, 4, 60]]  # lies only on the upright picture (y up to 60 of 64)
+    upright = {"id": 1, "file_name": "a.jpg", "height": 64, "width": 48}
+    annotation = {"id": 1, "image_id": 1, "category_id": 1, "segmentation": polygon, "iscrowd": 0}
+    instances = _write_instances(tmp_path / "instances.json", [{"id": 1, "name": "boat"}], [annotation], [upright])
+    convert_coco_instances(instances, tmp_path / "images", tmp_path / "coco")
+    out = coco_panoptic_paths(tmp_path / "coco")["train"]
+    row = load_coco_panoptic(out["image_dir"], out["panoptic_dir"], out["panoptic_json"])[0]
+    assert (row["height"], row["width"]) == (64, 48)
+    left_out = _write_instances(tmp_path / "no_size.json", [{"id": 1, "name": "boat"}], [annotation],
+                                [{"id": 1, "file_name": "a.jpg"}])
+    convert_coco_instances(left_out, tmp_path / "images", tmp_path / "coco", overwrite=True)
+    assert json.loads(out["panoptic_json"].read_text())["images"][0] | {"id": 1} == upright
+    wrong = _write_instances(tmp_path / "wrong.json", [{"id": 1, "name": "boat"}], [annotation],
+                             [upright | {"height": 60}])
+    with pytest.raises(ConversionError, match=r"size 48 x 64 \(64 x 48 upright by its EXIF orientation\) \(H x W\) "
+                                              r"differs from the JSON's height x width 60 x 48"):
+        convert_coco_instances(wrong, tmp_path / "images", tmp_path / "wrong")
+    _index_mask(tmp_path / "masks" / "a.png", _boat_mask(height=64, width=48))
+    (tmp_path / "table.csv").write_text("index,name,isthing\n1,sea,stuff\n2,boat,thing\n")
+    report = convert_semantic_masks(tmp_path / "images", tmp_path / "masks", tmp_path / "table.csv",
+                                    tmp_path / "semantic")
+    assert report.images == 1

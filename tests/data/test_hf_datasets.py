@@ -15,7 +15,13 @@ import torch
 from transformers import TrainingArguments
 
 from seem_hf import DetrPanopticImageProcessor
-from seem_hf.data import SHAPES_VOCABULARY, load_coco_panoptic, make_shapes_dataset, panoptic_targets
+from seem_hf.data import (
+    SHAPES_VOCABULARY,
+    LargeScaleJitter,
+    load_coco_panoptic,
+    make_shapes_dataset,
+    panoptic_targets,
+)
 from seem_hf.data.coco_panoptic import semantic_map
 from seem_hf.data.hf_datasets import detect_layout, for_the_hub, load_training_splits
 from seem_hf.testing import FIXTURES
@@ -210,3 +216,208 @@ def test_a_dataset_fitting_no_layout_is_refused_with_its_columns_and_the_layouts
     with pytest.raises(ValueError, match="keep one"):
         training_datasets(DataArguments(dataset_name=str(tmp_path / "odd"), data_dir=str(tmp_path)),
                           _arguments(tmp_path))
+
+
+def _semantic_dataset(labels: list[np.ndarray], **columns) -> datasets.Dataset:
+    images = [PIL.Image.new("RGB", label.shape[:2][::-1]) for label in labels]
+    data = datasets.Dataset.from_dict({"image": images, **columns,
+                                       "annotation" if labels[0].ndim == 3 else "label": [
+                                           PIL.Image.fromarray(label) for label in labels]})
+    for column in ("image", "annotation", "label"):
+        if column in data.column_names:
+            data = data.cast_column(column, datasets.Image())
+    return data
+
+
+def test_a_panoptic_evaluation_split_is_read_in_the_training_labels_by_name(tmp_path):
+    """A validation split whose stored categories come in another order is relabelled by name; one with a class the
+    training split lacks is refused before training, naming both splits and the class."""
+    loaded = _splits(tmp_path / "shapes")
+    categories = json.loads(loaded["val"].info.description)["categories"]
+    reordered = list(reversed(categories))
+    relabel = {old: new for new, old in enumerate(range(len(categories) - 1, -1, -1))}
+
+    def with_categories(dataset, categories, relabel):
+        segments = [[{**segment, "label": relabel[segment["label"]]} for segment in row] for row in dataset["segments"]]
+        changed = dataset.remove_columns("segments").add_column("segments", segments,
+                                                                  feature=dataset.features["segments"])
+        changed.info.description = json.dumps({"categories": categories})
+        return changed
+
+    val = with_categories(loaded["val"], [{**c, "id": i + 1} for i, c in enumerate(reordered)], relabel)
+    datasets.DatasetDict({"train": loaded["train"], "validation": val}).save_to_disk(tmp_path / "reordered")
+    splits = load_training_splits(str(tmp_path / "reordered"))
+    assert [s["label"] for s in splits.evaluation[0]["segments"]] == [s["label"] for s in loaded["val"][0]["segments"]]
+    extra = with_categories(loaded["val"], categories + [{**categories[0], "id": 99, "name": "truck"}],
+                            dict(enumerate(range(len(categories)))))
+    datasets.DatasetDict({"train": loaded["train"], "validation": extra}).save_to_disk(tmp_path / "extra")
+    with pytest.raises(ValueError, match=r"split 'validation' has category \['truck'\] that split 'train' lacks"):
+        load_training_splits(str(tmp_path / "extra"))
+
+
+def test_panoptic_rows_are_checked_against_their_png(tmp_path):
+    """A label past the label names, PNG pixels of an unlisted segment and a listed segment without pixels are
+    errors naming the split, the row and the segment (not a crash in the loss, nor silently void or dropped)."""
+    from seem_hf.data import id2rgb
+
+    ids = np.ones((32, 32), np.int64)
+    ids[4:12, 4:12] = 2
+    row = {"image": PIL.Image.new("RGB", (32, 32)), "panoptic": PIL.Image.fromarray(id2rgb(ids)), "image_id": 1,
+           "height": 32, "width": 32}
+
+    def segment(segment_id, label):
+        return {"id": segment_id, "category_id": label + 1, "label": label, "isthing": label == 1, "iscrowd": False,
+                "bbox": [0.0, 0.0, 1.0, 1.0], "area": 1}
+
+    cases = {"label": ([segment(1, 0), segment(2, 7)], r"row 0: segment 2 has label 7, but the split has 2 labels"),
+             "unlisted": ([segment(1, 0)], r"row 0: the PNG in column 'panoptic' has segment id\(s\) 2 \(64 pixels\)"),
+             "empty": ([segment(1, 0), segment(2, 1), segment(5, 1)], r"row 0: `segments` lists id\(s\) \[5\] that "
+                                                                       "have no pixels")}
+    for case, (segments, message) in cases.items():
+        datasets.Dataset.from_list([{**row, "segments": segments}]).save_to_disk(tmp_path / case)
+        (tmp_path / case / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+        rows = load_training_splits(str(tmp_path / case), evaluate_on=None).train
+        with pytest.raises(ValueError, match=message):
+            rows[0]
+
+
+def test_only_the_annotation_s_class_label_names_pixels(tmp_path):
+    """A ClassLabel of another column (a scene category) names no label; id2label.json wins over the annotation's
+    own ClassLabel, and the run's description says where the names came from."""
+    label = np.zeros((16, 16), np.uint8)
+    label[:8] = 1
+    data = _semantic_dataset([label, label], scene=[0, 1]).cast_column(
+        "scene", datasets.ClassLabel(names=["airport", "bathroom", "kitchen"]))
+    data.save_to_disk(tmp_path / "scenes")
+    (tmp_path / "scenes" / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+    splits = load_training_splits(str(tmp_path / "scenes"), evaluate_on=None)
+    assert splits.vocabulary.id2label == {0: "sea", 1: "boat"} and "from id2label.json" in splits.describe()
+    data.save_to_disk(tmp_path / "unnamed")
+    with pytest.raises(ValueError, match="no label names"):
+        load_training_splits(str(tmp_path / "unnamed"), evaluate_on=None)
+    named = datasets.Dataset.from_dict({"image": data["image"], "label": [label.tolist()] * 2}).cast_column(
+        "image", datasets.Image()).cast_column("label", datasets.Sequence(datasets.Sequence(
+            datasets.ClassLabel(names=["water", "ship"]))))
+    named.save_to_disk(tmp_path / "named")
+    splits = load_training_splits(str(tmp_path / "named"), evaluate_on=None)
+    assert splits.vocabulary.id2label == {0: "water", 1: "ship"} and "ClassLabel of column 'label'" in splits.describe()
+
+
+def test_the_layout_is_read_from_the_data(tmp_path):
+    """A 2-D map in a column named `annotation` (ADE20K's layout) is semantic; transformers' 3-channel instance
+    annotation in a column named `label` is instance; --dataset_layout forces one; the errors name it."""
+    semantic = np.zeros((16, 16), np.uint8)
+    semantic[:8] = 1
+    instance = np.zeros((16, 16, 3), np.uint8)
+    instance[:8, :, 0], instance[:8, :8, 1] = 1, 1
+    assert detect_layout(["image", "annotation"], first_annotation=PIL.Image.fromarray(semantic)).name == "semantic"
+    assert detect_layout(["image", "annotation"], annotation_column="annotation",
+                         first_annotation=semantic).name == "semantic"
+    assert detect_layout(["image", "label"], first_annotation=PIL.Image.fromarray(instance)).name == "instance"
+    assert detect_layout(["image", "label"], first_annotation=np.zeros((4, 4, 3), np.uint8)).name == "semantic"
+    assert detect_layout(["image", "annotation"], layout="semantic").name == "semantic"
+    data = datasets.Dataset.from_dict({"image": [PIL.Image.new("RGB", (16, 16))], "annotation": [
+        PIL.Image.fromarray(semantic)]}).cast_column("image", datasets.Image()).cast_column("annotation",
+                                                                                          datasets.Image())
+    data.save_to_disk(tmp_path / "ade")
+    (tmp_path / "ade" / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+    splits = load_training_splits(str(tmp_path / "ade"), evaluate_on=None)
+    assert splits.layout.name == "semantic" and [s["area"] for s in splits.train[0]["segments"]] == [128, 128]
+    forced = load_training_splits(str(tmp_path / "ade"), evaluate_on=None, layout="instance")
+    with pytest.raises(ValueError, match="the semantic layout: pass --dataset_layout semantic"):
+        forced.train[0]
+
+
+def test_instance_class_names_are_the_union_of_every_row_s(tmp_path):
+    """semantic_class_to_id naming other classes in later rows: every class counts; one name with two ids is
+    refused naming the rows; an evaluation split with a class the training split lacks is refused before training."""
+    def annotation(class_id):
+        values = np.zeros((16, 16, 3), np.uint8)
+        values[..., 0] = 1
+        values[4:8, 4:8, 0], values[4:8, 4:8, 1] = class_id, 1
+        return values
+
+    train = _semantic_dataset([annotation(2), annotation(3)], semantic_class_to_id=[
+        {"road": 1, "car": 2}, {"road": 1, "bike": 3}])
+    datasets.DatasetDict({"train": train, "validation": train}).save_to_disk(tmp_path / "union")
+    splits = load_training_splits(str(tmp_path / "union"))
+    assert splits.vocabulary.id2label == {0: "road", 1: "car", 2: "bike"}
+    assert [s["label"] for s in splits.train[1]["segments"]] == [0, 2]
+    conflict = _semantic_dataset([annotation(2), annotation(2)], semantic_class_to_id=[
+        {"road": 1, "car": 2}, {"road": 1, "car": 3}])
+    conflict.save_to_disk(tmp_path / "conflict")
+    with pytest.raises(ValueError, match=r"gives class 'car' different ids in different rows \(2 in row 0, 3 in row 1"):
+        load_training_splits(str(tmp_path / "conflict"), evaluate_on=None)
+    other = _semantic_dataset([annotation(4)], semantic_class_to_id=[{"road": 1, "truck": 4}])
+    datasets.DatasetDict({"train": train, "validation": other}).save_to_disk(tmp_path / "extra")
+    with pytest.raises(ValueError, match=r"split 'validation' has classes \['truck'\] .* that split 'train' lacks"):
+        load_training_splits(str(tmp_path / "extra"))
+
+
+def test_text_image_ids_get_a_stable_integer_and_are_kept(tmp_path):
+    label = np.zeros((16, 16), np.uint8)
+    _semantic_dataset([label, label], image_id=["a.jpg", "7"]).save_to_disk(tmp_path / "named")
+    (tmp_path / "named" / "id2label.json").write_text(json.dumps({"0": "sea"}))
+    rows = load_training_splits(str(tmp_path / "named"), evaluate_on=None).train
+    first = rows[0]
+    assert first["image_name"] == "a.jpg" and first["image_id"] >= 0 and first["image_id"] == rows[0]["image_id"]
+    assert rows[1]["image_id"] == 7 and "image_name" not in rows[1]
+
+
+def test_datasets_rows_follow_the_stored_pixels_where_both_orientations_fit(tmp_path):
+    """A square image turned by its EXIF orientation with a label map made on its stored pixels (as the academic
+    datasets on the Hub are): datasets would decode it upright; the rows read it as stored."""
+    import io
+
+    from seem_hf.data.transforms import augment_panoptic_row
+
+    pixels = np.zeros((64, 64, 3), np.uint8)
+    pixels[:, :32] = (255, 0, 0)
+    label = np.zeros((64, 64), np.uint8)
+    label[:, :32] = 1
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6
+    encoded = io.BytesIO()
+    PIL.Image.fromarray(pixels).save(encoded, format="PNG", exif=exif)
+    data = datasets.Dataset.from_dict({"image": [{"bytes": encoded.getvalue(), "path": None}],
+                                       "label": [PIL.Image.fromarray(label)]})
+    data.cast_column("image", datasets.Image()).cast_column("label", datasets.Image()).save_to_disk(tmp_path / "d")
+    (tmp_path / "d" / "id2label.json").write_text(json.dumps({"0": "blue", "1": "red"}))
+    row = load_training_splits(str(tmp_path / "d"), evaluate_on=None).train[0]
+    item = augment_panoptic_row(row, LargeScaleJitter(64, 1.0, 1.0, 0.0), 0, 0)
+    red = item["masks"][list(item["labels"]).index(1)]
+    assert (item["image"][red][:, 0] == 255).all()
+
+
+def test_a_folder_s_val_categories_are_read_in_the_training_labels_by_name(tmp_path):
+    """--data_dir: a val JSON listing the training classes under other ids trains with the training labels; a class
+    the training JSON lacks, or a thing that is stuff in training, is refused naming both files."""
+    paths = make_shapes_dataset(tmp_path / "shapes", num_train=2, num_val=2, image_size=64, seed=0)
+    val_json = paths["val"]["panoptic_json"]
+    original = json.loads(val_json.read_text())
+    expected = [[s["label"] for s in row["segments"]] for row in load_coco_panoptic(
+        paths["val"]["image_dir"], paths["val"]["panoptic_dir"], val_json)]
+    count = len(original["categories"])
+    swapped = json.loads(json.dumps(original))
+    for category in swapped["categories"]:
+        category["id"] = count + 1 - category["id"]
+    for annotation in swapped["annotations"]:
+        for segment in annotation["segments_info"]:
+            segment["category_id"] = count + 1 - segment["category_id"]
+    val_json.write_text(json.dumps(swapped))
+    paths["val"]["grounding_json"].unlink()  # its category ids would need the same swap
+    arguments = _arguments(tmp_path, eval_strategy="steps")
+    _, evaluation, vocabulary = training_datasets(DataArguments(data_dir=str(tmp_path / "shapes"), image_size=64),
+                                                  arguments)
+    assert vocabulary.id2label == SHAPES_VOCABULARY.id2label
+    assert [[s["label"] for s in row["segments"]] for row in evaluation.dataset] == expected
+    renamed = json.loads(json.dumps(original))
+    renamed["categories"][0]["name"] = "truck"
+    flipped = json.loads(json.dumps(original))
+    flipped["categories"][0]["isthing"] = 1 - flipped["categories"][0]["isthing"]
+    for changed, message in ((renamed, r"has category \['truck'\] that the training split \(.*panoptic_train.json\) "
+                                       "lacks"),
+                             (flipped, f"{NAMES[0]!r} is (a thing|stuff) in .*panoptic_val.json but")):
+        val_json.write_text(json.dumps(changed))
+        with pytest.raises(ValueError, match=message):
+            training_datasets(DataArguments(data_dir=str(tmp_path / "shapes"), image_size=64), arguments)

@@ -120,3 +120,40 @@ def test_one_process_trains_and_evaluates_from_the_stream(shards, tmp_path):
          *_tiny("finetune_lseg"), "--max_steps", "2", "--eval_steps", "2"])
     assert "eval_miou" in metrics
     assert "(streamed)" in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_a_truncated_shard_is_named(shards, tmp_path):
+    import shutil
+
+    copy = tmp_path / "hub"
+    shutil.copytree(shards, copy)
+    shard = copy / "data" / f"train-00001-of-{SHARDS:05d}.parquet"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"split 'train': cannot read .*train-00001-of-00004.parquet .*write it again"):
+        load_streaming_splits(str(copy))
+
+
+def test_a_streamed_instance_split_names_a_class_its_first_rows_lack(tmp_path, monkeypatch):
+    """The instance layout's label names come from the union of the first HEAD_ROWS rows' semantic_class_to_id; a
+    later row whose pixels use a class none of them names is refused naming it and HEAD_ROWS."""
+    import PIL.Image
+
+    from seem_hf.data import streaming
+
+    def annotation(class_id):
+        values = np.zeros((16, 16, 3), np.uint8)
+        values[..., 0] = 1
+        values[4:8, 4:8, 0], values[4:8, 4:8, 1] = class_id, 1
+        return PIL.Image.fromarray(values)
+
+    rows = datasets.Dataset.from_dict({
+        "image": [PIL.Image.new("RGB", (16, 16))] * 3, "annotation": [annotation(2), annotation(3), annotation(4)],
+        "semantic_class_to_id": [{"road": 1, "car": 2}, {"road": 1, "bike": 3}, {"road": 1, "truck": 4}],
+    }).cast_column("image", datasets.Image()).cast_column("annotation", datasets.Image())
+    rows.to_parquet(tmp_path / "data" / "train.parquet")
+    monkeypatch.setattr(streaming, "HEAD_ROWS", 2)
+    splits = load_streaming_splits(str(tmp_path), evaluate_on=None)
+    assert splits.vocabulary.id2label == {0: "road", 1: "car", 2: "bike"} and "first 2 rows" in splits.describe()
+    stream = StreamedPanopticDataset(splits.train, LargeScaleJitter(64, 1.0, 1.0))
+    with pytest.raises(ValueError, match=r"row 2: this row's semantic_class_to_id names classes 'truck' \(id 4\)"):
+        list(itertools.islice(iter(stream), 3))

@@ -129,3 +129,76 @@ def test_training_image_of_another_size_is_named(tmp_path):
 
     with pytest.raises(ValueError, match=r"is 40x64 \(width x height\) but its annotation is 64x64"):
         read_annotated_image(PIL.Image.new("RGB", (40, 64)), 64, 64)  # rows that skip validation (`datasets`)
+
+
+def test_any_integer_image_id_seeds_the_augmentation():
+    """Negative ids (and ids past 2**63) draw as any other, the same each time; distinct ids draw differently."""
+    import PIL.Image
+
+    from seem_hf.data import id2rgb
+    from seem_hf.data.transforms import augment_panoptic_row
+
+    ids = np.ones((64, 64), np.int64)
+    ids[10:30, 10:40] = 2
+    row = {"image": PIL.Image.new("RGB", (64, 64)), "panoptic": PIL.Image.fromarray(id2rgb(ids)), "groundings": [],
+           "segments": [{"id": 1, "label": 0, "isthing": False, "iscrowd": False, "bbox": [0, 0, 64, 64]},
+                        {"id": 2, "label": 1, "isthing": True, "iscrowd": False, "bbox": [10, 10, 30, 20]}]}
+    jitter = LargeScaleJitter(64, 0.5, 2.0)
+    draws = {image_id: augment_panoptic_row({**row, "image_id": image_id}, jitter, -3, 0)["masks"]
+             for image_id in (-1, 1, 2**64 - 1, 2**70)}
+    again = augment_panoptic_row({**row, "image_id": -1}, jitter, -3, 0)["masks"]
+    assert (again == draws[-1]).all()
+    assert len({(masks.shape, masks.tobytes()) for masks in draws.values()}) > 1
+
+
+def test_a_folder_annotation_on_the_stored_pixels_of_a_turned_photo(tmp_path):
+    """A phone photo whose EXIF orientation turns it by 90 degrees, annotated on its stored pixels (COCO's own
+    convention): datasets decodes it upright, the augmentation reads it as stored since only that fits."""
+    import json
+
+    import PIL.Image
+
+    from seem_hf.data import AugmentedPanopticDataset, id2rgb, load_coco_panoptic
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "png").mkdir()
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6
+    pixels = np.zeros((64, 96, 3), np.uint8)
+    pixels[:, :48] = (255, 0, 0)
+    PIL.Image.fromarray(pixels).save(tmp_path / "images" / "a.png", exif=exif)
+    ids = np.ones((64, 96), np.int64)
+    ids[:, :48] = 2
+    PIL.Image.fromarray(id2rgb(ids)).save(tmp_path / "png" / "a.png")
+    segments = [{"id": 1, "category_id": 1, "area": 64 * 48, "bbox": [48, 0, 48, 64], "iscrowd": 0},
+                {"id": 2, "category_id": 2, "area": 64 * 48, "bbox": [0, 0, 48, 64], "iscrowd": 0}]
+    (tmp_path / "panoptic.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "height": 64, "width": 96}],
+        "annotations": [{"image_id": 1, "file_name": "a.png", "segments_info": segments}],
+        "categories": [{"id": 1, "name": "sea", "isthing": 0, "color": [0, 0, 255]},
+                       {"id": 2, "name": "boat", "isthing": 1, "color": [255, 0, 0]}]}))
+    dataset = load_coco_panoptic(tmp_path / "images", tmp_path / "png", tmp_path / "panoptic.json")
+    item = AugmentedPanopticDataset(dataset, LargeScaleJitter(96, 1.0, 1.0, flip_probability=0.0))[0]
+    boat = item["masks"][list(item["labels"]).index(1)]
+    assert (item["image"][boat][:, 0] > 200).all()
+
+
+def test_both_orientations_fit_the_rule_decides():
+    import io
+
+    import PIL.Image
+
+    from seem_hf.image_utils import read_annotated_image
+
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    pixels[:, :4] = 255
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(pixels).save(buffer, format="PNG", exif=exif)
+    turned = PIL.Image.open(buffer)
+    np.testing.assert_array_equal(read_annotated_image(turned, 8, 8, "stored"), pixels)
+    upright = read_annotated_image(turned, 8, 8)
+    assert (upright[:4] == 255).all() or (upright[4:] == 255).all()  # turned: the white half is now a row half
+    with pytest.raises(ValueError, match="both_fit is 'upright' or 'stored'"):
+        read_annotated_image(turned, 8, 8, "guess")

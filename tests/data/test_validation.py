@@ -182,6 +182,46 @@ def test_sizes_encoding_area_and_box_against_the_files(dataset):
     assert not [line for line in problems if "mode I;16" in line]
 
 
+def test_jpeg_data_in_a_png_file_is_named_as_lossy(dataset):
+    """JPEG data saved under a `.png` name used to be reported as stray segment ids, with no hint."""
+    paths, panoptic, grounding, save = dataset
+    png = paths["panoptic_dir"] / "000002.png"
+    PIL.Image.open(png).convert("RGB").save(png, format="JPEG", quality=90)
+    problems = _refused(paths, "000002.png: image 2: panoptic PNG holds JPEG data, not PNG (lossy",
+                        "write the id map (segment id = R + 256 G + 256^2 B) as a lossless PNG")
+    assert not [line for line in problems if "not in segments_info" in line], problems
+
+
+def test_palette_panoptic_png_is_read_by_its_colours(dataset):
+    """An RGB panoptic PNG that an optimiser saved with a palette is the same id map: the validator reads it by its
+    colours, as the loader's convert("RGB") does, and the rows are unchanged. A one-channel label map is refused
+    with the way to convert it."""
+    paths, panoptic, grounding, save = dataset
+    arguments = [paths[key] for key in ("image_dir", "panoptic_dir", "panoptic_json", "grounding_json")]
+    before = [row["segments"] for row in load_coco_panoptic(*arguments)]
+    png = paths["panoptic_dir"] / "000001.png"
+    original = np.asarray(PIL.Image.open(png))
+    PIL.Image.open(png).quantize(colors=256, method=PIL.Image.Quantize.MAXCOVERAGE).save(png)
+    assert PIL.Image.open(png).mode == "P"
+    assert np.array_equal(np.asarray(PIL.Image.open(png).convert("RGB")), original)  # few colours: lossless
+    assert validate_coco_panoptic(*arguments) == []
+    assert [row["segments"] for row in load_coco_panoptic(*arguments)] == before
+    PIL.Image.fromarray(np.zeros((64, 64), np.uint8)).save(png)
+    _refused(paths, "000001.png: image 1: panoptic PNG must be RGB", "python -m seem_hf.data.convert semantic-masks")
+
+
+def test_negative_image_id_is_refused(dataset):
+    """Augmentation seeds numpy with [seed, image_id, epoch]: a negative id used to pass and fail inside training."""
+    paths, panoptic, grounding, save = dataset
+    panoptic["images"][1]["id"] = panoptic["annotations"][1]["image_id"] = -2
+    for annotation in grounding["annotations"]:
+        if annotation["image_id"] == 2:
+            annotation["image_id"] = -2
+    save()
+    _refused(paths, "image -2 (000002.jpg): `id` must be a non-negative integer (it seeds the image's "
+             "augmentation), got -2; renumber the images")
+
+
 def test_box_conventions_within_one_pixel_pass(dataset):
     """COCO writes w = x_max - x_min + 1; other tools x_max - x_min. Both are accepted (BBOX_TOLERANCE)."""
     paths, panoptic, grounding, save = dataset

@@ -3,8 +3,10 @@ images took ~45 minutes to validate on 2 cores), unless one of its files changed
 
 from __future__ import annotations
 
+import json
 import os
 
+import numpy as np
 import PIL.Image
 import pytest
 
@@ -64,4 +66,27 @@ def test_the_fingerprint_follows_the_files_and_the_cache_can_be_off(monkeypatch,
     monkeypatch.setenv(VALIDATION_CACHE_ENV, "off")
     _load(paths)
     _load(paths)
+    assert len(counted) == 2
+
+
+def test_editing_a_png_in_a_subfolder_invalidates_the_cache(counted, tmp_path):
+    """`city/1.png` is a legal file name: an edit there is an edit of the dataset, so the pass is not reused and the
+    broken PNG is reported (the fingerprint used to list only the folders' top-level files)."""
+    paths = make_shapes_dataset(tmp_path / "shapes", num_train=2, num_val=0, image_size=64)["train"]
+    data = json.loads(paths["panoptic_json"].read_text())
+    for folder, entries in ((paths["image_dir"], data["images"]), (paths["panoptic_dir"], data["annotations"])):
+        (folder / "city").mkdir()
+        for entry in entries:
+            (folder / entry["file_name"]).rename(folder / "city" / entry["file_name"])
+            entry["file_name"] = f"city/{entry['file_name']}"
+    paths["panoptic_json"].write_text(json.dumps(data))
+    _load(paths)
+    _load(paths)
+    assert len(counted) == 1
+    png = paths["panoptic_dir"] / data["annotations"][0]["file_name"]
+    ids = np.asarray(PIL.Image.open(png)).copy()
+    ids[:8, :8] = (7, 0, 0)  # a segment the JSON does not list
+    PIL.Image.fromarray(ids).save(png)
+    with pytest.raises(ValueError, match="city/.*segment 7"):
+        _load(paths)
     assert len(counted) == 2
