@@ -26,6 +26,7 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from transformers.utils import ModelOutput
 
 from seem_hf.image_utils import read_image
+from seem_hf.postprocessing import check_threshold, check_top_k
 from seem_hf.processing_utils import check_label_set
 
 SUBTASKS = (None, "panoptic", "instance", "semantic")
@@ -47,8 +48,13 @@ def _images_argument(inputs):
 
 
 def _check_fraction(name: str, value) -> None:
-    if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}.")
+    """Post-processing's rule (`check_threshold`: numpy and one-element tensor scalars are numbers too), with
+    the pipeline's error type."""
+    if value is not None:
+        try:
+            check_threshold(name, value)
+        except TypeError as error:
+            raise ValueError(str(error)) from None
 
 
 def _check_padding(padding) -> bool:
@@ -301,6 +307,12 @@ class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipel
             raise ValueError(f"subtask must be one of {SUBTASKS}, got {kwargs['subtask']!r}.")
         for name in ("threshold", "mask_threshold", "overlap_mask_area_threshold"):
             _check_fraction(name, kwargs.get(name))
+        if "label_ids_to_fuse" in kwargs:  # transformers' pipeline would drop it without a word
+            raise ValueError(
+                "label_ids_to_fuse is not an argument of the pipeline: its panoptic results fuse the stuff labels of "
+                "the processor (the labels not in thing_label_ids). To fuse other labels, run the model and call "
+                "processor.post_process_panoptic_segmentation(outputs, label_ids_to_fuse=[...])."
+            )
         padding = kwargs.pop("padding", None)
         preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)
         if padding is not None:
@@ -454,8 +466,11 @@ class ReferringSegmentationPipeline(_ImageBatchingMixin, Pipeline):
                              **kwargs):
         if kwargs:
             raise ValueError(f"Unknown arguments for referring segmentation: {sorted(kwargs)}.")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be a whole number of at least 1, got {top_k!r}.")
+        if top_k is not None:
+            try:
+                top_k = check_top_k(top_k)
+            except TypeError as error:
+                raise ValueError(str(error)) from None
         _check_fraction("mask_threshold", mask_threshold)
         if sentences is not None:
             if isinstance(sentences, str):

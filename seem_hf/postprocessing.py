@@ -78,6 +78,30 @@ def check_top_k(top_k) -> int:
     return int(top_k)
 
 
+def check_label_ids(label_ids, num_labels: int, name: str = "label_ids_to_fuse") -> set[int]:
+    """`label_ids` (an iterable of whole numbers, such as `label_ids_to_fuse`) as a set of ints, or an error naming
+    the argument unless every id is a label of the model's `num_labels` (0 to num_labels - 1)."""
+    if label_ids is None:
+        return set()
+    if isinstance(label_ids, (str, bytes)) or not isinstance(label_ids, Iterable):
+        raise TypeError(f"{name} takes a list of label ids (whole numbers), got {label_ids!r}; for label names, "
+                        "look their ids up in id2label.")
+    if isinstance(label_ids, torch.Tensor):
+        label_ids = label_ids.flatten().tolist()
+    ids = set()
+    for label in label_ids:
+        if isinstance(label, torch.Tensor) and label.numel() == 1:
+            label = label.item()
+        if isinstance(label, bool) or not isinstance(label, numbers.Integral):
+            raise TypeError(f"{name} takes label ids (whole numbers), got {label!r} in {label_ids!r}; for label "
+                            "names, look their ids up in id2label.")
+        if not 0 <= label < num_labels:
+            raise ValueError(f"{name} has {label}, which is not a label id of these outputs: ids are 0 to "
+                             f"{num_labels - 1} ({num_labels} labels).")
+        ids.add(int(label))
+    return ids
+
+
 def check_sizes(sizes, batch: int, name: str = "target_sizes") -> None:
     """One positive (height, width) per image, or an error naming the argument `name`."""
     if sizes is None:
@@ -94,6 +118,35 @@ def check_sizes(sizes, batch: int, name: str = "target_sizes") -> None:
         height, width = (int(v) for v in size)
         if height <= 0 or width <= 0:
             raise ValueError(f"Target sizes must be positive (height, width): {name} has {tuple(size)}.")
+
+
+def check_orientation(target_sizes, read_sizes, slack: int = 1, first_index: int = 0) -> None:
+    """A `ValueError` when a target size is the transpose of the size the model read the image at: (width, height)
+    instead of (height, width), most often PIL's `image.size[::-1]` of a photo with an EXIF orientation, which the
+    processors turn upright (PIL's `size` is the size as stored). `read_sizes` are each image's (height, width) as
+    the model read it (after resizing, so only the aspect ratio is compared); `slack` is how many pixels each side
+    may be off by the processor's rounding (32 where sides are rounded to multiples of 32). A target is refused
+    only when its aspect ratio fits the transpose and not the image, so a square-ish image, whose two aspect ratios
+    rounding cannot tell apart, is never refused. `first_index` numbers the images in the
+    error when the sizes are a slice of a batch."""
+    if target_sizes is None or read_sizes is None:
+        return
+    for index, (target, read) in enumerate(zip(target_sizes, read_sizes), start=first_index):
+        (height, width), (read_height, read_width) = (tuple(int(v) for v in size) for size in (target, read))
+        if min(height, width, read_height, read_width) <= 0:
+            continue
+        aspect, read_aspect = np.log(height / width), np.log(read_height / read_width)
+        # how far rounding can move the log aspect ratio: each side of the read size off by `slack`, of the
+        # target by 1 pixel, and 2% for resizing conventions
+        tolerance = 0.02 + slack / read_height + slack / read_width + 1 / height + 1 / width
+        if abs(aspect + read_aspect) <= tolerance < abs(aspect - read_aspect):
+            raise ValueError(
+                f"target_sizes[{index}] is {(height, width)} (height, width), but the model read that image "
+                f"{'taller' if read_aspect > 0 else 'wider'} than that ({read_height}x{read_width} after resizing): "
+                "the target size is transposed. A photo with an EXIF orientation is read upright while PIL's "
+                "`image.size[::-1]` is its size as stored; target sizes are (height, width). Pass "
+                "`seem_hf.image_utils.image_size(image)` for each image."
+            )
 
 
 def _all_finite(values: torch.Tensor) -> bool:
@@ -481,7 +534,7 @@ def panoptic_segmentation(
     check_threshold("threshold", threshold)
     check_threshold("mask_threshold", mask_threshold)
     check_threshold("overlap_mask_area_threshold", overlap_mask_area_threshold)
-    label_ids_to_fuse = set(label_ids_to_fuse or ())
+    label_ids_to_fuse = check_label_ids(label_ids_to_fuse, class_logits.shape[-1] - 1)
 
     def segment_image(scores, labels, masks, size):
         # Resizing is linear, so weighing before the resize gives the same maps.
@@ -612,7 +665,7 @@ def detr_panoptic_segmentation(
     check_threshold("threshold", threshold)
     if isinstance(min_area, bool) or not isinstance(min_area, numbers.Integral) or min_area < 0:
         raise ValueError(f"min_area must be a whole number of pixels >= 0, got {min_area!r}.")
-    label_ids_to_fuse = set(label_ids_to_fuse or ())
+    label_ids_to_fuse = check_label_ids(label_ids_to_fuse, class_logits.shape[-1] - 1)
     all_scores, all_labels, all_keep = keep_confident_queries(class_logits, threshold)
     results = []
     for index in range(class_logits.shape[0]):
@@ -663,6 +716,8 @@ def detr_panoptic_segmentation(
 
 
 __all__ = [
+    "check_label_ids",
+    "check_orientation",
     "check_outputs",
     "check_sizes",
     "check_threshold",

@@ -2,13 +2,15 @@
 installed wheel without importing the rest of open_clip, which needs torchvision)."""
 
 import importlib.util
+import unicodedata
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from seem_hf.clip_tokenizer import CONTEXT_LENGTH, clip_tokenizer
+from seem_hf.text_utils import clean_text
 
 TRICKY = [
     "a photo of a cat",
@@ -110,6 +112,9 @@ def test_html_entities_are_unescaped_twice_as_clip_does(processors, reference):
 def test_processors_tokenise_any_text_as_clip(processors, reference, text):
     """Sentences (SEEM) and labels (LSeg) get exactly CLIP's ids, cleaning included, for any text."""
     seem, lseg = processors
+    # ftfy's repairs can make an unassigned code point out of assigned ones ("Õ\x98" -> U+0558), which the two
+    # Unicode versions then split differently (see FRAGMENTS): not cleaning either.
+    assume(all(unicodedata.category(character) != "Cn" for character in clean_text(text)))
     expected = _clip_ids(reference, text)
     if not text.strip():  # the processors refuse a blank text
         with pytest.raises(ValueError, match="non-empty"):

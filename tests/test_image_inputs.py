@@ -259,3 +259,56 @@ def test_seem_prompts_for_a_4d_batch_and_a_single_visual_prompt():
     assert processor(images=batch, sentences=[["a"], ["b"]])["grounding_input_ids"].shape[:2] == (2, 1)
     single = processor(images=image, visual_prompts={"points": [(3, 4)]})["spatial_positive_masks"]
     assert torch.equal(single, processor(images=image, visual_prompts=[{"points": [(3, 4)]}])["spatial_positive_masks"])
+
+
+# ------------------------------------------------------------------------ overshoot, byte order, data format (probe)
+def test_float_images_overshooting_the_unit_range_are_clipped_with_a_warning():
+    """Bicubic resampling of an image on [0, 1] leaves values slightly outside it: read as [0, 1] and clipped, with a
+    warning counting them (it was read as [0, 255], a black image, or refused as normalised pixel values)."""
+    from seem_hf.image_utils import read_image
+
+    unit = _photo().astype(np.float32) / 255
+    expected = read_image(unit)
+    for low, high in ((0.0, 1.035), (-0.037, 1.0), (-0.037, 1.035)):
+        overshooting = unit.copy()
+        overshooting[0, 0, 0], overshooting[1, 1, 1] = low, high
+        with pytest.warns(UserWarning, match=rf"{int(low < 0) + int(high > 1)} of its values.*clipped to \[0, 1\]"):
+            read = read_image(overshooting)
+        changed = np.zeros(unit.shape, bool)
+        changed[0, 0, 0] = changed[1, 1, 1] = True
+        np.testing.assert_array_equal(read[~changed], expected[~changed])
+        assert read[0, 0, 0] == round(255 * max(low, 0)) and read[1, 1, 1] == round(255 * min(high, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(read_image(unit), expected)  # no overshoot: no warning
+    with pytest.raises(ValueError, match="Normalised"):
+        read_image(unit * 2 - 0.5)  # [-0.5, 1.5]: beyond overshoot, and not [0, 255]
+
+
+def test_big_endian_arrays_read_as_native_ones():
+    from seem_hf.image_utils import read_image
+
+    image = _photo()
+    sixteen = image.astype(np.uint16) * 257
+    np.testing.assert_array_equal(read_image(sixteen.astype(">u2")), read_image(sixteen))
+    np.testing.assert_array_equal(read_image(sixteen.astype(">u2")), image)
+    with pytest.warns(UserWarning, match="16-bit image.*nearly black"):
+        read_image(image.astype(">u2"))
+    unit = image.astype(np.float32) / 255
+    np.testing.assert_array_equal(read_image(unit.astype(">f4")), read_image(unit))
+    np.testing.assert_array_equal(read_image(image.astype(">i4")), image)
+
+
+def test_input_data_format_is_checked():
+    from seem_hf.image_utils import read_image
+
+    hwc = _photo()
+    with pytest.raises(ValueError, match="input_data_format must be one of"):
+        read_image(hwc, input_data_format="bogus")
+    with pytest.raises(ValueError, match="input_data_format must be one of"):
+        PROCESSORS["seem"](images=hwc, input_data_format="bogus")
+    with pytest.raises(ValueError, match=r"channels_first.*first axis.*\(40, 56, 3\)"):
+        PROCESSORS["seem"](images=hwc, input_data_format="channels_first")
+    with pytest.raises(ValueError, match="last axis"):
+        read_image(hwc.transpose(2, 0, 1), input_data_format="channels_last")
+    np.testing.assert_array_equal(read_image(hwc.transpose(2, 0, 1), input_data_format="channels_first"), hwc)

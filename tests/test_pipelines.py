@@ -436,3 +436,21 @@ def test_cpu_batches_share_a_forward_only_where_it_was_measured_to_pay(
     assert all((shared < segmenter.batching_gain * alone) == pays for shared, alone in measurements)
     segmenter(images[:2], batch_size=4, subtask="panoptic")  # the decision is per input shape, not per batch
     assert batch_sizes == ([2] if pays else [1, 1])
+
+
+def test_numpy_and_tensor_scalars_are_numbers_and_fused_ids_are_checked(segmenter, image):
+    """Arguments post-processing accepts (numpy and one-element tensor scalars) pass the pipeline's checks too, and
+    `label_ids_to_fuse`, which the pipeline ignored whatever it held, is refused with the way to fuse labels."""
+    from seem_hf.testing import FIXTURES
+
+    expected = segmenter(image, threshold=0.5)
+    for threshold in (np.float32(0.5), np.float64(0.5), torch.tensor(0.5)):
+        assert [r["label"] for r in segmenter(image, threshold=threshold)] == [r["label"] for r in expected]
+    referring = pipeline("referring-segmentation", model=str(FIXTURES / "tiny-random-seem"))
+    assert len(referring(image, sentences="the circle", top_k=np.int64(2))[0]) <= 2
+    with pytest.raises(ValueError, match="top_k"):
+        referring(image, sentences="the circle", top_k=np.float32(2.5))
+    # transformers' pipeline takes no label_ids_to_fuse and dropped it silently; post-processing checks the ids
+    for fuse in ([99], [-1], "sky", [0.5], [0]):
+        with pytest.raises(ValueError, match="label_ids_to_fuse is not an argument of the pipeline.*post_process"):
+            segmenter(image, subtask="panoptic", label_ids_to_fuse=fuse)

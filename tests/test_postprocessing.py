@@ -156,7 +156,7 @@ def test_detr_rule_drops_later_stuff_queries_and_tiny_segments():
     dropped with the 4-pixel corner of query 3; the argmax is then recomputed over queries 0 and 1."""
     logits, masks = _detr_case()
     masks[0, 1, 5:, 5:] = -4  # query 1 beats query 0 (-5) where query 2 was
-    result = postprocessing.detr_panoptic_segmentation(logits, masks, label_ids_to_fuse={5, 6})[0]
+    result = postprocessing.detr_panoptic_segmentation(logits, masks, label_ids_to_fuse={5})[0]
     info = result["segments_info"]
     assert [(s["id"], s["label_id"], s["was_fused"]) for s in info] == [(1, 1, False), (2, 5, True)]
     segmentation = result["segmentation"]
@@ -164,7 +164,7 @@ def test_detr_rule_drops_later_stuff_queries_and_tiny_segments():
     assert (segmentation[:, 5:] == 2).all()
     assert segmentation.dtype == torch.int32
     masks[0, 1, 5:, 5:] = -6  # now query 0 wins them: a dropped stuff query's pixels can go to a thing
-    segmentation = postprocessing.detr_panoptic_segmentation(logits, masks, label_ids_to_fuse={5, 6})[0]["segmentation"]
+    segmentation = postprocessing.detr_panoptic_segmentation(logits, masks, label_ids_to_fuse={5})[0]["segmentation"]
     assert (segmentation[5:, 5:] == 1).all() and (segmentation[:5, 5:] == 2).all()
 
 

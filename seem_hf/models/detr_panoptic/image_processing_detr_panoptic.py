@@ -17,6 +17,7 @@ from seem_hf.postprocessing import (
     MASKFORMER_MASK_THRESHOLD,
     MASKFORMER_OVERLAP_THRESHOLD,
     MASKFORMER_SCORE_THRESHOLD,
+    check_orientation,
     check_sizes,
     detr_panoptic_segmentation,
     instance_segmentation,
@@ -27,6 +28,7 @@ from seem_hf.image_utils import CheckedImagesMixin
 from seem_hf.remote_code import RemoteCodeMixin
 
 PANOPTIC_RULES = ("maskformer", "detr")
+MASK_STRIDE = 4  # pred_masks are at the stride of the backbone's first feature map: ceil(side / 4) per side
 
 
 class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessorPil):
@@ -95,9 +97,8 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
     ):
         """Per-pixel label ids, one (height, width) tensor per image; see `seem_hf.postprocessing`.
         Same signature and results as transformers' DETR processor."""
-        return semantic_segmentation(
-            outputs.logits, outputs.pred_masks, target_sizes, return_segmentation_scores
-        )
+        return self._each_image(outputs, target_sizes, semantic_segmentation,
+                                return_segmentation_scores=return_segmentation_scores)
 
     def post_process_instance_segmentation(
         self,
@@ -110,8 +111,9 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
     ) -> list[dict]:
         """Instance segments per image (`segmentation` ids and `segments_info`), transformers' format and
         results; with `return_coco_annotation`, the segmentation is run-length encoded."""
-        results = instance_segmentation(
-            outputs.logits, outputs.pred_masks, threshold, mask_threshold, overlap_mask_area_threshold, target_sizes
+        results = self._each_image(
+            outputs, target_sizes, instance_segmentation, threshold=threshold, mask_threshold=mask_threshold,
+            overlap_mask_area_threshold=overlap_mask_area_threshold,
         )
         if return_coco_annotation:
             for result in results:
@@ -151,24 +153,52 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
         if rule == "detr":
             if processed_sizes is None and target_sizes is not None:
                 check_sizes(target_sizes, len(outputs.logits))
+                check_orientation(target_sizes, getattr(outputs, "image_sizes", None))
                 processed_sizes = [self.processed_size(*(int(v) for v in size)) for size in target_sizes]
-            return detr_panoptic_segmentation(
-                outputs.logits,
-                outputs.pred_masks,
+            return self._each_image(
+                outputs,
+                target_sizes,
+                detr_panoptic_segmentation,
                 threshold=DETR_PANOPTIC_SCORE_THRESHOLD if threshold is None else threshold,
                 label_ids_to_fuse=label_ids_to_fuse,
-                target_sizes=target_sizes,
                 processed_sizes=processed_sizes,
             )
-        return panoptic_segmentation(
-            outputs.logits,
-            outputs.pred_masks,
+        return self._each_image(
+            outputs,
+            target_sizes,
+            panoptic_segmentation,
             threshold=MASKFORMER_SCORE_THRESHOLD if threshold is None else threshold,
             mask_threshold=mask_threshold,
             overlap_mask_area_threshold=overlap_mask_area_threshold,
             label_ids_to_fuse=label_ids_to_fuse,
-            target_sizes=target_sizes,
         )
+
+    @staticmethod
+    def _each_image(outputs, target_sizes, function, processed_sizes=None, **kwargs) -> list:
+        """`function(logits, pred_masks, target_sizes=..., **kwargs)` with each image's `pred_masks` cropped to the
+        image's own extent in the padded batch (`outputs.image_sizes`, reported by the model from `pixel_mask`), so
+        that an image gets the same segments in a batch of larger images as alone. `target_sizes` are checked
+        against the sizes the model read (a transposed size is refused, see `check_orientation`)."""
+        logits, masks = outputs.logits, outputs.pred_masks
+        check_sizes(target_sizes, len(logits))
+        image_sizes = getattr(outputs, "image_sizes", None)
+        check_orientation(target_sizes, image_sizes)
+        if processed_sizes is not None:
+            kwargs["processed_sizes"] = processed_sizes
+        crops = None if image_sizes is None or masks is None else [
+            (min(-(-int(height) // MASK_STRIDE), masks.shape[-2]), min(-(-int(width) // MASK_STRIDE), masks.shape[-1]))
+            for height, width in image_sizes
+        ]
+        if crops is None or all(crop == tuple(masks.shape[-2:]) for crop in crops):
+            return function(logits, masks, target_sizes=target_sizes, **kwargs)
+        results = []
+        for index, (rows, columns) in enumerate(crops):
+            one = {key: [value[index]] for key, value in kwargs.items() if key == "processed_sizes"}
+            results += function(
+                logits[index : index + 1], masks[index : index + 1, :, :rows, :columns],
+                target_sizes=None if target_sizes is None else [target_sizes[index]], **{**kwargs, **one},
+            )
+        return results
 
 
 DetrPanopticImageProcessor.register_for_auto_class("AutoImageProcessor")

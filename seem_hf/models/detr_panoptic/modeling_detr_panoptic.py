@@ -134,7 +134,12 @@ class DetrPanopticSegmentationOutput(DetrSegmentationOutput):
         (center_x, center_y, width, height) in [0, 1], relative to the unpadded image.
     pred_masks (`torch.FloatTensor` of shape `(batch_size, num_queries, height / 4, width / 4)`): mask logits per
         query at stride 4 of the padded input.
+    image_sizes (`list[tuple[int, int]]`, *optional*): each image's (height, width) inside the padded batch, from
+        `pixel_mask`; post-processing crops `pred_masks` to it, so that an image gets the same segments in a batch
+        of larger images as alone.
     """
+
+    image_sizes: list | None = None
 
 
 class DetrPanopticPreTrainedModel(DetrPreTrainedModel):
@@ -324,6 +329,12 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
         boxes_only (`bool`, *optional*): skip the attention map and the mask head (`pred_masks` is None) and the
             mask losses: DETR's first training stage, a detector trained on the boxes of every segment.
         """
+        for name, value in (("pixel_values", pixel_values), ("pixel_mask", pixel_mask)):
+            if value is not None and not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"{name} must be a torch tensor, got {type(value).__name__}: call the processor with "
+                    'return_tensors="pt" (its default).'
+                )
         if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
             raise ValueError(
                 f"pixel_values must have shape (batch, {self.config.num_channels}, height, width), "
@@ -409,6 +420,9 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
+            image_sizes=None if pixel_mask is None else [
+                (int(valid.any(1).sum()), int(valid.any(0).sum())) for valid in pixel_mask.bool()
+            ],
         )
         return output if return_dict else output.to_tuple()
 

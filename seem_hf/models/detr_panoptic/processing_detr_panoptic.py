@@ -22,11 +22,12 @@ class DetrPanopticProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin
     def __init__(self, image_processor=None, **kwargs):
         super().__init__(image_processor, **kwargs)
 
-    def __call__(self, images=None, **kwargs):
-        """Pre-process `images` (see [`DetrPanopticImageProcessor`]); returns `pixel_values` and `pixel_mask`."""
+    def __call__(self, images=None, return_tensors="pt", **kwargs):
+        """Pre-process `images` (see [`DetrPanopticImageProcessor`]); returns `pixel_values` and `pixel_mask`, torch
+        tensors by default (what the model takes), as the SEEM and LSeg processors."""
         if images is None:
             raise ValueError("DetrPanopticProcessor needs `images`.")
-        return self.image_processor(images, **kwargs)
+        return self.image_processor(images, return_tensors=return_tensors, **kwargs)
 
     @property
     def id2label(self) -> dict | None:

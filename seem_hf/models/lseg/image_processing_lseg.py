@@ -7,7 +7,7 @@ from transformers.image_utils import PILImageResampling
 from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
 
 from seem_hf.image_utils import CheckedImagesMixin
-from seem_hf.postprocessing import check_sizes, resized_argmax
+from seem_hf.postprocessing import check_orientation, check_sizes, resized_argmax
 from seem_hf.remote_code import RemoteCodeMixin
 
 
@@ -51,10 +51,28 @@ class LSegImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DPTImageProcessorP
             raise ValueError("label_input_ids needs an id2label with one name per tokenised label.")
 
     def preprocess(self, images, segmentation_maps=None, **kwargs) -> BatchFeature:
-        outputs = super().preprocess(images, segmentation_maps, **kwargs)
+        """transformers' DPT pre-processing; a batch whose images resize to different sizes is refused with an error
+        that names the sizes and what works (LSeg reads no pixel mask, so a batch is not padded to one size)."""
+        if "padding" in kwargs:
+            raise ValueError(
+                "LSeg's processor does not pad a batch to one size (the model reads no pixel mask, so padding would "
+                "change its answers). Process images of different sizes one at a time, or use "
+                "pipeline('image-segmentation', model=..., batch_size=n), which batches images of one size together."
+            )
+        return_tensors = kwargs.pop("return_tensors", None)
+        outputs = super().preprocess(images, segmentation_maps, return_tensors=None, **kwargs)
+        sizes = [tuple(values.shape[-2:]) for values in outputs["pixel_values"]]
+        if return_tensors is not None and len(set(sizes)) > 1:
+            raise ValueError(
+                f"The images resize to different sizes {sizes} (height, width), which cannot be stacked into one "
+                "tensor: LSeg reads no pixel mask, so a batch is not padded to one size. Process them one at a time, "
+                "use pipeline('image-segmentation', model=..., batch_size=n) (it batches images of one size "
+                "together), or pass return_tensors=None for a list of arrays."
+            )
+        outputs = BatchFeature(dict(outputs), tensor_type=return_tensors)
         if self.label_input_ids is not None:
             labels = {"input_ids": self.label_input_ids, "attention_mask": self.label_attention_mask}
-            outputs.update(BatchFeature(labels, tensor_type=kwargs.get("return_tensors")))
+            outputs.update(BatchFeature(labels, tensor_type=return_tensors))
         return outputs
 
     def post_process_semantic_segmentation(self, outputs, target_sizes=None, return_segmentation_scores: bool = False):
@@ -62,6 +80,9 @@ class LSegImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DPTImageProcessorP
         to each target size, then the best label); `target_sizes` are checked, one positive (height, width) per
         image."""
         check_sizes(target_sizes, len(outputs.logits))
+        # the logits have the aspect ratio of the image as read, up to the rounding of its sides to multiples of 32
+        check_orientation(target_sizes, [logits.shape[-2:] for logits in outputs.logits],
+                          slack=self.ensure_multiple_of or 1)
         if target_sizes is not None:
             target_sizes = [tuple(int(v) for v in size) for size in target_sizes]
         if return_segmentation_scores:

@@ -34,7 +34,7 @@ class LSegProcessor(RemoteCodeMixin, ProcessorMixin):
 
     def tokenize_labels(self, labels, return_tensors="pt") -> BatchFeature:
         """`input_ids` and `attention_mask` of a label set, padded to CLIP's 77 tokens."""
-        labels = check_label_set(labels)
+        labels = check_label_set(labels, clean_text)
         tokens = self.tokenizer(
             [clean_text(label) for label in labels], padding="max_length", max_length=CONTEXT_LENGTH, truncation=True,
             return_tensors=return_tensors,
@@ -45,7 +45,7 @@ class LSegProcessor(RemoteCodeMixin, ProcessorMixin):
         """Store `labels` as the image processor's default label set (names and tokens), saved with it. With
         `model`, it becomes the model's default label set too (`config.id2label`), and `model.save_pretrained`
         then carries the set's text embeddings in the folder (`seem_hf.label_embeddings`)."""
-        labels = check_label_set(labels)
+        labels = check_label_set(labels, clean_text)
         tokens = self.tokenize_labels(labels, return_tensors=None)
         self.image_processor.id2label = dict(enumerate(labels))
         self.image_processor.label_input_ids = [list(ids) for ids in tokens["input_ids"]]

@@ -13,6 +13,8 @@ from transformers.models.detr.image_processing_pil_detr import DetrImageProcesso
 
 from seem_hf.image_utils import CheckedImagesMixin
 from seem_hf.postprocessing import (
+    check_label_ids,
+    check_orientation,
     check_outputs,
     check_sizes,
     check_threshold,
@@ -139,6 +141,8 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         image_sizes = getattr(outputs, "image_sizes", None)
         image_size = tuple(image_sizes[index]) if image_sizes is not None else padded
         target_size = tuple(int(v) for v in (target_size if target_size is not None else image_size))
+        if image_sizes is not None:
+            check_orientation([target_size], [image_size], first_index=index)
         return crop_and_resize_masks(mask_logits, padded, image_size, target_size, mode)
 
     def post_process_referring_segmentation(
@@ -172,29 +176,53 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
     def post_process_interactive_segmentation(
         self, outputs, target_sizes=None, mask_threshold: float = 0.5
     ) -> list[dict]:
-        """Per image: `masks` `(num_prompts, height, width)` bool, one per visual prompt (bilinear resize, then
-        sigmoid > `mask_threshold`, as SEEM), and, when the model was given a label set, each mask's `labels` and
-        `scores` (its query's class probability, background excluded)."""
+        """Per image: `masks` `(num_prompts, height, width)` bool, one per visual prompt given for that image
+        (bilinear resize, then sigmoid > `mask_threshold`, as SEEM), and, when the model was given a label set, each
+        mask's `labels` and `scores` (its query's class probability, background excluded).
+
+        In a batch whose images have different numbers of prompts, the prompt slots an image does not use (empty
+        prompt masks, `spatial_prompt_mask` False; outputs without it: a `spatial_prompt_embeddings` of -1) are left
+        out, so each image gets exactly its own prompts' answers, in the order given."""
         if getattr(outputs, "interactive_masks_logits", None) is None:
             raise ValueError("These outputs have no interactive results: call the model with spatial prompts.")
         check_threshold("mask_threshold", mask_threshold)
         check_sizes(target_sizes, len(outputs.interactive_masks_logits))
+        embeddings = getattr(outputs, "spatial_prompt_embeddings", None)
         results = []
         for index, mask_logits in enumerate(outputs.interactive_masks_logits):
             target = target_sizes[index] if target_sizes is not None else None
-            masks = self._resized_masks(outputs, index, target, mask_logits, mode="bilinear")
+            given = torch.ones(len(mask_logits), dtype=torch.bool, device=mask_logits.device)
+            prompt_mask = getattr(outputs, "spatial_prompt_mask", None)
+            if prompt_mask is not None:
+                given = prompt_mask[index].to(mask_logits.device)
+            elif embeddings is not None and embeddings.shape[:2] == outputs.interactive_masks_logits.shape[:2]:
+                given = (embeddings[index] != -1).any(-1).to(mask_logits.device)
+            masks = self._resized_masks(outputs, index, target, mask_logits[given], mode="bilinear")
             result = {"masks": masks.sigmoid() > mask_threshold}
             class_logits = getattr(outputs, "interactive_class_logits", None)
             if class_logits is not None:
-                result["scores"], result["labels"] = class_logits[index].softmax(-1)[:, :-1].max(-1)
+                result["scores"], result["labels"] = class_logits[index][given].softmax(-1)[:, :-1].max(-1)
             results.append(result)
         return results
 
+    @staticmethod
+    def _class_logits(outputs) -> torch.Tensor:
+        """The outputs' class scores per query, or an error saying how to get them."""
+        class_logits = getattr(outputs, "class_queries_logits", None)
+        if class_logits is None:
+            raise ValueError(
+                "These outputs have no class scores, so they have no panoptic, instance or semantic result: the "
+                "model was called without a label set. Give one: processor(images=..., text=[\"label\", ...]) "
+                "(or input_ids / class_embeddings to the model)."
+            )
+        return class_logits
+
     def post_process_semantic_segmentation(self, outputs, target_sizes=None) -> list[torch.Tensor]:
         """Per-pixel label ids `(height, width)` per image."""
-        check_sizes(target_sizes, len(outputs.class_queries_logits))
+        all_class_logits = self._class_logits(outputs)
+        check_sizes(target_sizes, len(all_class_logits))
         results = []
-        for index, class_logits in enumerate(outputs.class_queries_logits):
+        for index, class_logits in enumerate(all_class_logits):
             masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes is not None else None)
             # sum_q p(c | q) sigmoid(m_q(x)) over the labels that can win somewhere, as a (pixels, Q) x (Q, C)
             # product, so that the argmax over labels runs along contiguous memory
@@ -214,16 +242,18 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         and `segments_info`). For the default label set, stuff labels (not in `thing_label_ids`) are fused unless
         `label_ids_to_fuse` says otherwise; for another label set, only the labels in `label_ids_to_fuse`."""
         check_threshold("threshold", threshold)
-        check_sizes(target_sizes, len(outputs.class_queries_logits))
-        num_labels = outputs.class_queries_logits.shape[-1] - 1
+        all_class_logits = self._class_logits(outputs)
+        check_sizes(target_sizes, len(all_class_logits))
+        num_labels = all_class_logits.shape[-1] - 1
         # The thing/stuff split describes the default label set; another set's labels are not fused unless asked.
         if label_ids_to_fuse is None and self.thing_label_ids is not None and len(self.id2label or ()) == num_labels:
             label_ids_to_fuse = [label for label in range(num_labels) if label not in self.thing_label_ids]
+        label_ids_to_fuse = check_label_ids(label_ids_to_fuse, num_labels)
         for name, value in (("mask_threshold", mask_threshold),
                             ("overlap_mask_area_threshold", overlap_mask_area_threshold)):
             check_threshold(name, value)
         results = []
-        for index, class_logits in enumerate(outputs.class_queries_logits):
+        for index, class_logits in enumerate(all_class_logits):
             check_outputs(class_logits[None], outputs.masks_queries_logits[index, None], None)
             # Only queries that pass the score rule can become segments, and each mask is resized on its own, so
             # resizing just those and running the rule on them at full size gives the same segments.
@@ -263,13 +293,14 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         for name, value in (("threshold", threshold), ("mask_threshold", mask_threshold),
                             ("overlap_mask_area_threshold", overlap_mask_area_threshold)):
             check_threshold(name, value)
-        check_sizes(target_sizes, len(outputs.class_queries_logits))
-        num_labels = outputs.class_queries_logits.shape[-1] - 1
+        all_class_logits = self._class_logits(outputs)
+        check_sizes(target_sizes, len(all_class_logits))
+        num_labels = all_class_logits.shape[-1] - 1
         things = None
         if self.thing_label_ids is not None and len(self.id2label or ()) == num_labels:
             things = torch.tensor(self.thing_label_ids, dtype=torch.long)
         results = []
-        for index, class_logits in enumerate(outputs.class_queries_logits):
+        for index, class_logits in enumerate(all_class_logits):
             probabilities = class_logits.softmax(-1)[:, :-1]
             scores, flat = probabilities.flatten().topk(min(top_k, probabilities.numel()))
             labels, queries = flat % num_labels, flat // num_labels

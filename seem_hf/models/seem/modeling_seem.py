@@ -70,6 +70,8 @@ class SeemUniversalSegmentationOutput(ModelOutput):
         (-1 for a prompt with no pixel).
     spatial_class_logits (`(batch_size, queries_per_prompt * num_prompts, num_labels + 1)`, *optional*): every
         spatial query's scores against the label set, when one is given (trained by `spatial_label_weight`).
+    spatial_prompt_mask (`(batch_size, num_prompts)`, *optional*): True for the prompts given (a positive or
+        negative pixel), False for the empty slots of an image with fewer prompts than another in its batch.
     """
 
     loss: torch.FloatTensor | None = None
@@ -88,6 +90,7 @@ class SeemUniversalSegmentationOutput(ModelOutput):
     interactive_class_logits: torch.FloatTensor | None = None
     spatial_prompt_embeddings: torch.FloatTensor | None = None
     spatial_class_logits: torch.FloatTensor | None = None
+    spatial_prompt_mask: torch.BoolTensor | None = None
 
 
 # Round outputs keyed as in `SeemUniversalSegmentationOutput` (the decoder's names on the left).
@@ -289,8 +292,10 @@ class SeemForUniversalSegmentation(LabelEmbeddingsMixin, RemoteCodeMixin, SeemPr
             self._check_visual_prompts(spatial_positive_masks, spatial_negative_masks, previous_masks,
                                        mask_features.shape[0], padded_size)
             spatial_positive_masks = spatial_positive_masks.bool()
+            given_prompts = spatial_positive_masks.flatten(2).any(-1)
             if spatial_negative_masks is not None:
                 spatial_negative_masks = spatial_negative_masks.bool()
+                given_prompts |= spatial_negative_masks.flatten(2).any(-1)
             if click_rounds:
                 if labels is None or not all("spatial_masks" in target for target in labels):
                     raise ValueError("click_rounds simulates corrective clicks from the targets: give spatial_masks "
@@ -340,6 +345,7 @@ class SeemForUniversalSegmentation(LabelEmbeddingsMixin, RemoteCodeMixin, SeemPr
                 (int(valid.any(1).sum()), int(valid.any(0).sum())) for valid in pixel_mask.bool()
             ],
             spatial_prompt_embeddings=prompt_embeddings,
+            spatial_prompt_mask=None if spatial_positive_masks is None else given_prompts,
             **final,
         )
         return output if return_dict else output.to_tuple()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
@@ -10,7 +12,7 @@ from seem_hf.processing_utils import CONTEXT_LENGTH, PostProcessingMixin, check_
 from seem_hf.remote_code import RemoteCodeMixin
 from seem_hf.text_utils import clean_text, without_unicode_normalization
 
-from .prompts_seem import BACKGROUND, evaluation_prompts, training_prompt
+from .prompts_seem import BACKGROUND, clean_class_name, evaluation_prompts, training_prompt
 from .visual_sampler_seem import rasterize_prompt
 
 
@@ -29,6 +31,26 @@ def _per_image(value, kind, count, name):
         raise ValueError(f"{name}: got prompts for {len(batch)} images but {count} image(s) were given; give one "
                          f"list per image (for a single image, a flat list such as {name}={example}).")
     return batch
+
+
+def check_seem_label_set(labels) -> list[str]:
+    """`check_label_set` with SEEM's reading of a label (`clean_class_name` strips COCO's "-other", "-merged" and
+    "-stuff", then CLIP's cleaning): labels that read alike, such as "wall-other" and "wall", are refused, and so
+    "background", SEEM's own no-object class, which the processor appends to every label set, gets a warning (a
+    data set's "background" class still trains, as the competing twin of the no-object class)."""
+    def read(label):
+        return clean_text(clean_class_name(label))
+
+    labels = check_label_set(labels, read)
+    if clashes := [label for label in labels if read(label) == read(BACKGROUND)]:
+        warnings.warn(
+            f"The label {clashes[0]!r} reads as {BACKGROUND!r}, SEEM's own no-object class, which the processor adds "
+            "to every label set (last): the two prompts are the same, so the label competes with 'no object' and "
+            "is rarely predicted. Leave it out (pixels of no label are background already) or name it "
+            "differently, e.g. 'backdrop'.",
+            stacklevel=3,
+        )
+    return labels
 
 
 class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
@@ -66,8 +88,21 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
         answers back per image."""
         if images is None and text is None and sentences is None:
             raise ValueError("SeemProcessor needs images, text (class names), sentences, or several of them.")
+        if return_tensors not in ("pt", "np"):
+            raise ValueError(
+                "SeemProcessor returns torch tensors (return_tensors='pt', the default: what the model takes) or "
+                f"numpy arrays (return_tensors='np'), got return_tensors={return_tensors!r}."
+            )
         if independent_sentences:
-            return self._independent_sentences(images, text, sentences, visual_prompts, return_tensors, **kwargs)
+            outputs = self._independent_sentences(images, text, sentences, visual_prompts, "pt", **kwargs)
+        else:
+            outputs = self._call(images, text, sentences, visual_prompts, **kwargs)
+        if return_tensors == "np":
+            outputs = BatchFeature({key: value.numpy() if isinstance(value, torch.Tensor) else value
+                                    for key, value in outputs.items()})
+        return outputs
+
+    def _call(self, images, text, sentences, visual_prompts, return_tensors="pt", **kwargs) -> BatchFeature:
         outputs = BatchFeature()
         if images is not None:
             outputs.update(self.image_processor(images, return_tensors=return_tensors, **kwargs))
@@ -199,7 +234,7 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
         results). With `model`, it becomes the model's default label set too (`config.id2label`), and
         `model.save_pretrained` then carries the set's text embeddings in the folder (`seem_hf.label_embeddings`),
         so that no process encodes its 81 prompts per label again."""
-        labels = check_label_set(labels)
+        labels = check_seem_label_set(labels)
         if thing_label_ids is not None and any(not 0 <= int(i) < len(labels) for i in thing_label_ids):
             raise ValueError(f"thing_label_ids must index the {len(labels)} labels, got {list(thing_label_ids)}.")
         self.image_processor.id2label = dict(enumerate(labels))
@@ -217,7 +252,7 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
 
     def tokenize_labels(self, labels):
         """`(num_labels + 1, 81, 77)` token ids of the label set's prompts, "background" last."""
-        labels = check_label_set(labels)
+        labels = check_seem_label_set(labels)
         prompts = [prompt for label in labels + [BACKGROUND] for prompt in evaluation_prompts(label)]
         return self._tokenize(prompts).view(len(labels) + 1, -1, CONTEXT_LENGTH)
 

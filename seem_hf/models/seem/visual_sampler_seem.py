@@ -42,12 +42,29 @@ def _draw_clicks(draw, points):
         draw.rectangle([column - 1, row - 1, column + 1, row + 1], fill=1)
 
 
+def _binary_mask(mask, key: str) -> np.ndarray:
+    """A prompt mask as bool: bool and integer masks are their nonzero pixels (0/1 or 0/255), float masks (soft
+    masks, probabilities) their pixels above 0.5, as SEEM thresholds its own mask probabilities."""
+    if hasattr(mask, "detach"):  # a torch tensor
+        mask = mask.detach().cpu().float().numpy() if mask.is_floating_point() else mask.detach().cpu().numpy()
+    mask = np.asarray(mask)
+    if mask.dtype.kind == "f":
+        if mask.size and not (np.isfinite(mask).all() and mask.min() >= 0 and mask.max() <= 1):
+            raise ValueError(f"{key}: a float mask holds probabilities in [0, 1] (pixels above 0.5 are the prompt), "
+                             f"got values in [{mask.min()}, {mask.max()}]. Give a bool mask for other encodings.")
+        return mask > 0.5
+    if mask.dtype.kind not in "biu":
+        raise ValueError(f"{key} must be a bool, integer or float array of the image's size, got dtype {mask.dtype}.")
+    return mask.astype(bool)
+
+
 def rasterize_prompt(prompt: dict, image_size, resized_size, padded_size) -> tuple[np.ndarray, np.ndarray]:
     """One object's prompt -> (positive, negative) bool masks of `padded_size`.
 
     `prompt` keys, all optional, coordinates in pixels of the original image (x right, y down): `points`,
     `negative_points` (lists of (x, y)); `box` (x0, y0, x1, y1); `scribbles`, `negative_scribbles` (lists of
-    polylines); `polygons` (lists of (x, y) vertices); `mask`, `negative_mask` (arrays of the image's size).
+    polylines); `polygons` (lists of (x, y) vertices); `mask`, `negative_mask` (arrays of the image's size: bool or
+    integer masks mark their nonzero pixels, float masks, such as probabilities on [0, 1], their pixels above 0.5).
     """
     known = {"points", "negative_points", "box", "scribbles", "negative_scribbles", "polygons", "mask",
              "negative_mask"}
@@ -80,7 +97,7 @@ def rasterize_prompt(prompt: dict, image_size, resized_size, padded_size) -> tup
     for sign, key in (("positive", "mask"), ("negative", "negative_mask")):
         if prompt.get(key) is None:
             continue
-        mask = np.asarray(prompt[key]).astype(bool)
+        mask = _binary_mask(prompt[key], key)
         if mask.shape != tuple(image_size):
             raise ValueError(f"{key} must have the image's size {tuple(image_size)}, got {mask.shape}.")
         resized = PIL.Image.fromarray(mask).resize((resized_size[1], resized_size[0]), PIL.Image.NEAREST)

@@ -63,3 +63,32 @@ def test_grayscale_and_rgba_become_rgb(processor):
     assert gray.shape[1] == rgba.shape[1] == 3 and torch.equal(gray, rgba)
     with pytest.raises(ValueError, match="needs images"):
         processor()
+
+
+def test_images_of_different_sizes_are_refused_with_the_sizes_and_what_works(processor):
+    images = [np.zeros((64, 64, 3), np.uint8), np.zeros((64, 128, 3), np.uint8)]
+    for kwargs in ({}, {"do_pad": True}):
+        with pytest.raises(ValueError, match=r"different sizes \[\(\d+, \d+\), \(\d+, \d+\)\].*one at a time.*"
+                                             r"batch_size.*return_tensors=None"):
+            processor(images=images, text=["a", "b"], **kwargs)
+    with pytest.raises(ValueError, match="does not pad a batch"):
+        processor(images=images, text=["a", "b"], padding=True)
+    arrays = processor(images=images, text=["a", "b"], return_tensors=None)["pixel_values"]
+    assert len(arrays) == 2 and arrays[0].shape != arrays[1].shape
+    same = processor(images=images[:1] * 2, return_tensors="np")["pixel_values"]
+    assert isinstance(same, np.ndarray) and same.shape[0] == 2
+
+
+@pytest.mark.parametrize("labels", [["Circle", "circle"], ["circle", "circle "], ["sky", "SKY  "]])
+def test_labels_that_read_alike_are_refused(processor, labels):
+    with pytest.raises(ValueError, match=rf"{labels[0]!r} and {labels[1]!r} are the same label"):
+        processor(text=labels)
+
+
+def test_a_transposed_target_size_is_refused(processor):
+    from types import SimpleNamespace
+
+    outputs = SimpleNamespace(logits=torch.randn(1, 3, 480, 224))  # a portrait image, sides rounded to 32
+    with pytest.raises(ValueError, match="transposed.*image_size"):
+        processor.post_process_semantic_segmentation(outputs, target_sizes=[(300, 640)])
+    assert processor.post_process_semantic_segmentation(outputs, target_sizes=[(640, 300)])[0].shape == (640, 300)

@@ -172,3 +172,112 @@ def test_panoptic_resizes_only_confident_queries_with_the_same_segments(threshol
         assert torch.equal(result["segmentation"], expected["segmentation"])
         assert result["segments_info"] == expected["segments_info"]
     assert threshold == 0.99999 or any(result["segments_info"] for result in results)
+
+
+# ---------------------------------------------------------------------------------------------------- probe defects
+def test_generic_post_processing_without_a_label_set_says_to_give_one(loaded):
+    model, processor = loaded
+    with torch.no_grad():
+        outputs = model(**processor(images=_image(), sentences=["the red circle"]))
+    assert outputs.class_queries_logits is None
+    for method in ("post_process_panoptic_segmentation", "post_process_instance_segmentation",
+                   "post_process_semantic_segmentation"):
+        with pytest.raises(ValueError, match=r"no class scores.*label set.*text="):
+            getattr(processor, method)(outputs)
+    with pytest.raises(ValueError, match="no class scores"):
+        processor.post_process_instance_segmentation(outputs, return_binary_maps=True)
+
+
+def test_a_transposed_target_size_is_refused(loaded, tmp_path):
+    """The processor reads a photo upright by its EXIF orientation; `image.size[::-1]` is the stored size, its
+    transpose, and squashed the upright map into it: refused, naming `image_size`, which gives the right size."""
+    from seem_hf.image_utils import image_size
+
+    model, processor = loaded
+    stored = _image(50, 70)
+    exif = stored.getexif()
+    exif[0x0112] = 8
+    stored.save(tmp_path / "photo.jpg", exif=exif)
+    photo = PIL.Image.open(tmp_path / "photo.jpg")
+    inputs = processor(images=photo, text=["dog", "grass"], sentences=["the dog"],
+                       visual_prompts=[{"points": [(5, 5)]}])
+    with torch.no_grad():
+        outputs = model(**inputs)
+    for method in ("post_process_panoptic_segmentation", "post_process_instance_segmentation",
+                   "post_process_semantic_segmentation", "post_process_referring_segmentation",
+                   "post_process_interactive_segmentation"):
+        with pytest.raises(ValueError, match=r"target_sizes\[0\].*transposed.*EXIF.*image_utils\.image_size"):
+            getattr(processor, method)(outputs, target_sizes=[photo.size[::-1]])
+        getattr(processor, method)(outputs, target_sizes=[image_size(photo)])
+    assert processor.post_process_semantic_segmentation(outputs, target_sizes=[image_size(photo)])[0].shape == (70, 50)
+
+
+def test_batched_interactive_results_have_one_mask_per_prompt_given(loaded):
+    """Images with 1 and 3 prompts share a batch of 3 prompt slots: each gets the masks of its own prompts only
+    (the first got 3 masks, 2 of them for empty slots, with high scores)."""
+    model, processor = loaded
+    prompts = [[{"points": [(10, 10)]}], [{"points": [(5, 5)]}, {"box": (0, 0, 20, 20)}, {"points": [(30, 20)]}]]
+    inputs = processor(images=[_image(), _image(40, 60, seed=1)], text=["dog", "grass"], visual_prompts=prompts)
+    with torch.no_grad():
+        outputs = model(**inputs)
+    assert outputs.interactive_masks_logits.shape[1] == 3
+    assert outputs.spatial_prompt_mask.tolist() == [[True, False, False], [True, True, True]]
+    results = processor.post_process_interactive_segmentation(outputs, target_sizes=[(50, 70), (40, 60)])
+    assert [len(result["masks"]) for result in results] == [1, 3]
+    assert [len(result["labels"]) for result in results] == [1, 3] == [len(result["scores"]) for result in results]
+    full = processor.image_processor._resized_masks(outputs, 0, (50, 70), outputs.interactive_masks_logits[0],
+                                                    mode="bilinear")
+    assert torch.equal(results[0]["masks"][0], full[0].sigmoid() > 0.5)
+
+
+def test_return_tensors_is_followed_by_every_output(loaded):
+    processor = loaded[1]
+    kwargs = dict(images=_image(), text=["dog", "grass"], sentences=["the dog"], visual_prompts=[{"points": [(5, 5)]}])
+    as_numpy = processor(**kwargs, return_tensors="np")
+    as_torch = processor(**kwargs)
+    assert as_numpy.keys() == as_torch.keys()
+    for key in as_torch:
+        assert isinstance(as_torch[key], torch.Tensor) and isinstance(as_numpy[key], np.ndarray), key
+        np.testing.assert_array_equal(as_numpy[key], as_torch[key].numpy())
+    with pytest.raises(ValueError, match="return_tensors='pt'.*'np'"):
+        processor(**kwargs, return_tensors=None)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["Circle", "circle"], r"'Circle' and 'circle' are the same label"),
+    (["circle", "circle "], r"'circle' and 'circle ' are the same label"),
+    (["wall-other", "wall"], r"'wall-other' and 'wall' are the same label.*'wall'"),
+])
+def test_labels_that_seem_reads_alike_are_refused(loaded, labels, message):
+    processor = loaded[1]
+    with pytest.raises(ValueError, match=message):
+        processor(text=labels)
+    with pytest.raises(ValueError, match=message):
+        processor.set_default_labels(labels)
+
+
+def test_a_background_label_warns_with_the_fix(loaded):
+    with pytest.warns(UserWarning, match=r"'Background' reads as 'background', SEEM's own no-object class.*backdrop"):
+        loaded[1](text=["dog", "Background"])
+
+
+def test_soft_mask_prompts_are_thresholded_at_one_half(loaded):
+    processor = loaded[1]
+    soft = np.full((50, 70), 0.05, np.float32)
+    soft[10:20, 10:30] = 0.9
+    masks = processor(images=_image(), visual_prompts=[{"mask": soft}])["spatial_positive_masks"]
+    binary = processor(images=_image(), visual_prompts=[{"mask": soft > 0.5}])["spatial_positive_masks"]
+    assert torch.equal(masks, binary) and 0 < masks.sum() < 0.2 * masks[0, 0].numel()
+    with pytest.raises(ValueError, match=r"float mask holds probabilities in \[0, 1\]"):
+        processor(images=_image(), visual_prompts=[{"mask": soft * 3}])
+
+
+@pytest.mark.parametrize("fuse, error", [([99], ValueError), ([-1], ValueError), ("sky", TypeError),
+                                         ([0.5], TypeError)])
+def test_label_ids_to_fuse_must_be_label_ids(loaded, fuse, error):
+    model, processor = loaded
+    with torch.no_grad():
+        outputs = model(**processor(images=_image(), text=["dog", "grass"]))
+    with pytest.raises(error, match="label_ids_to_fuse"):
+        processor.post_process_panoptic_segmentation(outputs, label_ids_to_fuse=fuse)
+    processor.post_process_panoptic_segmentation(outputs, label_ids_to_fuse=[np.int64(1)])
