@@ -328,13 +328,16 @@ def _training_words(name, steps, seconds, parameters, pretraining, arguments, co
     recipe = (f"{steps} steps of 4 images by `examples/finetune_{name}.py` with "
               f"`{' '.join(arguments or RECIPES[name][2])}` and `{' '.join(COMMON)}` (cosine decay over the last "
               f"{int(steps * DECAY)} steps)")
+    # the arguments given after `--` (train() appends them to the recipe's): part of the command that reproduces it
+    overrides = list(arguments or [])[len(RECIPES[name][2]):]
+    extra = f" -- {' '.join(overrides)}" if overrides else ""
     if continued:
         card = (continued[0] / "README.md").read_text()
         earlier = card.split("## Training\n\n", 1)[1].split("\n\n## ", 1)[0].strip()
-        return (f"`python scripts/train_defaults.py --models {name} --steps {steps} --start_from {continued[1]}`, "
+        return (f"`python scripts/train_defaults.py --models {name} --steps {steps} --start_from {continued[1]}{extra}`, "
                 f"on the folder that this earlier run wrote (`--destination` its parent): {earlier} Then, in "
                 f"{seconds / 60:.0f} minutes more, {recipe}, from those weights ({parameters:.2f} M parameters).")
-    return (f"`python scripts/train_defaults.py --models {name} --steps {steps}` from random weights "
+    return (f"`python scripts/train_defaults.py --models {name} --steps {steps}{extra}` from random weights "
             f"({parameters:.2f} M parameters, config `shapes_{name}_config` in that script), in "
             f"{seconds / 60:.0f} minutes wall time on 2 shared CPU cores (one thread): "
             f"{_pretraining(pretraining)}then {recipe}.")

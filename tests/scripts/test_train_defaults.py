@@ -34,11 +34,12 @@ def test_a_continued_run_carries_the_first_runs_command_and_curve(tmp_path):
     (output / "trainer_state.json").write_text(json.dumps({"log_history": [{"loss": 1.0, "step": 5}, *later]}))
     (output / "eval_results.json").write_text(json.dumps({"eval_pq": 65.0, "eval_runtime": 3.0}))
 
-    folder = train_defaults.package("detr_panoptic", output, 1000, 600.0, tmp_path / "dest",
+    recipe = [*train_defaults.RECIPES["detr_panoptic"][2], "--learning_rate", "5e-4"]  # an override after `--`
+    folder = train_defaults.package("detr_panoptic", output, 1000, 600.0, tmp_path / "dest", recipe,
                                     continued=(first, Path("outputs/first/detr_panoptic-shapes")))
     card = (folder / "README.md").read_text()
     assert ("`python scripts/train_defaults.py --models detr_panoptic --steps 1000 --start_from "
-            "outputs/first/detr_panoptic-shapes`") in card
+            "outputs/first/detr_panoptic-shapes -- --learning_rate 5e-4`") in card
     assert "`python scripts/train_defaults.py --models detr_panoptic --steps 8000` from random weights" in card
     assert "in 10 minutes more, 1000 steps of 4 images" in card
     curve = json.loads((folder / train_defaults.LEARNING_CURVE).read_text())
