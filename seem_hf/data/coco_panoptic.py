@@ -269,7 +269,7 @@ def semantic_map(example: dict, ignore_index: int = 255) -> np.ndarray:
 def write_semantic_maps(
     panoptic_dir: str | Path, panoptic_json: str | Path, out_dir: str | Path, ignore_index: int = 255
 ) -> list[Path]:
-    """Write one semantic PNG per panoptic annotation into `out_dir` (same file names): contiguous label ids
+    """Write one semantic PNG per panoptic annotation into `out_dir` (same relative paths): contiguous label ids
     in category-id order, void and crowd as `ignore_index`; 8-bit when the labels fit, 16-bit otherwise.
     Checks the annotation and the PNGs first (`validate_coco_panoptic` without the images) and raises a
     `ValueError` listing the problems, writing nothing, when there are any."""
@@ -289,7 +289,9 @@ def write_semantic_maps(
         labels = {s["id"]: contiguous[s["category_id"]] for s in annotation["segments_info"] if not s.get("iscrowd")}
         semantic = semantic_from_panoptic(ids, labels, ignore_index)
         dtype = np.uint8 if max(ignore_index, len(contiguous)) <= 255 else np.uint16
-        path = out_dir / Path(annotation["file_name"]).with_suffix(".png").name
+        # the annotation's relative path: "city1/a.png" and "city2/a.png" must not overwrite each other
+        path = out_dir / Path(annotation["file_name"]).with_suffix(".png")
+        path.parent.mkdir(parents=True, exist_ok=True)
         PIL.Image.fromarray(semantic.astype(dtype)).save(path)
         written.append(path)
     return written

@@ -281,6 +281,22 @@ def test_semantic_maps_leave_crowd_and_void_out(shapes, tmp_path):
     assert np.asarray(PIL.Image.open(wide[0])).max() == 1000  # 16-bit maps when the ignore index needs it
 
 
+def test_semantic_maps_keep_the_annotations_subfolders(shapes, tmp_path):
+    from seem_hf.data import write_semantic_maps
+
+    _, paths = _copy(shapes, tmp_path)
+    panoptic_dir, panoptic_json = paths["train"]["panoptic_dir"], paths["train"]["panoptic_json"]
+    data = json.loads(panoptic_json.read_text())
+    for city, annotation in zip(("city1", "city2"), data["annotations"][:2]):  # one base name in two folders
+        (panoptic_dir / city).mkdir()
+        shutil.move(panoptic_dir / annotation["file_name"], panoptic_dir / city / "a.png")
+        annotation["file_name"] = f"{city}/a.png"
+    panoptic_json.write_text(json.dumps(data))
+    written = write_semantic_maps(panoptic_dir, panoptic_json, tmp_path / "semantic")
+    assert {tmp_path / "semantic" / "city1" / "a.png", tmp_path / "semantic" / "city2" / "a.png"} <= set(written)
+    assert len(set(written)) == len(data["annotations"])  # none written over another
+
+
 def test_augmented_on_the_fly(shapes):
     from seem_hf.data import AugmentedPanopticDataset, LargeScaleJitter
 
