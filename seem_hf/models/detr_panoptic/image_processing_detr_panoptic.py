@@ -153,7 +153,6 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
         if rule == "detr":
             if processed_sizes is None and target_sizes is not None:
                 check_sizes(target_sizes, len(outputs.logits))
-                check_orientation(target_sizes, getattr(outputs, "image_sizes", None))
                 processed_sizes = [self.processed_size(*(int(v) for v in size)) for size in target_sizes]
             return self._each_image(
                 outputs,
@@ -183,20 +182,19 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
         check_sizes(target_sizes, len(logits))
         image_sizes = getattr(outputs, "image_sizes", None)
         check_orientation(target_sizes, image_sizes)
-        if processed_sizes is not None:
-            kwargs["processed_sizes"] = processed_sizes
         crops = None if image_sizes is None or masks is None else [
             (min(-(-int(height) // MASK_STRIDE), masks.shape[-2]), min(-(-int(width) // MASK_STRIDE), masks.shape[-1]))
             for height, width in image_sizes
         ]
         if crops is None or all(crop == tuple(masks.shape[-2:]) for crop in crops):
-            return function(logits, masks, target_sizes=target_sizes, **kwargs)
+            extra = {} if processed_sizes is None else {"processed_sizes": processed_sizes}
+            return function(logits, masks, target_sizes=target_sizes, **kwargs, **extra)
         results = []
         for index, (rows, columns) in enumerate(crops):
-            one = {key: [value[index]] for key, value in kwargs.items() if key == "processed_sizes"}
+            extra = {} if processed_sizes is None else {"processed_sizes": [processed_sizes[index]]}
             results += function(
                 logits[index : index + 1], masks[index : index + 1, :, :rows, :columns],
-                target_sizes=None if target_sizes is None else [target_sizes[index]], **{**kwargs, **one},
+                target_sizes=None if target_sizes is None else [target_sizes[index]], **kwargs, **extra,
             )
         return results
 

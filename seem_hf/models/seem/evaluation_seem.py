@@ -60,17 +60,19 @@ def evaluate_referring(model, processor, items) -> dict:
 
 @torch.no_grad()
 def interactive_ious(model, image_features, targets: torch.Tensor, valid: torch.Tensor, max_clicks: int = 20,
-                     generator: torch.Generator | None = None, stop_iou: float = 0.925) -> torch.Tensor:
+                     generator: torch.Generator | None = None, stop_iou: float = 0.925,
+                     class_embeddings: torch.Tensor | None = None):
     """IoU of every object after each click `(num_objects, max_clicks)`: all objects of one image are prompted
     together (SEEM v1's multi-object mode); click 1 is each object's innermost point, and every later click corrects
     the previous answer (`next_click`); the previous answer is the memory. An object whose answer reaches `stop_iou`
     (SEEM's 0.925) gets no more clicks and is not run again: its answer, and IoU, stay as they were. Run the model
     in eval mode: its draws are then repeatable without a `generator`. `targets` `(N, H, W)` and `valid` `(H, W)`
-    at the padded input size."""
+    at the padded input size. With `class_embeddings` (a label set's, `get_label_embeddings`), returns
+    `(ious, labels)`: also the label id the first round gives each object's answer (its first click)."""
     targets, valid = targets.bool(), valid.bool()
     positive, negative = torch.zeros_like(targets), torch.zeros_like(targets)
     add_corrective_clicks(torch.zeros_like(targets), targets, positive, negative, stop_iou)  # the first clicks
-    previous, ious = None, []
+    previous, ious, labels = None, [], None
     latest = torch.zeros(len(targets), dtype=torch.float64)
     active = torch.ones(len(targets), dtype=torch.bool)
     for _ in range(max_clicks):
@@ -78,10 +80,15 @@ def interactive_ious(model, image_features, targets: torch.Tensor, valid: torch.
             ious.append(latest.clone())
             continue
         index = active.nonzero()[:, 0]
+        # The label set scores the first round's answers only; the object queries are not run (generic=False).
+        scored = previous is None and class_embeddings is not None
         outputs = model(image_features=image_features, spatial_positive_masks=positive[index][None].to(model.device),
                         spatial_negative_masks=negative[index][None].to(model.device),
                         previous_masks=None if previous is None else previous[:, index.to(previous.device)],
-                        generator=generator)
+                        generator=generator, **({"class_embeddings": class_embeddings, "generic": False} if scored
+                                                else {}))
+        if scored:
+            labels = outputs.interactive_class_logits[0, :, :-1].argmax(-1).cpu()
         answer = outputs.interactive_masks_logits
         if previous is None:
             previous = answer.new_zeros(answer.shape[0], len(targets), *answer.shape[2:])
@@ -94,21 +101,8 @@ def interactive_ious(model, image_features, targets: torch.Tensor, valid: torch.
         positive[index], negative[index] = grown_positive, grown_negative
         active &= (latest < stop_iou) & targets.flatten(1).any(1)
         ious.append(latest.clone())
-    return torch.stack(ious, dim=1)
-
-
-@torch.no_grad()
-def first_click_labels(model, image_features, targets: torch.Tensor, class_embeddings: torch.Tensor,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-    """The label id SEEM gives each object's answer to its first click (the object's innermost point), all objects
-    of the image prompted together, against the label set of `class_embeddings` (`get_label_embeddings`)."""
-    targets = targets.bool()
-    positive, negative = torch.zeros_like(targets), torch.zeros_like(targets)
-    add_corrective_clicks(torch.zeros_like(targets), targets, positive, negative)
-    outputs = model(image_features=image_features, spatial_positive_masks=positive[None].to(model.device),
-                    spatial_negative_masks=negative[None].to(model.device), class_embeddings=class_embeddings,
-                    generic=False, generator=generator)
-    return outputs.interactive_class_logits[0, :, :-1].argmax(-1).cpu()
+    ious = torch.stack(ious, dim=1)
+    return ious if class_embeddings is None else (ious, labels)
 
 
 @torch.no_grad()
@@ -136,10 +130,13 @@ def evaluate_interactive(model, processor, items, max_clicks: int = 20, seed: in
         if seed is not None:
             generator = torch.Generator(device=model.device).manual_seed(seed + int(item["image_id"]))
         features = model.get_image_features(pixel_values)
-        rows.append(interactive_ious(model, features, targets, _padded(item["valid"], size), max_clicks, generator))
-        if class_embeddings is not None:
-            labels = torch.as_tensor(np.asarray(item["labels"])[keep], dtype=torch.long)
-            correct.append(first_click_labels(model, features, targets, class_embeddings, generator) == labels)
+        result = interactive_ious(model, features, targets, _padded(item["valid"], size), max_clicks, generator,
+                                  class_embeddings=class_embeddings)
+        if class_embeddings is None:
+            rows.append(result)
+        else:
+            rows.append(result[0])
+            correct.append(result[1] == torch.as_tensor(np.asarray(item["labels"])[keep], dtype=torch.long))
     model.train(was_training)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         gathered = [None] * torch.distributed.get_world_size()
@@ -158,4 +155,4 @@ def evaluate_interactive(model, processor, items, max_clicks: int = 20, seed: in
     return results
 
 
-__all__ = ["evaluate_interactive", "evaluate_referring", "first_click_labels", "interactive_ious"]
+__all__ = ["evaluate_interactive", "evaluate_referring", "interactive_ious"]

@@ -181,22 +181,19 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         mask's `labels` and `scores` (its query's class probability, background excluded).
 
         In a batch whose images have different numbers of prompts, the prompt slots an image does not use (empty
-        prompt masks, `spatial_prompt_mask` False; outputs without it: a `spatial_prompt_embeddings` of -1) are left
-        out, so each image gets exactly its own prompts' answers, in the order given."""
+        prompt masks: the outputs' `spatial_prompt_mask` is False there) are left out, so each image gets exactly
+        its own prompts' answers, in the order given."""
         if getattr(outputs, "interactive_masks_logits", None) is None:
             raise ValueError("These outputs have no interactive results: call the model with spatial prompts.")
         check_threshold("mask_threshold", mask_threshold)
         check_sizes(target_sizes, len(outputs.interactive_masks_logits))
-        embeddings = getattr(outputs, "spatial_prompt_embeddings", None)
+        prompt_mask = getattr(outputs, "spatial_prompt_mask", None)
         results = []
         for index, mask_logits in enumerate(outputs.interactive_masks_logits):
             target = target_sizes[index] if target_sizes is not None else None
             given = torch.ones(len(mask_logits), dtype=torch.bool, device=mask_logits.device)
-            prompt_mask = getattr(outputs, "spatial_prompt_mask", None)
             if prompt_mask is not None:
                 given = prompt_mask[index].to(mask_logits.device)
-            elif embeddings is not None and embeddings.shape[:2] == outputs.interactive_masks_logits.shape[:2]:
-                given = (embeddings[index] != -1).any(-1).to(mask_logits.device)
             masks = self._resized_masks(outputs, index, target, mask_logits[given], mode="bilinear")
             result = {"masks": masks.sigmoid() > mask_threshold}
             class_logits = getattr(outputs, "interactive_class_logits", None)
