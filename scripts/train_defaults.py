@@ -6,12 +6,14 @@ with the command, wall time and held-out metrics; no bundled code: inside the pa
 models) to `seem_hf/checkpoints/<model>-shapes/`, and its learning curve to `docs/images/learning_curve_<model>.png`.
 
     python scripts/train_defaults.py --models detr_panoptic [--steps 1000] [--workdir outputs/defaults] [--resume] \
-        [--start_from outputs/first/detr_panoptic-shapes]
+        [--start_from outputs/first/detr_panoptic-shapes] [--config_overrides JSON]
 
 One model at a time (2 CPU cores). `--resume` continues a stopped run from its last saved checkpoint instead of
 starting again (with `--steps` at that checkpoint's step it only evaluates and installs it); the wall time in the
 card counts from the run's start. `--start_from` trains a folder this script wrote further, with the same recipe (a
 second warm-up, constant rate and decay); its card gives both commands and its learning curve both runs.
+`--config_overrides '{"d_model": 128}'` trains a variant of the shapes config from random weights (an ablation of the
+model's size); its card's command carries them.
 """
 
 from __future__ import annotations
@@ -124,7 +126,28 @@ def shapes_seem_config():
 CONFIGS = {"detr_panoptic": shapes_detr_panoptic_config, "lseg": shapes_lseg_config, "seem": shapes_seem_config}
 
 
-def initial_checkpoint(name: str, folder: Path, pretrain_steps: int = 0) -> Path:
+def configured(name: str, overrides: dict | None = None):
+    """`name`'s shapes config with `overrides` applied (an ablation's `{"d_model": 128}`; a nested config by a nested
+    dict: `{"backbone_config": {"hidden_sizes": [32, 64, 128, 256]}}`). An unknown key is an error, not a new field."""
+    config = CONFIGS[name]()
+
+    def apply(target, changes: dict, where: str) -> None:
+        for key, value in changes.items():
+            if not hasattr(target, key):
+                raise SystemExit(f"--config_overrides: {where} has no field {key!r}.")
+            current = getattr(target, key)
+            if isinstance(value, dict) and not isinstance(current, dict):
+                apply(current, value, f"{where}.{key}")
+            elif isinstance(value, dict) and isinstance(current, dict):
+                current.update(value)
+            else:
+                setattr(target, key, value)
+
+    apply(config, overrides or {}, f"shapes_{name}_config()")
+    return config
+
+
+def initial_checkpoint(name: str, folder: Path, pretrain_steps: int = 0, config_overrides: dict | None = None) -> Path:
     """The starting point of `name`'s segmentation training: its shapes config with seeded random weights (the frozen
     text towers' projections fitted to keep the vocabulary's names apart, DETR's queries and mask output sharpened, as
     `scripts/make_tiny_checkpoints.py` does for the tiny ones, and DETR's mask head made to tell queries apart), the
@@ -135,20 +158,20 @@ def initial_checkpoint(name: str, folder: Path, pretrain_steps: int = 0) -> Path
     shutil.rmtree(folder, ignore_errors=True)
     size = {"shortest_edge": IMAGE_SIZE, "longest_edge": IMAGE_SIZE}
     if name == "detr_panoptic":
-        model = DetrPanopticForSegmentation(shapes_detr_panoptic_config())
+        model = DetrPanopticForSegmentation(configured(name, config_overrides))
         sharpen_detr_panoptic(model)
         separate_detr_panoptic_masks(model)
         processor = DetrPanopticProcessor(DetrPanopticImageProcessor(
             id2label=model.config.id2label, thing_label_ids=SHAPES_VOCABULARY.thing_label_ids,
             label_colors=SHAPES_VOCABULARY.label_colors, size=size))
     elif name == "lseg":
-        model = LSegForSemanticSegmentation(shapes_lseg_config())
+        model = LSegForSemanticSegmentation(configured(name, config_overrides))
         processor = LSegProcessor(LSegImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
                                   clip_tokenizer())
         processor.set_default_labels(list(SHAPES_VOCABULARY.id2label.values()))
         fit_lseg_text_projection(model, processor)
     elif name == "seem":
-        model = SeemForUniversalSegmentation(shapes_seem_config())
+        model = SeemForUniversalSegmentation(configured(name, config_overrides))
         processor = SeemProcessor(SeemImageProcessor(id2label=dict(SHAPES_VOCABULARY.id2label),
                                                      thing_label_ids=SHAPES_VOCABULARY.thing_label_ids, size=size),
                                   clip_tokenizer())
@@ -197,7 +220,8 @@ DROP = ("training_args.bin", "trainer_state.json", "all_results.json", "train_re
 
 
 def train(name: str, workdir: Path, steps: int | None, resume: bool, destination: Path = DESTINATION,
-          overrides: list[str] = (), pretrain_steps: int | None = None, start_from: Path | None = None) -> Path:
+          overrides: list[str] = (), pretrain_steps: int | None = None, start_from: Path | None = None,
+          config_overrides: dict | None = None) -> Path:
     default_steps, every, arguments = RECIPES[name]
     arguments = [*arguments, *overrides]
     steps = steps or default_steps
@@ -211,7 +235,8 @@ def train(name: str, workdir: Path, steps: int | None, resume: bool, destination
             shutil.rmtree(start, ignore_errors=True)
             shutil.copytree(start_from, start)
         else:
-            initial_checkpoint(name, start, PRETRAIN_STEPS[name] if pretrain_steps is None else pretrain_steps)
+            initial_checkpoint(name, start, PRETRAIN_STEPS[name] if pretrain_steps is None else pretrain_steps,
+                               config_overrides)
     command = [f"examples/finetune_{name}.py", "--model_name_or_path", str(start.relative_to(ROOT)),
                "--output_dir", str(output.relative_to(ROOT)), "--max_steps", str(steps), "--eval_steps", str(every),
                "--save_steps", str(every), *COMMON,
@@ -227,7 +252,7 @@ def train(name: str, workdir: Path, steps: int | None, resume: bool, destination
     seconds = time.time() - float(clock.read_text())
     pretraining = json.loads((start / PRETRAINING).read_text()) if (start / PRETRAINING).exists() else None
     folder = package(name, output, steps, seconds, destination, arguments, pretraining,
-                     continued=(start, start_from) if start_from else None)
+                     continued=(start, start_from) if start_from else None, config_overrides=config_overrides)
     # The docs' copy is drawn by scripts/make_doc_pictures.py from the folder's learning_curve.json.
     print(plot(output, workdir / f"learning_curve_{name}.png", curve_title(name, steps)), flush=True)
     return folder
@@ -281,7 +306,7 @@ def _pretraining(pretraining: dict | None) -> str:
 
 def package(name: str, output: Path, steps: int, seconds: float, destination: Path = DESTINATION,
             arguments: list[str] | None = None, pretraining: dict | None = None,
-            continued: tuple[Path, Path] | None = None) -> Path:
+            continued: tuple[Path, Path] | None = None, config_overrides: dict | None = None) -> Path:
     """Copy the trained folder's model and processor to the package, and write the model card with the command,
     the wall time and the held-out metrics. `continued`: (the copy trained from, the `--start_from` argument) of a
     run that trained a packaged folder further: its card's training paragraph and learning curve come first."""
@@ -310,7 +335,8 @@ def package(name: str, output: Path, steps: int, seconds: float, destination: Pa
                        "every sample (2 of 4 stuff classes, 1 to 5 things of 4 shapes, 4 colours and 2 sizes, with "
                        "referring sentences), large-scale jitter 0.5-2.0. Metrics are on the stream's fixed held-out "
                        "set (`ShapesStream.held_out(16, seed=0, image_size=256)`), which no training step saw."),
-        training=_training_words(name, steps, seconds, parameters, pretraining, arguments, continued),
+        training=_training_words(name, steps, seconds, parameters, pretraining, arguments, continued,
+                                 config_overrides),
     )
     (target / "eval_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
     curve = {"title": curve_title(name, steps), "history": evaluations(output)}
@@ -323,7 +349,8 @@ def package(name: str, output: Path, steps: int, seconds: float, destination: Pa
     return target
 
 
-def _training_words(name, steps, seconds, parameters, pretraining, arguments, continued) -> str:
+def _training_words(name, steps, seconds, parameters, pretraining, arguments, continued,
+                    config_overrides: dict | None = None) -> str:
     """The model card's training paragraph: the command, the wall time, the stages and the recipe."""
     recipe = (f"{steps} steps of 4 images by `examples/finetune_{name}.py` with "
               f"`{' '.join(arguments or RECIPES[name][2])}` and `{' '.join(COMMON)}` (cosine decay over the last "
@@ -331,14 +358,17 @@ def _training_words(name, steps, seconds, parameters, pretraining, arguments, co
     # the arguments given after `--` (train() appends them to the recipe's): part of the command that reproduces it
     overrides = list(arguments or [])[len(RECIPES[name][2]):]
     extra = f" -- {' '.join(overrides)}" if overrides else ""
+    if config_overrides:
+        extra = f" --config_overrides '{json.dumps(config_overrides)}'{extra}"
     if continued:
         card = (continued[0] / "README.md").read_text()
         earlier = card.split("## Training\n\n", 1)[1].split("\n\n## ", 1)[0].strip()
         return (f"`python scripts/train_defaults.py --models {name} --steps {steps} --start_from {continued[1]}{extra}`, "
                 f"on the folder that this earlier run wrote (`--destination` its parent): {earlier} Then, in "
                 f"{seconds / 60:.0f} minutes more, {recipe}, from those weights ({parameters:.2f} M parameters).")
+    config = f"config `shapes_{name}_config` in that script{' with those overrides' if config_overrides else ''}"
     return (f"`python scripts/train_defaults.py --models {name} --steps {steps}{extra}` from random weights "
-            f"({parameters:.2f} M parameters, config `shapes_{name}_config` in that script), in "
+            f"({parameters:.2f} M parameters, {config}), in "
             f"{seconds / 60:.0f} minutes wall time on 2 shared CPU cores (one thread): "
             f"{_pretraining(pretraining)}then {recipe}.")
 
@@ -359,6 +389,8 @@ def main() -> None:
                         help="a <model>-shapes folder this script wrote: train it further instead of from scratch")
     parser.add_argument("--destination", type=Path, default=DESTINATION,
                         help="where the <model>-shapes folders go (default: the package's embedded checkpoints)")
+    parser.add_argument("--config_overrides", type=json.loads, metavar="JSON",
+                        help='fields of the shapes config to change, e.g. \'{"d_model": 128}\' (runs from random weights)')
     parser.add_argument("overrides", nargs="*", metavar="-- EXAMPLE_ARGUMENT",
                         help="after `--`: more arguments for the example script, overriding the recipe's (an "
                              "ablation's `-- --learning_rate 2e-4`)")
@@ -366,7 +398,8 @@ def main() -> None:
     arguments.workdir = arguments.workdir.resolve()
     for name in arguments.models.split(","):
         folder = train(name.strip(), arguments.workdir, arguments.steps, arguments.resume, arguments.destination,
-                       arguments.overrides, arguments.pretrain_steps, arguments.start_from)
+                       arguments.overrides, arguments.pretrain_steps, arguments.start_from,
+                       arguments.config_overrides)
         print(f"{name}: {folder}", flush=True)
 
 

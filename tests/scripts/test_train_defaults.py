@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from seem_hf import DetrPanopticForSegmentation, DetrPanopticImageProcessor, DetrPanopticProcessor
 from seem_hf.testing import tiny_detr_panoptic_config
 
@@ -46,3 +48,19 @@ def test_a_continued_run_carries_the_first_runs_command_and_curve(tmp_path):
     assert [entry["step"] for entry in curve["history"]] == [4000, 8000, 8500, 9000]
     assert "8000 + 1000 steps" in curve["title"]
     assert json.loads((folder / "eval_results.json").read_text()) == {"pq": 65.0}
+
+
+def test_config_overrides_change_the_shapes_config_and_enter_the_card_command(tmp_path):
+    overrides = {"d_model": 96, "backbone_config": {"hidden_sizes": [8, 16, 32, 64]}}
+    config = train_defaults.configured("detr_panoptic", overrides)
+    assert config.d_model == 96 and config.backbone_config.hidden_sizes == [8, 16, 32, 64]
+    assert config.num_queries == train_defaults.shapes_detr_panoptic_config().num_queries  # the rest unchanged
+    for wrong, where in (({"d_modl": 96}, "'d_modl'"), ({"backbone_config": {"widths": [8]}}, "backbone_config")):
+        with pytest.raises(SystemExit, match=where):
+            train_defaults.configured("detr_panoptic", wrong)
+
+    words = train_defaults._training_words("detr_panoptic", 100, 60.0, 1.0, None,
+                                           train_defaults.RECIPES["detr_panoptic"][2], None, {"d_model": 96})
+    assert words.startswith("`python scripts/train_defaults.py --models detr_panoptic --steps 100 "
+                            "--config_overrides '{\"d_model\": 96}'`")
+    assert "with those overrides" in words
