@@ -73,7 +73,7 @@ class LargeScaleJitter:
         out_image[: image.shape[0], : image.shape[1]] = image
         out_masks[:, : image.shape[0], : image.shape[1]] = masks
         valid[: image.shape[0], : image.shape[1]] = True
-        kept = np.flatnonzero(out_masks.reshape(len(out_masks), -1).any(1))
+        kept = np.flatnonzero(out_masks.reshape(len(out_masks), size * size).any(1))
         return Augmented(out_image, out_masks[kept], kept, valid)
 
 

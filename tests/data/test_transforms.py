@@ -202,3 +202,35 @@ def test_both_orientations_fit_the_rule_decides():
     assert (upright[:4] == 255).all() or (upright[4:] == 255).all()  # turned: the white half is now a row half
     with pytest.raises(ValueError, match="both_fit is 'upright' or 'stored'"):
         read_annotated_image(turned, 8, 8, "guess")
+
+
+def test_an_image_without_segments_augments_and_collates(tmp_path):
+    """An image whose every pixel is void (`segments_info` empty: a picture with nothing labelled in it, common in
+    real datasets) is a valid training sample: it augments to no masks, and each model's collator batches it (the
+    jitter crashed with 'cannot reshape array of size 0')."""
+    import json
+
+    import PIL.Image
+
+    from seem_hf import DetrPanopticImageProcessor, LSegProcessor
+    from seem_hf.data import AugmentedPanopticDataset, load_coco_panoptic, make_shapes_dataset
+    from seem_hf.testing import FIXTURES
+    from seem_hf.training import DetrPanopticCollator, SemanticCollator
+
+    paths = make_shapes_dataset(tmp_path, num_train=2, num_val=0, image_size=64)["train"]
+    data = json.loads(paths["panoptic_json"].read_text())
+    empty = data["annotations"][0]
+    empty["segments_info"] = []
+    PIL.Image.new("RGB", (64, 64)).save(paths["panoptic_dir"] / empty["file_name"])
+    paths["panoptic_json"].write_text(json.dumps(data))
+    dataset = load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"])
+    train = AugmentedPanopticDataset(dataset, LargeScaleJitter(64, 0.5, 2.0), seed=0)
+    items = [train[index] for index in range(2)]
+    nothing = next(item for item in items if item["image_id"] == empty["image_id"])
+    assert nothing["masks"].shape == (0, 64, 64) and len(nothing["labels"]) == 0 and nothing["valid"].any()
+    detr = DetrPanopticCollator(DetrPanopticImageProcessor.from_pretrained(FIXTURES / "tiny-random-detr_panoptic"))
+    assert sorted(len(labels["class_labels"]) for labels in detr(items)["labels"])[0] == 0
+    lseg = SemanticCollator(LSegProcessor.from_pretrained(FIXTURES / "tiny-random-lseg"),
+                            [category["name"] for category in data["categories"]])
+    labels = lseg(items)["labels"]
+    assert labels.shape == (2, 64, 64) and (labels == 255).all(dim=(1, 2)).any()  # the empty image: all ignored
