@@ -20,7 +20,8 @@ or images). A dataset it passes is one `load_coco_panoptic` reads. The rules:
   `convert("RGB")` reads it; JPEG data named `.png` is refused: lossy compression changes the ids); the PNG's ids =
   `segments_info`'s; `area` = the segment's pixel count; `bbox` = the mask's box (within `BBOX_TOLERANCE` pixels,
   for the two conventions of the box's far edge); categories exist; a grounding annotation's image, segment and
-  category exist and agree, its mask lies on its image and covers pixels (on its segment, when it names one).
+  category exist and agree, its mask lies on its image (an RLE's runs cover its size exactly) and covers pixels (on
+  its segment, when it names one).
 """
 
 from __future__ import annotations

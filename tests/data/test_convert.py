@@ -757,3 +757,32 @@ def test_converters_take_sizes_upright_by_exif_orientation(tmp_path):
     report = convert_semantic_masks(tmp_path / "images", tmp_path / "masks", tmp_path / "table.csv",
                                     tmp_path / "semantic")
     assert report.images == 1
+
+
+def test_coco_instances_rle_runs_must_cover_the_image(tmp_path):
+    """An RLE whose runs do not add up to its size: COCO's uncompressed crowd RLE cut short decoded from uninitialised
+    memory (another mask on each call), and a compressed RLE encoded at another size, its `size` edited to the
+    image's, decoded into pixels in the wrong places. Both are problems naming the annotation; sound ones convert."""
+    _photo(tmp_path / "images" / "a.jpg")
+    box = np.zeros((48, 64), np.uint8)
+    box[4:20, 4:20] = 1
+    small = mask_utils.encode(np.asfortranarray(box[:24, :32]))["counts"].decode("ascii")
+    whole = mask_utils.encode(np.asfortranarray(box))["counts"].decode("ascii")
+    instances = _write_instances(tmp_path / "instances.json", [{"id": 1, "name": "boat"}], [
+        {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 1, "segmentation": {"size": [48, 64],
+                                                                                  "counts": [200, 30]}},
+        {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": {"size": [48, 64], "counts": small}},
+        {"id": 3, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": {"size": [48, 64], "counts": whole}},
+    ])
+    with pytest.raises(ConversionError) as refused:
+        convert_coco_instances(instances, tmp_path / "images", tmp_path / "out")
+    where = f"{instances}: image 1 (a.jpg): annotation"
+    assert [problem.split(" (ValueError")[0] for problem in refused.value.problems] == [
+        f"{where} 1: segmentation cannot be decoded", f"{where} 2: segmentation cannot be decoded"]
+    assert "RLE runs cover 230 pixels, but its size 48 x 64 has 3072" in refused.value.problems[0]
+    assert "RLE runs cover 768 pixels" in refused.value.problems[1]
+    report = convert_coco_instances(instances, tmp_path / "images", tmp_path / "out", skip_problems=True)
+    assert (report.segments, report.skipped_segments) == (1, 2)
+    out = coco_panoptic_paths(tmp_path / "out")["train"]
+    (row,) = load_coco_panoptic(out["image_dir"], out["panoptic_dir"], out["panoptic_json"])
+    np.testing.assert_array_equal(panoptic_targets(row)["masks"][0], box.astype(bool))

@@ -347,3 +347,20 @@ def test_help_texts(command, capsys):
     positional = text.split("positional arguments:")[1].split("options:")[0]
     entries = [line.split() for line in positional.splitlines() if line.startswith("  ") and line[2] != " "]
     assert entries and all(len(words) > 1 for words in entries), text  # every positional has a help text
+
+
+def test_a_grounding_rle_of_another_size_is_refused(dataset):
+    """A compressed RLE encoded at another image size whose `size` says the image's decoded into pixels in the wrong
+    places, and trained the sentence on them; its runs do not add up to the size, and the validator says so."""
+    from pycocotools import mask as mask_utils
+
+    paths, panoptic, grounding, save = dataset
+    annotation = grounding["annotations"][0]
+    height, width = annotation["segmentation"]["size"]
+    smaller = np.zeros((height // 2, width // 2), np.uint8)
+    smaller[:4, :4] = 1
+    annotation["segmentation"]["counts"] = mask_utils.encode(np.asfortranarray(smaller))["counts"].decode("ascii")
+    save()
+    _refused(paths, f"grounding annotation {annotation['id']} (image {annotation['image_id']}): segmentation cannot be "
+                    f"decoded (ValueError: RLE runs cover {height // 2 * (width // 2)} pixels, but its size {height} x "
+                    f"{width} has {height * width}")
