@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from seem_hf.data.categories import LabelVocabulary
 from seem_hf.data.panoptic_format import rgb2id, segmentation_mask
-from seem_hf.data.validation import plural, validate_coco_panoptic, validate_coco_panoptic_once
+from seem_hf.data.validation import plural, read_utf8, validate_coco_panoptic, validate_coco_panoptic_once
 
 
 def _refuse(problems: list[str], image_dir, panoptic_dir, panoptic_json, grounding_json) -> None:
@@ -181,7 +181,7 @@ def load_coco_panoptic(
     the other, raises a `ValueError` naming both files (`labels_by_name`)."""
     _refuse(validate_coco_panoptic_once(image_dir, panoptic_dir, panoptic_json, grounding_json),
             image_dir, panoptic_dir, panoptic_json, grounding_json)
-    data = json.loads(Path(panoptic_json).read_text(encoding="utf-8"))
+    data = json.loads(read_utf8(panoptic_json))
     if vocabulary is None:
         vocabulary, contiguous = LabelVocabulary.from_coco(data["categories"])
     else:
@@ -195,7 +195,7 @@ def load_coco_panoptic(
 
     groundings: dict[int, list] = {}
     if grounding_json is not None:
-        for index, annotation in enumerate(json.loads(Path(grounding_json).read_text(encoding="utf-8"))["annotations"]):
+        for index, annotation in enumerate(json.loads(read_utf8(grounding_json))["annotations"]):
             with naming(f"{grounding_json}: grounding annotation #{index}"):
                 groundings.setdefault(annotation["image_id"], []).append(grounding_row(annotation))
     rows = []
@@ -274,7 +274,7 @@ def write_semantic_maps(
     Checks the annotation and the PNGs first (`validate_coco_panoptic` without the images) and raises a
     `ValueError` listing the problems, writing nothing, when there are any."""
     _refuse(validate_coco_panoptic(None, panoptic_dir, panoptic_json), None, panoptic_dir, panoptic_json, None)
-    data = json.loads(Path(panoptic_json).read_text(encoding="utf-8"))
+    data = json.loads(read_utf8(panoptic_json))
     _, contiguous = LabelVocabulary.from_coco(data["categories"])
     if not len(contiguous) <= ignore_index <= 65535:
         raise ValueError(

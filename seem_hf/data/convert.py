@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import multiprocessing
 import os
@@ -70,7 +71,13 @@ from seem_hf.data.categories import LabelVocabulary
 from seem_hf.data.coco_panoptic import semantic_from_panoptic
 from seem_hf.data.panoptic_format import id2rgb, rgb2id, segmentation_mask
 from seem_hf.data.shapes import IGNORE_INDEX, coco_panoptic_paths
-from seem_hf.data.validation import _READABLE_IMAGE_MODES, MIN_GROUNDING_IOU, plural, validate_coco_panoptic
+from seem_hf.data.validation import (
+    _READABLE_IMAGE_MODES,
+    MIN_GROUNDING_IOU,
+    plural,
+    read_utf8,
+    validate_coco_panoptic,
+)
 from seem_hf.image_utils import image_size
 from seem_hf.visualize import label_color
 
@@ -140,13 +147,27 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _read_json(path: Path, what: str):
+def _read_text(path: Path, what: str) -> str:
+    """`read_utf8` of an input file, its problems raised as a `ConversionError` naming it."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return read_utf8(path)
     except FileNotFoundError:
         raise ConversionError([f"{path}: file is missing ({what})"], what) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ConversionError([f"{path}: not valid UTF-8 JSON ({what}): {error}"], what) from None
+    except ValueError as error:  # not UTF-8
+        raise ConversionError([f"{error} ({what})"], what) from None
+
+
+def _read_json(path: Path, what: str):
+    text = _read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConversionError([f"{path}: not valid JSON ({what}): {error}"], what) from None
+
+
+def _read_csv(path: Path, what: str) -> list[dict]:
+    """The rows of a CSV file with a header, as dicts (UTF-8, with or without a byte-order mark)."""
+    return list(csv.DictReader(io.StringIO(_read_text(path, what), newline="")))
 
 
 def _parse_flag(value, where: str, problems: list[str]) -> bool | None:
@@ -194,11 +215,7 @@ def read_category_table(table: str | Path | Iterable[dict]) -> list[dict]:
         path = Path(table)
         source = str(path)
         if path.suffix.lower() == ".csv":
-            try:
-                with path.open(newline="", encoding="utf-8") as handle:
-                    rows = list(csv.DictReader(handle))
-            except FileNotFoundError:
-                raise ConversionError([f"{path}: file is missing (category table)"], "category table") from None
+            rows = _read_csv(path, "category table")
         else:
             data = _read_json(path, "category table")
             rows = data.get("categories") if isinstance(data, dict) else data
@@ -1032,12 +1049,8 @@ def convert_instance_annotations(
 
 def _read_sentence_rows(path: Path) -> list[dict]:
     if path.suffix.lower() == ".csv":
-        try:
-            with path.open(newline="", encoding="utf-8") as handle:
-                return [{str(k).strip().lower(): v for k, v in row.items() if k is not None}
-                        for row in csv.DictReader(handle)]
-        except FileNotFoundError:
-            raise ConversionError([f"{path}: file is missing (sentences)"], "sentences") from None
+        return [{str(k).strip().lower(): v for k, v in row.items() if k is not None}
+                for row in _read_csv(path, "sentences")]
     data = _read_json(path, "sentences")
     rows = data.get("sentences", data.get("annotations")) if isinstance(data, dict) else data
     if not isinstance(rows, list):
@@ -1110,8 +1123,8 @@ def add_sentences(
                                    paths["grounding_json"] if paths["grounding_json"].exists() else None)
     if found:
         raise ConversionError(found, f"dataset {data_dir} (convert it first, or fix it)")
-    panoptic = json.loads(paths["panoptic_json"].read_text(encoding="utf-8"))
-    grounding = (json.loads(paths["grounding_json"].read_text(encoding="utf-8")) if paths["grounding_json"].exists()
+    panoptic = json.loads(read_utf8(paths["panoptic_json"]))
+    grounding = (json.loads(read_utf8(paths["grounding_json"])) if paths["grounding_json"].exists()
                  else {"images": panoptic["images"], "annotations": [], "categories": panoptic["categories"]})
     images = {image["id"]: image for image in panoptic["images"]}
     find_image = _image_finder(panoptic["images"], paths["panoptic_json"])

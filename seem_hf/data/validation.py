@@ -70,6 +70,24 @@ def _show(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def read_utf8(path: str | Path) -> str:
+    """The text of the file `path`, UTF-8 with or without the byte-order mark that Excel and Windows editors write
+    (read as plain UTF-8, the mark made a CSV's first column `\ufeffname` and a JSON file unreadable). Raises a
+    `ValueError` naming the file and the line and column of the first byte that is not UTF-8 (a file saved as
+    Latin-1 or Windows-1252), and how to save it; `OSError` as reading the file does."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line, line_start = data.count(b"\n", 0, error.start) + 1, data.rfind(b"\n", 0, error.start) + 1
+        shown = data[line_start:error.start + 1].decode("utf-8", "replace")
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} at line {line}, column "
+            f"{error.start - line_start + 1}: {shown!r}); save the file as UTF-8 (Excel: 'CSV UTF-8'; an editor: "
+            "'save with encoding UTF-8')"
+        ) from None
+
+
 def plural(count: int, noun: str) -> str:
     """`1 problem`, `2 problems`."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
@@ -105,12 +123,15 @@ class _Checker:
             self.add(f"{path}: file is missing")
             return None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_utf8(path))
         except json.JSONDecodeError as error:
             self.add(f"{path}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}")
             return None
-        except (UnicodeDecodeError, OSError) as error:
-            self.add(f"{path}: cannot be read as UTF-8 JSON ({error})")
+        except ValueError as error:  # not UTF-8: read_utf8 names the file and the byte
+            self.add(str(error))
+            return None
+        except OSError as error:
+            self.add(f"{path}: cannot be read ({error})")
             return None
         if not isinstance(data, dict):
             self.add(f"{path}: must hold a JSON object with {list(required_lists)}, got {type(data).__name__}")
@@ -535,4 +556,4 @@ def validate_coco_panoptic_once(image_dir: str | Path | None, panoptic_dir: str 
 
 
 __all__ = ["BBOX_TOLERANCE", "MIN_GROUNDING_IOU", "VALIDATION_CACHE_ENV", "dataset_fingerprint", "plural",
-           "validate_coco_panoptic", "validate_coco_panoptic_once"]
+           "read_utf8", "validate_coco_panoptic", "validate_coco_panoptic_once"]

@@ -30,6 +30,7 @@ from seem_hf.data.convert import (
     convert_instance_annotations,
     convert_semantic_masks,
     main,
+    read_category_table,
 )
 from seem_hf.data.shapes import SHAPES_VOCABULARY
 from seem_hf.data.validation import validate_coco_panoptic
@@ -786,3 +787,34 @@ def test_coco_instances_rle_runs_must_cover_the_image(tmp_path):
     out = coco_panoptic_paths(tmp_path / "out")["train"]
     (row,) = load_coco_panoptic(out["image_dir"], out["panoptic_dir"], out["panoptic_json"])
     np.testing.assert_array_equal(panoptic_targets(row)["masks"][0], box.astype(bool))
+
+
+def test_text_files_saved_by_excel_or_in_another_encoding(shapes, tmp_path):
+    """Excel's 'CSV UTF-8' starts with a byte-order mark, which made the first column `\\ufeffname` (every row then
+    'missing `name`') or `\\ufeffimage`; a file saved as Windows-1252 failed with a bare UnicodeDecodeError. The mark
+    is read (in CSV and JSON inputs, and in a dataset's JSON files); another encoding is a problem naming the file,
+    the line and the column."""
+    table = tmp_path / "categories.csv"
+    table.write_bytes("name,isthing,index\nsea,stuff,0\nboat,thing,1\n".encode("utf-8-sig"))
+    assert [row["name"] for row in read_category_table(table)] == ["sea", "boat"]
+    table.write_bytes("name,isthing,index\nsea,stuff,0\ncaf\xe9,thing,1\n".encode("cp1252"))
+    with pytest.raises(ConversionError) as refused:
+        read_category_table(table)
+    assert refused.value.problems == [f"{table}: not UTF-8 text (byte 0xe9 at line 3, column 4: 'caf\ufffd'); save the "
+                                      f"file as UTF-8 (Excel: 'CSV UTF-8'; an editor: 'save with encoding UTF-8') "
+                                      f"(category table)"]
+    data = tmp_path / "data"
+    shutil.copytree(shapes[0]["image_dir"].parent, data)
+    panoptic_json = data / "annotations" / "panoptic_train.json"
+    panoptic_json.write_bytes(b"\xef\xbb\xbf" + panoptic_json.read_bytes())  # the dataset's own JSON, BOM-marked
+    sentences = tmp_path / "sentences.csv"
+    sentences.write_bytes("image,sentence,segment_id\n000002.jpg,la forme à gauche,1\n".encode("utf-8-sig"))
+    report = add_sentences(data, sentences)
+    assert report.sentences == 1
+    paths = coco_panoptic_paths(data)["train"]
+    rows = load_coco_panoptic(paths["image_dir"], paths["panoptic_dir"], paths["panoptic_json"],
+                              paths["grounding_json"])
+    assert "la forme à gauche" in [s for row in rows for g in row["groundings"] for s in g["sentences"]]
+    sentences.write_bytes("image,sentence,segment_id\n000002.jpg,la forme à gauche,1\n".encode("cp1252"))
+    with pytest.raises(ConversionError, match=r"sentences.csv: not UTF-8 text \(byte 0xe0 at line 2, column 21"):
+        add_sentences(data, sentences)
