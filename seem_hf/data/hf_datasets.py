@@ -44,6 +44,7 @@ import torch
 from seem_hf.data.categories import CategorySpec, LabelVocabulary
 from seem_hf.data.panoptic_format import id2rgb, rgb2id
 from seem_hf.data.transforms import keep_stored_images, open_stored_image
+from seem_hf.data.validation import read_utf8
 from seem_hf.image_utils import image_size
 
 IGNORE_INDEX = 255
@@ -188,7 +189,61 @@ def _id2label_file(folder: Path | None, name: str) -> dict[int, str] | None:
             path = hf_hub_download(name, "id2label.json", repo_type="dataset")
         except (OSError, EntryNotFoundError):  # no such file, repository or connection: no names from there
             return None
-    return {int(key): value for key, value in json.loads(Path(path).read_text(encoding="utf-8")).items()}
+    return read_id2label(path)
+
+
+_ID2LABEL_FORM = '{"0": "name", "1": "name", ...} (class id -> name, as transformers\' segmentation examples read it)'
+
+
+def read_id2label(path: str | Path) -> dict[int, str]:
+    """An `id2label.json` as {class id: name}. Raises a `ValueError` naming the file and what is wrong with it: not
+    UTF-8 or not JSON, not an object of `_ID2LABEL_FORM`, keys that are no non-negative integers (a label2id file
+    {"name": 0} is named as one), names that are not non-empty texts, or one name for several ids."""
+    try:
+        data = json.loads(read_utf8(path))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}; "
+                         f"id2label.json holds {_ID2LABEL_FORM}.") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{path}: must hold a non-empty JSON object {_ID2LABEL_FORM}, got "
+                         f"{json.dumps(data)[:60]}.")
+    keys = [key for key in data if not (key.strip().isdigit() and key.strip().isascii())]
+    if keys and len(keys) == len(data) and all(isinstance(value, int) for value in data.values()):
+        raise ValueError(f"{path}: holds names -> ids ({json.dumps(dict(list(data.items())[:2]))[:-1]}, ...}}, a "
+                         f"label2id), but id2label.json maps ids to names: write {_ID2LABEL_FORM}.")
+    problems = [f"key {key!r} is no class id (a non-negative integer)" for key in keys] + [
+        f"id {key}: name {json.dumps(value)[:40]} is no non-empty text" for key, value in data.items()
+        if not (isinstance(value, str) and value.strip())]
+    ids_of: dict[str, list[str]] = {}
+    for key, value in data.items():
+        if isinstance(value, str):
+            ids_of.setdefault(value, []).append(key)
+    problems += [f"name {value!r} has ids {ids} (each class needs its own name)" for value, ids in ids_of.items()
+                 if len(ids) > 1]
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems) + f". id2label.json holds {_ID2LABEL_FORM}.")
+    return {int(key): value for key, value in data.items()}
+
+
+_BACKGROUND_NAMES = {"background", "bg", "_background_", "__background__", "unlabeled", "unlabelled", "void",
+                     "ignore", "none"}
+"""Names a label file gives the background class: with `--do_reduce_labels` that class is dropped before the names
+are read, so a name list that starts with one is counted from the stored ids, one off."""
+
+
+def _check_reduced_names(id2class: dict[int, str], source: str, where: str) -> None:
+    """Refuse label names for `--do_reduce_labels` that name id 0 as the background: names are read after the
+    shift (id 0 = the class stored as 1, as transformers' examples read them), so each class would take its
+    neighbour's name."""
+    first = id2class.get(0)
+    if first is not None and first.strip().lower() in _BACKGROUND_NAMES:
+        raise ValueError(
+            f"{where}: --do_reduce_labels drops stored class 0 (the background) and reads class k as k - 1, so the "
+            f"label names ({source}) are those of the shifted ids, as transformers' examples read them: 0 is the "
+            f"class stored as 1. They name 0 {first!r}: every class would take the name of the one stored below it. "
+            f"Remove {first!r} and number the other names from 0, or drop --do_reduce_labels (0 is then a class, "
+            f"named {first!r})."
+        )
 
 
 def _segment_feature(features: datasets.Features) -> dict:
@@ -321,6 +376,8 @@ def dataset_vocabulary(dataset: datasets.Dataset, layout: DatasetLayout, name: s
         names = _class_label_names(dataset.features, layout)
         id2class = None if names is None else dict(enumerate(names))
         source = f"the ClassLabel of column {layout.annotation_column!r}"
+    if id2class and do_reduce_labels and not source.startswith("the semantic_class_to_id"):
+        _check_reduced_names(id2class, source, where)
     if not id2class:
         place = "beside the data (the dataset folder)" if folder is not None else f"in the Hub repository {name}"
         raise ValueError(

@@ -421,3 +421,51 @@ def test_a_folder_s_val_categories_are_read_in_the_training_labels_by_name(tmp_p
         val_json.write_text(json.dumps(changed))
         with pytest.raises(ValueError, match=message):
             training_datasets(DataArguments(data_dir=str(tmp_path / "shapes"), image_size=64), arguments)
+
+
+def test_a_malformed_id2label_json_is_named_with_the_form_it_needs(tmp_path):
+    """id2label.json written as a label2id, a list, broken JSON, in Windows-1252, or with one name twice used to fail
+    with Python's own error (`invalid literal for int()`, `'list' object has no attribute 'items'`, a bare
+    UnicodeDecodeError, 'Duplicate category names') naming no file. Each names the file and the form it needs; a
+    byte-order mark (Windows editors) is read."""
+    label = PIL.Image.fromarray(np.array([[0, 1], [2, 1]], np.uint8).repeat(4, 0).repeat(4, 1))
+    data = datasets.Dataset.from_dict({"image": [PIL.Image.new("RGB", (8, 8))] * 2, "label": [label] * 2})
+    data.cast_column("image", datasets.Image()).cast_column("label", datasets.Image()).save_to_disk(tmp_path / "data")
+    path = tmp_path / "data" / "id2label.json"
+    for content, expected in (
+        (json.dumps({"sea": 0, "boat": 1, "rock": 2}), 'holds names -> ids ({"sea": 0, "boat": 1, ...}, a label2id)'),
+        (json.dumps(["sea", "boat", "rock"]), 'must hold a non-empty JSON object {"0": "name"'),
+        ('{"0": "sea", "1": "boat",', "not valid JSON at line 1, column 26"),
+        (json.dumps({"0": "sea", "x": "boat", "2": ""}), "key 'x' is no class id (a non-negative integer); id 2: name "
+                                                         '"" is no non-empty text'),
+        (json.dumps({"0": "sea", "1": "boat", "2": "sea"}), "name 'sea' has ids ['0', '2']"),
+        ('{"0": "sea", "1": "caf\xe9", "2": "rock"}'.encode("cp1252"), "not UTF-8 text (byte 0xe9 at line 1, column 23"),
+    ):
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(ValueError) as error:
+            load_training_splits(str(tmp_path / "data"), evaluate_on=None)
+        assert str(error.value).startswith(f"{path}: ") and expected in str(error.value), str(error.value)
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"0": "sea", "1": "boat", "2": "rock"}).encode())
+    assert load_training_splits(str(tmp_path / "data"), evaluate_on=None).vocabulary.id2label == {
+        0: "sea", 1: "boat", 2: "rock"}
+
+
+def test_reduce_labels_with_names_counted_from_the_background_is_refused(tmp_path):
+    """transformers' examples read id2label after --do_reduce_labels' shift (0 = the class stored as 1). Names that
+    start with the background, counted from the stored ids, used to train every class under its neighbour's name
+    (the pixels stored as 1 named 'background'); refused, saying both ways out."""
+    label = PIL.Image.fromarray(np.array([[0, 1], [2, 1]], np.uint8).repeat(4, 0).repeat(4, 1))
+    data = datasets.Dataset.from_dict({"image": [PIL.Image.new("RGB", (8, 8))] * 2, "label": [label] * 2})
+    data.cast_column("image", datasets.Image()).cast_column("label", datasets.Image()).save_to_disk(tmp_path / "data")
+    (tmp_path / "data" / "id2label.json").write_text(json.dumps({"0": "Background", "1": "boat", "2": "rock"}))
+    with pytest.raises(ValueError, match="They name 0 'Background': every class would take the name of the one "
+                                         "stored below it. Remove 'Background' and number the other names from 0, or "
+                                         "drop --do_reduce_labels"):
+        load_training_splits(str(tmp_path / "data"), evaluate_on=None, do_reduce_labels=True)
+    kept = load_training_splits(str(tmp_path / "data"), evaluate_on=None)  # without the shift: 0 is a class
+    assert [(kept.vocabulary.id2label[s["label"]], s["area"]) for s in kept.train[0]["segments"]] == [
+        ("Background", 16), ("boat", 32), ("rock", 16)]
+    (tmp_path / "data" / "id2label.json").write_text(json.dumps({"0": "boat", "1": "rock"}))
+    reduced = load_training_splits(str(tmp_path / "data"), evaluate_on=None, do_reduce_labels=True)
+    assert [(reduced.vocabulary.id2label[s["label"]], s["area"]) for s in reduced.train[0]["segments"]] == [
+        ("boat", 32), ("rock", 16)]
