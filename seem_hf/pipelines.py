@@ -64,21 +64,6 @@ def _check_padding(padding) -> bool:
     return padding
 
 
-def _label_list(labels) -> list[str]:
-    """`labels=` as a list of names: a list, tuple or other iterable of strings (a single string or a mapping is
-    refused with the fix, rather than read letter by letter or key by key)."""
-    if isinstance(labels, str):
-        raise ValueError(
-            f"labels={labels!r} is one string: give a list of label names, e.g. labels=[{labels!r}, 'other'] "
-            "(a semantic map needs labels to choose between)."
-        )
-    if isinstance(labels, collections.abc.Mapping):
-        raise ValueError("labels= takes a list of label names; for an id2label dict pass list(id2label.values()).")
-    if not isinstance(labels, collections.abc.Iterable):
-        raise ValueError(f"labels= takes a list of label names, got {type(labels).__name__}.")
-    return check_label_set(list(labels))
-
-
 class _Flattened:
     """Per-image outputs from an iterable of per-batch lists (with the number of images when it is known)."""
 
@@ -322,7 +307,7 @@ class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipel
         if kwargs.get("labels") is not None:
             if "input_ids" not in inspect.signature(self.model.forward).parameters:
                 raise ValueError(f"{type(self.model).__name__} has a fixed label set; it takes no labels=.")
-            labels = _label_list(kwargs["labels"])
+            labels = check_label_set(kwargs["labels"])
             preprocess["labels"] = postprocess["labels"] = labels
         return preprocess, forward, postprocess
 

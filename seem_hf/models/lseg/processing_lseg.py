@@ -34,7 +34,7 @@ class LSegProcessor(RemoteCodeMixin, ProcessorMixin):
 
     def tokenize_labels(self, labels, return_tensors="pt") -> BatchFeature:
         """`input_ids` and `attention_mask` of a label set, padded to CLIP's 77 tokens."""
-        labels = check_label_set(labels, clean_text)
+        labels = check_label_set(labels, clean_text, "text")
         tokens = self.tokenizer(
             [clean_text(label) for label in labels], padding="max_length", max_length=CONTEXT_LENGTH, truncation=True,
             return_tensors=return_tensors,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import warnings
 
 import torch
@@ -16,24 +17,41 @@ from .prompts_seem import BACKGROUND, clean_class_name, evaluation_prompts, trai
 from .visual_sampler_seem import rasterize_prompt
 
 
+def _listed(value, kind, name, example):
+    """A sequence of prompts (a list, tuple, array or iterator) as a list; an unordered or keyed container is refused:
+    the results follow the order of the prompts."""
+    if isinstance(value, dict if kind is dict else str):
+        return value
+    if isinstance(value, (collections.abc.Set, collections.abc.Mapping)):
+        what = "a set, whose order changes from one run to the next" if isinstance(value, collections.abc.Set) else (
+            "a mapping")
+        raise ValueError(f"{name} is {what}, while the results follow the order of the prompts: give a list, e.g. "
+                         f"{name}={example}.")
+    if not isinstance(value, collections.abc.Iterable):
+        raise ValueError(f"{name} takes a list of prompts, e.g. {name}={example}; got {type(value).__name__}.")
+    return list(value)
+
+
 def _per_image(value, kind, count, name):
     """One image's prompts (a dict list, or a string list for sentences) -> a batch of one; check the count.
-    `name` is the argument, for the errors."""
+    `name` is the argument, for the errors. Tuples, arrays and iterators are read as lists."""
     example = '["the red circle"]' if kind is str else '[{"points": [(x, y)]}]'
-    if isinstance(value, (list, tuple)) and not value:
+    value = _listed(value, kind, name, example)
+    if isinstance(value, list) and not value:
         raise ValueError(f"{name} is empty: give at least one prompt per image, e.g. {name}={example}.")
     if kind is dict and isinstance(value, dict):  # one object's prompt for one image
         value = [value]
     single = (kind is dict and value and isinstance(value[0], dict)) or (kind is str and (
         isinstance(value, str) or (value and isinstance(value[0], str))))
-    batch = [[value] if isinstance(value, str) else value] if single else list(value)
+    batch = [[value] if isinstance(value, str) else value] if single else [
+        _listed(prompts, kind, f"{name}[{image}]", example) for image, prompts in enumerate(value)]
     if len(batch) != count:
         raise ValueError(f"{name}: got prompts for {len(batch)} images but {count} image(s) were given; give one "
                          f"list per image (for a single image, a flat list such as {name}={example}).")
     return batch
 
 
-def check_seem_label_set(labels) -> list[str]:
+def check_seem_label_set(labels, name: str = "labels") -> list[str]:
     """`check_label_set` with SEEM's reading of a label (`clean_class_name` strips COCO's "-other", "-merged" and
     "-stuff", then CLIP's cleaning): labels that read alike, such as "wall-other" and "wall", are refused, and so
     "background", SEEM's own no-object class, which the processor appends to every label set, gets a warning (a
@@ -41,7 +59,7 @@ def check_seem_label_set(labels) -> list[str]:
     def read(label):
         return clean_text(clean_class_name(label))
 
-    labels = check_label_set(labels, read)
+    labels = check_label_set(labels, read, name)
     if clashes := [label for label in labels if read(label) == read(BACKGROUND)]:
         warnings.warn(
             f"The label {clashes[0]!r} reads as {BACKGROUND!r}, SEEM's own no-object class, which the processor adds "
@@ -119,9 +137,10 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
                 raise ValueError("Visual prompts are given in image coordinates: pass the images too.")
             batched = isinstance(images, (list, tuple)) or getattr(images, "ndim", 0) == 4
             image_list = list(images) if batched else [images]
+            # the images' sizes as the image processor read them: an ambiguous array's layout is the one given
+            sizes = [image_size(image, kwargs.get("input_data_format")) for image in image_list]
             outputs.update(self.prepare_visual_prompts(
-                _per_image(visual_prompts, dict, count, "visual_prompts"), [image_size(image) for image in image_list],
-                torch.as_tensor(outputs["pixel_mask"]),
+                _per_image(visual_prompts, dict, count, "visual_prompts"), sizes, torch.as_tensor(outputs["pixel_mask"]),
             ))
         return outputs
 
@@ -252,7 +271,7 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
 
     def tokenize_labels(self, labels):
         """`(num_labels + 1, 81, 77)` token ids of the label set's prompts, "background" last."""
-        labels = check_seem_label_set(labels)
+        labels = check_seem_label_set(labels, "text")
         prompts = [prompt for label in labels + [BACKGROUND] for prompt in evaluation_prompts(label)]
         return self._tokenize(prompts).view(len(labels) + 1, -1, CONTEXT_LENGTH)
 

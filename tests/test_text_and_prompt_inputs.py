@@ -1,0 +1,72 @@
+"""Label sets, sentences and visual prompts as users bring them, through the processors and pipelines: read in the
+order given or refused with the fix, never read some other way without a word."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoProcessor, pipeline
+
+import seem_hf  # noqa: F401  (registers the models and the pipelines)
+from seem_hf.testing import FIXTURES
+
+PROCESSORS = {name: AutoProcessor.from_pretrained(FIXTURES / f"tiny-random-{name}") for name in ("seem", "lseg")}
+
+
+# ------------------------------------------------------------------------------------------------------ label sets
+@pytest.mark.parametrize("name", ["seem", "lseg"])
+def test_label_sets_without_an_order_of_their_own_are_refused(name):
+    """A mapping given as `text` used to be read by its keys (an id2label dict {"0": "cat"} gave the one label "0"),
+    and a set by its hash order, which changes between processes, so the result's label ids pointed at other names;
+    the pipeline and the processors now refuse both, naming the argument and the fix. Sequences and iterators are
+    read in their order."""
+    processor = PROCESSORS[name]
+    expected = processor(text=["cat", "sofa"])["input_ids"]
+    for ordered in (("cat", "sofa"), np.array(["cat", "sofa"]), iter(["cat", "sofa"])):
+        assert torch.equal(processor(text=ordered)["input_ids"], expected)
+    with pytest.raises(ValueError, match=r"text takes a list of label names, not a mapping.*sorted\(id2label\)"):
+        processor(text={"0": "cat", "1": "sofa"})
+    with pytest.raises(ValueError, match=r"text is a set.*text=sorted"):
+        processor(text={"cat", "sofa"})
+    segmenter = pipeline("image-segmentation", model=str(FIXTURES / f"tiny-random-{name}"))
+    with pytest.raises(ValueError, match=r"labels is a set.*labels=sorted"):
+        segmenter(np.zeros((32, 32, 3), np.uint8), labels={"cat", "sofa"})
+
+
+# ------------------------------------------------------------------------------------------------------- sentences
+def test_sentences_in_any_sequence_and_unordered_containers_refused():
+    """A tuple, a numpy array or a generator of sentences is a list of them (an array was refused as 'not a list',
+    a generator failed with "'generator' object is not subscriptable"); a set failed the same way and a dict with
+    a bare KeyError: both are refused naming the argument."""
+    processor = PROCESSORS["seem"]
+    image = np.zeros((40, 60, 3), np.uint8)
+    expected = processor(images=image, sentences=["the cat", "a sofa"])["grounding_input_ids"]
+    for given in (("the cat", "a sofa"), np.array(["the cat", "a sofa"]), (s for s in ["the cat", "a sofa"])):
+        assert torch.equal(processor(images=image, sentences=given)["grounding_input_ids"], expected)
+    batch = processor(images=[image, image], sentences=np.array([["the cat", "a sofa"], ["the cat", "a sofa"]]))
+    assert torch.equal(batch["grounding_input_ids"], expected.repeat(2, 1, 1))
+    with pytest.raises(ValueError, match=r"sentences is a set.*give a list"):
+        processor(images=image, sentences={"the cat", "a sofa"})
+    with pytest.raises(ValueError, match=r"sentences is a mapping"):
+        processor(images=image, sentences={"cat": "the cat"})
+    with pytest.raises(ValueError, match=r"sentences\[1\] is a set"):
+        processor(images=[image, image], sentences=[["the cat"], {"a sofa"}])
+    with pytest.raises(ValueError, match=r"sentences takes a list of prompts.*got int"):
+        processor(images=image, sentences=3)
+
+
+# ------------------------------------------------------------------------------------------------- visual prompts
+def test_visual_prompts_follow_the_input_data_format_of_their_image():
+    """Prompts are placed by the image's size as the image processor read it. A (3, 4, 3) numpy array given with
+    input_data_format="channels_first" is 4 rows by 3 columns; its prompts used to be placed as if it were 3 by 4
+    (channels last), so a click at the bottom row was refused and one at x = 3 was put on the wrong pixel."""
+    processor = PROCESSORS["seem"]
+    channels_first = np.zeros((3, 4, 3), np.uint8)
+    click = {"points": [(2, 3)]}  # x = 2 (last column), y = 3 (last row)
+    given = processor(images=channels_first, visual_prompts=[click], input_data_format="channels_first")
+    expected = processor(images=channels_first.transpose(1, 2, 0), visual_prompts=[click])
+    assert torch.equal(given["pixel_mask"], expected["pixel_mask"])
+    assert torch.equal(given["spatial_positive_masks"], expected["spatial_positive_masks"])
+    with pytest.raises(ValueError, match=r"outside the image \(width 3, height 4"):
+        processor(images=channels_first, visual_prompts=[{"points": [(3, 1)]}], input_data_format="channels_first")
