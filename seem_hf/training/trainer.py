@@ -8,12 +8,16 @@ sums those across processes, so any number of processes gives the numbers of one
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import get_last_checkpoint
 
 from seem_hf.data.coco_panoptic import semantic_from_panoptic
 from seem_hf.loss.set_criterion import local_target_count
@@ -34,6 +38,53 @@ class DatasetEpochCallback(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(int(state.epoch or 0))
+
+
+class LabelSetCallback(TrainerCallback, ExportableState):
+    """Records a run's label names, in label order, in each checkpoint's `trainer_state.json` (its
+    `stateful_callbacks`), where `checkpoint_labels` reads them: adapter checkpoints carry no `config.json`."""
+
+    def __init__(self, labels: list[str]):
+        self.labels = list(labels)
+
+    def state(self) -> dict:
+        return {"args": {"labels": self.labels}, "attributes": {}}
+
+
+def checkpoint_labels(checkpoint: str | Path) -> list[str] | None:
+    """The label names, in label order, that a Trainer checkpoint was trained on: the `LabelSetCallback` record of
+    its `trainer_state.json`, else its `config.json`'s `id2label`; None when it holds neither."""
+    checkpoint = Path(checkpoint)
+    try:
+        record = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        return list(record["stateful_callbacks"][LabelSetCallback.__name__]["args"]["labels"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        id2label = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))["id2label"]
+        return [id2label[key] for key in sorted(id2label, key=int)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_resumed_labels(checkpoint: str | Path, labels: list[str]) -> None:
+    """Refuse to resume from `checkpoint` when it was trained on other label names, or in another order, than
+    `labels` (this run's): resuming continues the same run, whose class scores and optimiser state are per label
+    in the checkpoint's order, so other data would train on wrong labels without a word."""
+    saved = checkpoint_labels(checkpoint)
+    if saved is None or saved == list(labels):
+        return
+    missing, added = [name for name in saved if name not in labels], [name for name in labels if name not in saved]
+    difference = "; ".join(part for part in (
+        f"this run's data lacks {missing}" if missing else "", f"it adds {added}" if added else "",
+        "the same names in another order" if not (missing or added) else "") if part)
+    raise ValueError(
+        f"--resume_from_checkpoint {checkpoint} was trained on {len(saved)} labels {saved}; this run's data has "
+        f"{len(labels)} labels {list(labels)} ({difference}). Resuming continues that run, on its labels in its order. "
+        f"Resume with the data it was trained on, or start a new run from its weights on this data: "
+        f"--model_name_or_path {checkpoint} (a checkpoint of adapters: merge them into the base model first), "
+        "without --resume_from_checkpoint."
+    )
 
 
 class SegmentationTrainer(Trainer):
@@ -85,6 +136,7 @@ class SegmentationTrainer(Trainer):
         super().__init__(*args, **kwargs)
         if self.train_dataset is not None:
             self.add_callback(DatasetEpochCallback(self.train_dataset))
+        self.add_callback(LabelSetCallback([category["name"] for category in categories]))
         self.eval_data_collator = eval_data_collator or self.data_collator
         self.extra_evaluation, self.semantic_metric = extra_evaluation, semantic_metric
         self.categories = categories
@@ -93,7 +145,13 @@ class SegmentationTrainer(Trainer):
 
     def train(self, *args, **kwargs):
         """transformers' `train`, saying first (on the main process) how many processes share the run and the global
-        batch: what the learning rate and the step count mean."""
+        batch: what the learning rate and the step count mean. A run resumed from a checkpoint of other labels is
+        refused (`check_resumed_labels`)."""
+        checkpoint = kwargs.get("resume_from_checkpoint", args[0] if args else None)
+        if checkpoint is True:
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        if isinstance(checkpoint, (str, Path)) and checkpoint:
+            check_resumed_labels(checkpoint, [category["name"] for category in self.categories])
         if self.args.process_index == 0:
             per_device, processes = self.args.per_device_train_batch_size, self.args.world_size
             accumulation = self.args.gradient_accumulation_steps
@@ -269,4 +327,4 @@ class SegmentationTrainer(Trainer):
         semantic.update(pred_semantic, gt_semantic)
 
 
-__all__ = ["SegmentationTrainer"]
+__all__ = ["LabelSetCallback", "SegmentationTrainer", "check_resumed_labels", "checkpoint_labels"]

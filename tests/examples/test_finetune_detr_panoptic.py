@@ -16,6 +16,7 @@ from transformers import AutoModelForImageSegmentation, AutoProcessor
 
 from seem_hf import DetrPanopticForSegmentation
 from seem_hf.adapters import load_adapter
+from seem_hf.data import SHAPES_VOCABULARY, make_shapes_dataset
 from seem_hf.testing import FIXTURES
 
 from ..helpers import free_port, load_example
@@ -154,3 +155,45 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, str
     assert straight.keys() == resumed.keys()
     assert not [name for name in straight if not torch.equal(straight[name], resumed[name])]
     assert [name for name in straight if not torch.equal(straight[name], halfway[name])]  # steps 3-4 did train
+
+
+def test_resuming_on_data_of_other_labels_is_refused(tmp_path):
+    """Resuming a run from a checkpoint trained on other labels (names, or the same names in another order) trained
+    the checkpoint's class rows as this data's labels without a word; refused before the first step, naming both
+    label sets and the way to start a new run from the checkpoint. The labels are read from the trainer state's
+    record, or from `config.json` for a checkpoint saved without one."""
+    from seem_hf.training.trainer import checkpoint_labels
+
+    example = _example()
+    common = ["--max_steps", "1", "--save_steps", "1", "--eval_strategy", "no", "--image_size", "64",
+              "--per_device_train_batch_size", "2", "--disable_tqdm", "true", "--model_name_or_path",
+              str(FIXTURES / "tiny-random-detr_panoptic")]
+    data = tmp_path / "data"
+    make_shapes_dataset(data, num_train=2, num_val=0, image_size=64)
+    for unused in ("panoptic_val.json", "grounding_train.json"):  # no evaluation, and DETR reads no sentences
+        (data / "annotations" / unused).unlink()
+    example.main(["--data_dir", str(data), "--output_dir", str(tmp_path / "run"), *common])
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    names = [category.name for category in SHAPES_VOCABULARY.categories]
+    assert checkpoint_labels(checkpoint) == names
+    panoptic_json = data / "annotations" / "panoptic_train.json"
+    original = json.loads(panoptic_json.read_text())
+    for change, expected in ((lambda name: f"{name} 2", "this run's data lacks ['sky', "),
+                             (lambda name: name, "the same names in another order")):
+        panoptic = json.loads(json.dumps(original))
+        if expected.startswith("the same"):  # star (id 8) first: labels follow the category ids
+            panoptic["categories"][-1]["id"], panoptic["categories"][0]["id"] = 1, 8
+            for segment in (s for a in panoptic["annotations"] for s in a["segments_info"]):
+                segment["category_id"] = {1: 8, 8: 1}.get(segment["category_id"], segment["category_id"])
+        for category in panoptic["categories"]:
+            category["name"] = change(category["name"])
+        panoptic_json.write_text(json.dumps(panoptic))
+        with pytest.raises(ValueError, match=f"--resume_from_checkpoint {checkpoint} was trained on 8 labels") as error:
+            example.main(["--data_dir", str(data), "--output_dir", str(tmp_path / "run"), *common, "--max_steps", "2",
+                          "--resume_from_checkpoint", str(checkpoint)])
+        assert expected in str(error.value) and f"--model_name_or_path {checkpoint}" in str(error.value)
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    del state["stateful_callbacks"]["LabelSetCallback"]
+    (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+    assert checkpoint_labels(checkpoint) == names  # from config.json
+    assert not (tmp_path / "run" / "checkpoint-2").exists()
