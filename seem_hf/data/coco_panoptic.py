@@ -208,7 +208,8 @@ def load_coco_panoptic(
         )
     info = datasets.DatasetInfo(description=json.dumps({"categories": vocabulary.coco_categories()}),
                                 features=PANOPTIC_FEATURES)
-    return datasets.Dataset.from_list(rows, features=PANOPTIC_FEATURES, info=info)
+    columns = {name: [row[name] for row in rows] for name in PANOPTIC_FEATURES}  # from_list cannot take zero rows
+    return datasets.Dataset.from_dict(columns, features=PANOPTIC_FEATURES, info=info)
 
 
 def vocabulary_of(dataset) -> LabelVocabulary:

@@ -172,12 +172,52 @@ def parse_arguments(dataclass_types: tuple, defaults: dict, argv: list[str] | No
 def training_datasets(data_args: DataArguments, training_args: TrainingArguments):
     """(train, evaluation, vocabulary): augmented training rows (large-scale jitter, seeded by the run's seed
     and the epoch), deterministic evaluation rows (fit and pad to `image_size`) of the validation split (None when
-    `--eval_strategy no` and the folder has no `val` split), or of the training split with `--eval_split train`,
-    and the dataset's labels.
+    `--eval_strategy no` and the folder has no `val` split, or an empty one), or of the training split with
+    `--eval_split train`, and the dataset's labels.
 
     With no `data_dir`, the bundled shapes dataset is written under `<output_dir>/shapes` by each machine's main
     process (`local_process_index` 0) while the others wait, then every process reads its machine's files.
+
+    Raises a `ValueError` naming the data when the training rows, or the evaluation rows of a run that evaluates,
+    are none: a sampler of no rows fails without saying which, and an evaluation of no image reports 0 for every
+    metric.
     """
+    train, evaluation, vocabulary = _training_datasets(data_args, training_args)
+    if hasattr(train, "__len__") and len(train) == 0:
+        raise ValueError(f"No training images: {_rows_source(data_args, 'train')} has none. Add images to it"
+                         + (", or raise --max_train_samples." if data_args.max_train_samples is not None else "."))
+    if evaluation is not None and len(evaluation) == 0:
+        if training_args.eval_strategy == "no":
+            return train, None, vocabulary  # nothing evaluates during training
+        raise ValueError(
+            f"No evaluation images: {_rows_source(data_args, data_args.eval_split)} has none, and an evaluation of no "
+            "image reports 0 for every metric. Add images to it"
+            + (", raise --max_eval_samples" if data_args.max_eval_samples is not None else "")
+            + (", evaluate on the training images (--eval_split train)" if data_args.eval_split != "train" else "")
+            + " or turn evaluation off (--eval_strategy no)."
+        )
+    return train, evaluation, vocabulary
+
+
+def _rows_source(data_args: DataArguments, split: str) -> str:
+    """Where the rows of `split` (`train`, or `val` for the evaluation split) come from, for errors."""
+    if data_args.dataset_name is not None:
+        if split == "train":
+            where = f"split {data_args.train_split!r} of {data_args.dataset_name}"
+            limit = data_args.max_train_samples
+        else:
+            held_out = (f"the fraction --train_val_split {data_args.train_val_split} of the training split"
+                        if data_args.train_val_split is not None else "the evaluation split")
+            where, limit = f"{held_out} of {data_args.dataset_name}", data_args.max_eval_samples
+        return where + (f" (its first --max_{'train' if split == 'train' else 'eval'}_samples {limit} rows)"
+                        if limit is not None else "")
+    if data_args.data_dir is not None:
+        return str(coco_panoptic_paths(data_args.data_dir, (split,))[split]["panoptic_json"])
+    return "the bundled dataset" + (" (--num_train 0)" if split == "train" else " (--num_val 0)")
+
+
+def _training_datasets(data_args: DataArguments, training_args: TrainingArguments):
+    """`training_datasets` before its check for empty sets."""
     given = data_args.data_dir if data_args.data_dir is not None else data_args.dataset_name
     if data_args.domain != "shapes" and given is not None:
         raise ValueError(f"--domain {data_args.domain} picks a generated dataset; drop it to train on {given}.")

@@ -28,6 +28,46 @@ def test_no_validation_split_needed_without_evaluation(tmp_path):
         training_datasets(data_args, TrainingArguments(eval_strategy="steps", **arguments))
 
 
+def test_a_split_without_images_is_named(tmp_path):
+    """A split whose JSON lists no image: its loading failed in `datasets` ('Keys mismatch ... and {}'), a training
+    split of none in torch's sampler ('num_samples=0'), and an evaluation of none reported 0 for every metric. The
+    empty split is named with the ways out; without evaluation an empty val split is left out. `--dataset_name`
+    rows cut to none by --max_train_samples are named too."""
+    import json
+
+    import datasets
+    import PIL.Image
+
+    paths = make_shapes_dataset(tmp_path / "data", num_train=2, num_val=0, image_size=64, seed=0)
+    data_args = DataArguments(data_dir=str(tmp_path / "data"), image_size=64)
+    arguments = dict(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True)
+    train, validation, _ = training_datasets(data_args, TrainingArguments(eval_strategy="no", **arguments))
+    assert len(train) == 2 and validation is None
+    with pytest.raises(ValueError, match=f"No evaluation images: {paths['val']['panoptic_json']} has none, and an "
+                                         r"evaluation of no image reports 0 for every metric. Add images to it, "
+                                         r"evaluate on the training images \(--eval_split train\) or turn evaluation "
+                                         r"off \(--eval_strategy no\)."):
+        training_datasets(data_args, TrainingArguments(eval_strategy="steps", **arguments))
+    data_args.eval_split = "train"
+    assert len(training_datasets(data_args, TrainingArguments(eval_strategy="steps", **arguments))[1]) == 2
+    empty = json.loads(paths["train"]["panoptic_json"].read_text())
+    empty["images"], empty["annotations"] = [], []
+    paths["train"]["panoptic_json"].write_text(json.dumps(empty))
+    paths["train"]["grounding_json"].unlink()
+    with pytest.raises(ValueError, match=f"No training images: {paths['train']['panoptic_json']} has none. Add images "
+                                         "to it."):
+        training_datasets(data_args, TrainingArguments(eval_strategy="no", **arguments))
+    rows = datasets.Dataset.from_dict({"image": [PIL.Image.new("RGB", (8, 8))] * 2,
+                                       "label": [PIL.Image.new("L", (8, 8))] * 2})
+    rows.cast_column("image", datasets.Image()).cast_column("label", datasets.Image()).save_to_disk(tmp_path / "hf")
+    (tmp_path / "hf" / "id2label.json").write_text(json.dumps({"0": "sea"}))
+    named = DataArguments(dataset_name=str(tmp_path / "hf"), image_size=64, max_train_samples=0)
+    with pytest.raises(ValueError, match=f"No training images: split 'train' of {tmp_path / 'hf'} \\(its first "
+                                         r"--max_train_samples 0 rows\) has none. Add images to it, or raise "
+                                         r"--max_train_samples."):
+        training_datasets(named, TrainingArguments(eval_strategy="no", **arguments))
+
+
 def test_stream_trains_on_new_images_and_evaluates_on_the_held_out_set(tmp_path):
     """`--stream`: an example trains on the unlimited shapes stream (no dataset folder written; every step's images
     are new samples) and evaluates on the stream's held-out set of `--num_val` images, said in the model card."""
