@@ -63,6 +63,9 @@ def open_image(source, timeout: float | None = None) -> PIL.Image.Image:
         return _decoded(io.BytesIO(response.content), source)
     if os.path.isfile(source):
         return _decoded(source, source)
+    if os.path.isdir(source):
+        raise IsADirectoryError(f"{source!r} is a directory, not an image file: give the path of an image (a list of "
+                                "paths is a batch).")
     data = source.split(",", 1)[1] if source.startswith("data:image/") else source
     try:
         raw = base64.b64decode(data, validate=True)
@@ -98,8 +101,12 @@ def validate_image(image, index: int | None = None):
             raise ValueError(f"Empty image{where}: size {image.size}.")
         return image
     if not (isinstance(image, np.ndarray) or _is_tensor(image)):
-        hint = " (the pipelines read paths and URLs; for a processor, open the file with PIL.Image.open)" if (
-            isinstance(image, (str, os.PathLike))) else " (or a path or URL where the pipeline accepts one)"
+        if isinstance(image, (str, os.PathLike)):
+            hint = " (the pipelines read paths and URLs; for a processor, open the file with PIL.Image.open)"
+        elif isinstance(image, (bytes, bytearray, memoryview)):
+            hint = " (for the encoded bytes of an image file, PIL.Image.open(io.BytesIO(data)))"
+        else:
+            hint = " (or a path or URL where the pipeline accepts one)"
         raise ValueError(
             f"Unsupported image type {type(image).__name__}{where}: expected a PIL image, a numpy array or a torch "
             f"tensor{hint}."
@@ -130,6 +137,7 @@ def _is_tensor(image) -> bool:
 def _as_numpy(image) -> np.ndarray:
     """A numpy view of an array or tensor (bfloat16, which numpy lacks, and float16 become float32)."""
     if isinstance(image, np.ndarray):
+        image = np.asarray(image)  # subclasses (np.matrix keeps two dimensions through every reshape) as plain arrays
         return image.astype(np.float32) if image.dtype == np.float16 else image
     import torch
 
@@ -280,11 +288,17 @@ def _to_rgb(values: np.ndarray) -> np.ndarray:
 
 
 def _pil_to_rgb(image: PIL.Image.Image, what: str, upright: bool = True) -> np.ndarray:
+    name = getattr(image, "filename", None) or what
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as error:
-        name = getattr(image, "filename", None) or what
         raise ValueError(f"Cannot read the image {name}: {error}") from error
+    except AssertionError as error:  # PIL's lazy loader asserts that its file is still open
+        raise ValueError(
+            f"Cannot read the image {name}: the PIL image was closed before its pixels were loaded (its `with "
+            "PIL.Image.open(...)` block ended, or it was closed). Use it inside the block, or call image.load() "
+            "before closing it."
+        ) from error
     if upright:
         image = _upright(image)
     mode = image.mode
@@ -313,7 +327,12 @@ def read_image(image, input_data_format=None, unit_range: bool = False, timeout:
     what = "the image" if index is None else f"image {index}"
     _data_format(input_data_format)
     if allow_paths and isinstance(image, (str, os.PathLike)):
-        image = open_image(image, timeout=timeout)
+        try:
+            image = open_image(image, timeout=timeout)
+        except (ValueError, OSError) as error:
+            if index is None:
+                raise
+            raise type(error)(f"{error} ({what} of the batch)") from error
     validate_image(image, index)
     if isinstance(image, PIL.Image.Image):
         if unit_range:

@@ -34,8 +34,18 @@ SUBTASKS = (None, "panoptic", "instance", "semantic")
 _SHARED_OUTPUTS = ("class_embeddings",)
 
 
+class _BatchImage:
+    """An image of a batch with its position, so that an error reading it names which image it is."""
+
+    __slots__ = ("index", "image")
+
+    def __init__(self, index: int, image):
+        self.index, self.image = index, image
+
+
 def _images_argument(inputs):
-    """The pipelines' `inputs`: one image, or a batch (a list, a tuple, or a 4-D array or tensor) as a list."""
+    """The pipelines' `inputs`: one image, or a batch (a list, a tuple, or a 4-D array or tensor) as a list of
+    `_BatchImage`."""
     if inputs is None:
         raise ValueError("No image given: call the pipeline with an image, or a list of images.")
     if isinstance(inputs, tuple):
@@ -44,7 +54,17 @@ def _images_argument(inputs):
         inputs = list(inputs)  # a 4-D array or tensor is a batch, as the image processors read it
     if isinstance(inputs, list) and not inputs:
         raise ValueError("No images given: the pipeline got an empty list; give at least one image.")
+    if isinstance(inputs, list) and len(inputs) > 1:
+        inputs = [_BatchImage(index, image) for index, image in enumerate(inputs)]
     return inputs
+
+
+def _read_input(image, timeout=None) -> np.ndarray:
+    """One pipeline input read by `read_image` (paths and URLs too), its errors naming its place in a batch."""
+    index = None
+    if isinstance(image, _BatchImage):
+        index, image = image.index, image.image
+    return read_image(image, timeout=timeout, index=index, allow_paths=True)
 
 
 def _check_fraction(name: str, value) -> None:
@@ -312,7 +332,7 @@ class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipel
         return preprocess, forward, postprocess
 
     def preprocess(self, image, subtask=None, timeout=None, labels=None, threshold=None):
-        image = read_image(image, timeout=timeout, allow_paths=True)
+        image = _read_input(image, timeout)
         inputs = self.image_processor(images=[image], return_tensors="pt").to(self.dtype)
         inputs = dict(inputs)
         inputs["target_size"] = [tuple(image.shape[:2])]
@@ -478,7 +498,7 @@ class ReferringSegmentationPipeline(_ImageBatchingMixin, Pipeline):
     def preprocess(self, image, sentences=None, timeout=None):
         if sentences is None:
             raise ValueError("Referring segmentation needs sentences=[...] describing what to segment.")
-        image = read_image(image, timeout=timeout, allow_paths=True)
+        image = _read_input(image, timeout)
         inputs = dict(self.processor(images=image, sentences=sentences, return_tensors="pt").to(self.dtype))
         inputs["target_size"] = [tuple(image.shape[:2])]
         inputs["sentences"] = [list(sentences)]
