@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import collections.abc
+import warnings
+
+import numpy as np
 
 CONTEXT_LENGTH = 77  # CLIP's text context: every label or prompt is padded or truncated to it
 
@@ -49,6 +52,47 @@ def check_label_set(labels, clean=None, name: str = "labels") -> list[str]:
     return labels
 
 
+def tokenize_to_context(tokenizer, texts: list[str], return_tensors="pt"):
+    """`texts` tokenised, padded and cut to CLIP's context (`CONTEXT_LENGTH` tokens), as SEEM and LSeg read text;
+    returns the encoding and the indices of the texts that were longer, whose ends the model does not read."""
+    encoded = tokenizer(texts, padding="max_length", max_length=CONTEXT_LENGTH, truncation=True,
+                        return_tensors=return_tensors)
+    full = np.flatnonzero(np.asarray(encoded["attention_mask"])[:, -1]) if texts else []
+    # a text that fills the context may fit exactly: only those are tokenised again, whole, to tell
+    lengths = tokenizer([texts[index] for index in full], verbose=False)["input_ids"] if len(full) else []
+    return encoded, [int(index) for index, ids in zip(full, lengths) if len(ids) > CONTEXT_LENGTH]
+
+
+def warn_cut_texts(what: str, texts: list[str]) -> None:
+    """Warn that `texts` (`what`: "labels", "sentences") were cut to CLIP's context, naming them."""
+    shown = ", ".join(repr(text if len(text) <= 60 else text[:57] + "...") for text in texts[:3])
+    more = f" and {len(texts) - 3} more" if len(texts) > 3 else ""
+    warnings.warn(
+        f"These {what} are longer than CLIP's {CONTEXT_LENGTH}-token context and were cut to it, so the model does not "
+        f"read their ends: {shown}{more}. Shorten them.",
+        stacklevel=3,
+    )
+
+
+def check_cut_labels(labels: list[str], input_ids, cut_labels: list[int]) -> None:
+    """After labels were cut to CLIP's context (`cut_labels`, indices into `labels`): warn, naming them, and refuse
+    labels whose tokens became the same (`input_ids` has one leading row per label), since the model could never
+    tell them apart."""
+    if not cut_labels:
+        return
+    warn_cut_texts("labels", [labels[index] for index in cut_labels])
+    seen = {}
+    for index, row in enumerate(np.asarray(input_ids).reshape(len(labels), -1)):
+        key = row.tobytes()
+        if key in seen:
+            raise ValueError(
+                f"Labels {labels[seen[key]]!r} and {labels[index]!r} are the same label to the model once cut to "
+                f"CLIP's {CONTEXT_LENGTH}-token context (they differ only after it), so one of them would never be "
+                "predicted: shorten them so that they differ early."
+            )
+        seen[key] = index
+
+
 class PostProcessingMixin:
     """A processor's `post_process_*` methods are its image processor's (those it has)."""
 
@@ -62,4 +106,6 @@ class PostProcessingMixin:
         return self.image_processor.post_process_panoptic_segmentation(*args, **kwargs)
 
 
-__all__ = ["CONTEXT_LENGTH", "PostProcessingMixin", "check_label_set"]
+__all__ = [
+    "CONTEXT_LENGTH", "PostProcessingMixin", "check_cut_labels", "check_label_set", "tokenize_to_context", "warn_cut_texts",
+]

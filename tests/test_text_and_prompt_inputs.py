@@ -3,6 +3,8 @@ order given or refused with the fix, never read some other way without a word.""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -34,6 +36,26 @@ def test_label_sets_without_an_order_of_their_own_are_refused(name):
         segmenter(np.zeros((32, 32, 3), np.uint8), labels={"cat", "sofa"})
 
 
+@pytest.mark.parametrize("name", ["seem", "lseg"])
+def test_labels_longer_than_the_context_warn_and_labels_cut_alike_are_refused(name):
+    """CLIP reads 77 tokens; a longer label used to be cut without a word, and two labels that differ only after the
+    cut became one class the model could not tell apart. Now the cut is a warning naming the label, and labels cut
+    alike are refused; a label that fills the context exactly is not cut and gets no warning."""
+    processor = PROCESSORS[name]
+    prefix = "a " * 100
+    with pytest.warns(UserWarning, match=r"longer than CLIP's 77-token context.*'a a a"):
+        ids = processor(text=[prefix + "red circle", "sky"])["input_ids"]
+    assert ids.shape[-1] == 77
+    with pytest.raises(ValueError, match=r"same label to the model once cut to CLIP's 77-token context"), \
+            pytest.warns(UserWarning, match="longer than"):
+        processor(text=[prefix + "red circle", prefix + "blue circle"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        processor(text=["a tall red circle", "sky"])
+        if name == "lseg":  # start + 75 words + end: exactly the context (SEEM's templates add words)
+            assert processor(text=[" ".join(["a"] * 75)])["attention_mask"].all()
+
+
 # ------------------------------------------------------------------------------------------------------- sentences
 def test_sentences_in_any_sequence_and_unordered_containers_refused():
     """A tuple, a numpy array or a generator of sentences is a list of them (an array was refused as 'not a list',
@@ -54,6 +76,18 @@ def test_sentences_in_any_sequence_and_unordered_containers_refused():
         processor(images=[image, image], sentences=[["the cat"], {"a sofa"}])
     with pytest.raises(ValueError, match=r"sentences takes a list of prompts.*got int"):
         processor(images=image, sentences=3)
+
+
+def test_sentences_longer_than_the_context_warn():
+    """A referring sentence past CLIP's 77 tokens was cut without a word; the warning names it (and only it)."""
+    processor = PROCESSORS["seem"]
+    image = np.zeros((40, 60, 3), np.uint8)
+    with pytest.warns(UserWarning, match=r"These sentences are longer.*'the the the") as caught:
+        processor(images=image, sentences=["the " * 90 + "circle", "the square"])
+    assert "the square" not in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        processor(images=image, sentences=["the circle", "the square"])
 
 
 # ------------------------------------------------------------------------------------------------- visual prompts

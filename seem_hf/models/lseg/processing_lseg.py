@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import BatchFeature, ProcessorMixin
 
-from seem_hf.processing_utils import CONTEXT_LENGTH, check_label_set
+from seem_hf.processing_utils import check_cut_labels, check_label_set, tokenize_to_context
 from seem_hf.remote_code import RemoteCodeMixin
 from seem_hf.text_utils import clean_text, without_unicode_normalization
 
@@ -35,10 +35,8 @@ class LSegProcessor(RemoteCodeMixin, ProcessorMixin):
     def tokenize_labels(self, labels, return_tensors="pt") -> BatchFeature:
         """`input_ids` and `attention_mask` of a label set, padded to CLIP's 77 tokens."""
         labels = check_label_set(labels, clean_text, "text")
-        tokens = self.tokenizer(
-            [clean_text(label) for label in labels], padding="max_length", max_length=CONTEXT_LENGTH, truncation=True,
-            return_tensors=return_tensors,
-        )
+        tokens, cut = tokenize_to_context(self.tokenizer, [clean_text(label) for label in labels], return_tensors)
+        check_cut_labels(labels, tokens["input_ids"], cut)
         return BatchFeature({"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]})
 
     def set_default_labels(self, labels, model=None) -> None:

@@ -9,7 +9,14 @@ import torch
 from transformers import BatchFeature, ProcessorMixin
 
 from seem_hf.image_utils import image_size
-from seem_hf.processing_utils import CONTEXT_LENGTH, PostProcessingMixin, check_label_set
+from seem_hf.processing_utils import (
+    CONTEXT_LENGTH,
+    PostProcessingMixin,
+    check_cut_labels,
+    check_label_set,
+    tokenize_to_context,
+    warn_cut_texts,
+)
 from seem_hf.remote_code import RemoteCodeMixin
 from seem_hf.text_utils import clean_text, without_unicode_normalization
 
@@ -185,8 +192,9 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
         for image, image_sentences in enumerate(sentences):
             if not image_sentences:
                 continue
-            encoded = self.tokenizer(image_sentences, padding="max_length",
-                                     max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt")
+            encoded, cut = tokenize_to_context(self.tokenizer, image_sentences)
+            if cut:
+                warn_cut_texts("sentences", [image_sentences[index] for index in cut])
             ids[image, : len(image_sentences)] = encoded["input_ids"]
             attention[image, : len(image_sentences)] = encoded["attention_mask"]
         return {"grounding_input_ids": ids, "grounding_attention_mask": attention}
@@ -273,7 +281,10 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
         """`(num_labels + 1, 81, 77)` token ids of the label set's prompts, "background" last."""
         labels = check_seem_label_set(labels, "text")
         prompts = [prompt for label in labels + [BACKGROUND] for prompt in evaluation_prompts(label)]
-        return self._tokenize(prompts).view(len(labels) + 1, -1, CONTEXT_LENGTH)
+        encoded, cut = tokenize_to_context(self.tokenizer, [clean_text(prompt) for prompt in prompts])
+        input_ids = encoded["input_ids"].view(len(labels) + 1, -1, CONTEXT_LENGTH)
+        check_cut_labels(labels, input_ids[: len(labels)], sorted({index // input_ids.shape[1] for index in cut}))
+        return input_ids
 
     def tokenize_training_labels(self, labels, rng):
         """`(num_labels + 1, 1, 77)` token ids with one prompt template drawn per label from `rng` (a
