@@ -23,6 +23,9 @@ annotation column itself (a `ClassLabel` of another column, such as a scene cate
 first line says which. The evaluation split is read in the training split's labels by name (`labels_by_name`): a
 class it has that the training split lacks is refused before training.
 
+Images and annotations may be `datasets.Image` features, undeclared `{"bytes", "path"}` structs or file paths
+(`read_image_files`).
+
 The layout is decided from the data where the columns leave it open: a single-channel annotation is a semantic
 map, three channels whose third is zero are transformers' instance annotation; the column's name decides only
 what the first row cannot (and `layout=`, `--dataset_layout`, forces one).
@@ -88,6 +91,7 @@ def _layout_from_data(column: str, annotation, columns: list[str]) -> str:
     by_name = "instance" if column == "annotation" or "semantic_class_to_id" in columns else "semantic"
     if annotation is None:
         return by_name
+    annotation = open_stored_image(annotation)
     if isinstance(annotation, PIL.Image.Image) and annotation.mode in ("1", "L", "P", "I", "I;16", "F"):
         return "semantic"
     values = np.asarray(annotation)
@@ -132,6 +136,63 @@ def detect_layout(column_names, image_column: str = "image", annotation_column: 
         "Name other columns with --image_column and --annotation_column, or convert the data first "
         "(python -m seem_hf.data.convert)."
     )
+
+
+_IMAGE_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+"""Texts ending so (in any case) in an image or annotation column are image files (`read_image_files`)."""
+
+
+def _is_file_struct(feature) -> bool:
+    """Whether a feature is the `{"bytes", "path"}` struct that `datasets.Image` stores, left undeclared."""
+    return (isinstance(feature, dict) and set(feature) == {"bytes", "path"}
+            and all(isinstance(part, datasets.Value) for part in feature.values())
+            and feature["bytes"].dtype in ("binary", "large_binary")
+            and feature["path"].dtype in ("string", "large_string", "null"))
+
+
+def read_image_files(dataset, image_column: str = "image", annotation_column: str | None = None,
+                     folder: Path | None = None):
+    """`dataset` (a `Dataset` or `IterableDataset`) with its images held as files cast to `datasets.Image`, as
+    `load_dataset` gives them when the features say so: `{"bytes", "path"}` structs in any column (parquet written by
+    pandas or pyarrow, without `datasets`' features), and file paths (texts ending in an image suffix, as a CSV or
+    JSON of paths holds) in the image column and the annotation columns the layouts read. Relative paths not found
+    from the working directory are read against the dataset's `folder` (paths relative to the CSV, as imagefolder's
+    metadata files give them) when the first one is there. Anything else comes back unchanged (a column of class
+    ids or names is then refused as no map per pixel)."""
+    features = dataset.features
+    if features is None:
+        return dataset
+    for column, feature in features.items():
+        if _is_file_struct(feature):
+            dataset = dataset.cast_column(column, datasets.Image())
+    candidates = dict.fromkeys(c for c in (image_column, annotation_column, *_DEFAULT_ANNOTATION.values()) if c)
+    texts = [column for column in candidates if isinstance(features.get(column), datasets.Value)
+             and features[column].dtype in ("string", "large_string")]
+    if not texts:
+        return dataset
+    if isinstance(dataset, datasets.Dataset):
+        first = dataset.select_columns(texts)[0] if len(dataset) else {}
+    else:
+        first = next(iter(dataset.select_columns(texts)), {})
+    for column in texts:
+        value = first.get(column)
+        if not (isinstance(value, str) and value.strip().lower().endswith(_IMAGE_FILE_SUFFIXES)):
+            continue
+        path = Path(value)
+        if folder is not None and not path.is_absolute() and not path.exists() and (Path(folder) / path).exists():
+            def in_folder(paths, root=Path(folder).resolve()):
+                return [None if p is None else {"path": str(root / p), "bytes": None} for p in paths]
+
+            # A table's map writes no cache file here. A stream's map yields its values as returned (undecoded
+            # files, which PanopticRows opens) and forgets its features unless told them.
+            features = dataset.features.copy()
+            features[column] = datasets.Image()
+            arguments = (dict(keep_in_memory=True) if isinstance(dataset, datasets.Dataset)
+                         else dict(features=features))
+            dataset = dataset.map(lambda paths, column=column: {column: in_folder(paths)}, input_columns=[column],
+                                  batched=True, **arguments)
+        dataset = dataset.cast_column(column, datasets.Image())
+    return dataset
 
 
 def _first_annotation(dataset: datasets.Dataset, column_names: list[str], annotation_column: str | None):
@@ -537,7 +598,7 @@ class PanopticRows(torch.utils.data.Dataset):
                     "the label names."
                 )
             segments.append(segment)
-        panoptic = row[column]
+        panoptic = open_stored_image(row[column])
         ids = rgb2id(np.asarray(panoptic.convert("RGB")))
         present, areas = np.unique(ids, return_counts=True)
         area_of = dict(zip(present.tolist(), areas.tolist()))
@@ -569,7 +630,7 @@ class PanopticRows(torch.utils.data.Dataset):
         image_id, image_name = self._image_id(row, index)
         if layout.name == "panoptic":
             return self._panoptic(row, image, image_id, image_name)
-        annotation = np.asarray(row[layout.annotation_column])
+        annotation = np.asarray(open_stored_image(row[layout.annotation_column]))
         if layout.name == "semantic":
             if annotation.ndim == 3 and not (annotation == annotation[..., :1]).all():
                 instance_like = annotation.shape[-1] == 3 and not annotation[..., 2].any()
@@ -693,7 +754,7 @@ def load_training_splits(
     splits, folder = load_dataset_dict(name, config_name)
     if train_split not in splits:
         raise ValueError(f"{name} has no split {train_split!r} (it has {sorted(splits)}); pick one with --train_split.")
-    train = splits[train_split]
+    train = read_image_files(splits[train_split], image_column, annotation_column, folder)
     if layout is None:
         first = _first_annotation(train, train.column_names, annotation_column)
     else:
@@ -705,7 +766,8 @@ def load_training_splits(
     if evaluate_on == "validation":
         found, candidates = find_validation_split(splits, validation_split, train_split)
         if found is not None:
-            evaluation, evaluation_split = splits[found], found
+            evaluation = read_image_files(splits[found], image_column, annotation_column, folder)
+            evaluation_split = found
             relabel = check_evaluation_classes(labels, evaluation, layout, name, folder, train_split, found,
                                                do_reduce_labels)
         elif train_val_split is not None:

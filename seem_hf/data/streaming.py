@@ -36,6 +36,7 @@ from seem_hf.data.hf_datasets import (
     dataset_vocabulary,
     detect_layout,
     find_validation_split,
+    read_image_files,
 )
 from seem_hf.data.transforms import LargeScaleJitter, augment_panoptic_row
 
@@ -189,7 +190,7 @@ def load_streaming_splits(
     splits, folder = stream_dataset_dict(name, config_name)
     if train_split not in splits:
         raise ValueError(f"{name} has no split {train_split!r} (it has {sorted(splits)}); pick one with --train_split.")
-    train = splits[train_split]
+    train = read_image_files(splits[train_split], image_column, annotation_column, folder)
     if train.features is None:
         raise ValueError(f"{name}: the streamed split {train_split!r} declares no features, so its layout cannot be "
                          "told before reading it; save it with `datasets` (features included) or drop --streaming.")
@@ -219,7 +220,8 @@ def load_streaming_splits(
                 "turn evaluation off with --eval_strategy no (--train_val_split needs a map-style dataset: drop "
                 "--streaming)."
             )
-        evaluation, evaluation_split = splits[found], found
+        evaluation = read_image_files(splits[found], image_column, annotation_column, folder)
+        evaluation_split = found
         check_shards(evaluation, name, found)
     elif evaluate_on == "train":
         evaluation = train

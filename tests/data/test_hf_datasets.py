@@ -24,6 +24,7 @@ from seem_hf.data import (
 )
 from seem_hf.data.coco_panoptic import semantic_map
 from seem_hf.data.hf_datasets import detect_layout, for_the_hub, load_training_splits
+from seem_hf.data.streaming import load_streaming_splits
 from seem_hf.testing import FIXTURES
 from seem_hf.training import DetrPanopticCollator
 from seem_hf.training.arguments import DataArguments, training_datasets
@@ -469,3 +470,39 @@ def test_reduce_labels_with_names_counted_from_the_background_is_refused(tmp_pat
     reduced = load_training_splits(str(tmp_path / "data"), evaluate_on=None, do_reduce_labels=True)
     assert [(reduced.vocabulary.id2label[s["label"]], s["area"]) for s in reduced.train[0]["segments"]] == [
         ("boat", 32), ("rock", 16)]
+
+
+def test_images_given_as_file_paths_or_undeclared_bytes_are_read(tmp_path, monkeypatch):
+    """A CSV of image and label file paths (relative to the CSV's folder), and parquet written without `datasets`'
+    features (pyarrow, pandas: `{"bytes", "path"}` structs), were refused as 'not a map per pixel (a classification
+    dataset?)'. Both are read as images, streamed or not; a column of class names stays refused."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    label = np.zeros((16, 16), np.uint8)
+    label[4:12, 4:12] = 1
+    (tmp_path / "csv" / "files").mkdir(parents=True)
+    for index in range(2):
+        PIL.Image.new("RGB", (16, 16), (20, 40, 60)).save(tmp_path / "csv" / "files" / f"{index}.jpg")
+        PIL.Image.fromarray(label).save(tmp_path / "csv" / "files" / f"{index}.png")
+    (tmp_path / "csv" / "train.csv").write_text("image,label\nfiles/0.jpg,files/0.png\nfiles/1.jpg,files/1.png\n")
+    (tmp_path / "pq").mkdir()
+    files = {column: [{"bytes": (tmp_path / "csv" / "files" / f"{index}.{suffix}").read_bytes(), "path": None}
+                      for index in range(2)] for column, suffix in (("image", "jpg"), ("label", "png"))}
+    pq.write_table(pa.table(files), tmp_path / "pq" / "train.parquet")
+    for folder in ("csv", "pq"):
+        (tmp_path / folder / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+    monkeypatch.chdir(tmp_path / "pq")  # the CSV's paths are relative to its own folder, not to the working one
+    for folder in ("csv", "pq"):
+        for streaming in (False, True):
+            splits = (load_streaming_splits if streaming else load_training_splits)(str(tmp_path / folder),
+                                                                                  evaluate_on=None)
+            row = next(iter(splits.train.dataset)) if streaming else splits.train[0]
+            if streaming:
+                row = splits.train.convert(row, 0)
+            assert splits.layout.name == "semantic", (folder, streaming)
+            assert [(segment["label"], segment["area"]) for segment in row["segments"]] == [(0, 192), (1, 64)]
+    (tmp_path / "names").mkdir()
+    (tmp_path / "names" / "train.csv").write_text("image,label\n../csv/files/0.jpg,boat\n")
+    with pytest.raises(ValueError, match="column 'label' holds Value values, not a map per pixel"):
+        load_training_splits(str(tmp_path / "names"), evaluate_on=None)
