@@ -104,3 +104,27 @@ def test_visual_prompts_follow_the_input_data_format_of_their_image():
     assert torch.equal(given["spatial_positive_masks"], expected["spatial_positive_masks"])
     with pytest.raises(ValueError, match=r"outside the image \(width 3, height 4"):
         processor(images=channels_first, visual_prompts=[{"points": [(3, 1)]}], input_data_format="channels_first")
+
+
+def test_prompts_on_the_image_s_edges_and_malformed_points():
+    """A box given by its outer edges, (0, 0, width, height) for the whole image as COCO and detectors give boxes,
+    was refused as 'outside the image'; a click in the outer half of a border pixel (x = width - 0.6, matplotlib's
+    extent) too. Both now mark the pixel they fall in: the whole-image box its centre, the edge click the border
+    pixel, as a click on that pixel's centre does. NaN points were called 'outside', and points given as dicts
+    failed inside numpy with "float() argument must be ..."; both are named."""
+    processor = PROCESSORS["seem"]
+    image = np.zeros((50, 70, 3), np.uint8)
+
+    def positive(prompt):
+        return processor(images=image, visual_prompts=[prompt])["spatial_positive_masks"]
+
+    assert torch.equal(positive({"box": (0, 0, 70, 50)}), positive({"points": [(35, 25)]}))
+    assert torch.equal(positive({"points": [(69.4, 49.4)]}), positive({"points": [(69, 49)]}))
+    assert torch.equal(positive({"points": [(-0.4, 0)]}), positive({"points": [(0, 0)]}))
+    for bad, message in (({"points": [(70, 10)]}, r"outside the image \(width 70, height 50"),
+                         ({"box": (0, 0, 71, 50)}, r"box \(0, 0, 71, 50\) reaches outside the image"),
+                         ({"box": (30, 10, 20, 20)}, r"x0 <= x1.*\(x, y, x \+ width, y \+ height\)"),
+                         ({"points": [(float("nan"), 3)]}, "finite numbers"),
+                         ({"points": [{"x": 1, "y": 2}]}, r"list of \(x, y\) points \(numbers\)")):
+        with pytest.raises(ValueError, match=message):
+            positive(bad)

@@ -25,15 +25,41 @@ def _mapped(points, scale_y, scale_x):
 
 
 def _check_points(points, image_size, what):
+    """`points` as a list of finite (x, y) inside the image, or a `ValueError` naming the problem. Pixel centres are
+    at integer coordinates, so the image spans half a pixel beyond them on each side ([-0.5, width - 0.5], as
+    matplotlib shows an image); a point in that outer half of a border pixel is moved to the pixel's centre."""
     height, width = image_size
-    array = np.asarray(points, dtype=np.float64)
-    if array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
-        raise ValueError(f"{what} must be a non-empty list of (x, y) points, got {points!r}.")
-    outside = [tuple(p) for p in array.tolist() if not (0 <= p[0] <= width - 1 and 0 <= p[1] <= height - 1)]
+    try:
+        array = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
+        raise ValueError(f"{what} must be a non-empty list of (x, y) points (numbers), got {points!r}.")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what}: points must be finite numbers, got {points!r}.")
+    outside = [tuple(p) for p in array.tolist() if not (-0.5 <= p[0] <= width - 0.5 and -0.5 <= p[1] <= height - 0.5)]
     if outside:
         raise ValueError(f"{what}: points {outside} lie outside the image (width {width}, height {height}; x in "
-                         f"[0, {width - 1}], y in [0, {height - 1}]).")
-    return array.tolist()
+                         f"[0, {width - 1}], y in [0, {height - 1}], pixel centres, up to half a pixel beyond).")
+    return np.clip(array, 0, [width - 1, height - 1]).tolist()
+
+
+def _check_box(box, image_size) -> np.ndarray:
+    """A box (x0, y0, x1, y1) as a float array, or a `ValueError` naming the problem. Its corners may lie on the
+    image's outer edges, (0, 0, width, height) being the whole image, as COCO and detectors give boxes."""
+    height, width = image_size
+    try:
+        array = np.asarray(box, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.shape != (4,) or not np.isfinite(array).all() or array[2] < array[0] or (
+            array[3] < array[1]):
+        raise ValueError(f"box must be (x0, y0, x1, y1), finite, with x0 <= x1 and y0 <= y1, got {box!r} (a box "
+                         "(x, y, width, height) is (x, y, x + width, y + height)).")
+    if array[0] < -0.5 or array[1] < -0.5 or array[2] > width or array[3] > height:
+        raise ValueError(f"box {box!r} reaches outside the image (width {width}, height {height}; x in [0, {width}], "
+                         f"y in [0, {height}]).")
+    return array
 
 
 def _draw_clicks(draw, points):
@@ -83,11 +109,9 @@ def rasterize_prompt(prompt: dict, image_size, resized_size, padded_size) -> tup
             draws[sign].line(mapped if len(mapped) > 1 else mapped * 2, fill=1, width=STROKE_WIDTH)
             _draw_clicks(draws[sign], mapped[:1] + mapped[-1:])  # PIL leaves the ends of wide lines open
     if prompt.get("box") is not None:
-        box = np.asarray(prompt["box"], dtype=np.float64).ravel()
-        if box.shape != (4,) or box[2] < box[0] or box[3] < box[1]:
-            raise ValueError(f"box must be (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1, got {prompt['box']!r}.")
-        _check_points([box[:2], box[2:]], image_size, "box")
-        _draw_clicks(draws["positive"], _mapped([((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)], scale_y, scale_x))
+        box = _check_box(prompt["box"], image_size)
+        centre = _check_points([((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)], image_size, "box")
+        _draw_clicks(draws["positive"], _mapped(centre, scale_y, scale_x))
     for polygon in prompt.get("polygons") or ():
         vertices = _check_points(polygon, image_size, "polygons")
         if len(vertices) < 3:
