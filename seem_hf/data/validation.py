@@ -392,6 +392,18 @@ def _check_grounding_mask(checker: _Checker, grounding: tuple, ids: np.ndarray |
                         f"(< {MIN_GROUNDING_IOU}); the loader trains on the segment's mask")
 
 
+def _missing_folder(folder: Path, what: str, count: int, panoptic_json: Path) -> str:
+    """The problem of a missing folder, with what its parent holds (the folder a typo'd name meant)."""
+    parent = folder.parent
+    if parent.is_dir():
+        there = sorted(entry.name for entry in parent.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+        beside = f"{parent} holds the folders {there}" if there else f"{parent} holds no folder"
+    else:
+        beside = f"{parent} is missing too"
+    return (f"{folder}: {what} is missing ({plural(count, 'annotation')} of {panoptic_json.name} name files in it); "
+            f"{beside}")
+
+
 def validate_coco_panoptic(
     image_dir: str | Path | None,
     panoptic_dir: str | Path,
@@ -465,6 +477,11 @@ def validate_coco_panoptic(
                     groundings.setdefault(grounding[0]["id"], []).append(grounding)
 
     image_dir = Path(image_dir) if image_dir is not None else None
+    # A missing folder (a typo'd split name) is one problem, not one per file it should hold.
+    folders = {folder: folder.is_dir() for folder in (image_dir, panoptic_dir) if folder is not None}
+    for folder, what in ((image_dir, "image folder"), (panoptic_dir, "panoptic PNG folder")):
+        if pairs and folder is not None and not folders[folder]:
+            checker.add(_missing_folder(folder, what, len(pairs), panoptic_json))
     checked_images = set()
     for image_id, file_name, segments, listed in tqdm(pairs, desc=f"checking {panoptic_json.name}",
                                                      disable=len(pairs) < 100):
@@ -472,8 +489,10 @@ def validate_coco_panoptic(
         if image is None or file_name is None or image_id in repeated:
             continue
         checked_images.add(image_id)
-        ids = _check_files(checker, image, image_dir / image["file_name"] if image_dir is not None else None,
-                           panoptic_dir / file_name, segments, listed)
+        ids = None
+        if folders[panoptic_dir]:
+            ids = _check_files(checker, image, image_dir / image["file_name"] if folders.get(image_dir) else None,
+                               panoptic_dir / file_name, segments, listed)
         for grounding in groundings.get(image_id, []):
             _check_grounding_mask(checker, grounding, ids)
     for image_id, items in groundings.items():

@@ -231,6 +231,7 @@ def _training_datasets(data_args: DataArguments, training_args: TrainingArgument
     needed = ("train",) if data_args.eval_split == "train" else ("train", "val")
     if data_args.data_dir is not None:
         splits = coco_panoptic_paths(data_args.data_dir, needed)
+        _check_data_dir(Path(data_args.data_dir), splits["train"]["panoptic_json"])
     else:
         root = Path(training_args.output_dir) / "shapes"
         # Each machine's first process writes its own copy (nodes need not share a file system; on a shared one
@@ -254,6 +255,28 @@ def _training_datasets(data_args: DataArguments, training_args: TrainingArgument
     train = AugmentedPanopticDataset(datasets["train"], _training_jitter(data_args), seed=training_args.seed)
     evaluated = datasets["train"] if data_args.eval_split == "train" else datasets.get("val")
     return train, _evaluation_rows(evaluated, data_args), vocabulary_of(datasets["train"])
+
+
+def _check_data_dir(data_dir: Path, train_json: Path) -> None:
+    """Refuse a `--data_dir` that is no folder, or holds no training JSON where the layout has it, naming the
+    layout and the JSON files it does hold (the validator would only say that one file is missing)."""
+    if not data_dir.is_dir():
+        raise ValueError(f"--data_dir {data_dir} is no folder" + (
+            "" if data_dir.parent.is_dir() else f" ({data_dir.parent} is missing too)") + ": give the root of a "
+            "COCO-panoptic dataset (train/, annotations/panoptic_train.json, annotations/panoptic_train/; "
+            "docs/training.md), or convert labelling-tool exports into one first (python -m seem_hf.data.convert).")
+    if not train_json.exists():
+        found = sorted(path.relative_to(data_dir).as_posix() for path in data_dir.glob("**/*.json")
+                       if not any(part.startswith(".") for part in path.relative_to(data_dir).parts))[:10]
+        raise ValueError(
+            f"--data_dir {data_dir} has no {train_json.relative_to(data_dir)}: the examples read the COCO-panoptic "
+            "layout (train/*.jpg, annotations/panoptic_train.json, annotations/panoptic_train/*.png, and the same "
+            "for val; docs/training.md). "
+            + (f"Its JSON files: {found}; rename or move them into that layout, or convert them "
+               "(python -m seem_hf.data.convert, e.g. coco-instances for a COCO instances JSON)."
+               if found else "It holds no JSON file; convert labelling-tool exports into the layout first "
+               "(python -m seem_hf.data.convert).")
+        )
 
 
 def _training_jitter(data_args: DataArguments) -> LargeScaleJitter:

@@ -364,3 +364,18 @@ def test_a_grounding_rle_of_another_size_is_refused(dataset):
     _refused(paths, f"grounding annotation {annotation['id']} (image {annotation['image_id']}): segmentation cannot be "
                     f"decoded (ValueError: RLE runs cover {height // 2 * (width // 2)} pixels, but its size {height} x "
                     f"{width} has {height * width}")
+
+
+def test_a_missing_folder_is_one_problem_naming_what_is_there(dataset):
+    """A typo'd split folder (`valid/` for `val/`) gave one 'file is missing' line per image (the first 100 of
+    COCO's 5,000 shown, and the folder never named); it is one problem naming the folder and its parent's folders."""
+    paths, panoptic, grounding, save = dataset
+    paths["image_dir"].rename(paths["image_dir"].with_name("training"))
+    problems = _refused(paths, f"{paths['image_dir']}: image folder is missing (3 annotations of panoptic_train.json "
+                               f"name files in it); {paths['image_dir'].parent} holds the folders ['annotations', "
+                               f"'training', 'val']")
+    assert len(problems) == 1, problems
+    paths["panoptic_dir"].rename(paths["panoptic_dir"].with_name("pngs"))
+    problems = validate_coco_panoptic(*(paths[key] for key in ("image_dir", "panoptic_dir", "panoptic_json",
+                                                               "grounding_json")))
+    assert len(problems) == 2 and problems[1].startswith(f"{paths['panoptic_dir']}: panoptic PNG folder is missing")

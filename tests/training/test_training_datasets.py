@@ -68,6 +68,23 @@ def test_a_split_without_images_is_named(tmp_path):
         training_datasets(named, TrainingArguments(eval_strategy="no", **arguments))
 
 
+def test_a_data_dir_that_is_no_dataset_root_is_named(tmp_path):
+    """A --data_dir with a typo only said that `<typo>/annotations/panoptic_train.json` was missing; one in another
+    layout (a COCO instances JSON) said the same. Both name the folder, the layout read and what the folder holds."""
+    arguments = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True)
+    with pytest.raises(ValueError, match=f"--data_dir {tmp_path / 'nowhere'} is no folder: give the root of a "
+                                         "COCO-panoptic dataset"):
+        training_datasets(DataArguments(data_dir=str(tmp_path / "nowhere")), arguments)
+    (tmp_path / "coco" / "annotations").mkdir(parents=True)
+    (tmp_path / "coco" / "annotations" / "instances_train2017.json").write_text("{}")
+    with pytest.raises(ValueError) as error:
+        training_datasets(DataArguments(data_dir=str(tmp_path / "coco")), arguments)
+    assert str(error.value).startswith(f"--data_dir {tmp_path / 'coco'} has no annotations/panoptic_train.json: the "
+                                       "examples read the COCO-panoptic layout")
+    assert "Its JSON files: ['annotations/instances_train2017.json']" in str(error.value)
+    assert "coco-instances" in str(error.value)
+
+
 def test_stream_trains_on_new_images_and_evaluates_on_the_held_out_set(tmp_path):
     """`--stream`: an example trains on the unlimited shapes stream (no dataset folder written; every step's images
     are new samples) and evaluates on the stream's held-out set of `--num_val` images, said in the model card."""
