@@ -128,3 +128,26 @@ def test_prompts_on_the_image_s_edges_and_malformed_points():
                          ({"points": [{"x": 1, "y": 2}]}, r"list of \(x, y\) points \(numbers\)")):
         with pytest.raises(ValueError, match=message):
             positive(bad)
+
+
+def test_prompt_errors_name_the_image_and_object_and_the_exif_reading(tmp_path):
+    """A bad prompt in a batch was reported without saying which image and object it belonged to; and a prompt made
+    on a sideways-stored photo's stored pixels (PIL's image.size) failed with no word that the processor reads the
+    photo upright. Both are now said."""
+    import PIL.Image
+
+    processor = PROCESSORS["seem"]
+    image = np.zeros((30, 40, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"visual_prompts of image 1, object 1: box must be"):
+        processor(images=[image, image], visual_prompts=[[{"points": [(1, 1)]}],
+                                                         [{"points": [(1, 1)]}, {"box": (5, 5, 1, 1)}]])
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # stored 40 wide, 30 high; upright 30 wide, 40 high
+    PIL.Image.fromarray(image).save(tmp_path / "photo.jpg", exif=exif)
+    photo = PIL.Image.open(tmp_path / "photo.jpg")
+    stored = np.ones((photo.height, photo.width), bool)  # a mask drawn on the pixels as stored
+    with pytest.raises(ValueError, match=r"image 0, object 0: mask must have the image's size \(40, 30\).*EXIF "
+                                         r"orientation.*image_size\(image\)"):
+        processor(images=photo, visual_prompts=[{"mask": stored}])
+    upright = processor(images=photo, visual_prompts=[{"mask": stored.T}])["spatial_positive_masks"]
+    assert upright.any()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections.abc
 import warnings
 
+import PIL.Image
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
@@ -146,9 +147,21 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
             image_list = list(images) if batched else [images]
             # the images' sizes as the image processor read them: an ambiguous array's layout is the one given
             sizes = [image_size(image, kwargs.get("input_data_format")) for image in image_list]
-            outputs.update(self.prepare_visual_prompts(
-                _per_image(visual_prompts, dict, count, "visual_prompts"), sizes, torch.as_tensor(outputs["pixel_mask"]),
-            ))
+            try:
+                outputs.update(self.prepare_visual_prompts(
+                    _per_image(visual_prompts, dict, count, "visual_prompts"), sizes,
+                    torch.as_tensor(outputs["pixel_mask"]),
+                ))
+            except ValueError as error:
+                turned = [index for index, (image, size) in enumerate(zip(image_list, sizes))
+                          if isinstance(image, PIL.Image.Image) and size != (image.height, image.width)]
+                if not turned:
+                    raise
+                raise ValueError(
+                    f"{error} Image(s) {turned} are photos turned upright by their EXIF orientation (as every "
+                    "processor reads them): give prompts on the upright image, whose (height, width) is "
+                    "seem_hf.image_utils.image_size(image), not on the pixels as stored (PIL's image.size)."
+                ) from None
         return outputs
 
     def _independent_sentences(self, images, text, sentences, visual_prompts, return_tensors, **kwargs):
@@ -217,7 +230,10 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
                 raise ValueError(f"Image {image} has no visual prompt: give at least one object's prompt.")
             resized = (int(valid.any(1).sum()), int(valid.any(0).sum()))
             for index, prompt in enumerate(objects):
-                masks = rasterize_prompt(prompt, size, resized, padded)
+                try:
+                    masks = rasterize_prompt(prompt, size, resized, padded)
+                except ValueError as error:
+                    raise ValueError(f"visual_prompts of image {image}, object {index}: {error}") from None
                 positive[image, index], negative[image, index] = torch.from_numpy(masks[0]), torch.from_numpy(masks[1])
         return {"spatial_positive_masks": positive, "spatial_negative_masks": negative}
 
