@@ -627,8 +627,12 @@ def convert_coco_instances(
     data = _read_json(instances_json, "COCO instances JSON")
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations",
                                                                                        "categories")):
+        labelme = isinstance(data, dict) and "shapes" in data and "imagePath" in data
         raise ConversionError([(f"{instances_json}: must hold an object with `images`, `annotations` and "
-                                f"`categories` lists (a COCO instances JSON)")], "COCO instances JSON")
+                                f"`categories` lists (a COCO instances JSON)"
+                                + ("; this is a LabelMe file (one per image, `shapes` and `imagePath`): turn the "
+                                   "folder of them into one COCO instances JSON first (labelme2coco)"
+                                   if labelme else ""))], "COCO instances JSON")
     problems: list[str] = []
     notes: list[str] = []
     given = []  # (id, name, colour or None) of the sound categories, in JSON order

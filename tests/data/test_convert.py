@@ -818,3 +818,19 @@ def test_text_files_saved_by_excel_or_in_another_encoding(shapes, tmp_path):
     sentences.write_bytes("image,sentence,segment_id\n000002.jpg,la forme à gauche,1\n".encode("cp1252"))
     with pytest.raises(ConversionError, match=r"sentences.csv: not UTF-8 text \(byte 0xe0 at line 2, column 21"):
         add_sentences(data, sentences)
+
+
+def test_a_labelme_file_given_as_coco_instances_is_named(tmp_path):
+    """A LabelMe JSON (one per image) given to coco-instances was refused as not a COCO instances JSON, with no word
+    of what it is; the problem names LabelMe and the step that makes one COCO instances JSON of such files."""
+    _photo(tmp_path / "images" / "a.jpg")
+    labelme = tmp_path / "a.json"
+    labelme.write_text(json.dumps({"version": "5.2.1", "shapes": [{"label": "boat", "points": [[1, 1], [9, 1], [9, 9]],
+                                                                   "shape_type": "polygon"}],
+                                   "imagePath": "a.jpg", "imageHeight": 48, "imageWidth": 64}))
+    with pytest.raises(ConversionError) as refused:
+        convert_coco_instances(labelme, tmp_path / "images", tmp_path / "out")
+    assert refused.value.problems == [f"{labelme}: must hold an object with `images`, `annotations` and `categories` "
+                                      f"lists (a COCO instances JSON); this is a LabelMe file (one per image, `shapes` "
+                                      f"and `imagePath`): turn the folder of them into one COCO instances JSON first "
+                                      f"(labelme2coco)"]
