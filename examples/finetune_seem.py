@@ -16,13 +16,10 @@ the run fine-tunes the package's embedded `seem-shapes` model on the bundled sha
 package's panoptic rows, semantic maps or 3-channel instance annotations: `seem_hf.data.hf_datasets`; semantic maps
 train as stuff-only panoptic).
 
-Class targets (`--label_prompts`, see `seem_hf.training.label_prompts`): SEEM trains with each class name written
-into one of its 81 prompt templates drawn at random per batch, and scores with the 81-template mean at inference.
-That is right for a pretrained text tower, whose templates of one name agree; a random or barely trained tower (the
-embedded and tiny models) gives two templates of one name a cosine near 0, so random-template targets change every
-batch and the classes never learn. `auto` (default) measures the tower's template agreement on the label set and
-trains against the 81-template means below 0.5, SEEM's random templates from 0.5 up; `mean` and `random` force one.
-The language encoder never trains.
+Class targets (`--label_prompts`, `seem_hf.training.label_prompts`): SEEM's random prompt template per batch suits a
+pretrained text tower; a random one (the embedded and tiny models) gives two templates of one name a cosine near 0,
+so its classes never learn. `auto` (default) trains against the 81-template means (as inference scores) where the
+tower's templates disagree, SEEM's random templates where they agree. The language encoder never trains.
 
 Every batch also carries referring sentences (the dataset's grounding annotations, or class names where an image
 has none) and visual prompts sampled inside its segments (clicks, polygons, scribbles, circles), and the model first

@@ -25,7 +25,8 @@ def _tiny(name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_help_shows_the_example_s_options_first_and_stays_short(name, capsys):
+def test_help_shows_the_example_s_options_first_and_stays_short(name, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps to the terminal's width: count lines at a fixed one
     example = load_example(name)
     with pytest.raises(SystemExit):
         example.main(["--help"])
