@@ -363,7 +363,8 @@ def _training_words(name, steps, seconds, parameters, pretraining, arguments, co
     if continued:
         card = (continued[0] / "README.md").read_text()
         earlier = card.split("## Training\n\n", 1)[1].split("\n\n## ", 1)[0].strip()
-        return (f"`python scripts/train_defaults.py --models {name} --steps {steps} --start_from {continued[1]}{extra}`, "
+        command = f"python scripts/train_defaults.py --models {name} --steps {steps} --start_from {continued[1]}"
+        return (f"`{command}{extra}`, "
                 f"on the folder that this earlier run wrote (`--destination` its parent): {earlier} Then, in "
                 f"{seconds / 60:.0f} minutes more, {recipe}, from those weights ({parameters:.2f} M parameters).")
     config = f"config `shapes_{name}_config` in that script{' with those overrides' if config_overrides else ''}"
@@ -390,7 +391,7 @@ def main() -> None:
     parser.add_argument("--destination", type=Path, default=DESTINATION,
                         help="where the <model>-shapes folders go (default: the package's embedded checkpoints)")
     parser.add_argument("--config_overrides", type=json.loads, metavar="JSON",
-                        help='fields of the shapes config to change, e.g. \'{"d_model": 128}\' (runs from random weights)')
+                        help='fields of the shapes config to change, e.g. \'{"d_model": 128}\' (from random weights)')
     parser.add_argument("overrides", nargs="*", metavar="-- EXAMPLE_ARGUMENT",
                         help="after `--`: more arguments for the example script, overriding the recipe's (an "
                              "ablation's `-- --learning_rate 2e-4`)")

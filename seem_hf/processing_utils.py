@@ -23,8 +23,8 @@ def check_label_set(labels, clean=None, name: str = "labels") -> list[str]:
     lower case with whitespace collapsed, which CLIP's cleaning does too): "Circle" and "circle" are one label to
     the model, and two such labels would give it two identical classes, one of which never wins a pixel."""
     if isinstance(labels, str):
-        raise ValueError(f"{name}={labels!r} is one string: give the labels as a non-empty list of strings, e.g. {name}=[{labels!r}, "
-                         "'other'].")
+        raise ValueError(f"{name}={labels!r} is one string: give the labels as a non-empty list of strings, e.g. "
+                         f"{name}=[{labels!r}, 'other'].")
     if isinstance(labels, collections.abc.Mapping):
         raise ValueError(f"{name} takes a list of label names, not a mapping (its keys would be read as the labels); "
                          f"for an id2label dict pass [id2label[i] for i in sorted(id2label)].")
@@ -107,5 +107,10 @@ class PostProcessingMixin:
 
 
 __all__ = [
-    "CONTEXT_LENGTH", "PostProcessingMixin", "check_cut_labels", "check_label_set", "tokenize_to_context", "warn_cut_texts",
+    "CONTEXT_LENGTH",
+    "PostProcessingMixin",
+    "check_cut_labels",
+    "check_label_set",
+    "tokenize_to_context",
+    "warn_cut_texts",
 ]

@@ -13,7 +13,8 @@ description or `ClassLabel` features as usual, and from the first `HEAD_ROWS` tr
 images) which labels are things (panoptic rows without a stored vocabulary) and the union of the rows'
 `semantic_class_to_id` (instance layout): a class that no row of those names is refused, naming it, when a later
 row's pixels use it. A shard that cannot be read (a truncated download) is named in the error. The evaluation
-split is streamed too and its first `--max_eval_samples` rows (`DEFAULT_EVAL_ROWS` if not given) are kept on disk for the run's evaluations.
+split is streamed too and its first `--max_eval_samples` rows (`DEFAULT_EVAL_ROWS` if not given) are kept on disk for
+the run's evaluations.
 """
 
 from __future__ import annotations

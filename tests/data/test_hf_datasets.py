@@ -440,7 +440,8 @@ def test_a_malformed_id2label_json_is_named_with_the_form_it_needs(tmp_path):
         (json.dumps({"0": "sea", "x": "boat", "2": ""}), "key 'x' is no class id (a non-negative integer); id 2: name "
                                                          '"" is no non-empty text'),
         (json.dumps({"0": "sea", "1": "boat", "2": "sea"}), "name 'sea' has ids ['0', '2']"),
-        ('{"0": "sea", "1": "caf\xe9", "2": "rock"}'.encode("cp1252"), "not UTF-8 text (byte 0xe9 at line 1, column 23"),
+        ('{"0": "sea", "1": "caf\xe9", "2": "rock"}'.encode("cp1252"),
+         "not UTF-8 text (byte 0xe9 at line 1, column 23"),
     ):
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
         with pytest.raises(ValueError) as error:

@@ -255,8 +255,9 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
             return self.image_processor.post_process_referring_segmentation(outputs, target_sizes, *args, **kwargs)
         counts = [int(count) for count in sentences_per_image]
         if sum(counts) != len(outputs.grounding_logits) or any(count < 1 for count in counts):
-            raise ValueError(f"sentences_per_image={counts} does not match outputs with "
-                             f"{len(outputs.grounding_logits)} rows (one per sentence, from independent_sentences=True).")
+            rows = len(outputs.grounding_logits)
+            raise ValueError(f"sentences_per_image={counts} does not match outputs with {rows} rows (one per sentence, "
+                             "from independent_sentences=True).")
         if target_sizes is not None:
             if len(target_sizes) != len(counts):
                 raise ValueError(f"Got {len(target_sizes)} target_sizes for {len(counts)} images: one per image.")
