@@ -10,6 +10,26 @@ import numpy as np
 CONTEXT_LENGTH = 77  # CLIP's text context: every label or prompt is padded or truncated to it
 
 
+def ordered_list(value, name: str, example: str, what: str = "prompts", mapping_hint: str | None = None) -> list:
+    """`value`, a sequence or iterator with an order of its own (a list, tuple, array, generator), as a list, or a
+    `ValueError` naming `name` (the argument) and the fix, with `example` (a value for it) and `what` (what it
+    holds, e.g. "label names") in the message.
+
+    The results follow the order of what was given (label ids index the labels, the masks follow the prompts), so a
+    Python `set` (ordered by string hashing, which changes from one process to the next) and a mapping (whose keys
+    would be read as the items; `mapping_hint` replaces the message's fix) are refused, as is a single value that
+    is not iterable. Strings are the caller's to handle before: a string is iterable, by its characters."""
+    if isinstance(value, collections.abc.Mapping):
+        raise ValueError(mapping_hint or f"{name} is a mapping (its keys would be read as the {what}), while the "
+                         f"results follow the order of the {what}: give a list, e.g. {name}={example}.")
+    if isinstance(value, collections.abc.Set):
+        raise ValueError(f"{name} is a set, whose order changes from one run to the next, while the results follow "
+                         f"the order of the {what}: give a list, e.g. {name}=sorted(your_set).")
+    if not isinstance(value, collections.abc.Iterable):
+        raise ValueError(f"{name} takes a list of {what}, e.g. {name}={example}; got {type(value).__name__}.")
+    return list(value)
+
+
 def check_label_set(labels, clean=None, name: str = "labels") -> list[str]:
     """The label set as a list of non-empty, distinct strings, or a `ValueError` saying what is wrong (`name` is the
     argument that gave it, for the message).
@@ -25,15 +45,10 @@ def check_label_set(labels, clean=None, name: str = "labels") -> list[str]:
     if isinstance(labels, str):
         raise ValueError(f"{name}={labels!r} is one string: give the labels as a non-empty list of strings, e.g. "
                          f"{name}=[{labels!r}, 'other'].")
-    if isinstance(labels, collections.abc.Mapping):
-        raise ValueError(f"{name} takes a list of label names, not a mapping (its keys would be read as the labels); "
-                         f"for an id2label dict pass [id2label[i] for i in sorted(id2label)].")
-    if isinstance(labels, collections.abc.Set):
-        raise ValueError(f"{name} is a set, whose order changes from one run to the next, while the results' label ids "
-                         f"index the labels in order: give a list, e.g. {name}=sorted(your_set).")
-    if not isinstance(labels, collections.abc.Iterable):
-        raise ValueError(f"{name} takes a list of label names, got {type(labels).__name__}.")
-    labels = list(labels)
+    labels = ordered_list(
+        labels, name, "['cat', 'dog']", what="label names",
+        mapping_hint=f"{name} takes a list of label names, not a mapping (its keys would be read as the labels); "
+                     f"for an id2label dict pass [id2label[i] for i in sorted(id2label)].")
     if not labels:
         raise ValueError(f"The label set ({name}) is empty: give a non-empty list of labels.")
     if bad := [label for label in labels if not isinstance(label, str) or not label.strip()]:
@@ -111,6 +126,7 @@ __all__ = [
     "PostProcessingMixin",
     "check_cut_labels",
     "check_label_set",
+    "ordered_list",
     "tokenize_to_context",
     "warn_cut_texts",
 ]

@@ -3,6 +3,7 @@ order given or refused with the fix, never read some other way without a word.""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -76,6 +77,26 @@ def test_sentences_in_any_sequence_and_unordered_containers_refused():
         processor(images=[image, image], sentences=[["the cat"], {"a sofa"}])
     with pytest.raises(ValueError, match=r"sentences takes a list of prompts.*got int"):
         processor(images=image, sentences=3)
+
+
+def test_label_sets_and_prompts_are_read_by_one_helper():
+    """Label sets and SEEM's prompts were checked by two copies of the same code (`check_label_set` and the SEEM
+    processor's own); both now go through `processing_utils.ordered_list`, so a set, a non-iterable value or an
+    iterator reads alike wherever it is given, with an example of the argument; a mapping of labels keeps its
+    id2label hint."""
+    from seem_hf.processing_utils import ordered_list
+
+    assert ordered_list(iter("ab"), "x", "['a']") == ["a", "b"]
+    processor = PROCESSORS["seem"]
+    image = np.zeros((40, 60, 3), np.uint8)
+    for call, name, example in ((lambda v: processor(text=v), "text", "['cat', 'dog']"),
+                                (lambda v: processor(images=image, sentences=v), "sentences", '["the red circle"]')):
+        with pytest.raises(ValueError, match=rf"^{name} takes a list of .*e\.g\. {name}={re.escape(example)}; got int"):
+            call(3)
+        with pytest.raises(ValueError, match=rf"^{name} is a set, whose order changes .* e\.g\. {name}=sorted"):
+            call({"a cat"})
+    with pytest.raises(ValueError, match=r"sorted\(id2label\)"):
+        processor(text={0: "cat"})
 
 
 def test_sentences_longer_than_the_context_warn():

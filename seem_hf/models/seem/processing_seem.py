@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections.abc
 import warnings
 
 import PIL.Image
@@ -15,6 +14,7 @@ from seem_hf.processing_utils import (
     PostProcessingMixin,
     check_cut_labels,
     check_label_set,
+    ordered_list,
     tokenize_to_context,
     warn_cut_texts,
 )
@@ -26,18 +26,11 @@ from .visual_sampler_seem import rasterize_prompt
 
 
 def _listed(value, kind, name, example):
-    """A sequence of prompts (a list, tuple, array or iterator) as a list; an unordered or keyed container is refused:
-    the results follow the order of the prompts."""
+    """One image's prompts, or a batch of them, as a list (`ordered_list`); a single prompt (a dict, or a string for
+    sentences) is returned as it is."""
     if isinstance(value, dict if kind is dict else str):
         return value
-    if isinstance(value, (collections.abc.Set, collections.abc.Mapping)):
-        what = "a set, whose order changes from one run to the next" if isinstance(value, collections.abc.Set) else (
-            "a mapping")
-        raise ValueError(f"{name} is {what}, while the results follow the order of the prompts: give a list, e.g. "
-                         f"{name}={example}.")
-    if not isinstance(value, collections.abc.Iterable):
-        raise ValueError(f"{name} takes a list of prompts, e.g. {name}={example}; got {type(value).__name__}.")
-    return list(value)
+    return ordered_list(value, name, example)
 
 
 def _per_image(value, kind, count, name):
