@@ -3,6 +3,7 @@ threshold arguments out of range or of the wrong type are refused with an error 
 are checked; and the empty cases (no query kept, no label left, a mask with no pixel) give empty results instead
 of crashing or returning empty masks as matches."""
 
+import copy
 import math
 
 import numpy as np
@@ -170,3 +171,42 @@ def test_referring_matches_are_never_empty_masks(seem, mask_threshold):
     if mask_threshold == 1.0:  # a sigmoid never exceeds 1: no match at all
         assert all(len(answer["masks"]) == 0 for answer in answers)
         assert answers[0]["masks"].shape[1:] == everything[0]["masks"].shape[1:]
+
+
+def test_seem_instance_arguments_of_transformers_are_honoured_or_refused(seem_generic):
+    """SEEM's `post_process_instance_segmentation` took `**kwargs` and dropped them: `return_coco_annotation=True`
+    (transformers' Mask2Former and DETR argument) gave the id map instead of its run-length encoding, and a
+    misspelt `treshold=0.1` ran at the default threshold without a word. The encoding is now transformers', the
+    two output forms together are refused as in Mask2Former, and an unknown argument is a TypeError."""
+    from transformers.models.detr.image_processing_pil_detr import convert_segmentation_to_rle
+
+    processor, outputs = seem_generic
+    outputs = copy.copy(outputs)  # the random model's mask logits are all near 0: sharpen them into segments
+    outputs.masks_queries_logits = outputs.masks_queries_logits * 2000
+    plain = processor.post_process_instance_segmentation(outputs, threshold=0.0, target_sizes=[(50, 70)])[0]
+    assert plain["segments_info"]
+    coco = processor.post_process_instance_segmentation(outputs, threshold=0.0, target_sizes=[(50, 70)],
+                                                        return_coco_annotation=True)[0]
+    assert coco["segments_info"] == plain["segments_info"]
+    assert coco["segmentation"] == convert_segmentation_to_rle(plain["segmentation"])
+    # each run-length encoding covers the image: (start, length) pairs inside its 50 x 70 pixels
+    assert all(sum(rle[1::2]) <= 50 * 70 for rle in coco["segmentation"])
+    assert sum(sum(rle[1::2]) for rle in coco["segmentation"]) == 50 * 70
+    with pytest.raises(ValueError, match="return_coco_annotation and return_binary_maps cannot both be True"):
+        processor.post_process_instance_segmentation(outputs, return_coco_annotation=True, return_binary_maps=True)
+    with pytest.raises(TypeError, match="treshold"):
+        processor.post_process_instance_segmentation(outputs, treshold=0.1)
+
+
+@pytest.mark.parametrize("fixture", ["seem_generic", "detr", "lseg"])
+def test_semantic_segmentation_scores_for_every_model(request, fixture):
+    """`return_segmentation_scores=True` (transformers' Mask2Former, DETR and DPT argument) was a TypeError for
+    SEEM only; every processor now returns the label ids with the per-label scores they are the argmax of."""
+    processor, outputs = request.getfixturevalue(fixture)
+    ids = processor.post_process_semantic_segmentation(outputs, target_sizes=[(31, 17)])[0]
+    result = processor.post_process_semantic_segmentation(outputs, target_sizes=[(31, 17)],
+                                                          return_segmentation_scores=True)[0]
+    scores = result["segmentation_scores"]
+    assert scores.shape[-2:] == (31, 17) and scores.ndim == 3
+    assert torch.equal(result["segmentation"], scores.argmax(0))
+    assert (result["segmentation"] == ids).float().mean() > 0.99  # the fast argmax may break near-ties otherwise

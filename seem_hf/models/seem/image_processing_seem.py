@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 from transformers import BatchFeature
-from transformers.models.detr.image_processing_pil_detr import DetrImageProcessorPil
+from transformers.image_processing_outputs import SemanticSegmentationPostProcessorOutput
+from transformers.models.detr.image_processing_pil_detr import DetrImageProcessorPil, convert_segmentation_to_rle
 
 from seem_hf.image_utils import CheckedImagesMixin
 from seem_hf.postprocessing import (
@@ -214,13 +215,24 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
             )
         return class_logits
 
-    def post_process_semantic_segmentation(self, outputs, target_sizes=None) -> list[torch.Tensor]:
-        """Per-pixel label ids `(height, width)` per image."""
+    def post_process_semantic_segmentation(
+        self, outputs, target_sizes=None, return_segmentation_scores: bool = False
+    ) -> list[torch.Tensor] | list[SemanticSegmentationPostProcessorOutput]:
+        """Per-pixel label ids `(height, width)` per image. With `return_segmentation_scores=True` (transformers'
+        Mask2Former and DETR argument), each image's result is a `SemanticSegmentationPostProcessorOutput` with the
+        `segmentation` and its `segmentation_scores`, `(num_labels, height, width)`: label c's score at a pixel is
+        `sum_q p(c | q) sigmoid(m_q)`, the score the label ids are the argmax of."""
         all_class_logits = self._class_logits(outputs)
         check_sizes(target_sizes, len(all_class_logits))
         results = []
         for index, class_logits in enumerate(all_class_logits):
             masks = self._resized_masks(outputs, index, target_sizes[index] if target_sizes is not None else None)
+            if return_segmentation_scores:
+                probabilities = class_logits.softmax(-1)[:, :-1].to(masks.dtype)
+                scores = torch.einsum("qc,qhw->chw", probabilities, masks.sigmoid_())
+                results.append(SemanticSegmentationPostProcessorOutput(
+                    data={"segmentation": scores.argmax(0), "segmentation_scores": scores}))
+                continue
             # sum_q p(c | q) sigmoid(m_q(x)) over the labels that can win somewhere, as a (pixels, Q) x (Q, C)
             # product, so that the argmax over labels runs along contiguous memory
             results.append(semantic_segmentation_at_full_size(masks, class_logits.softmax(-1)[:, :-1]))
@@ -269,23 +281,32 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         mask_threshold: float = 0.5,
         overlap_mask_area_threshold: float = SEEM_OVERLAP_THRESHOLD,
         target_sizes=None,
+        return_coco_annotation: bool = False,
         return_binary_maps: bool = False,
         top_k: int = 100,
-        **kwargs,
     ) -> list[dict]:
         """Instance segments per image.
 
         By default the panoptic rule with no label fused (transformers' format, one id per pixel, as the pipeline
-        needs). With `return_binary_maps=True`, SEEM's own rule for mask AP: the `top_k` best (query, label) pairs
-        by class probability (thing labels only, for the default label set when its things are known), each mask
-        its logits > 0, each score the class probability times the mean mask probability inside the mask;
-        `segmentation` is then `(num_instances, height, width)` bool (masks may overlap), ordered by score, and
-        pairs scoring at most `threshold` are left out (pass 0 to keep all, as for AP)."""
+        needs); with `return_coco_annotation=True`, that `segmentation` run-length encoded as transformers'
+        Mask2Former does it (one RLE per id of the map, in increasing order, -1 for pixels of no segment first
+        when there are any). With `return_binary_maps=True`, SEEM's own rule for mask AP: the `top_k` best
+        (query, label) pairs by class probability (thing labels only, for the default label set when its things are
+        known), each mask its logits > 0, each score the class probability times the mean mask probability inside
+        the mask; `segmentation` is then `(num_instances, height, width)` bool (masks may overlap), ordered by
+        score, and pairs scoring at most `threshold` are left out (pass 0 to keep all, as for AP)."""
+        if return_coco_annotation and return_binary_maps:
+            raise ValueError("return_coco_annotation and return_binary_maps cannot both be True: the first encodes "
+                             "the one-id-per-pixel map, the second gives SEEM's overlapping masks; pick one.")
         if not return_binary_maps:
-            return self.post_process_panoptic_segmentation(
+            results = self.post_process_panoptic_segmentation(
                 outputs, threshold, mask_threshold, overlap_mask_area_threshold, label_ids_to_fuse=(),
                 target_sizes=target_sizes,
             )
+            if return_coco_annotation:
+                for result in results:
+                    result["segmentation"] = convert_segmentation_to_rle(result["segmentation"])
+            return results
         top_k = check_top_k(top_k)
         for name, value in (("threshold", threshold), ("mask_threshold", mask_threshold),
                             ("overlap_mask_area_threshold", overlap_mask_area_threshold)):
