@@ -26,7 +26,8 @@ from .seem import SeemConfig, SeemForUniversalSegmentation, SeemImageProcessor, 
 def register_auto_classes() -> None:
     """Register configs, models, image processors and processors; safe to call more than once."""
     AutoConfig.register(DetrPanopticConfig.model_type, DetrPanopticConfig, exist_ok=True)
-    for auto_class in (AutoModel, AutoModelForImageSegmentation):
+    # transformers maps its own DetrForSegmentation to AutoModelForUniversalSegmentation too
+    for auto_class in (AutoModel, AutoModelForImageSegmentation, AutoModelForUniversalSegmentation):
         auto_class.register(DetrPanopticConfig, DetrPanopticForSegmentation, exist_ok=True)
     AutoImageProcessor.register(
         DetrPanopticConfig, image_processor_classes={"pil": DetrPanopticImageProcessor}, exist_ok=True

@@ -258,7 +258,7 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
         # (Irrelevant when weights are loaded: they replace it.)
         torch.nn.init.normal_(self.detr.model.query_position_embeddings.weight)
 
-    _extra_auto_classes = ("AutoModel", "AutoModelForImageSegmentation")
+    _extra_auto_classes = ("AutoModel", "AutoModelForUniversalSegmentation")
     # Where `seem_hf.adapters` puts adapters (regular expressions over module names): bottlenecks after every
     # attention and MLP block of the transformer, LoRA on the attention map's query and the mask head's convolutions;
     # the class and box predictors and the query embeddings train in full, since a new label set changes them.

@@ -14,6 +14,7 @@ from transformers import (
     AutoImageProcessor,
     AutoModel,
     AutoModelForImageSegmentation,
+    AutoModelForUniversalSegmentation,
     AutoProcessor,
     DetrConfig,
     DetrForSegmentation,
@@ -186,17 +187,20 @@ def test_loss_equals_transformers_detr_for_segmentation(model, tmp_path):
     pixel_values, pixel_mask = _inputs(height=64, width=64)
     labels = _labels(2, 64, 64)
     with torch.no_grad():
-        ours, theirs = model(pixel_values, pixel_mask, labels=labels), reference(pixel_values, pixel_mask, labels=labels)
+        ours = model(pixel_values, pixel_mask, labels=labels)
+        theirs = reference(pixel_values, pixel_mask, labels=labels)
     assert set(ours.loss_dict) == set(theirs.loss_dict)
     for name, value in theirs.loss_dict.items():
-        torch.testing.assert_close(ours.loss_dict[name], value.reshape(ours.loss_dict[name].shape), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours.loss_dict[name], value.reshape(ours.loss_dict[name].shape),
+                                   rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours.loss, theirs.loss, rtol=1e-5, atol=1e-5)
 
 
 def _detr_fields(config: dict) -> dict:
     names = ("d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads")
     fields = {name: config[name] for name in names + ("encoder_ffn_dim", "decoder_ffn_dim", "num_queries")}
-    fields["backbone_config"] = ResNetConfig(**{k: v for k, v in config["backbone_config"].items() if k != "model_type"})
+    backbone = {key: value for key, value in config["backbone_config"].items() if key != "model_type"}
+    fields["backbone_config"] = ResNetConfig(**backbone)
     fields["num_labels"] = len(config["id2label"])
     return fields
 
@@ -339,7 +343,8 @@ def test_bad_pixel_values_raise(model):
 
 def test_auto_classes_load_the_fixture(tiny_detr_panoptic_folder):
     assert isinstance(AutoConfig.from_pretrained(tiny_detr_panoptic_folder), DetrPanopticConfig)
-    for auto_class in (AutoModel, AutoModelForImageSegmentation):
+    # AutoModelForUniversalSegmentation: where transformers maps its own DetrForSegmentation
+    for auto_class in (AutoModel, AutoModelForImageSegmentation, AutoModelForUniversalSegmentation):
         assert isinstance(auto_class.from_pretrained(tiny_detr_panoptic_folder), DetrPanopticForSegmentation)
     assert isinstance(AutoImageProcessor.from_pretrained(tiny_detr_panoptic_folder), DetrPanopticImageProcessor)
     processor = AutoProcessor.from_pretrained(tiny_detr_panoptic_folder)
@@ -366,6 +371,8 @@ def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
         print(type(AutoConfig.from_pretrained(folder, trust_remote_code=True)).__name__)
         model = AutoModelForImageSegmentation.from_pretrained(folder, trust_remote_code=True).eval()
         print(type(AutoModel.from_pretrained(folder, trust_remote_code=True)).__name__)
+        from transformers import AutoModelForUniversalSegmentation
+        print(type(AutoModelForUniversalSegmentation.from_pretrained(folder, trust_remote_code=True)).__name__)
         print(type(AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)).__name__)
         processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
         print(type(processor).__name__, processor.id2label[4])
@@ -384,11 +391,11 @@ def test_remote_code_loads_without_seem_hf(tmp_path, tiny_detr_panoptic_folder):
     )
     lines = output.strip().splitlines()
     assert lines[0] == "DetrPanopticConfig"
-    assert lines[1] == "DetrPanopticForSegmentation"
-    assert lines[2] == "DetrPanopticImageProcessor"
-    assert lines[3] == "DetrPanopticProcessor circle"
-    assert lines[4] == "difference 0.0 0.0"
-    assert lines[5].startswith("pipeline [") and lines[5] != "pipeline []"
+    assert lines[1] == lines[2] == "DetrPanopticForSegmentation"  # AutoModel, AutoModelForUniversalSegmentation
+    assert lines[3] == "DetrPanopticImageProcessor"
+    assert lines[4] == "DetrPanopticProcessor circle"
+    assert lines[5] == "difference 0.0 0.0"
+    assert lines[6].startswith("pipeline [") and lines[6] != "pipeline []"
     assert sorted(p.name for p in folder.glob("*.py")) == [
         "bottleneck.py",
         "configuration_detr_panoptic.py",
