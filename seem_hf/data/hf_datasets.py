@@ -236,21 +236,41 @@ def _palette(index: int) -> tuple[int, int, int]:
     return round(red * 255), round(green * 255), round(blue * 255)
 
 
-def _id2label_file(folder: Path | None, name: str) -> dict[int, str] | None:
-    """`id2label.json` of the dataset's folder or Hub repository, as {int: name}; None when there is none."""
+def _id2label_path(folder: Path | None, name: str) -> Path | None:
+    """The `id2label.json` of the dataset's folder or Hub repository (downloaded); None when there is none."""
     if folder is not None:
         path = folder / "id2label.json"
-        if not path.exists():
-            return None
-    else:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
+        return path if path.exists() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
 
-        try:
-            path = hf_hub_download(name, "id2label.json", repo_type="dataset")
-        except (OSError, EntryNotFoundError):  # no such file, repository or connection: no names from there
-            return None
-    return read_id2label(path)
+    try:
+        return Path(hf_hub_download(name, "id2label.json", repo_type="dataset"))
+    except (OSError, EntryNotFoundError):  # no such file, repository or connection: no names from there
+        return None
+
+
+def _id2label_file(folder: Path | None, name: str) -> dict[int, str] | None:
+    """`id2label.json` of the dataset's folder or Hub repository, as {int: name}; None when there is none."""
+    path = _id2label_path(folder, name)
+    return None if path is None else read_id2label(path)
+
+
+def _check_ignore_index(id2class: dict[int, str], source: str, where: str, do_reduce_labels: bool) -> None:
+    """Refuse label names of the semantic and instance layouts that give a class `IGNORE_INDEX`: the maps' 255 marks
+    unlabelled pixels (as transformers' examples read them), so naming it would either train every unlabelled pixel
+    as that class or leave the class without a pixel; which one the user meant cannot be told."""
+    if IGNORE_INDEX not in id2class:
+        return
+    label = id2class[IGNORE_INDEX]
+    shifted = " (after --do_reduce_labels' shift, which keeps 255 unlabelled)" if do_reduce_labels else ""
+    raise ValueError(
+        (f"{where}: " if where else "")
+        + f"the label names ({source}) name id {IGNORE_INDEX} {label!r}, but {IGNORE_INDEX} marks unlabelled "
+        f"pixels in the semantic and instance layouts{shifted}, as transformers' examples read them: its pixels "
+        f"cannot be both. If {IGNORE_INDEX} is unlabelled, remove {label!r} from the label names; if {label!r} is a "
+        f"class, renumber its pixels and its id below {IGNORE_INDEX} (the maps and the names alike)."
+    )
 
 
 _ID2LABEL_FORM = '{"0": "name", "1": "name", ...} (class id -> name, as transformers\' segmentation examples read it)'
@@ -347,8 +367,11 @@ def _reduced(class_to_id: dict[str, int]) -> dict[str, int]:
 
 
 def _row_class_to_id(mapping, do_reduce_labels: bool) -> dict[str, int]:
-    """One row's `semantic_class_to_id` (a struct gives every row every name, None where a row has none)."""
+    """One row's `semantic_class_to_id` (a struct gives every row every name, None where a row has none). A class
+    given `IGNORE_INDEX`, the id of unlabelled pixels, is refused (`_check_ignore_index`)."""
     class_to_id = {str(key): int(value) for key, value in dict(mapping or {}).items() if value is not None}
+    _check_ignore_index({class_id: class_name for class_name, class_id in class_to_id.items()},
+                        "column 'semantic_class_to_id'", "", False)
     return _reduced(class_to_id) if do_reduce_labels else class_to_id
 
 
@@ -359,7 +382,11 @@ def union_class_to_id(dataset: datasets.Dataset, where: str, do_reduce_labels: b
     table = dataset.select_columns(["semantic_class_to_id"]).with_format("arrow")[:]
     ids_of: dict[str, dict[int, int]] = {}
     for row, mapping in enumerate(table.column("semantic_class_to_id").to_pylist()):
-        for class_name, class_id in _row_class_to_id(mapping, do_reduce_labels).items():
+        try:
+            row_class_to_id = _row_class_to_id(mapping, do_reduce_labels)
+        except ValueError as error:
+            raise ValueError(f"{where}, row {row}: {error}") from None
+        for class_name, class_id in row_class_to_id.items():
             ids_of.setdefault(class_name, {}).setdefault(class_id, row)
     class_to_id, names_of = {}, {}
     for class_name, rows in ids_of.items():
@@ -431,12 +458,17 @@ def dataset_vocabulary(dataset: datasets.Dataset, layout: DatasetLayout, name: s
             id2class = {class_id: label for label, class_id in class_to_id.items()}
             source = f"the semantic_class_to_id column (union of {len(dataset)} rows)"
     if not id2class:
-        id2class = _id2label_file(folder, name)
+        path = _id2label_path(folder, name)
+        id2class = None if path is None else read_id2label(path)
         source = "id2label.json"
+        if id2class:
+            _check_ignore_index(id2class, str(path), where, do_reduce_labels)
     if not id2class:
         names = _class_label_names(dataset.features, layout)
         id2class = None if names is None else dict(enumerate(names))
         source = f"the ClassLabel of column {layout.annotation_column!r}"
+        if id2class:
+            _check_ignore_index(id2class, f"{source}, {len(names)} names", where, do_reduce_labels)
     if id2class and do_reduce_labels and not source.startswith("the semantic_class_to_id"):
         _check_reduced_names(id2class, source, where)
     if not id2class:
@@ -529,23 +561,38 @@ class PanopticRows(torch.utils.data.Dataset):
                 unknown[class_id] = class_name
         return label_of, unknown
 
-    def _labels(self, class_map: np.ndarray, row: dict) -> np.ndarray:
-        """(H, W) contiguous label per pixel from class ids (-1: unlabelled)."""
-        label_of, unnamed = self._row_labels(row)
+    def _reduced_ids(self, class_map: np.ndarray) -> np.ndarray:
+        """Class ids as the labels read them: with `--do_reduce_labels` transformers' reduce_labels (0, the
+        background, becomes 255, every other id one less, 255 stays)."""
         class_map = class_map.astype(np.int64)
         if self.do_reduce_labels:
-            # transformers' reduce_labels: 0 (background) becomes 255, every other id one less, 255 stays.
             class_map = np.where((class_map == 0) | (class_map == IGNORE_INDEX), IGNORE_INDEX, class_map - 1)
-        labels = np.full(class_map.shape, -1, dtype=np.int64)
-        unknown = []
-        for value in np.unique(class_map).tolist():
-            if value in label_of:
-                labels[class_map == value] = label_of[value]
-            elif value != IGNORE_INDEX:
-                unknown.append(value)
-        named = {value: unnamed[value] for value in unknown if value in unnamed}
+        return class_map
+
+    def describe_labels(self, limit: int = 20) -> str:
+        """The label set as a message shows it: `class id 'name'` pairs of the annotation's ids (the first `limit`),
+        where they came from, and the unlabelled id."""
+        names = [category.name for category in self.vocabulary.categories] if self.vocabulary is not None else []
+        pairs = [(class_id, names[label] if label < len(names) else f"label {label}")
+                 for class_id, label in sorted(self.label_of.items())]
+        if self.do_reduce_labels:  # the ids as stored in the maps
+            pairs = [(class_id + 1, label) for class_id, label in pairs]
+        shown = ", ".join(f"{class_id} {label!r}" for class_id, label in pairs[:limit])
+        more = f", ... ({len(pairs)} in all)" if len(pairs) > limit else ""
+        unlabelled = "0 and 255 are" if self.do_reduce_labels else "255 is"
+        return f"ids {shown}{more}, from {self.label_source}; {unlabelled} unlabelled"
+
+    def _class_problem(self, values, row: dict) -> str | None:
+        """What is wrong with a row whose map holds the stored class ids `values` (None when each is a label or
+        unlabelled): the ids, as stored, that no label names, with the label set and the ways out."""
+        label_of, unnamed = self._row_labels(row)
+        stored = sorted(int(value) for value in values)
+        reduced = self._reduced_ids(np.asarray(stored, dtype=np.int64)).tolist()
+        unknown = [(value, shifted) for value, shifted in zip(stored, reduced)
+                   if shifted not in label_of and shifted != IGNORE_INDEX]
+        named = {value: unnamed[shifted] for value, shifted in unknown if shifted in unnamed}
         if named:
-            raise ValueError(
+            return (
                 "this row's semantic_class_to_id names classes "
                 + ", ".join(f"{class_name!r} (id {value})" for value, class_name in named.items())
                 + f" that its pixels use but the labels lack (labels from {self.label_source}: "
@@ -553,12 +600,25 @@ class PanopticRows(torch.utils.data.Dataset):
                 "rows (a streamed split takes its labels from its first rows: see HEAD_ROWS), or drop these rows."
             )
         if unknown:
-            known = sorted(label_of)
-            raise ValueError(
-                f"class ids {unknown} in column {self.layout.annotation_column!r} are no label "
-                f"(labels: ids {known[0]}..{known[-1]}; 255 is unlabelled)"
+            return (
+                f"class ids {[value for value, _ in unknown]} in column {self.layout.annotation_column!r} are no "
+                f"label (labels: {self.describe_labels()}). Give those pixels a class of the label set or 255 "
+                "(unlabelled), or add their names to the label names"
                 + ("" if self.do_reduce_labels else "; if 0 means background, pass --do_reduce_labels")
             )
+        return None
+
+    def _labels(self, class_map: np.ndarray, row: dict) -> np.ndarray:
+        """(H, W) contiguous label per pixel from class ids (-1: unlabelled)."""
+        problem = self._class_problem(np.unique(class_map).tolist(), row)
+        if problem is not None:
+            raise ValueError(problem)
+        label_of, _ = self._row_labels(row)
+        class_map = self._reduced_ids(class_map)
+        labels = np.full(class_map.shape, -1, dtype=np.int64)
+        for value in np.unique(class_map).tolist():
+            if value in label_of:
+                labels[class_map == value] = label_of[value]
         return labels
 
     def _image_id(self, row: dict, index: int) -> tuple[int, str | None]:
@@ -624,13 +684,114 @@ class PanopticRows(torch.utils.data.Dataset):
             converted["image_name"] = image_name
         return converted
 
-    def _convert(self, row: dict, index: int) -> dict:
+    def check_labels(self, max_listed: int = 10) -> None:
+        """Read every row's labels before training, without its image, and raise one `ValueError` listing the rows
+        (their place in the split, and the annotation's file where it has one; `max_listed` of them) whose class ids
+        `__getitem__` would refuse: a map's ids that no label names (semantic and instance layouts: each
+        annotation is decoded, and a split that passed is remembered as `validate_coco_panoptic_once` remembers a
+        folder) or a segment's label beyond the label set (panoptic layout: read from the table, no image decoded).
+        Otherwise a bad row failed the run when training reached it, possibly hours in."""
+        if not isinstance(self.dataset, datasets.Dataset) or len(self.dataset) == 0:
+            return
+        if self.layout.name == "panoptic":
+            problems = self._segment_label_problems()
+        else:
+            marker = self._checked_marker()
+            if marker is not None and marker.is_file():
+                return
+            problems = self._class_id_problems()
+            if not problems and marker is not None:
+                try:
+                    marker.parent.mkdir(parents=True, exist_ok=True)
+                    marker.write_text(json.dumps({"dataset": self.name, "split": self.split}))
+                except OSError:  # a read-only cache home: check again next time
+                    pass
+        if problems:
+            listed = "\n".join(f"  {text}" for text in problems[:max_listed])
+            more = f"\n  ... and {len(problems) - max_listed} more rows" if len(problems) > max_listed else ""
+            raise ValueError(f"{self.name}, split {self.split!r}: {len(problems)} row(s) that the run would refuse "
+                             f"when it reached them (checked before training starts):\n{listed}{more}")
+
+    def _row_name(self, position: int, annotation=None) -> str:
+        """`row N` for a message, with the row's place in the stored split when a selection or a held-out fraction
+        renumbered it, and the annotation's file when it has one."""
+        text = f"row {position}"
+        indices = getattr(self.dataset, "_indices", None)
+        if indices is not None:
+            stored = indices.column(0)[position].as_py()
+            if stored != position:
+                text += f" (row {stored} as stored)"
+        if isinstance(annotation, dict) and annotation.get("path"):
+            text += f" ({annotation['path']})"
+        return text
+
+    def _segment_label_problems(self) -> list[str]:
+        """`check_labels` for panoptic rows: every segment's label below the label count (or in `relabel`)."""
+        count = len(self.relabel) if self.relabel is not None else (
+            len(self.vocabulary) if self.vocabulary is not None else None)
+        if count is None:
+            return []
+        column = self.dataset.select_columns(["segments"]).with_format("arrow")[:].column("segments")
+        problems = []
+        for position, segments in enumerate(column.to_pylist()):
+            bad = [(segment.get("id"), segment.get("label")) for segment in segments or []
+                   if not isinstance(segment.get("label"), int) or not 0 <= segment["label"] < count]
+            if bad:
+                problems.append(
+                    f"{self._row_name(position)}: "
+                    + ", ".join(f"segment {segment_id} has label {label}" for segment_id, label in bad)
+                    + f", but the split has {count} labels (0..{count - 1}; names from {self.label_source}). Give "
+                    f"the segments a label below {count}, or add their classes to the label names."
+                )
+        return problems
+
+    def _class_id_problems(self) -> list[str]:
+        """`check_labels` for semantic and instance rows: each annotation decoded, its class ids read."""
+        from tqdm.auto import tqdm
+
+        columns = [self.layout.annotation_column] + (
+            ["semantic_class_to_id"] if self.layout.name == "instance"
+            and "semantic_class_to_id" in self.dataset.column_names else [])
+        annotations = keep_stored_images(self.dataset.select_columns(columns), self.layout.annotation_column)
+        problems = []
+        for position, row in enumerate(tqdm(annotations, desc=f"checking the class ids of split {self.split!r}",
+                                            disable=len(annotations) < 500)):
+            stored = row[self.layout.annotation_column]
+            try:
+                class_map, _ = self._class_map(open_stored_image(stored))
+                if class_map.dtype == np.uint8:
+                    values = np.flatnonzero(np.bincount(class_map.ravel(), minlength=256)).tolist()
+                else:
+                    values = np.unique(class_map).tolist()
+                problem = self._class_problem(values, row)
+            except ValueError as error:
+                problem = str(error)
+            if problem is not None:
+                problems.append(f"{self._row_name(position, stored)}: {problem}")
+        return problems
+
+    def _checked_marker(self) -> Path | None:
+        """Where a semantic or instance split that passed `check_labels` is remembered (None: nowhere): named by
+        the rules (this module's source), the split's rows (`datasets`' fingerprint) and how they are read."""
+        from seem_hf.caching import cache_home
+        from seem_hf.data.validation import VALIDATION_CACHE_ENV
+
+        folder = cache_home(VALIDATION_CACHE_ENV, "validated")
+        fingerprint = getattr(self.dataset, "_fingerprint", None)
+        if folder is None or fingerprint is None:
+            return None
+        digest = hashlib.sha256(Path(__file__).read_bytes())
+        digest.update(json.dumps([fingerprint, self.layout.name, self.layout.annotation_column,
+                                  sorted(self.label_of.items()), self.do_reduce_labels,
+                                  None if self.vocabulary is None else
+                                  [category.name for category in self.vocabulary.categories]]).encode())
+        return folder / f"dataset-rows-{digest.hexdigest()}"
+
+    def _class_map(self, annotation) -> tuple[np.ndarray, np.ndarray]:
+        """(class ids, instance ids) per pixel of a semantic or instance annotation (an image or array), as stored;
+        a colour map in the semantic layout and a map of one channel in the instance layout are refused."""
         layout = self.layout
-        image = open_stored_image(row[layout.image_column])
-        image_id, image_name = self._image_id(row, index)
-        if layout.name == "panoptic":
-            return self._panoptic(row, image, image_id, image_name)
-        annotation = np.asarray(open_stored_image(row[layout.annotation_column]))
+        annotation = np.asarray(annotation)
         if layout.name == "semantic":
             if annotation.ndim == 3 and not (annotation == annotation[..., :1]).all():
                 instance_like = annotation.shape[-1] == 3 and not annotation[..., 2].any()
@@ -642,15 +803,22 @@ class PanopticRows(torch.utils.data.Dataset):
                        "; it looks like transformers' instance channels (class id, instance id, zeros): pass "
                        "--dataset_layout instance")
                 )
-            labels = self._labels(annotation if annotation.ndim == 2 else annotation[..., 0], row)
-            instances = np.zeros_like(labels)
-        else:
-            if annotation.ndim != 3 or annotation.shape[-1] < 2:
-                raise ValueError(f"column {layout.annotation_column!r} holds a {annotation.shape} array; the instance "
-                                 "layout needs 3 channels (semantic class, instance id, zeros). A map of one class "
-                                 "id per pixel is the semantic layout: pass --dataset_layout semantic")
-            labels = self._labels(annotation[..., 0], row)
-            instances = annotation[..., 1].astype(np.int64)
+            class_map = annotation if annotation.ndim == 2 else annotation[..., 0]
+            return class_map, np.zeros(class_map.shape, dtype=np.int64)
+        if annotation.ndim != 3 or annotation.shape[-1] < 2:
+            raise ValueError(f"column {layout.annotation_column!r} holds a {annotation.shape} array; the instance "
+                             "layout needs 3 channels (semantic class, instance id, zeros). A map of one class "
+                             "id per pixel is the semantic layout: pass --dataset_layout semantic")
+        return annotation[..., 0], annotation[..., 1].astype(np.int64)
+
+    def _convert(self, row: dict, index: int) -> dict:
+        layout = self.layout
+        image = open_stored_image(row[layout.image_column])
+        image_id, image_name = self._image_id(row, index)
+        if layout.name == "panoptic":
+            return self._panoptic(row, image, image_id, image_name)
+        class_map, instances = self._class_map(open_stored_image(row[layout.annotation_column]))
+        labels = self._labels(class_map, row)
         if labels.shape not in ((image.height, image.width), image_size(image)):
             raise ValueError(f"the annotation is {labels.shape[1]}x{labels.shape[0]} and the image "
                              f"{image.width}x{image.height}")
@@ -793,9 +961,13 @@ def load_training_splits(
         return PanopticRows(dataset, layout, labels.class_ids, do_reduce_labels, name=name, split=split,
                             vocabulary=labels.vocabulary, relabel=relabel, label_source=labels.source)
 
-    return TrainingSplits(rows(train, train_split),
-                          None if evaluation is None else rows(evaluation, evaluation_split, relabel),
-                          labels.vocabulary, layout, labels.source)
+    loaded = TrainingSplits(rows(train, train_split),
+                            None if evaluation is None else rows(evaluation, evaluation_split, relabel),
+                            labels.vocabulary, layout, labels.source)
+    for split_rows in (loaded.train, loaded.evaluation):
+        if split_rows is not None:
+            split_rows.check_labels()
+    return loaded
 
 
 def for_the_hub(dataset):

@@ -238,8 +238,10 @@ def load_streaming_splits(
         return PanopticRows(dataset, layout, labels.class_ids, do_reduce_labels, name=name, split=split,
                             vocabulary=labels.vocabulary, relabel=relabel, label_source=labels.source)
 
-    return TrainingSplits(rows(train, train_split), None if kept is None else rows(kept, evaluation_split, relabel),
-                          labels.vocabulary, layout, labels.source)
+    evaluation_rows = None if kept is None else rows(kept, evaluation_split, relabel)
+    if evaluation_rows is not None:
+        evaluation_rows.check_labels()  # the kept rows are on disk: read them now, not at the first evaluation
+    return TrainingSplits(rows(train, train_split), evaluation_rows, labels.vocabulary, layout, labels.source)
 
 
 class StreamedPanopticDataset(torch.utils.data.IterableDataset):

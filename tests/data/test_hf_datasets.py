@@ -277,9 +277,8 @@ def test_panoptic_rows_are_checked_against_their_png(tmp_path):
     for case, (segments, message) in cases.items():
         datasets.Dataset.from_list([{**row, "segments": segments}]).save_to_disk(tmp_path / case)
         (tmp_path / case / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
-        rows = load_training_splits(str(tmp_path / case), evaluate_on=None).train
-        with pytest.raises(ValueError, match=message):
-            rows[0]
+        with pytest.raises(ValueError, match=message):  # a label past the names: while loading, before training
+            load_training_splits(str(tmp_path / case), evaluate_on=None).train[0]
 
 
 def test_only_the_annotation_s_class_label_names_pixels(tmp_path):
@@ -324,9 +323,8 @@ def test_the_layout_is_read_from_the_data(tmp_path):
     (tmp_path / "ade" / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
     splits = load_training_splits(str(tmp_path / "ade"), evaluate_on=None)
     assert splits.layout.name == "semantic" and [s["area"] for s in splits.train[0]["segments"]] == [128, 128]
-    forced = load_training_splits(str(tmp_path / "ade"), evaluate_on=None, layout="instance")
-    with pytest.raises(ValueError, match="the semantic layout: pass --dataset_layout semantic"):
-        forced.train[0]
+    with pytest.raises(ValueError, match="row 0: .*the semantic layout: pass --dataset_layout semantic"):
+        load_training_splits(str(tmp_path / "ade"), evaluate_on=None, layout="instance")  # read before training
 
 
 def test_instance_class_names_are_the_union_of_every_row_s(tmp_path):
@@ -507,3 +505,44 @@ def test_images_given_as_file_paths_or_undeclared_bytes_are_read(tmp_path, monke
     (tmp_path / "names" / "train.csv").write_text("image,label\n../csv/files/0.jpg,boat\n")
     with pytest.raises(ValueError, match="column 'label' holds Value values, not a map per pixel"):
         load_training_splits(str(tmp_path / "names"), evaluate_on=None)
+
+
+def test_class_ids_are_read_before_training_and_a_pass_is_remembered(tmp_path, monkeypatch):
+    """Every split's maps are read when the splits load (an evaluation split's stray id named with its rows, as
+    stored, and the ids as the maps store them under --do_reduce_labels); semantic_class_to_id naming 255 (the
+    unlabelled id) is refused with its row; a split that passed is not decoded again until its rows change."""
+    from seem_hf.data.hf_datasets import PanopticRows
+
+    label = np.array([[1, 2], [255, 2]], np.uint8).repeat(8, 0).repeat(8, 1)
+    stray = label.copy()
+    stray[0, 0] = 9
+    train, validation = _semantic_dataset([label] * 2), _semantic_dataset([label, stray, stray])
+    datasets.DatasetDict({"train": train, "validation": validation}).save_to_disk(tmp_path / "data")
+    (tmp_path / "data" / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+    with pytest.raises(ValueError) as error:
+        load_training_splits(str(tmp_path / "data"), do_reduce_labels=True)
+    assert ("split 'validation': 2 row(s) that the run would refuse when it reached them (checked before training "
+            "starts):\n  row 1: class ids [9] in column 'label' are no label (labels: ids 1 'sea', 2 'boat', from "
+            "id2label.json; 0 and 255 are unlabelled)") in str(error.value), str(error.value)
+    assert "\n  row 2: class ids [9]" in str(error.value)
+    held_out = load_training_splits(str(tmp_path / "data"), do_reduce_labels=True, validation_split="none",
+                                    train_val_split=0.5, evaluate_on="validation", max_eval_samples=1)
+    assert len(held_out.evaluation) == 1  # the training split alone passes
+
+    instance = np.zeros((16, 16, 3), np.uint8)
+    instance[:8, :, 0] = 1
+    classes = [{"sea": 0, "boat": 1}, {"sea": 0, "void": 255}]
+    _semantic_dataset([instance] * 2, semantic_class_to_id=classes).save_to_disk(tmp_path / "instance")
+    with pytest.raises(ValueError, match=r"instance, split 'train', row 1: the label names \(column "
+                                         r"'semantic_class_to_id'\) name id 255 'void', but 255 marks unlabelled"):
+        load_training_splits(str(tmp_path / "instance"), evaluate_on=None)
+
+    monkeypatch.setenv("SEEM_HF_VALIDATION_CACHE", str(tmp_path / "cache"))
+    reads = []
+    original = PanopticRows._class_id_problems
+    monkeypatch.setattr(PanopticRows, "_class_id_problems", lambda self: reads.append(self.split) or original(self))
+    for _ in range(2):
+        load_training_splits(str(tmp_path / "data"), evaluate_on=None, do_reduce_labels=True)
+    assert reads == ["train"]
+    load_training_splits(str(tmp_path / "data"), evaluate_on=None, do_reduce_labels=True, max_train_samples=1)
+    assert reads == ["train", "train"]

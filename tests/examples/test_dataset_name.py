@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import datasets
+import numpy as np
+import PIL.Image
 import pytest
 
 from tests.data.test_hf_datasets import write_layouts
@@ -42,3 +44,37 @@ def test_evaluation_uses_the_validation_split_or_a_held_out_fraction(layouts, tm
     metrics = _example("finetune_lseg").main(["--dataset_name", str(tmp_path / "train_only"), "--train_val_split",
                                               "0.5", *arguments])
     assert "eval_miou" in metrics
+
+
+def _semantic_folder(folder, labels, id2label) -> None:
+    """A `save_to_disk` folder of 64 px images with these label maps, and its id2label.json."""
+    images = [PIL.Image.new("RGB", (64, 64), (30, 90, 160))] * len(labels)
+    data = datasets.Dataset.from_dict({"image": images, "label": [PIL.Image.fromarray(label) for label in labels]})
+    data.cast_column("image", datasets.Image()).cast_column("label", datasets.Image()).save_to_disk(folder)
+    (folder / "id2label.json").write_text(json.dumps(id2label))
+
+
+def test_label_maps_are_checked_before_training(tmp_path):
+    """A class id no label names, in the last row of a semantic dataset, failed the run only when a batch reached
+    the row (hours in, on a large dataset); an id2label.json naming 255 trained every unlabelled pixel as that class.
+    Both are refused before training, naming the row or the file, the ids and the label set."""
+    label = np.zeros((64, 64), np.uint8)
+    label[16:48, 16:48] = 1
+    label[:4] = 255
+    stray = label.copy()
+    stray[60:, 60:] = 7
+    arguments = ["--output_dir", str(tmp_path / "run"), "--max_steps", "1", "--eval_strategy", "no",
+                 *_tiny("finetune_lseg")]
+    _semantic_folder(tmp_path / "stray", [label, label, stray], {"0": "sea", "1": "boat"})
+    with pytest.raises(ValueError) as error:
+        _example("finetune_lseg").main(["--dataset_name", str(tmp_path / "stray"), *arguments])
+    assert "split 'train': 1 row(s) that the run would refuse when it reached them (checked before training " \
+           "starts):\n  row 2: class ids [7] in column 'label' are no label (labels: ids 0 'sea', 1 'boat', from " \
+           "id2label.json; 255 is unlabelled)" in str(error.value), str(error.value)
+    assert not (tmp_path / "run" / "trainer_state.json").exists()
+
+    _semantic_folder(tmp_path / "void", [label, label], {"0": "sea", "1": "boat", "255": "void"})
+    with pytest.raises(ValueError) as error:
+        _example("finetune_lseg").main(["--dataset_name", str(tmp_path / "void"), *arguments])
+    assert (f"the label names ({tmp_path / 'void' / 'id2label.json'}) name id 255 'void', but 255 marks unlabelled "
+            "pixels") in str(error.value) and "remove 'void' from the label names" in str(error.value)
