@@ -95,6 +95,8 @@ def _layout_from_data(column: str, annotation, columns: list[str]) -> str:
     if isinstance(annotation, PIL.Image.Image) and annotation.mode in ("1", "L", "P", "I", "I;16", "F"):
         return "semantic"
     values = np.asarray(annotation)
+    if getattr(annotation, "mode", None) in ("LA", "La", "PA", "RGBA", "RGBa") and values.ndim == 3:
+        values = values[..., :-1]  # an alpha channel holds no id (PanopticRows refuses a transparent one)
     if values.ndim == 2 or (values.ndim == 3 and values.shape[-1] == 1):
         return "semantic"
     if values.ndim != 3 or not values.any():
@@ -508,6 +510,34 @@ def _stable_image_id(value: str) -> int:
     return int.from_bytes(hashlib.sha256(value.encode("utf-8")).digest()[:8], "big") >> 2
 
 
+def _size_problem(map_shape: tuple[int, int], image) -> str | None:
+    """What is wrong when an annotation of `map_shape` (H, W) does not cover `image` (a PIL image, its pixels as
+    stored or turned upright by its EXIF orientation) pixel for pixel; None when it does."""
+    if map_shape in ((image.height, image.width), image_size(image)):
+        return None
+    height, width = map_shape
+    swapped = (width, height) in ((image.height, image.width), image_size(image))
+    return (f"the annotation is {width}x{height} pixels and the image {image.width}x{image.height}"
+            + (" (their sides swapped: one of them was turned, and the other not)" if swapped else "")
+            + ": a map gives each pixel of its image a class. Pair the row with the map made for this image, or "
+            "resize the map to the image with nearest-neighbour sampling (interpolation blends class ids).")
+
+
+def _open_header(value):
+    """A `keep_stored_images` value (`{"bytes", "path"}`) opened without decoding its pixels (its size and EXIF
+    are read); any other value unchanged. Raises a `ValueError` naming the file when it is no image."""
+    if isinstance(value, dict) and ("bytes" in value or "path" in value):
+        import io
+
+        source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
+        try:
+            return PIL.Image.open(source)
+        except (OSError, SyntaxError, ValueError) as error:
+            raise ValueError(f"Cannot read the image {value.get('path') or '(embedded bytes)'}: {error}. Replace the "
+                             "file (a broken download or export?), or drop the row.") from error
+    return value
+
+
 class PanopticRows(torch.utils.data.Dataset):
     """A split of any recognised layout, read as `load_coco_panoptic` rows (`image`, `panoptic`, `image_id`,
     `height`, `width`, `segments`, `groundings`), decoded when read.
@@ -749,7 +779,7 @@ class PanopticRows(torch.utils.data.Dataset):
         """`check_labels` for semantic and instance rows: each annotation decoded, its class ids read."""
         from tqdm.auto import tqdm
 
-        columns = [self.layout.annotation_column] + (
+        columns = [self.layout.image_column, self.layout.annotation_column] + (
             ["semantic_class_to_id"] if self.layout.name == "instance"
             and "semantic_class_to_id" in self.dataset.column_names else [])
         annotations = keep_stored_images(self.dataset.select_columns(columns), self.layout.annotation_column)
@@ -764,6 +794,8 @@ class PanopticRows(torch.utils.data.Dataset):
                 else:
                     values = np.unique(class_map).tolist()
                 problem = self._class_problem(values, row)
+                if problem is None:
+                    problem = _size_problem(class_map.shape, _open_header(row[self.layout.image_column]))
             except ValueError as error:
                 problem = str(error)
             if problem is not None:
@@ -787,11 +819,41 @@ class PanopticRows(torch.utils.data.Dataset):
                                   [category.name for category in self.vocabulary.categories]]).encode())
         return folder / f"dataset-rows-{digest.hexdigest()}"
 
+    def _without_alpha(self, annotation) -> np.ndarray:
+        """The annotation's values without an alpha channel (PNGs of modes LA, PA, RGBA, as some tools save masks):
+        a fully opaque alpha carries nothing and is dropped; transparent pixels are refused, since what the user
+        meant them to be (unlabelled, or the class their colour channels hold) cannot be told."""
+        mode = getattr(annotation, "mode", None)
+        values = np.asarray(annotation)
+        if mode not in ("LA", "La", "PA", "RGBA", "RGBa") or values.ndim != 3:
+            return values
+        alpha = values[..., -1]
+        transparent = int((alpha != np.iinfo(alpha.dtype).max).sum()) if alpha.dtype.kind in "ui" else 0
+        if transparent:
+            raise ValueError(
+                f"column {self.layout.annotation_column!r} holds a mode {mode} PNG with {transparent} transparent or "
+                "translucent pixels: class ids are read from its colour channels, and whether a transparent pixel is "
+                "unlabelled or of the class it holds cannot be told. Save the maps without transparency (mode L or "
+                "P; unlabelled pixels 255)."
+            )
+        values = values[..., :-1]
+        return values[..., 0] if values.shape[-1] == 1 else values
+
     def _class_map(self, annotation) -> tuple[np.ndarray, np.ndarray]:
         """(class ids, instance ids) per pixel of a semantic or instance annotation (an image or array), as stored;
         a colour map in the semantic layout and a map of one channel in the instance layout are refused."""
         layout = self.layout
-        annotation = np.asarray(annotation)
+        annotation = self._without_alpha(annotation)
+        if annotation.dtype.kind == "f":
+            fractional = ~np.isfinite(annotation) | (annotation != np.round(annotation))
+            if fractional.any():
+                example = annotation[fractional].flat[0]
+                raise ValueError(
+                    f"column {layout.annotation_column!r} holds {int(fractional.sum())} pixels whose class id is no "
+                    f"whole number (such as {example}): a map resized with interpolation blends the ids of "
+                    "neighbouring classes. Resize label maps with nearest-neighbour sampling and save them as integer "
+                    "images (PNG mode L, P or I;16)."
+                )
         if layout.name == "semantic":
             if annotation.ndim == 3 and not (annotation == annotation[..., :1]).all():
                 instance_like = annotation.shape[-1] == 3 and not annotation[..., 2].any()
@@ -819,9 +881,9 @@ class PanopticRows(torch.utils.data.Dataset):
             return self._panoptic(row, image, image_id, image_name)
         class_map, instances = self._class_map(open_stored_image(row[layout.annotation_column]))
         labels = self._labels(class_map, row)
-        if labels.shape not in ((image.height, image.width), image_size(image)):
-            raise ValueError(f"the annotation is {labels.shape[1]}x{labels.shape[0]} and the image "
-                             f"{image.width}x{image.height}")
+        problem = _size_problem(labels.shape, image)
+        if problem is not None:
+            raise ValueError(problem)
         ids = np.zeros(labels.shape, dtype=np.int64)
         segments = []
         valid = labels >= 0

@@ -103,7 +103,8 @@ def open_stored_image(value):
             image = PIL.Image.open(source)
             image.load()  # one open file per row, not one per row ever read
         except (OSError, SyntaxError, ValueError) as error:
-            raise ValueError(f"Cannot read the image {value.get('path') or '(embedded bytes)'}: {error}") from error
+            raise ValueError(f"Cannot read the image {value.get('path') or '(embedded bytes)'}: {error}. Replace the "
+                             "file (a broken download or export?), or drop the row.") from error
         return image
     return value
 

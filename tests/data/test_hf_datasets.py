@@ -546,3 +546,47 @@ def test_class_ids_are_read_before_training_and_a_pass_is_remembered(tmp_path, m
     assert reads == ["train"]
     load_training_splits(str(tmp_path / "data"), evaluate_on=None, do_reduce_labels=True, max_train_samples=1)
     assert reads == ["train", "train"]
+
+
+def test_label_maps_as_tools_save_them(tmp_path):
+    """A grey label map saved with an opaque alpha channel (RGBA or LA PNGs) was refused as colours, and in a column
+    named `annotation` read as instance channels; it is read by its ids. Transparent pixels, ids made fractional by
+    a bilinear resize (a float map) and a map of another size than its image (found only when training reached the
+    row, with no word of the fix) are refused before training, naming the row."""
+    label = np.zeros((16, 16), np.uint8)
+    label[4:12, 4:12] = 1
+    opaque = np.full_like(label, 255)
+    maps = {"rgba": PIL.Image.fromarray(np.dstack([label, label, label, opaque]), "RGBA"),
+            "la": PIL.Image.fromarray(np.dstack([label, opaque]), "LA")}
+    for name, annotation in maps.items():
+        for column in ("label", "annotation"):
+            data = datasets.Dataset.from_dict({"image": [PIL.Image.new("RGB", (16, 16))], column: [annotation]})
+            data.cast_column("image", datasets.Image()).cast_column(column, datasets.Image()).save_to_disk(
+                tmp_path / f"{name}_{column}")
+            (tmp_path / f"{name}_{column}" / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+            splits = load_training_splits(str(tmp_path / f"{name}_{column}"), evaluate_on=None)
+            assert splits.layout.name == "semantic", (name, column)
+            assert [(s["label"], s["area"]) for s in splits.train[0]["segments"]] == [(0, 192), (1, 64)]
+    transparent = np.dstack([label, label, label, opaque])
+    transparent[:2, :, 3] = 0
+    smooth = label.astype(np.float32)
+    smooth[3, 3] = 0.5
+    cases = {"transparent": (PIL.Image.fromarray(transparent, "RGBA"), (16, 16),
+                             "holds a mode RGBA PNG with 32 transparent or translucent pixels"),
+             "float": (PIL.Image.fromarray(smooth, "F"), (16, 16),
+                       "holds 1 pixels whose class id is no whole number (such as 0.5)"),
+             "size": (PIL.Image.fromarray(label[:, :12]), (16, 12), "the annotation is 12x16 pixels and the image "
+                      "16x12 (their sides swapped"),
+             "other": (PIL.Image.fromarray(label), (20, 16), "the annotation is 16x16 pixels and the image 20x16: a "
+                       "map gives each pixel of its image a class")}
+    for name, (annotation, size, message) in cases.items():
+        good = PIL.Image.fromarray(label)
+        data = datasets.Dataset.from_dict({"image": [PIL.Image.new("RGB", (16, 16)), PIL.Image.new("RGB", size)],
+                                           "label": [good, annotation]})
+        data.cast_column("image", datasets.Image()).cast_column("label", datasets.Image()).save_to_disk(
+            tmp_path / name)
+        (tmp_path / name / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+        with pytest.raises(ValueError) as error:
+            load_training_splits(str(tmp_path / name), evaluate_on=None)
+        assert "split 'train': 1 row(s) that the run would refuse" in str(error.value), str(error.value)
+        assert "\n  row 1: " in str(error.value) and message in str(error.value), str(error.value)
