@@ -21,7 +21,8 @@ problem:
 - `input_data_format` is "channels_first", "channels_last" (or transformers' `ChannelDimension`) or None; the axis
   it names must hold 1, 3 or 4 channels.
 - PIL images are turned upright by their EXIF orientation (as transformers' `load_image`) and converted from
-  every mode PIL can convert; a file that cannot be read (missing, truncated, not an image) is named in the error.
+  every mode PIL can convert; a file that cannot be read (missing, truncated, not an image) is named in the error,
+  and a file of several frames (an animated GIF, a multi-page TIFF) gives its first, with a warning.
 """
 
 from __future__ import annotations
@@ -79,12 +80,22 @@ def open_image(source, timeout: float | None = None) -> PIL.Image.Image:
 
 
 def _decoded(file, name: str) -> PIL.Image.Image:
-    """Open and fully decode (`PIL.Image.open` is lazy, so a truncated file would fail later with no name)."""
+    """Open and fully decode (`PIL.Image.open` is lazy, so a truncated file would fail later with no name), then close
+    the file: PIL keeps a file of several frames (an animated GIF, a multi-page TIFF) open after decoding one, one
+    open file per image read. Such a file gives its first frame, with a warning saying how to read every frame."""
     try:
-        image = PIL.Image.open(file)
-        image.load()
+        with PIL.Image.open(file) as image:
+            frames = getattr(image, "n_frames", 1)
+            image.load()
     except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as error:
         raise ValueError(f"Cannot read the image {name}: {error}") from error
+    if frames > 1:
+        warnings.warn(
+            f"The image {name} holds {frames} frames (an animation or a multi-page file); only the first is read. To "
+            "segment every frame, open the file with PIL and pass its frames: "
+            "[frame.convert('RGB') for frame in PIL.ImageSequence.Iterator(PIL.Image.open(path))].",
+            stacklevel=2,
+        )
     return image
 
 

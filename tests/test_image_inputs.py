@@ -356,3 +356,33 @@ def test_closed_images_directories_bytes_and_array_subclasses(segmenter, tmp_pat
     gray = _photo()[..., 0]
     np.testing.assert_array_equal(read_image(np.asmatrix(gray)), read_image(gray))
     torch.testing.assert_close(_pixel_values("seem", np.asmatrix(gray)), _pixel_values("seem", gray), rtol=0, atol=0)
+
+
+def test_files_of_several_frames_are_closed_and_read_by_their_first_frame_with_a_warning(segmenter, tmp_path):
+    """An animated GIF (or a multi-page TIFF) given by path was left open by PIL after its first frame was decoded
+    (a ResourceWarning per image, one open file per image read until garbage collection), and its other frames
+    were dropped without a word. The file is now closed once read, and the warning names it, the number of frames
+    and how to segment each."""
+    import gc
+
+    first, second = _photo(), _photo(seed=1)[::-1].copy()
+    path = tmp_path / "animation.gif"
+    PIL.Image.fromarray(first).save(path, save_all=True, append_images=[PIL.Image.fromarray(second)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        inputs = segmenter.preprocess(str(path))
+        gc.collect()
+    messages = [str(warning.message) for warning in caught]
+    assert not [message for message in messages if "unclosed file" in message], messages
+    assert [message for message in messages if "animation.gif holds 2 frames" in message
+            and "PIL.ImageSequence.Iterator" in message]
+    with PIL.Image.open(path) as animation:
+        expected = segmenter.preprocess(animation.convert("RGB"))  # the first frame
+    torch.testing.assert_close(inputs["pixel_values"], expected["pixel_values"], rtol=0, atol=0)
+    PIL.Image.fromarray(first).save(tmp_path / "still.gif")
+    with warnings.catch_warnings(record=True) as caught:  # a file of one frame: no warning
+        warnings.simplefilter("always")
+        results = segmenter(str(tmp_path / "still.gif"))
+        gc.collect()
+    assert not caught, [str(warning.message) for warning in caught]
+    assert all(result["mask"].size == (56, 40) for result in results)
