@@ -181,8 +181,19 @@ def read_image_files(dataset, image_column: str = "image", annotation_column: st
         if not (isinstance(value, str) and value.strip().lower().endswith(_IMAGE_FILE_SUFFIXES)):
             continue
         path = Path(value)
-        if folder is not None and not path.is_absolute() and not path.exists() and (Path(folder) / path).exists():
-            def in_folder(paths, root=Path(folder).resolve()):
+        root = None
+        if not path.exists():
+            root = _folder_holding(path, folder)
+            if root is None:
+                looked = ("" if path.is_absolute() or folder is None else
+                          f", nor under {folder} or the folders in it that hold a metadata file")
+                raise ValueError(
+                    f"column {column!r} names image files, and its first, {value!r}, is not there (looked from the "
+                    f"working directory {Path.cwd()}{looked}). Give paths that exist: absolute, or relative to the "
+                    "dataset's folder or to the metadata file that lists them (as datasets' imagefolder reads "
+                    "`file_name` and `<column>_file_name`).")
+        if root is not None:
+            def in_folder(paths, root=root.resolve()):
                 return [None if p is None else {"path": str(root / p), "bytes": None} for p in paths]
 
             # A table's map writes no cache file here. A stream's map yields its values as returned (undecoded
@@ -195,6 +206,46 @@ def read_image_files(dataset, image_column: str = "image", annotation_column: st
                                   batched=True, **arguments)
         dataset = dataset.cast_column(column, datasets.Image())
     return dataset
+
+
+_METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.json", "metadata.parquet")
+"""The files datasets' imagefolder reads its extra columns from; their paths are relative to their own folder."""
+
+
+def _folder_holding(path: Path, folder: Path | None) -> Path | None:
+    """The folder a relative image `path` of dataset `folder` is read against: `folder` itself (a CSV of paths
+    beside its files), else the first of its subfolders (three levels down, hidden ones left out) that holds a
+    metadata file or a CSV, JSON or parquet file (imagefolder's metadata, a split's table) and `path` under it.
+    None when no folder holds it (or `path` is absolute)."""
+    if folder is None or path.is_absolute():
+        return None
+    folder = Path(folder)
+    if (folder / path).exists():
+        return folder
+    for depth in range(1, 4):
+        for candidate in sorted(folder.glob("/".join(["*"] * depth))):
+            if (candidate.is_dir() and not any(part.startswith(".") for part in candidate.relative_to(folder).parts)
+                    and any(child.suffix.lower() in (".csv", ".jsonl", ".json", ".parquet") or child.name in
+                            _METADATA_FILES for child in candidate.iterdir() if child.is_file())
+                    and (candidate / path).exists()):
+                return candidate
+    return None
+
+
+def _imagefolder_hint(dataset, folder: Path | None) -> str:
+    """What to tell a user whose local folder `load_dataset` read as an image classification dataset (the
+    imagefolder builder without metadata: every picture, maps included, is an `image`, and the folders' names are
+    a `label` ClassLabel); empty otherwise."""
+    info = getattr(dataset, "info", None)
+    if folder is None or getattr(info, "builder_name", None) != "imagefolder":
+        return ""
+    if any(next(Path(folder).glob(f"**/{name}"), None) is not None for name in _METADATA_FILES):
+        return ""
+    return (f" load_dataset read {folder} as an image folder without a metadata file: every picture in it, label "
+            "maps included, became a row of column 'image' (and the folders' names a ClassLabel 'label'). Pair "
+            "each image with its map in a metadata.csv in each split folder (`file_name,label_file_name` then one "
+            "line per image, e.g. `images/1.jpg,masks/1.png`), as datasets' imagefolder reads it, keep id2label.json "
+            "in the dataset's folder, or save the pairs with save_to_disk (docs/your_data.md).")
 
 
 def _first_annotation(dataset: datasets.Dataset, column_names: list[str], annotation_column: str | None):
@@ -902,14 +953,15 @@ class PanopticRows(torch.utils.data.Dataset):
         return converted
 
 
-def _check_annotation_feature(features: datasets.Features, layout: DatasetLayout, name: str) -> None:
-    """Refuse an annotation column that holds no per-pixel map (a classification dataset's `label`)."""
+def _check_annotation_feature(features: datasets.Features, layout: DatasetLayout, name: str, hint: str = "") -> None:
+    """Refuse an annotation column that holds no per-pixel map (a classification dataset's `label`); `hint`
+    (`_imagefolder_hint`) ends the message."""
     feature = features[layout.annotation_column]
     if not isinstance(feature, (datasets.Image, datasets.Array2D, datasets.Array3D, datasets.Sequence, list)):
         raise ValueError(  # noqa: TRY004 (bad data: a ValueError, as every other problem in a dataset)
             f"{name}: column {layout.annotation_column!r} holds {type(feature).__name__} values, not a map per pixel "
             f"(a classification dataset?); the {layout.name} layout needs an image there ({LAYOUTS[layout.name]}). "
-            "Name the segmentation map's column with --annotation_column."
+            "Name the segmentation map's column with --annotation_column." + hint
         )
 
 
@@ -989,8 +1041,12 @@ def load_training_splits(
         first = _first_annotation(train, train.column_names, annotation_column)
     else:
         first = None
-    layout = detect_layout(train.column_names, image_column, annotation_column, first, layout)
-    _check_annotation_feature(train.features, layout, name)
+    hint = _imagefolder_hint(train, folder)
+    try:
+        layout = detect_layout(train.column_names, image_column, annotation_column, first, layout)
+    except ValueError as error:
+        raise ValueError(f"{error}{hint}") from None
+    _check_annotation_feature(train.features, layout, name, hint)
     labels = dataset_vocabulary(train, layout, name, folder, do_reduce_labels, split=train_split)
     evaluation, relabel, evaluation_split = None, None, "evaluation"
     if evaluate_on == "validation":

@@ -33,6 +33,7 @@ from seem_hf.data.hf_datasets import (
     PanopticRows,
     TrainingSplits,
     _check_annotation_feature,
+    _imagefolder_hint,
     check_evaluation_classes,
     dataset_vocabulary,
     detect_layout,
@@ -201,8 +202,12 @@ def load_streaming_splits(
     column = next((candidate for candidate in candidates if candidate in train.features), None)
     if layout is None and column is not None and "segments" not in train.features:
         first = next(_rows(train, name, train_split, train.select_columns([column])), {}).get(column)
-    layout = detect_layout(train.features, image_column, annotation_column, first, layout)
-    _check_annotation_feature(train.features, layout, name)
+    hint = _imagefolder_hint(train, folder)
+    try:
+        layout = detect_layout(train.features, image_column, annotation_column, first, layout)
+    except ValueError as error:
+        raise ValueError(f"{error}{hint}") from None
+    _check_annotation_feature(train.features, layout, name, hint)
     # Every column but the images, so that label names in any feature count as they do for a map-style dataset.
     described = [column for column, feature in train.features.items()
                  if column not in (layout.image_column, layout.annotation_column)

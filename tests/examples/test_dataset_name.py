@@ -78,3 +78,40 @@ def test_label_maps_are_checked_before_training(tmp_path):
         _example("finetune_lseg").main(["--dataset_name", str(tmp_path / "void"), *arguments])
     assert (f"the label names ({tmp_path / 'void' / 'id2label.json'}) name id 255 'void', but 255 marks unlabelled "
             "pixels") in str(error.value) and "remove 'void' from the label names" in str(error.value)
+
+
+def test_image_folders_as_transformers_semantic_example_reads_them(tmp_path):
+    """datasets' imagefolder layouts: a metadata.csv per split pairing `file_name` with `label_file_name` trains; one
+    whose `label` column holds paths relative to the metadata file failed deep in a batch with a bare
+    FileNotFoundError ('masks/0.png') and now trains too; a path that is nowhere is named when the data loads; a
+    folder of images and masks without metadata (every mask read as an image, folder names as a ClassLabel) was
+    'a classification dataset?' and is told how to pair them."""
+    label = np.zeros((64, 64), np.uint8)
+    label[16:48, 16:48] = 1
+    arguments = ["--output_dir", str(tmp_path / "run"), "--max_steps", "1", "--eval_strategy", "no",
+                 *_tiny("finetune_lseg")]
+
+    def folder(name, header, line):
+        for index in range(2):
+            (tmp_path / name / "train" / "images").mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / "train" / "masks").mkdir(exist_ok=True)
+            PIL.Image.new("RGB", (64, 64), (30, 90, 160)).save(tmp_path / name / "train" / "images" / f"{index}.jpg")
+            PIL.Image.fromarray(label).save(tmp_path / name / "train" / "masks" / f"{index}.png")
+        if header:
+            lines = [header] + [line.format(index=index) for index in range(2)]
+            (tmp_path / name / "train" / "metadata.csv").write_text("\n".join(lines) + "\n")
+        (tmp_path / name / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+        return str(tmp_path / name)
+
+    for name, header in (("standard", "file_name,label_file_name"), ("paths", "file_name,label")):
+        _example("finetune_lseg").main(["--dataset_name", folder(name, header, "images/{index}.jpg,masks/{index}.png"),
+                                        *arguments])
+        assert json.loads((tmp_path / "run" / "trainer_state.json").read_text())["global_step"] == 1
+    with pytest.raises(ValueError, match="column 'label' names image files, and its first, 'labels/0.png', is not "
+                                         "there"):
+        _example("finetune_lseg").main(["--dataset_name", folder("typo", "file_name,label",
+                                                                 "images/{index}.jpg,labels/{index}.png"), *arguments])
+    with pytest.raises(ValueError) as error:
+        _example("finetune_lseg").main(["--dataset_name", folder("bare", None, None), *arguments])
+    assert "as an image folder without a metadata file: every picture in it, label maps included, became a row of " \
+           "column 'image'" in str(error.value) and "file_name,label_file_name" in str(error.value), str(error.value)
