@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import time
+import warnings
 
 import numpy as np
 import PIL.Image
@@ -329,7 +330,39 @@ class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipel
                 raise ValueError(f"{type(self.model).__name__} has a fixed label set; it takes no labels=.")
             labels = check_label_set(kwargs["labels"])
             preprocess["labels"] = postprocess["labels"] = labels
+        self._warn_unused_thresholds(kwargs)
         return preprocess, forward, postprocess
+
+    def _warn_unused_thresholds(self, kwargs: dict) -> None:
+        """Warn when this call (or the pipeline's construction) gives thresholds that its results do not read:
+        semantic segmentation (a model without panoptic and instance results, `subtask="semantic"`, or a per-call
+        label set) has no score or mask threshold, and DETR's own panoptic rule (`panoptic_rule="detr"`, converted
+        checkpoints) no mask or overlap threshold. transformers' pipeline drops them without a word."""
+        given = [name for name in ("threshold", "mask_threshold", "overlap_mask_area_threshold")
+                 if kwargs.get(name) is not None]
+        if not given:
+            return
+        earlier = getattr(self, "_postprocess_params", None) or {}
+        subtask = kwargs.get("subtask", earlier.get("subtask"))
+        labels = kwargs.get("labels", earlier.get("labels"))
+        unused, semantic = given, " gives semantic segmentation, which has no score or mask threshold"
+        if not any(hasattr(self.image_processor, f"post_process_{kind}_segmentation")
+                   for kind in ("panoptic", "instance")):
+            reason = f"{type(self.model).__name__} gives semantic segmentation only, with no score or mask threshold"
+        elif labels is not None:
+            reason = "a call with labels=" + semantic
+        elif subtask == "semantic":
+            reason = "subtask='semantic'" + semantic
+        else:
+            unused = [name for name in given if name != "threshold"]
+            if not unused or subtask not in (None, "panoptic") or getattr(
+                    self.image_processor, "panoptic_rule", None) != "detr":
+                return
+            reason = ("the image processor's panoptic_rule='detr' (DETR's own rule: the best query per pixel, segments "
+                      "of at most 4 pixels dropped) has no mask or overlap threshold; set "
+                      "segmenter.image_processor.panoptic_rule = 'maskformer' for transformers' rule, which reads them")
+        # the user's call -> ArrayImageSegmentationPipeline.__call__ -> transformers' two __call__ -> here
+        warnings.warn(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used: {reason}.", stacklevel=6)
 
     def preprocess(self, image, subtask=None, timeout=None, labels=None, threshold=None):
         image = _read_input(image, timeout)

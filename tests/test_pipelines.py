@@ -3,6 +3,7 @@ from the config, and no "not supported" error from transformers' model-type chec
 
 import functools
 import logging
+import warnings
 
 import numpy as np
 import PIL.Image
@@ -454,3 +455,34 @@ def test_numpy_and_tensor_scalars_are_numbers_and_fused_ids_are_checked(segmente
     for fuse in ([99], [-1], "sky", [0.5], [0]):
         with pytest.raises(ValueError, match="label_ids_to_fuse is not an argument of the pipeline.*post_process"):
             segmenter(image, subtask="panoptic", label_ids_to_fuse=fuse)
+
+
+def test_thresholds_the_results_do_not_read_are_named(shapes_images):
+    """transformers' pipeline drops a threshold that its results do not read without a word: LSeg (semantic only),
+    `subtask="semantic"` and a per-call label set have no score or mask threshold, and DETR's own panoptic rule
+    (`panoptic_rule="detr"`, as converted checkpoints ship) no mask or overlap threshold. Each now warns, naming the
+    argument and why; a threshold that is read gives no warning, and the results are unchanged."""
+    from seem_hf.demo import DEFAULTS
+
+    image = shapes_images[0]
+    lseg = pipeline("image-segmentation", model=str(DEFAULTS["lseg"]))
+    with pytest.warns(UserWarning, match=r"^threshold is not used: LSegForSemanticSegmentation gives semantic "):
+        result = lseg(image, threshold=0.3)
+    assert _summary(result) == _summary(lseg(image))
+    seem = pipeline("image-segmentation", model=str(DEFAULTS["seem"]))
+    with pytest.warns(UserWarning, match=r"^threshold, mask_threshold are not used: subtask='semantic' gives"):
+        seem(image, subtask="semantic", threshold=0.3, mask_threshold=0.2)
+    with pytest.warns(UserWarning, match=r"^overlap_mask_area_threshold is not used: a call with labels= gives"):
+        seem(image, labels=["circle", "square"], overlap_mask_area_threshold=0.3)
+    detr = pipeline("image-segmentation", model=str(DEFAULTS["detr_panoptic"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        detr(image, threshold=0.5, mask_threshold=0.3, overlap_mask_area_threshold=0.6)
+        seem(image, subtask="instance", threshold=0.5, mask_threshold=0.3)
+    detr.image_processor.panoptic_rule = "detr"
+    with pytest.warns(UserWarning, match=r"^mask_threshold is not used: the image processor's panoptic_rule='detr'"):
+        detr(image, threshold=0.5, mask_threshold=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        detr(image, threshold=0.5)
+        detr(image, subtask="instance", mask_threshold=0.3)
