@@ -166,7 +166,13 @@ def parse_arguments(dataclass_types: tuple, defaults: dict, argv: list[str] | No
             action.metavar = action.metavar or action.dest.upper()
         else:
             action.help = argparse.SUPPRESS
-    return parser.parse_args_into_dataclasses(args=argv)
+    parsed = parser.parse_args_into_dataclasses(args=argv)
+    for arguments in parsed:  # before the data and the model load: a wrong folder is told at once
+        if isinstance(arguments, TrainingArguments):
+            from seem_hf.training.trainer import resolve_resume_checkpoint
+
+            resolve_resume_checkpoint(arguments.resume_from_checkpoint, arguments.output_dir)
+    return parsed
 
 
 def training_datasets(data_args: DataArguments, training_args: TrainingArguments):

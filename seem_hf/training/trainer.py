@@ -87,6 +87,67 @@ def check_resumed_labels(checkpoint: str | Path, labels: list[str]) -> None:
     )
 
 
+_LATEST = ("true", "latest", "last")
+"""`--resume_from_checkpoint` values (any case) that mean the latest checkpoint of `--output_dir`, as
+`Trainer.train(resume_from_checkpoint=True)` does, unless a folder of that name exists."""
+
+
+def _checkpoints_in(folder: Path) -> list[str]:
+    """The `checkpoint-N` folders of `folder`, oldest first, as paths."""
+    if not folder.is_dir():
+        return []
+    found = [path for path in folder.glob("checkpoint-*") if path.is_dir() and path.name[11:].isdigit()]
+    return [str(path) for path in sorted(found, key=lambda path: int(path.name[11:]))]
+
+
+def resolve_resume_checkpoint(value, output_dir: str | Path) -> str | None:
+    """The checkpoint folder `--resume_from_checkpoint value` names, checked before anything is loaded: None (no
+    value) or True, or a text of `_LATEST`, for the latest `checkpoint-N` of `output_dir`; else a folder, which must
+    hold a Trainer checkpoint (`trainer_state.json` and the optimiser's state). Raises a `ValueError` naming the
+    value and the checkpoints there are for a folder that does not exist, a run's output folder (its final save
+    keeps no optimiser state: transformers would resume it with a fresh optimiser and schedule without a word) and
+    a saved model."""
+    if value is None or value is False or value == "":
+        return None
+    output_dir = Path(output_dir)
+    if value is True or (isinstance(value, str) and value.strip().lower() in _LATEST and not Path(value).exists()):
+        latest = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+        if latest is None:
+            why = "it does not exist" if not output_dir.is_dir() else "no checkpoint was saved"
+            raise ValueError(
+                f"--resume_from_checkpoint {value} resumes the latest checkpoint-N folder of --output_dir "
+                f"{output_dir}, and it has none ({why}). Give the --output_dir of the run to resume, or drop "
+                "--resume_from_checkpoint to start a new run.")
+        return latest
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        found = _checkpoints_in(output_dir)
+        raise ValueError(
+            f"--resume_from_checkpoint {value}: no such folder. "
+            + (f"--output_dir {output_dir} holds {found}: give one of them, or `true` for the latest."
+               if found else f"--output_dir {output_dir} holds no checkpoint-N folder either. Give the checkpoint-N "
+               "folder of the run to resume (its --save_steps wrote them), or drop --resume_from_checkpoint.")
+        )
+    names = {path.name for path in folder.iterdir()}
+    has_optimizer = any(name.startswith(("optimizer", "global_step")) for name in names)
+    if "trainer_state.json" in names and has_optimizer:
+        return str(folder)
+    inside = _checkpoints_in(folder)
+    if inside:
+        raise ValueError(
+            f"--resume_from_checkpoint {value} is a run's output folder, not one of its checkpoints: its final save "
+            "keeps no optimiser state, so the run would go on with a fresh optimiser and learning-rate schedule. "
+            f"Resume from its latest checkpoint, {inside[-1]} (or --output_dir {value} --resume_from_checkpoint true)."
+        )
+    what = ("a checkpoint saved without its optimiser state (--save_only_model)" if "trainer_state.json" in names
+            else "no Trainer checkpoint (no trainer_state.json): a saved model?")
+    raise ValueError(
+        f"--resume_from_checkpoint {value} holds {what}; resuming would go on with a fresh optimiser and "
+        f"learning-rate schedule. Start a new run from its weights instead: --model_name_or_path {value}, without "
+        "--resume_from_checkpoint."
+    )
+
+
 class SegmentationTrainer(Trainer):
     """`Trainer` with segmentation evaluation and the papers' optimiser recipe.
 
@@ -146,12 +207,16 @@ class SegmentationTrainer(Trainer):
     def train(self, *args, **kwargs):
         """transformers' `train`, saying first (on the main process) how many processes share the run and the global
         batch: what the learning rate and the step count mean. A run resumed from a checkpoint of other labels is
-        refused (`check_resumed_labels`)."""
-        checkpoint = kwargs.get("resume_from_checkpoint", args[0] if args else None)
-        if checkpoint is True:
-            checkpoint = get_last_checkpoint(self.args.output_dir)
-        if isinstance(checkpoint, (str, Path)) and checkpoint:
+        refused (`check_resumed_labels`), and so is a folder that holds no checkpoint to resume
+        (`resolve_resume_checkpoint`, which also reads `"true"` as the latest checkpoint, as `True`)."""
+        if "resume_from_checkpoint" in kwargs:
+            value = kwargs.pop("resume_from_checkpoint")
+        else:
+            value, args = (args[0], args[1:]) if args else (None, args)
+        checkpoint = resolve_resume_checkpoint(value, self.args.output_dir)
+        if checkpoint is not None:
             check_resumed_labels(checkpoint, [category["name"] for category in self.categories])
+        kwargs["resume_from_checkpoint"] = checkpoint
         if self.args.process_index == 0:
             per_device, processes = self.args.per_device_train_batch_size, self.args.world_size
             accumulation = self.args.gradient_accumulation_steps
@@ -327,4 +392,5 @@ class SegmentationTrainer(Trainer):
         semantic.update(pred_semantic, gt_semantic)
 
 
-__all__ = ["LabelSetCallback", "SegmentationTrainer", "check_resumed_labels", "checkpoint_labels"]
+__all__ = ["LabelSetCallback", "SegmentationTrainer", "check_resumed_labels", "checkpoint_labels",
+           "resolve_resume_checkpoint"]

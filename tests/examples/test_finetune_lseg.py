@@ -62,3 +62,32 @@ def test_two_processes_evaluate_like_one(tmp_path):
     for key in ("eval_loss", "eval_miou", "eval_pixel_accuracy"):  # the loss: a mean over images of each one's
         assert two[key] == pytest.approx(one[key], abs=1e-3), key
     assert one["eval_pixel_accuracy"] > 0
+
+
+def test_resume_from_checkpoint_names_what_it_resumes(tmp_path):
+    """`--resume_from_checkpoint true` (Trainer.train's True, as users type it) failed with "Can't find a valid
+    checkpoint at true"; a run's output folder (its final save, no optimiser state) was resumed with a fresh
+    optimiser and schedule without a word; a missing folder was told only after the data and the model had loaded.
+    `true` resumes the latest checkpoint; the others are refused before anything loads, naming the checkpoints there
+    are."""
+    import json
+
+    output = tmp_path / "run"
+    common = ["--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "1", *TINY]
+    _example().main(["--output_dir", str(output), "--max_steps", "2", *common])
+    _example().main(["--output_dir", str(output), "--max_steps", "3", "--resume_from_checkpoint", "true", *common])
+    state = json.loads((output / "checkpoint-3" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [1, 2, 3]  # steps 1-2 kept
+    with pytest.raises(ValueError, match=rf"--resume_from_checkpoint {output} is a run's output folder, not one "
+                                         rf"of its checkpoints: .* Resume from its latest checkpoint, "
+                                         rf"{output}/checkpoint-3"):
+        _example().main(["--output_dir", str(tmp_path / "other"), "--max_steps", "4", "--resume_from_checkpoint",
+                         str(output), *common])
+    with pytest.raises(ValueError, match=rf"--resume_from_checkpoint {output}/checkpoint-9: no such folder. "
+                                         rf"--output_dir {output} holds \['{output}/checkpoint-1', .*checkpoint-3'\]"):
+        _example().main(["--output_dir", str(output), "--max_steps", "4", "--resume_from_checkpoint",
+                         str(output / "checkpoint-9"), *common])
+    with pytest.raises(ValueError, match="resumes the latest checkpoint-N folder of --output_dir .*fresh, and it has "
+                                         "none"):
+        _example().main(["--output_dir", str(tmp_path / "fresh"), "--max_steps", "1", "--resume_from_checkpoint",
+                         "true", *common])
