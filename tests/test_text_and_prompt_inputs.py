@@ -172,3 +172,19 @@ def test_prompt_errors_name_the_image_and_object_and_the_exif_reading(tmp_path):
         processor(images=photo, visual_prompts=[{"mask": stored}])
     upright = processor(images=photo, visual_prompts=[{"mask": stored.T}])["spatial_positive_masks"]
     assert upright.any()
+
+
+def test_detr_panoptic_processor_refuses_text_and_prompts_by_name():
+    """A call written for the LSeg or SEEM processor, `processor(image, ["cat", "dog"])`, gave DETR-panoptic's
+    processor the labels as `return_tensors` (a dataclass validation error about return_tensors), and
+    `text=` / `sentences=` a TypeError from transformers' kwargs class. Its arguments now follow the other
+    processors' order, and text and prompts are refused naming the fixed label set and where to go instead."""
+    processor = AutoProcessor.from_pretrained(FIXTURES / "tiny-random-detr_panoptic")
+    image = np.zeros((40, 60, 3), np.uint8)
+    expected = processor(images=image)["pixel_values"]
+    assert torch.equal(processor(image)["pixel_values"], expected)
+    for call in (lambda: processor(image, ["cat", "dog"]), lambda: processor(images=image, text=["cat", "dog"])):
+        with pytest.raises(ValueError, match=r"takes no text: DETR-panoptic reads no text .*8 labels: 'sky'"):
+            call()
+    with pytest.raises(ValueError, match=r"takes no sentences or visual_prompts.*use LSeg or SEEM"):
+        processor(images=image, sentences=["the cat"], visual_prompts=[{"points": [(1, 1)]}])

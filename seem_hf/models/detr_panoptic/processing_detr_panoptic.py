@@ -22,9 +22,21 @@ class DetrPanopticProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin
     def __init__(self, image_processor=None, **kwargs):
         super().__init__(image_processor, **kwargs)
 
-    def __call__(self, images=None, return_tensors="pt", **kwargs):
+    def __call__(self, images=None, text=None, return_tensors="pt", **kwargs):
         """Pre-process `images` (see [`DetrPanopticImageProcessor`]); returns `pixel_values` and `pixel_mask`, torch
-        tensors by default (what the model takes), as the SEEM and LSeg processors."""
+        tensors by default (what the model takes), as the SEEM and LSeg processors. The arguments are in their
+        order, so that a call written for them is read alike; text, sentences and visual prompts are refused
+        (DETR-panoptic segments over the fixed label set it was trained on)."""
+        prompts = [name for name, value in (("text", text), ("sentences", kwargs.get("sentences")),
+                                            ("visual_prompts", kwargs.get("visual_prompts"))) if value is not None]
+        if prompts:
+            labels = list((self.id2label or {}).values())
+            shown = ", ".join(map(repr, labels[:6])) + (", ..." if len(labels) > 6 else "")
+            raise ValueError(
+                f"DetrPanopticProcessor takes no {' or '.join(prompts)}: DETR-panoptic reads no text or prompts and "
+                f"segments over the fixed label set it was trained on ({len(labels)} labels: {shown}; "
+                "model.config.id2label). Call processor(images=...); for labels of your own, use LSeg or SEEM."
+            )
         if images is None:
             raise ValueError("DetrPanopticProcessor needs `images`.")
         return self.image_processor(images, return_tensors=return_tensors, **kwargs)
