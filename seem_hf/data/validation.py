@@ -98,6 +98,36 @@ class _Checker:
 
     def __init__(self):
         self.problems: list[str] = []
+        self._stems: dict[Path, dict[str, list[str]]] = {}
+
+    def near_names(self, path: Path) -> list[str]:
+        """Files beside a missing `path` that a user may have meant: its name in another case (IMG_1.JPG for
+        IMG_1.jpg), or its stem with another suffix (1.png for 1.jpg). Each folder is listed once."""
+        folder = path.parent
+        if folder not in self._stems:
+            stems: dict[str, list[str]] = {}
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.is_file():
+                            stems.setdefault(Path(entry.name).stem.lower(), []).append(entry.name)
+            except OSError:
+                pass
+            self._stems[folder] = stems
+        return sorted(self._stems[folder].get(path.stem.lower(), []))
+
+    def missing_file(self, path: Path, what: str) -> str:
+        """The problem of a missing file, naming the files beside it that differ in case or suffix and the fix."""
+        near = self.near_names(path)
+        text = f"{path}: file is missing ({what})"
+        if not near:
+            return text
+        same = [name for name in near if name.lower() == path.name.lower()]
+        if same:
+            return (text + f"; {same[0]} is there, its name in another case (file names are case-sensitive here): "
+                    "rename the file or correct the JSON's file_name")
+        return (text + f"; {', '.join(near[:3])} {'is' if len(near) == 1 else 'are'} there, with another suffix: "
+                "correct the JSON's file_name (or convert the file to the format its name says)")
 
     def add(self, text: str) -> None:
         self.problems.append(text)
@@ -148,7 +178,7 @@ class _Checker:
 
     def open_image(self, path: Path, what: str) -> PIL.Image.Image | None:
         if not path.is_file():
-            self.add(f"{path}: file is missing ({what})")
+            self.add(self.missing_file(path, what))
             return None
         try:
             image = PIL.Image.open(path)

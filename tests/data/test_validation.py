@@ -379,3 +379,24 @@ def test_a_missing_folder_is_one_problem_naming_what_is_there(dataset):
     problems = validate_coco_panoptic(*(paths[key] for key in ("image_dir", "panoptic_dir", "panoptic_json",
                                                                "grounding_json")))
     assert len(problems) == 2 and problems[1].startswith(f"{paths['panoptic_dir']}: panoptic PNG folder is missing")
+
+
+def test_a_missing_file_names_the_one_beside_it_in_another_case_or_suffix(dataset):
+    """A file_name that differs from the file in case (Windows and macOS exports: IMG_1.JPG) or suffix (a photo saved
+    as .png, a panoptic PNG listed as .jpg) was only 'file is missing'; the problem names the file that is there and
+    the fix."""
+    paths, panoptic, grounding, save = dataset
+    first, second = (paths["image_dir"] / image["file_name"] for image in panoptic["images"][:2])
+    first.rename(first.with_name(first.stem + ".JPG"))
+    PIL.Image.open(second).save(second.with_suffix(".png"))
+    second.unlink()
+    png = paths["panoptic_dir"] / panoptic["annotations"][2]["file_name"]
+    panoptic["annotations"][2]["file_name"] = png.with_suffix(".PNG").name.upper()
+    save()
+    _refused(paths,
+             f"{first}: file is missing (image 1); {first.stem}.JPG is there, its name in another case (file names are "
+             "case-sensitive here): rename the file or correct the JSON's file_name",
+             f"{second}: file is missing (image 2); {second.stem}.png is there, with another suffix: correct the "
+             "JSON's file_name",
+             f"{png.stem.upper()}.PNG: file is missing (panoptic PNG of image 3); {png.name} is there, its name in "
+             "another case")
