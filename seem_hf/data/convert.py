@@ -37,7 +37,7 @@ The rules, per format:
 - `instance-annotations` (transformers' run_instance_segmentation.py layout: a 3-channel PNG per image with the
   semantic class in channel 0, the instance id in channel 1 and zeros in channel 2, plus `semantic_class_to_id`):
   one segment per (class, instance) pair; a class named in `stuff_classes` is one segment whatever its instance
-  ids; with `do_reduce_labels`, class 0 is the background and unlabelled.
+  ids; with `do_reduce_labels`, class 0 is the background and unlabelled; class `ignore_index` (255) is unlabelled.
 - `sentences` (CSV or JSON rows of `image` (file name, stem or id), `sentence`, and `segment_id`, `annotation_id`,
   `instance_id` or `polygon`): the image's exact file name wins, and a key that names different images as an id and
   as a file name or stem is refused as ambiguous; each sentence is attached to its segment, named by the converted
@@ -962,12 +962,14 @@ def convert_instance_annotations(
     skip_problems: bool = False,
     overwrite: bool = False,
     num_workers: int = 1,
+    ignore_index: int | None = 255,
 ) -> ConversionReport:
     """Convert 3-channel instance annotations (`annotation_dir/<image stem>.png`: semantic class, instance id,
     zeros; transformers' run_instance_segmentation.py layout) and their images into COCO-panoptic under `out_dir`
     (rules in the module docstring). `semantic_class_to_id` maps class names to the channel-0 values (a dict or a
-    JSON file); category ids are 1..K in class-id order. Raises `ConversionError` listing every problem (unless
-    `skip_problems`); returns the report."""
+    JSON file); category ids are 1..K in class-id order. Pixels of class `ignore_index` (255, as `--dataset_name`'s
+    instance layout reads it; None: none) are unlabelled, and a class given that id is refused. Raises
+    `ConversionError` listing every problem (unless `skip_problems`); returns the report."""
     source = str(semantic_class_to_id) if isinstance(semantic_class_to_id, (str, Path)) else "semantic_class_to_id"
     mapping = (_read_json(Path(semantic_class_to_id), "semantic_class_to_id")
                if isinstance(semantic_class_to_id, (str, Path)) else dict(semantic_class_to_id))
@@ -977,10 +979,14 @@ def convert_instance_annotations(
     repeated = [value for value, count in Counter(mapping.values()).items() if count > 1]
     stuff_classes = set(stuff_classes)
     unknown_stuff = sorted(stuff_classes - set(mapping))
-    if repeated or unknown_stuff:
+    clashes = [f"{source}: class {name!r} has id {value}, also the ignore index (ignore_index={value}, CLI "
+               f"--ignore-index), whose pixels are unlabelled, so this class would silently vanish; renumber the "
+               f"class (in {source} and its PNGs) or pick another ignore index (--ignore-index N)"
+               for name, value in mapping.items() if ignore_index is not None and value == ignore_index]
+    if repeated or unknown_stuff or clashes:
         raise ConversionError([f"{source}: class id {value} is given to several names" for value in repeated]
-                              + [f"stuff_classes: {name!r} is not a class of {source}" for name in unknown_stuff],
-                              "semantic_class_to_id")
+                              + [f"stuff_classes: {name!r} is not a class of {source}" for name in unknown_stuff]
+                              + clashes, "semantic_class_to_id")
     classes = sorted(((v, k) for k, v in mapping.items() if not (do_reduce_labels and v == 0)))
     category_of = {value: number for number, (value, _) in enumerate(classes, start=1)}
     coco = [_coco_category(number, name, name not in stuff_classes, label_color(number - 1))
@@ -1018,7 +1024,7 @@ def convert_instance_annotations(
         stuff_done = set()
         for pair in pairs.tolist():
             value, instance_id = divmod(pair, 256)
-            if do_reduce_labels and value == 0:
+            if (do_reduce_labels and value == 0) or value == ignore_index:
                 continue
             if value not in category_of:
                 region = (semantic == value) & (instance == instance_id)
@@ -1306,6 +1312,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--stuff-classes", default="", help="comma-separated class names that are stuff (one segment "
                      "per class); the others are things")
     sub.add_argument("--do-reduce-labels", action="store_true", help="class 0 is the background: unlabelled")
+    sub.add_argument("--ignore-index", type=int, default=255, help="unlabelled class value of channel 0 (255)")
     common(sub)
 
     sub = formats.add_parser("sentences", help="referring sentences (CSV or JSON) added to a converted folder")
@@ -1337,7 +1344,8 @@ def main(argv: list[str] | None = None) -> int:
             report = convert_instance_annotations(
                 arguments.image_dir, arguments.annotation_dir, arguments.semantic_class_to_id, arguments.out_dir,
                 arguments.split, [n.strip() for n in arguments.stuff_classes.split(",") if n.strip()],
-                arguments.do_reduce_labels, arguments.skip_problems, arguments.overwrite, arguments.num_workers)
+                arguments.do_reduce_labels, arguments.skip_problems, arguments.overwrite, arguments.num_workers,
+                arguments.ignore_index)
         else:
             report = add_sentences(arguments.data_dir, arguments.sentences, arguments.split, arguments.skip_problems)
     except ConversionError as error:

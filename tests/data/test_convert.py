@@ -345,6 +345,31 @@ def test_instance_annotations_hostile_input_lists_every_problem(shapes, tmp_path
     assert sum("class 8 is missing from semantic_class_to_id" in p for p in problems) == len(problems) - 1
 
 
+def test_instance_annotations_leave_the_ignore_index_unlabelled(shapes, tmp_path, capsys):
+    """Pixels of class 255 (unlabelled, as --dataset_name's instance layout and transformers read it) refused the
+    whole conversion as 'class 255 is missing'; a semantic_class_to_id naming 255 made the unlabelled pixels that
+    class. 255 is unlabelled (--ignore-index picks another value), and a class given it is refused, naming it."""
+    mapping = _instance_annotations(shapes, tmp_path / "annotations")
+    annotation = np.asarray(PIL.Image.open(tmp_path / "annotations" / "000001.png")).copy()
+    annotation[:3, :, :2] = (255, 0)
+    PIL.Image.fromarray(annotation).save(tmp_path / "annotations" / "000001.png")
+    (tmp_path / "classes.json").write_text(json.dumps(mapping))
+    arguments = ["instance-annotations", str(shapes[0]["image_dir"]), str(tmp_path / "annotations"),
+                 str(tmp_path / "classes.json"), str(tmp_path / "out"), "--stuff-classes", ",".join(STUFF),
+                 "--do-reduce-labels"]
+    assert main(arguments) == 0
+    out = coco_panoptic_paths(tmp_path / "out")["train"]
+    _sound(out)
+    row = next(row for row in load_coco_panoptic(out["image_dir"], out["panoptic_dir"], out["panoptic_json"])
+               if row["image_id"] == 1)
+    assert not panoptic_targets(row)["masks"][:, :3].any()  # the 255 rows are void
+    (tmp_path / "classes.json").write_text(json.dumps({**mapping, "void": 255}))
+    assert main([*arguments, "--overwrite"]) == 1
+    assert (f"{tmp_path / 'classes.json'}: class 'void' has id 255, also the ignore index (ignore_index=255, CLI "
+            "--ignore-index), whose pixels are unlabelled") in capsys.readouterr().out
+    assert main([*arguments, "--overwrite", "--ignore-index", "254"]) == 0  # another ignore index: 255 is a class
+
+
 def test_workers_write_the_same_folder_and_list_problems_in_the_same_order(shapes, tmp_path):
     """Two processes convert side by side (`num_workers=2`): the same JSON and PNG bytes as one process, and a hostile
     input's problems in the same (image) order."""
