@@ -202,3 +202,23 @@ def test_any_label_set_gives_one_row_per_label_or_a_clear_error(name, labels):
     expected = (len(labels), 77) if name == "lseg" else (len(labels) + 1, 81, 77)
     assert tuple(ids.shape) == expected
     assert (ids[..., 0] == 49406).all() and (ids == 49407).any(-1).all()  # start, and an end even when truncated
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_model_loaded_in_half_precision_takes_the_processor_s_inputs(name, dtype):
+    """`AutoModel.from_pretrained(folder, dtype=torch.bfloat16)` then `model(**processor(images=image))` failed in
+    the first convolution with torch's 'Input type (float) and bias type (c10::BFloat16) should be the same': the
+    processor gives float32 pixel values (as transformers' processors do). The models cast floating pixel values to
+    their own dtype, as CLIP's and ViT's embeddings do; the outputs are those of inputs cast by hand."""
+    model = AutoModel.from_pretrained(FIXTURES / f"tiny-random-{name}", dtype=dtype).eval()
+    inputs = PROCESSORS[name](images=np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    assert inputs["pixel_values"].dtype == torch.float32
+    with torch.no_grad():
+        outputs = model(**inputs)
+        cast = model(**{key: value.to(dtype) if value.is_floating_point() else value for key, value in inputs.items()})
+    logits = "class_queries_logits" if name == "seem" else "logits"
+    assert outputs[logits].dtype == dtype
+    torch.testing.assert_close(outputs[logits], cast[logits], rtol=0, atol=0)
+    sizes = [(50, 70)]
+    assert PROCESSORS[name].post_process_semantic_segmentation(outputs, target_sizes=sizes)[0].shape == (50, 70)

@@ -298,7 +298,9 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
 
     def get_image_features(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None):
         """Backbone feature maps (strides 4, 8, 16, 32) and their downsampled padding masks, as a list of
-        `(feature_map, mask)` pairs."""
+        `(feature_map, mask)` pairs. Floating `pixel_values` are cast to the model's dtype (the processor gives
+        float32, a model may be loaded in bfloat16 or float16)."""
+        pixel_values = pixel_values.to(self.dtype) if pixel_values.is_floating_point() else pixel_values
         if pixel_mask is None:
             pixel_mask = torch.ones(pixel_values.shape[:1] + pixel_values.shape[2:], device=pixel_values.device)
         return self.detr.model.backbone(pixel_values, pixel_mask)
@@ -343,6 +345,7 @@ class DetrPanopticForSegmentation(RemoteCodeMixin, DetrPanopticPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         batch_size = pixel_values.shape[0]
         model = self.detr.model
+        pixel_values = pixel_values.to(self.dtype) if pixel_values.is_floating_point() else pixel_values
 
         features = self.get_image_features(pixel_values, pixel_mask)
         feature_map, mask = features[-1]

@@ -148,7 +148,9 @@ class LSegForSemanticSegmentation(LabelEmbeddingsMixin, RemoteCodeMixin, LSegPre
             return self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).text_embeds
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Pixel embeddings `(batch, embedding_dim, height / 2, width / 2)`."""
+        """Pixel embeddings `(batch, embedding_dim, height / 2, width / 2)`. Floating `pixel_values` are cast to
+        the model's dtype (the processor gives float32, a model may be loaded in bfloat16 or float16)."""
+        pixel_values = pixel_values.to(self.dtype) if pixel_values.is_floating_point() else pixel_values
         if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.vision_config.num_channels:
             raise ValueError(f"pixel_values must be (batch, 3, height, width), got {tuple(pixel_values.shape)}.")
         height, width = pixel_values.shape[-2:]

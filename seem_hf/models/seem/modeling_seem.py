@@ -12,12 +12,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.utils import ModelOutput
-
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_IMAGE_SEGMENTATION_MAPPING_NAMES,
     MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES,
 )
+from transformers.utils import ModelOutput
 
 from seem_hf.label_embeddings import LabelEmbeddingsMixin
 from seem_hf.loss.matcher import HungarianMatcher
@@ -169,7 +168,9 @@ class SeemForUniversalSegmentation(LabelEmbeddingsMixin, RemoteCodeMixin, SeemPr
 
     def get_image_features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The stride-4 mask features and the decoder's three levels, computed once per image (interactive rounds
-        reuse them)."""
+        reuse them). Floating `pixel_values` are cast to the model's dtype (the processor gives float32, a model
+        may be loaded in bfloat16 or float16)."""
+        pixel_values = pixel_values.to(self.dtype) if pixel_values.is_floating_point() else pixel_values
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             raise ValueError(f"pixel_values must be (batch, 3, height, width), got {tuple(pixel_values.shape)}.")
         return self.pixel_decoder(self.backbone(pixel_values))
@@ -194,7 +195,8 @@ class SeemForUniversalSegmentation(LabelEmbeddingsMixin, RemoteCodeMixin, SeemPr
         tokens, pooled = self.language_encoder.encode_tokens(input_ids.flatten(0, 1))
         attention_mask = attention_mask.bool()
         sentence_mask = attention_mask.any(-1)
-        per_image = [tokens.view(batch, num_sentences, length, -1)[image][attention_mask[image]] for image in range(batch)]
+        per_sentence = tokens.view(batch, num_sentences, length, -1)
+        per_image = [per_sentence[image][attention_mask[image]] for image in range(batch)]
         width = max(1, max(len(t) for t in per_image))
         padded = tokens.new_zeros(batch, width, tokens.shape[-1])
         padding = torch.ones(batch, width, dtype=torch.bool, device=tokens.device)
@@ -428,7 +430,8 @@ class SeemForUniversalSegmentation(LabelEmbeddingsMixin, RemoteCodeMixin, SeemPr
             ]
             rounds = [{"class_logits": o["class_logits"], "mask_logits": o["mask_logits"]} for o in outputs]
             loss, loss_dict = self.criterion(
-                rounds[-1]["class_logits"], targets, mask_logits=rounds[-1]["mask_logits"], auxiliary_outputs=rounds[:-1]
+                rounds[-1]["class_logits"], targets, mask_logits=rounds[-1]["mask_logits"],
+                auxiliary_outputs=rounds[:-1],
             )
             loss_dict = dict(loss_dict)
         if labels is not None and any("grounding_masks" in t or "spatial_masks" in t for t in labels):
