@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections.abc
 import io
 import os
 import warnings
@@ -355,18 +356,27 @@ def read_image(image, input_data_format=None, unit_range: bool = False, timeout:
     return _to_rgb(_values_to_uint8(values, what, unit_range))
 
 
+def image_batch(images) -> list | None:
+    """`images` as a list when it is a batch, None when it is one image (or something else, for `read_image` to
+    name). A batch is a list, a tuple or another sequence (a `datasets` column, `dataset["image"]`, is one since
+    datasets 4), or a 4-D array or tensor, as transformers reads it; strings and bytes are not batches."""
+    if isinstance(images, (str, bytes, bytearray, PIL.Image.Image)):
+        return None
+    if isinstance(images, collections.abc.Sequence) or getattr(images, "ndim", None) == 4:
+        return list(images)
+    return None
+
+
 def read_images(images, input_data_format=None, unit_range: bool = False) -> list[np.ndarray]:
-    """One image, a list or tuple of them, or a 4-D array or tensor (a batch) -> a list of `read_image` arrays."""
-    if isinstance(images, (list, tuple)):
-        if len(images) == 0:
-            raise ValueError("No images given: got an empty list.")
-        items = list(images)
-    elif getattr(images, "ndim", None) == 4:
-        if len(images) == 0:
-            raise ValueError(f"No images given: got a batch of shape {tuple(images.shape)}.")
-        items = list(images)  # a 4-D array or tensor is a batch, as transformers reads it
-    else:
+    """One image, or a batch (`image_batch`: a list, tuple or other sequence of them, or a 4-D array or tensor) ->
+    a list of `read_image` arrays."""
+    items = image_batch(images)
+    if items is None:
         return [read_image(images, input_data_format, unit_range)]
+    if not items:
+        shape = getattr(images, "shape", None)
+        raise ValueError("No images given: got " + ("an empty list." if shape is None else
+                                                    f"a batch of shape {tuple(shape)}."))
     return [read_image(image, input_data_format, unit_range, index=index if len(items) > 1 else None)
             for index, image in enumerate(items)]
 
@@ -416,7 +426,9 @@ class CheckedImagesMixin:
         return super().resize(image, size, *args, **kwargs)
 
 
-__all__ = ["CheckedImagesMixin", "image_size", "open_image", "read_image", "read_images", "validate_image"]
+__all__ = [
+    "CheckedImagesMixin", "image_batch", "image_size", "open_image", "read_image", "read_images", "validate_image",
+]
 
 
 def read_annotated_image(image, height: int, width: int, both_fit: str = "upright") -> np.ndarray:

@@ -26,7 +26,7 @@ from transformers.pipelines import PIPELINE_REGISTRY, ImageSegmentationPipeline,
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from transformers.utils import ModelOutput
 
-from seem_hf.image_utils import read_image
+from seem_hf.image_utils import image_batch, read_image
 from seem_hf.postprocessing import check_threshold, check_top_k
 from seem_hf.processing_utils import check_label_set
 
@@ -45,14 +45,13 @@ class _BatchImage:
 
 
 def _images_argument(inputs):
-    """The pipelines' `inputs`: one image, or a batch (a list, a tuple, or a 4-D array or tensor) as a list of
-    `_BatchImage`."""
+    """The pipelines' `inputs`: one image, or a batch (`image_batch`: a list, a tuple, another sequence such as a
+    `datasets` column, or a 4-D array or tensor, as the image processors read it) as a list of `_BatchImage`."""
     if inputs is None:
         raise ValueError("No image given: call the pipeline with an image, or a list of images.")
-    if isinstance(inputs, tuple):
-        inputs = list(inputs)
-    elif getattr(inputs, "ndim", None) == 4 and not isinstance(inputs, PIL.Image.Image):
-        inputs = list(inputs)  # a 4-D array or tensor is a batch, as the image processors read it
+    batch = image_batch(inputs)
+    if batch is not None:
+        inputs = batch
     if isinstance(inputs, list) and not inputs:
         raise ValueError("No images given: the pipeline got an empty list; give at least one image.")
     if isinstance(inputs, list) and len(inputs) > 1:

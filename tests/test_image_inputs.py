@@ -386,3 +386,25 @@ def test_files_of_several_frames_are_closed_and_read_by_their_first_frame_with_a
         gc.collect()
     assert not caught, [str(warning.message) for warning in caught]
     assert all(result["mask"].size == (56, 40) for result in results)
+
+
+def test_a_datasets_column_of_images_is_a_batch(segmenter):
+    """`segmenter(dataset["image"])`: since datasets 4 a column is a lazy `Column` sequence, not a list, and the
+    pipeline and the processors took it for one image ('Unsupported image type Column'). Any sequence of images
+    (not a string) is now a batch, as a list is; the results are those of the list."""
+    import datasets
+
+    images = [PIL.Image.fromarray(_photo()), PIL.Image.fromarray(_photo(30, 20, seed=1))]
+    dataset = datasets.Dataset.from_dict({"image": images}).cast_column("image", datasets.Image())
+    column = dataset["image"]
+    assert not isinstance(column, (list, tuple))
+    expected = segmenter(images)
+    results = segmenter(column)
+    assert len(results) == 2 and [[segment["mask"].size for segment in result] for result in results] == [
+        [segment["mask"].size for segment in result] for result in expected]
+    for name in NAMES:
+        same_size = datasets.Dataset.from_dict({"image": [images[0]] * 2}).cast_column("image", datasets.Image())
+        torch.testing.assert_close(_pixel_values(name, same_size["image"]), _pixel_values(name, [images[0]] * 2))
+    prompts = [{"points": [(5, 5)]}], [{"points": [(3, 3)]}]
+    inputs = PROCESSORS["seem"](images=column, visual_prompts=list(prompts))
+    assert inputs["spatial_positive_masks"].shape[0] == 2

@@ -8,7 +8,7 @@ import PIL.Image
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
-from seem_hf.image_utils import image_size
+from seem_hf.image_utils import image_batch, image_size
 from seem_hf.processing_utils import (
     CONTEXT_LENGTH,
     PostProcessingMixin,
@@ -112,6 +112,8 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
                 "SeemProcessor returns torch tensors (return_tensors='pt', the default: what the model takes) or "
                 f"numpy arrays (return_tensors='np'), got return_tensors={return_tensors!r}."
             )
+        batch = image_batch(images)  # a list, tuple, other sequence or 4-D array or tensor of images
+        images = batch if batch is not None else images
         if independent_sentences:
             outputs = self._independent_sentences(images, text, sentences, visual_prompts, "pt", **kwargs)
         else:
@@ -130,14 +132,13 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
             outputs["input_ids"] = self.tokenize_labels(labels)
         else:  # prompts without a label set: not the default label set the image processor may carry
             outputs.pop("input_ids", None)
-        count = len(images) if isinstance(images, (list, tuple)) or getattr(images, "ndim", 0) == 4 else 1
+        count = len(images) if isinstance(images, list) else 1
         if sentences is not None:
             outputs.update(self.tokenize_sentences(_per_image(sentences, str, count, "sentences")))
         if visual_prompts is not None:
             if images is None:
                 raise ValueError("Visual prompts are given in image coordinates: pass the images too.")
-            batched = isinstance(images, (list, tuple)) or getattr(images, "ndim", 0) == 4
-            image_list = list(images) if batched else [images]
+            image_list = images if isinstance(images, list) else [images]
             # the images' sizes as the image processor read them: an ambiguous array's layout is the one given
             sizes = [image_size(image, kwargs.get("input_data_format")) for image in image_list]
             try:
@@ -161,7 +162,7 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
         if sentences is None or images is None or visual_prompts is not None:
             raise ValueError("independent_sentences=True needs images and sentences, and no visual_prompts (give "
                              "visual prompts in a call of their own).")
-        count = len(images) if isinstance(images, (list, tuple)) or getattr(images, "ndim", 0) == 4 else 1
+        count = len(images) if isinstance(images, list) else 1
         per_image = _per_image(sentences, str, count, "sentences")
         outputs = BatchFeature(self.image_processor(images, return_tensors=return_tensors, **kwargs))
         outputs.pop("input_ids", None)
