@@ -74,6 +74,7 @@ from seem_hf.data.shapes import IGNORE_INDEX, coco_panoptic_paths
 from seem_hf.data.validation import (
     _READABLE_IMAGE_MODES,
     MIN_GROUNDING_IOU,
+    missing_file,
     plural,
     read_utf8,
     validate_coco_panoptic,
@@ -308,9 +309,10 @@ def _size_text(picture: PIL.Image.Image) -> str:
 
 
 def _open_image(path: Path, where: str, problems: list[str]) -> PIL.Image.Image | None:
-    """The image's header (size and mode), or None with the problem recorded."""
+    """The image's header (size and mode), or None with the problem recorded (a missing file with the one beside it
+    that differs in case or suffix: `missing_file`)."""
     if not path.is_file():
-        problems.append(f"{where}: file is missing")
+        problems.append(missing_file(path, where.removeprefix(f"{path}: ")))
         return None
     try:
         image = PIL.Image.open(path)
@@ -649,11 +651,20 @@ def convert_coco_instances(
             if color is None:
                 continue
         given.append((category["id"], category["name"], color or None))
-    for key, what in ((0, "id"), (1, "name")):
-        for value, count in Counter(entry[key] for entry in given).items():
-            if count > 1:
-                problems.append(f"{instances_json}: category {what} {value!r} appears {count} times (each category "
-                                f"needs its own)")
+    for value, count in Counter(entry[0] for entry in given).items():
+        if count > 1:
+            problems.append(f"{instances_json}: category id {value!r} appears {count} times (each category needs its "
+                            "own)")
+    shared = {name: [entry[0] for entry in given if entry[1] == name] for name, count
+              in Counter(entry[1] for entry in given).items() if count > 1}
+    if shared or not given:  # the label set itself: refused at once, even with skip_problems
+        raise ConversionError(
+            problems + [f"{instances_json}: category name {name!r} is given to ids {ids}: the label set names each "
+                        "class once (the models tell classes apart by name). Rename one, or give their annotations "
+                        "one category_id and drop the other category." for name, ids in shared.items()]
+            + ([f"{instances_json}: no sound category (`categories` is empty, or every entry was refused above): "
+                "the label set needs at least one"] if not given else []),
+            "COCO instances JSON")
     used = Counter(a.get("category_id") for a in data["annotations"]
                    if isinstance(a, dict) and _is_int(a.get("category_id")))
     # COCO-panoptic ids must be positive: exports numbering from 0 (Label Studio; Roboflow's id 0 supercategory)

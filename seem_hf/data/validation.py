@@ -93,41 +93,54 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+_FOLDER_STEMS: dict[tuple[str, int], dict[str, list[str]]] = {}
+"""File names of a folder by lower-case stem, per (folder, modification time): `near_names` lists each folder once
+while it is unchanged (a run of missing files in one folder of 100k files stays one listing)."""
+
+
+def near_names(path: Path) -> list[str]:
+    """Files beside a missing `path` that a user may have meant: its name in another case (IMG_1.JPG for
+    IMG_1.jpg), or its stem with another suffix (1.png for 1.jpg)."""
+    folder = Path(path).parent
+    try:
+        key = (str(folder), folder.stat().st_mtime_ns)
+    except OSError:
+        return []
+    if key not in _FOLDER_STEMS:
+        stems: dict[str, list[str]] = {}
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_file():
+                        stems.setdefault(Path(entry.name).stem.lower(), []).append(entry.name)
+        except OSError:
+            pass
+        if len(_FOLDER_STEMS) > 64:
+            _FOLDER_STEMS.clear()
+        _FOLDER_STEMS[key] = stems
+    return sorted(_FOLDER_STEMS[key].get(Path(path).stem.lower(), []))
+
+
+def missing_file(path: Path, what: str, fix: str = "correct the JSON's file_name") -> str:
+    """The problem of a missing file (`path: file is missing (what)`), naming the files beside it that differ in case
+    or suffix (`near_names`) and the fix: rename the file or `fix`."""
+    near = near_names(path)
+    text = f"{path}: file is missing ({what})"
+    if not near:
+        return text
+    same = [name for name in near if name.lower() == Path(path).name.lower()]
+    if same:
+        return (text + f"; {same[0]} is there, its name in another case (file names are case-sensitive here): "
+                f"rename the file or {fix}")
+    return (text + f"; {', '.join(near[:3])} {'is' if len(near) == 1 else 'are'} there, with another suffix: "
+            f"{fix} (or convert the file to the format its name says)")
+
+
 class _Checker:
     """Collects problems; `field` reads one typed field of a JSON object or records why it cannot."""
 
     def __init__(self):
         self.problems: list[str] = []
-        self._stems: dict[Path, dict[str, list[str]]] = {}
-
-    def near_names(self, path: Path) -> list[str]:
-        """Files beside a missing `path` that a user may have meant: its name in another case (IMG_1.JPG for
-        IMG_1.jpg), or its stem with another suffix (1.png for 1.jpg). Each folder is listed once."""
-        folder = path.parent
-        if folder not in self._stems:
-            stems: dict[str, list[str]] = {}
-            try:
-                with os.scandir(folder) as entries:
-                    for entry in entries:
-                        if entry.is_file():
-                            stems.setdefault(Path(entry.name).stem.lower(), []).append(entry.name)
-            except OSError:
-                pass
-            self._stems[folder] = stems
-        return sorted(self._stems[folder].get(path.stem.lower(), []))
-
-    def missing_file(self, path: Path, what: str) -> str:
-        """The problem of a missing file, naming the files beside it that differ in case or suffix and the fix."""
-        near = self.near_names(path)
-        text = f"{path}: file is missing ({what})"
-        if not near:
-            return text
-        same = [name for name in near if name.lower() == path.name.lower()]
-        if same:
-            return (text + f"; {same[0]} is there, its name in another case (file names are case-sensitive here): "
-                    "rename the file or correct the JSON's file_name")
-        return (text + f"; {', '.join(near[:3])} {'is' if len(near) == 1 else 'are'} there, with another suffix: "
-                "correct the JSON's file_name (or convert the file to the format its name says)")
 
     def add(self, text: str) -> None:
         self.problems.append(text)
@@ -178,7 +191,7 @@ class _Checker:
 
     def open_image(self, path: Path, what: str) -> PIL.Image.Image | None:
         if not path.is_file():
-            self.add(self.missing_file(path, what))
+            self.add(missing_file(path, what))
             return None
         try:
             image = PIL.Image.open(path)
@@ -604,5 +617,5 @@ def validate_coco_panoptic_once(image_dir: str | Path | None, panoptic_dir: str 
     return problems
 
 
-__all__ = ["BBOX_TOLERANCE", "MIN_GROUNDING_IOU", "VALIDATION_CACHE_ENV", "dataset_fingerprint", "plural",
-           "read_utf8", "validate_coco_panoptic", "validate_coco_panoptic_once"]
+__all__ = ["BBOX_TOLERANCE", "MIN_GROUNDING_IOU", "VALIDATION_CACHE_ENV", "dataset_fingerprint", "missing_file",
+           "plural", "read_utf8", "validate_coco_panoptic", "validate_coco_panoptic_once"]

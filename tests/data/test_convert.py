@@ -859,3 +859,28 @@ def test_a_labelme_file_given_as_coco_instances_is_named(tmp_path):
                                       f"lists (a COCO instances JSON); this is a LabelMe file (one per image, `shapes` "
                                       f"and `imagePath`): turn the folder of them into one COCO instances JSON first "
                                       f"(labelme2coco)"]
+
+
+def test_coco_instances_label_set_and_file_names_as_exports_have_them(tmp_path, capsys):
+    """Two categories of one name (CVAT and Label Studio exports of a label defined twice) crashed the converter with
+    'Duplicate category names: ['car'].' (no file, even with --skip-problems), and so did a JSON of no category ('A
+    label vocabulary needs at least one category.'). Both are refused naming the JSON, the ids and the fix. A
+    file_name in another case than the file (P1.JPG for p1.jpg) names the file that is there."""
+    _photo(tmp_path / "images" / "a.jpg")
+    boxes = [{"id": n, "image_id": 1, "category_id": n, "segmentation": _box(n), "iscrowd": 0} for n in (1, 2)]
+    twice = _write_instances(tmp_path / "twice.json", [{"id": 1, "name": "car"}, {"id": 2, "name": "car"}], boxes)
+    for skip in ([], ["--skip-problems"]):
+        assert main(["coco-instances", str(twice), str(tmp_path / "images"), str(tmp_path / "out"), *skip]) == 1
+        assert (f"{twice}: category name 'car' is given to ids [1, 2]: the label set names each class once (the "
+                "models tell classes apart by name). Rename one, or give their annotations one category_id and drop "
+                "the other category.") in capsys.readouterr().out
+    empty = _write_instances(tmp_path / "empty.json", [], [])
+    with pytest.raises(ConversionError, match="empty.json: no sound category"):
+        convert_coco_instances(empty, tmp_path / "images", tmp_path / "out")
+    upper = _write_instances(tmp_path / "upper.json", [{"id": 1, "name": "car"}, {"id": 2, "name": "bus"}], boxes,
+                             images=[{"id": 1, "file_name": "A.JPG", "height": 48, "width": 64}])
+    with pytest.raises(ConversionError) as refused:
+        convert_coco_instances(upper, tmp_path / "images", tmp_path / "out")
+    assert refused.value.problems == [
+        f"{tmp_path / 'images' / 'A.JPG'}: file is missing (image 1); a.jpg is there, its name in another case (file "
+        "names are case-sensitive here): rename the file or correct the JSON's file_name"]
