@@ -371,6 +371,38 @@ def _open_pair(stem: str, image_files: dict, label_files: dict, label_dir: Path,
     return path, where, picture, label
 
 
+def _without_alpha(mask: np.ndarray, where: str, by_index: bool, unlabelled, problems: list[str]) -> np.ndarray | None:
+    """A semantic mask of 2 or 4 channels (LA, RGBA PNGs: a grey or colour mask with an alpha channel) without its
+    alpha. An index mask (`by_index`; `unlabelled` is its ignore index) is read from a grey channel (the colour channels
+    must agree), a colour mask (`unlabelled` is the void colour or None) from RGB. A transparent pixel must hold the
+    unlabelled value, or it is a problem: whether it is unlabelled or of the class its value says cannot be told.
+    Other masks come back unchanged; None when a problem was recorded."""
+    if mask.ndim != 3 or mask.shape[2] not in (2, 4):
+        return mask
+    colour, alpha = mask[..., :-1], mask[..., -1]
+    transparent = alpha != np.iinfo(alpha.dtype).max if alpha.dtype.kind in "ui" else np.zeros(alpha.shape, bool)
+    if by_index:
+        if not (colour == colour[..., :1]).all():
+            problems.append(f"{where}: an index PNG needs one channel, got shape {mask.shape} with colours (a colour "
+                            "PNG? give the table `color`s instead of `index`es)")
+            return None
+        values = colour[..., 0]
+        transparent = transparent & (values != unlabelled)
+    else:
+        values = colour if colour.shape[-1] == 3 else np.repeat(colour, 3, axis=-1)
+        if unlabelled is not None:
+            transparent = transparent & ~(values == np.asarray(unlabelled, values.dtype)).all(-1)
+    if transparent.any():
+        problems.append(f"{where}: {int(transparent.sum())} transparent or translucent pixels "
+                        f"({_first_pixel(transparent)})"
+                        + (" not of the ignore index" if by_index else " not of the void colour")
+                        + ": whether they are unlabelled or of the class their value says cannot be told; save the "
+                        "mask without transparency (unlabelled pixels " + ("the ignore index)" if by_index else
+                                                                           "the void colour)"))
+        return None
+    return values
+
+
 def _first_pixel(mask: np.ndarray) -> str:
     rows, cols = np.nonzero(mask)
     return f"first at x={int(cols[0])}, y={int(rows[0])}"
@@ -905,6 +937,8 @@ def convert_semantic_masks(
         problems = outcome.problems  # this image's; `collect` adds them to the conversion's, in order
         count = len(problems)
         path, where, picture, mask = _open_pair(stem, image_files, mask_files, mask_dir, "mask", problems)
+        if mask is not None:
+            mask = _without_alpha(mask, where, by_index, ignore_index if by_index else void_color, problems)
         if mask is not None:
             if by_index and mask.ndim != 2:
                 problems.append(f"{where}: an index PNG needs one channel, got shape {mask.shape} (a colour PNG? give "

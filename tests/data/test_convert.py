@@ -884,3 +884,37 @@ def test_coco_instances_label_set_and_file_names_as_exports_have_them(tmp_path, 
     assert refused.value.problems == [
         f"{tmp_path / 'images' / 'A.JPG'}: file is missing (image 1); a.jpg is there, its name in another case (file "
         "names are case-sensitive here): rename the file or correct the JSON's file_name"]
+
+
+def test_semantic_masks_with_an_alpha_channel(tmp_path, capsys):
+    """An index mask saved with an opaque alpha channel (RGBA or LA PNGs of a grey map) was refused as 'a colour PNG?
+    give the table colors'; it is read by its grey values. A colour mask's transparent pixels were read by their
+    colour without a word: refused unless they hold the void colour, counted and located."""
+    index = np.full((32, 32), 255, np.uint8)
+    index[:16], index[20:, :10] = 1, 2
+    opaque = np.full_like(index, 255)
+    colours = np.zeros((32, 32, 3), np.uint8)
+    colours[:16], colours[20:, :10] = (30, 90, 160), (215, 35, 35)
+    transparent = np.dstack([colours, opaque])
+    transparent[:16, :4, 3] = 0  # 64 "sea" pixels transparent
+    transparent[28:, 20:, 3] = 0  # black (the void colour) and transparent: unlabelled either way
+    masks = {"rgba": (PIL.Image.fromarray(np.dstack([index, index, index, opaque]), "RGBA"), "index"),
+             "la": (PIL.Image.fromarray(np.dstack([index, opaque]), "LA"), "index"),
+             "colour": (PIL.Image.fromarray(transparent, "RGBA"), "color")}
+    tables = {"index": "name,isthing,index\nsea,stuff,1\nboat,thing,2\n",
+              "color": "name,isthing,color\nsea,stuff,#1e5aa0\nboat,thing,215 35 35\n"}
+    for name, (mask, kind) in masks.items():
+        _photo(tmp_path / name / "images" / "x.jpg", 32, 32)
+        (tmp_path / name / "masks").mkdir()
+        mask.save(tmp_path / name / "masks" / "x.png")
+        (tmp_path / name / "table.csv").write_text(tables[kind])
+        status = main(["semantic-masks", str(tmp_path / name / "images"), str(tmp_path / name / "masks"),
+                       str(tmp_path / name / "table.csv"), str(tmp_path / name / "out")])
+        output = capsys.readouterr().out
+        if name == "colour":
+            assert status == 1 and (f"{tmp_path / name / 'masks' / 'x.png'}: image x.jpg: 64 transparent or "
+                                    "translucent pixels (first at x=0, y=0) not of the void colour") in output, output
+            continue
+        assert status == 0, output
+        data = json.loads(coco_panoptic_paths(tmp_path / name / "out")["train"]["panoptic_json"].read_text())
+        assert [(s["category_id"], s["area"]) for s in data["annotations"][0]["segments_info"]] == [(1, 512), (2, 120)]
