@@ -100,6 +100,22 @@ class _Flattened:
             yield from batch
 
 
+class _AdaptedModelMixin:
+    """A model wrapped by PEFT (`PeftModel`: what `seem_hf.adapters` and `PeftModel.from_pretrained` return) is
+    checked as the model it wraps. transformers' check logged "The model 'PeftModel' is not supported for
+    image-segmentation" (an error-level message) for it, though the pipeline runs it as the model it wraps."""
+
+    def check_model_type(self, supported_models):
+        wrapped = getattr(self.model, "get_base_model", None)
+        if not callable(wrapped):
+            return super().check_model_type(supported_models)
+        model, self.model = self.model, wrapped()
+        try:
+            return super().check_model_type(supported_models)
+        finally:
+            self.model = model
+
+
 class _ImageBatchingMixin:
     """`batch_size` for pipelines whose preprocess gives one image's model inputs: a batch's images are grouped (by
     anything their inputs differ in but the image), each group runs through the model at once, and the outputs are
@@ -283,7 +299,7 @@ class _ImageBatchingMixin:
         return ModelOutput(single)
 
 
-class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipeline):
+class ArrayImageSegmentationPipeline(_AdaptedModelMixin, _ImageBatchingMixin, ImageSegmentationPipeline):
     """`pipeline("image-segmentation")` for seem_hf's models: images as paths (`str` or `pathlib.Path`), URLs, PIL
     images, numpy arrays (H, W), (H, W, C), (C, H, W) and torch tensors, read by `seem_hf.image_utils.read_image`
     (the rule is documented there: uint8, bool, uint16 and float values, alpha, EXIF orientation); a list, a tuple
@@ -477,7 +493,7 @@ class ArrayImageSegmentationPipeline(_ImageBatchingMixin, ImageSegmentationPipel
         ]
 
 
-class ReferringSegmentationPipeline(_ImageBatchingMixin, Pipeline):
+class ReferringSegmentationPipeline(_AdaptedModelMixin, _ImageBatchingMixin, Pipeline):
     """`pipeline("referring-segmentation", model=...)`: a mask for each sentence that describes something in the
     image (SEEM's grounding queries).
 

@@ -41,6 +41,31 @@ def test_builds_our_pipeline_without_error_log(caplog):
     assert not [record for record in caplog.records if "not supported" in record.getMessage()]
 
 
+def test_a_model_with_adapters_builds_both_pipelines_without_error_log(caplog, image):
+    """A fine-tuned model as `seem_hf.adapters` and `PeftModel.from_pretrained` give it (a `PeftModel`) ran, but
+    building a pipeline on it logged transformers' error "The model 'PeftModel' is not supported for
+    image-segmentation"; it is now checked as the model it wraps, for both pipelines."""
+    from seem_hf.adapters import prepare_for_fine_tuning
+    from seem_hf.testing import FIXTURES
+
+    folder = FIXTURES / "tiny-random-seem"
+    model = prepare_for_fine_tuning(transformers.AutoModel.from_pretrained(folder), "freeze_backbone_adapt_head",
+                                    bottleneck_size=4, lora_rank=2).eval()
+    processor = AutoProcessor.from_pretrained(folder)
+    assert type(model).__name__ == "PeftModel"
+    transformers.logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.ERROR):
+            segmenter = pipeline("image-segmentation", model=model, image_processor=processor.image_processor,
+                                 processor=processor)
+            referring = pipeline("referring-segmentation", model=model, processor=processor)
+    finally:
+        transformers.logging.disable_propagation()
+    assert not [record for record in caplog.records if "not supported" in record.getMessage()]
+    assert segmenter.model is model and referring.model is model
+    assert segmenter(image, subtask="semantic") and len(referring(image, sentences=["the left part"])) == 1
+
+
 @pytest.mark.parametrize("subtask", ["panoptic", "instance", "semantic", None])
 def test_subtasks_return_labelled_masks(segmenter, image, subtask):
     results = segmenter(PIL.Image.fromarray(image), subtask=subtask)
