@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model.config.label2id = {name: index for index, name in enumerate(label_names)}
     processor = LSegProcessor.from_pretrained(model_args.model_name_or_path)
     processor.set_default_labels(label_names)
-    model = prepare_for_fine_tuning(model, tuning.strategy, lora_rank=tuning.lora_rank)
+    model = prepare_for_fine_tuning(model, tuning.strategy, bottleneck_size=tuning.bottleneck_size,
+                                    lora_rank=tuning.lora_rank)
     if training_args.process_index == 0:
         print(f"{tuning.strategy}, {training_args.world_size} process(es): {describe_parameters(model)}")
 
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         postprocess=postprocess,
         semantic_metric=mean_iou,
         lr_multipliers={"dpt": tuning.backbone_lr_multiplier},
+        lr_milestones=tuning.milestones,
+        lr_gamma=tuning.lr_gamma,
     )
     return train_evaluate_and_save(trainer, processor, training_args, tuning.evaluate_only, data_args=data_args,
                                    command=["python", "examples/finetune_lseg.py", *argv])

@@ -48,7 +48,30 @@ class FineTuningArguments:
 
     @property
     def milestones(self) -> tuple[float, ...] | None:
-        return tuple(float(value) for value in self.lr_milestones.split(",") if value) or None
+        return tuple(float(value) for value in self.lr_milestones.split(",") if value.strip()) or None
+
+    def __post_init__(self):
+        """Refuse values that would train something else than asked, naming the argument."""
+        problems = []
+        try:
+            milestones = self.milestones or ()
+        except ValueError:
+            problems.append(f"--lr_milestones {self.lr_milestones!r}: give comma-separated fractions of training, "
+                            "such as 0.88889,0.96296")
+            milestones = ()
+        if any(not 0 < value < 1 for value in milestones) or list(milestones) != sorted(set(milestones)):
+            problems.append(f"--lr_milestones {self.lr_milestones!r}: each is a fraction of training between 0 and 1 "
+                            "(exclusive), increasing (0.5 is half way; a step count is --max_steps x fraction)")
+        if not self.backbone_lr_multiplier >= 0:  # also NaN
+            problems.append(f"--backbone_lr_multiplier {self.backbone_lr_multiplier}: must be 0 or more (0 freezes "
+                            "the backbone; a negative rate would climb the loss)")
+        if not self.lr_gamma > 0:
+            problems.append(f"--lr_gamma {self.lr_gamma}: must be positive (the rate's factor at each milestone)")
+        for name, value in (("--lora_rank", self.lora_rank), ("--bottleneck_size", self.bottleneck_size)):
+            if value < 1:
+                problems.append(f"{name} {value}: must be at least 1")
+        if problems:
+            raise ValueError("; ".join(problems) + ".")
 
 
 EMBEDDED_CHECKPOINTS = Path(seem_hf.__file__).resolve().parent / "checkpoints"
@@ -167,12 +190,35 @@ def parse_arguments(dataclass_types: tuple, defaults: dict, argv: list[str] | No
         else:
             action.help = argparse.SUPPRESS
     parsed = parser.parse_args_into_dataclasses(args=argv)
-    for arguments in parsed:  # before the data and the model load: a wrong folder is told at once
+    given = {argument.split("=")[0] for argument in argv if argument.startswith("--")}
+    for arguments in parsed:  # before the data and the model load: a wrong value is told at once
         if isinstance(arguments, TrainingArguments):
-            from seem_hf.training.trainer import resolve_resume_checkpoint
-
-            resolve_resume_checkpoint(arguments.resume_from_checkpoint, arguments.output_dir)
+            if "--num_train_epochs" in given and "--max_steps" not in given and arguments.max_steps > 0:
+                # The example's own --max_steps default would override the epochs the user asked for.
+                arguments.max_steps = -1
+            evaluate_only = any(getattr(other, "evaluate_only", False) for other in parsed)
+            check_training_arguments(arguments, evaluate_only)
     return parsed
+
+
+def check_training_arguments(training_args: TrainingArguments, evaluate_only: bool = False) -> None:
+    """Refuse `TrainingArguments` values that torch or transformers would meet with a bare error deep in the run (a
+    ZeroDivisionError for --gradient_accumulation_steps 0, torch's 'batch_size should be a positive integer') or
+    that would train nothing without a word (--max_steps 0 with --num_train_epochs 0: the untrained model saved with
+    a card), naming the argument; and a --resume_from_checkpoint that holds no checkpoint
+    (`seem_hf.training.trainer.resolve_resume_checkpoint`)."""
+    from seem_hf.training.trainer import resolve_resume_checkpoint
+
+    problems = [f"{name} {getattr(training_args, name.lstrip('-'))}: must be at least 1" for name in (
+        "--per_device_train_batch_size", "--per_device_eval_batch_size", "--gradient_accumulation_steps")
+        if getattr(training_args, name.lstrip("-")) < 1]
+    if not evaluate_only and training_args.max_steps <= 0 and not training_args.num_train_epochs > 0:
+        problems.append(f"--max_steps {training_args.max_steps} and --num_train_epochs "
+                        f"{training_args.num_train_epochs} train nothing: give a positive --max_steps (or "
+                        "--num_train_epochs with --max_steps -1), or --evaluate_only to evaluate the model as it is")
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
+    resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
 
 
 def training_datasets(data_args: DataArguments, training_args: TrainingArguments):
@@ -485,6 +531,7 @@ __all__ = [
     "DataArguments",
     "ExampleTrainingArguments",
     "FineTuningArguments",
+    "check_training_arguments",
     "parse_arguments",
     "read_metrics",
     "run_summary",

@@ -91,3 +91,35 @@ def test_resume_from_checkpoint_names_what_it_resumes(tmp_path):
                                          "none"):
         _example().main(["--output_dir", str(tmp_path / "fresh"), "--max_steps", "1", "--resume_from_checkpoint",
                          "true", *common])
+
+
+def test_training_arguments_are_honoured_or_refused_by_name(tmp_path):
+    """--num_train_epochs alone trained the example's default --max_steps (300) instead; LSeg took --lr_milestones,
+    --lr_gamma and --bottleneck_size and ignored them; --max_steps 0 with --num_train_epochs 0 saved the untrained
+    model with a card; --gradient_accumulation_steps 0 ended in a ZeroDivisionError, a batch size of 0 in torch's
+    'batch_size should be a positive integer', '--lr_milestones 0.5,abc' in float()'s error and a negative
+    --backbone_lr_multiplier trained the backbone up the loss. Each is honoured or refused naming the argument."""
+    import json
+
+    output = tmp_path / "epochs"
+    _example().main(["--output_dir", str(output), "--num_train_epochs", "2", "--eval_strategy", "no",
+                     "--save_strategy", "no", *TINY, "--num_train", "2"])
+    assert json.loads((output / "trainer_state.json").read_text())["global_step"] == 2  # 1 batch x 2 epochs
+    output = tmp_path / "milestones"
+    _example().main(["--output_dir", str(output), "--max_steps", "2", "--lr_milestones", "0.5", "--lr_gamma", "0.1",
+                     "--learning_rate", "1e-3", "--backbone_lr_multiplier", "1", "--eval_strategy", "no",
+                     "--save_strategy", "no", *TINY])
+    rates = [entry["learning_rate"] for entry in json.loads((output / "trainer_state.json").read_text())["log_history"]
+             if "learning_rate" in entry]
+    assert rates == pytest.approx([1e-3, 1e-4])
+    for arguments, message in (
+        (["--max_steps", "0", "--num_train_epochs", "0"], "--max_steps 0 and --num_train_epochs 0.0 train nothing"),
+        (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps 0: must be at least 1"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: must be at least 1"),
+        (["--lr_milestones", "0.5,abc"], "--lr_milestones '0.5,abc': give comma-separated fractions"),
+        (["--lr_milestones", "0.9,0.5"], "each is a fraction of training between 0 and 1 (exclusive), increasing"),
+        (["--backbone_lr_multiplier", "-1"], "--backbone_lr_multiplier -1.0: must be 0 or more"),
+    ):
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            _example().main(["--output_dir", str(tmp_path / "refused"), *TINY, *arguments])
+        assert not (tmp_path / "refused").exists()  # refused before anything was written
