@@ -490,7 +490,16 @@ def dataset_vocabulary(dataset: datasets.Dataset, layout: DatasetLayout, name: s
         names = _class_label_names(dataset.features, layout)
         source = "the ClassLabel of segments.label"
         if names is None:
-            id2label = _id2label_file(folder, name)
+            path = _id2label_path(folder, name)
+            id2label = None if path is None else read_id2label(path)
+            if id2label is not None and sorted(id2label) != list(range(len(id2label))):
+                missing = sorted(set(range(max(id2label) + 1)) - set(id2label))
+                raise ValueError(
+                    f"{path}: the panoptic layout's segments.label indexes the label names, so they must be numbered "
+                    f"0..{len(id2label) - 1} without a gap; ids {missing[:10]} are missing (the names would be read "
+                    "in order, each label after a gap taking the next one's name). Name every label from 0 up, or "
+                    "renumber the segments' labels."
+                )
             names = None if id2label is None else [id2label[index] for index in sorted(id2label)]
             source = "id2label.json"
         if names is None:

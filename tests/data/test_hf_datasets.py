@@ -590,3 +590,25 @@ def test_label_maps_as_tools_save_them(tmp_path):
             load_training_splits(str(tmp_path / name), evaluate_on=None)
         assert "split 'train': 1 row(s) that the run would refuse" in str(error.value), str(error.value)
         assert "\n  row 1: " in str(error.value) and message in str(error.value), str(error.value)
+
+
+def test_panoptic_rows_refuse_label_names_with_a_gap(tmp_path):
+    """Panoptic rows' segments.label indexes the names of id2label.json, which were read in id order: {"0": "sea",
+    "2": "boat"} named label 1 'boat' (and label 2 was past the set). A gap is refused, naming the file and the ids."""
+    from seem_hf.data import id2rgb
+
+    ids = np.ones((16, 16), np.int64)
+    ids[4:12, 4:12] = 2
+    segments = [{"id": 1, "category_id": 1, "label": 0, "isthing": False, "iscrowd": False, "bbox": [0.0, 0.0, 16.0,
+                 16.0], "area": 192},
+                {"id": 2, "category_id": 2, "label": 1, "isthing": True, "iscrowd": False, "bbox": [4.0, 4.0, 8.0,
+                 8.0], "area": 64}]
+    datasets.Dataset.from_list([{"image": PIL.Image.new("RGB", (16, 16)), "panoptic": PIL.Image.fromarray(id2rgb(ids)),
+                                 "segments": segments}]).save_to_disk(tmp_path / "data")
+    (tmp_path / "data" / "id2label.json").write_text(json.dumps({"0": "sea", "2": "boat"}))
+    with pytest.raises(ValueError, match=r"id2label.json: the panoptic layout's segments.label indexes the label "
+                                         r"names, so they must be numbered 0..1 without a gap; ids \[1\] are missing"):
+        load_training_splits(str(tmp_path / "data"), evaluate_on=None)
+    (tmp_path / "data" / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+    splits = load_training_splits(str(tmp_path / "data"), evaluate_on=None)
+    assert [splits.vocabulary.id2label[s["label"]] for s in splits.train[0]["segments"]] == ["sea", "boat"]
