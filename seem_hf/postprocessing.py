@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import functools
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from transformers.image_processing_outputs import SemanticSegmentationPostProcessorOutput
+from transformers.utils import ModelOutput
 
 # Defaults, named after the papers that set them.
 MASKFORMER_SCORE_THRESHOLD = 0.5
@@ -55,6 +56,23 @@ MASKFORMER_MASK_THRESHOLD = 0.5
 MASKFORMER_OVERLAP_THRESHOLD = 0.8
 DETR_PANOPTIC_SCORE_THRESHOLD = 0.85
 DETR_PANOPTIC_MIN_AREA = 4
+
+
+def model_outputs(outputs):
+    """The outputs `post_process_*` read, by field name: a `ModelOutput` as the model returns it, or a mapping of its
+    fields (`dict(outputs)`, outputs gathered or saved as a dict), read as one; other objects pass as they are. A
+    tuple (the model called with `return_dict=False`) has no names to read, and is refused with the fix."""
+    if isinstance(outputs, ModelOutput):
+        return outputs
+    if isinstance(outputs, Mapping):
+        return ModelOutput(dict(outputs))
+    if isinstance(outputs, (tuple, list)):
+        raise TypeError(
+            f"Post-processing reads the model's outputs by name, but got a {type(outputs).__name__} (the model was "
+            "called with return_dict=False, or its outputs were turned into one): pass the model's output object "
+            "(return_dict=True, the default), or a dict of its fields."
+        )
+    return outputs
 
 
 def check_threshold(name: str, value, low: float = 0.0, high: float = 1.0) -> float:
@@ -729,6 +747,7 @@ __all__ = [
     "MASKFORMER_OVERLAP_THRESHOLD",
     "MASKFORMER_SCORE_THRESHOLD",
     "detr_panoptic_segmentation",
+    "model_outputs",
     "instance_segmentation",
     "keep_confident_queries",
     "panoptic_segmentation",

@@ -210,3 +210,27 @@ def test_semantic_segmentation_scores_for_every_model(request, fixture):
     assert scores.shape[-2:] == (31, 17) and scores.ndim == 3
     assert torch.equal(result["segmentation"], scores.argmax(0))
     assert (result["segmentation"] == ids).float().mean() > 0.99  # the fast argmax may break near-ties otherwise
+
+
+def _same(first, second):
+    """Post-processing results (tensors, dicts and lists of them) are equal."""
+    if isinstance(first, torch.Tensor):
+        return torch.equal(first, second)
+    if isinstance(first, dict):
+        return first.keys() == second.keys() and all(_same(first[key], second[key]) for key in first)
+    if isinstance(first, (list, tuple)):
+        return len(first) == len(second) and all(_same(a, b) for a, b in zip(first, second))
+    return first == second
+
+
+@pytest.mark.parametrize("fixture, method, mode", SIZE_CALLS)
+def test_outputs_as_a_dict_are_read_and_as_a_tuple_refused_by_name(request, fixture, method, mode):
+    """Outputs as a dict (`dict(outputs)`, outputs gathered or saved as one) failed with "'dict' object has no
+    attribute 'logits'", and SEEM's said the model had been called without a label set; a tuple (the model called
+    with `return_dict=False`) failed the same ways. A dict of the fields now gives the results of the outputs
+    themselves, and a tuple is refused naming return_dict=False."""
+    processor, outputs = request.getfixturevalue(fixture)
+    expected = getattr(processor, method)(outputs, target_sizes=[(31, 17)], **mode)
+    assert _same(getattr(processor, method)(dict(outputs), target_sizes=[(31, 17)], **mode), expected)
+    with pytest.raises(TypeError, match=r"got a tuple \(the model was called with return_dict=False"):
+        getattr(processor, method)(outputs.to_tuple(), target_sizes=[(31, 17)], **mode)

@@ -12,6 +12,7 @@ from transformers.models.detr.image_processing_pil_detr import (
     get_size_with_aspect_ratio,
 )
 
+from seem_hf.image_utils import CheckedImagesMixin
 from seem_hf.postprocessing import (
     DETR_PANOPTIC_SCORE_THRESHOLD,
     MASKFORMER_MASK_THRESHOLD,
@@ -21,10 +22,10 @@ from seem_hf.postprocessing import (
     check_sizes,
     detr_panoptic_segmentation,
     instance_segmentation,
+    model_outputs,
     panoptic_segmentation,
     semantic_segmentation,
 )
-from seem_hf.image_utils import CheckedImagesMixin
 from seem_hf.remote_code import RemoteCodeMixin
 
 PANOPTIC_RULES = ("maskformer", "detr")
@@ -97,7 +98,7 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
     ):
         """Per-pixel label ids, one (height, width) tensor per image; see `seem_hf.postprocessing`.
         Same signature and results as transformers' DETR processor."""
-        return self._each_image(outputs, target_sizes, semantic_segmentation,
+        return self._each_image(model_outputs(outputs), target_sizes, semantic_segmentation,
                                 return_segmentation_scores=return_segmentation_scores)
 
     def post_process_instance_segmentation(
@@ -112,8 +113,8 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
         """Instance segments per image (`segmentation` ids and `segments_info`), transformers' format and
         results; with `return_coco_annotation`, the segmentation is run-length encoded."""
         results = self._each_image(
-            outputs, target_sizes, instance_segmentation, threshold=threshold, mask_threshold=mask_threshold,
-            overlap_mask_area_threshold=overlap_mask_area_threshold,
+            model_outputs(outputs), target_sizes, instance_segmentation, threshold=threshold,
+            mask_threshold=mask_threshold, overlap_mask_area_threshold=overlap_mask_area_threshold,
         )
         if return_coco_annotation:
             for result in results:
@@ -145,6 +146,7 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
         are taken to be the original image sizes and `processed_sizes` the sizes this processor resizes them to
         (the original's evaluation); with neither, both are the mask size.
         """
+        outputs = model_outputs(outputs)
         rule = rule or self.panoptic_rule
         if rule not in PANOPTIC_RULES:
             raise ValueError(f"rule must be one of {PANOPTIC_RULES}, got {rule!r}.")

@@ -7,7 +7,7 @@ from transformers.image_utils import PILImageResampling
 from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
 
 from seem_hf.image_utils import CheckedImagesMixin
-from seem_hf.postprocessing import check_orientation, check_sizes, resized_argmax
+from seem_hf.postprocessing import check_orientation, check_sizes, model_outputs, resized_argmax
 from seem_hf.remote_code import RemoteCodeMixin
 
 
@@ -79,6 +79,7 @@ class LSegImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DPTImageProcessorP
         """Per-pixel label ids `(height, width)` per image (transformers' DPT rule: bilinear resize of the logits
         to each target size, then the best label); `target_sizes` are checked, one positive (height, width) per
         image."""
+        outputs = model_outputs(outputs)
         check_sizes(target_sizes, len(outputs.logits))
         # the logits have the aspect ratio of the image as read, up to the rounding of its sides to multiples of 32
         check_orientation(target_sizes, [logits.shape[-2:] for logits in outputs.logits],

@@ -22,6 +22,7 @@ from seem_hf.postprocessing import (
     check_top_k,
     crop_and_resize_masks,
     keep_confident_queries,
+    model_outputs,
     panoptic_segments_at_full_size,
     semantic_segmentation_at_full_size,
 )
@@ -154,6 +155,7 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         the best one, `top_k=1`; a larger `top_k` returns the next-best queries too, e.g. every car for "cars");
         `scores` are the softmax over queries. A query whose mask has no pixel above `mask_threshold` is not a
         match: `matches` is at most `top_k`, and 0 when even the best query's mask is empty."""
+        outputs = model_outputs(outputs)
         if getattr(outputs, "grounding_logits", None) is None:
             raise ValueError("These outputs have no referring results: call the model with grounding_input_ids.")
         top_k = check_top_k(top_k)
@@ -184,6 +186,7 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         In a batch whose images have different numbers of prompts, the prompt slots an image does not use (empty
         prompt masks: the outputs' `spatial_prompt_mask` is False there) are left out, so each image gets exactly
         its own prompts' answers, in the order given."""
+        outputs = model_outputs(outputs)
         if getattr(outputs, "interactive_masks_logits", None) is None:
             raise ValueError("These outputs have no interactive results: call the model with spatial prompts.")
         check_threshold("mask_threshold", mask_threshold)
@@ -222,6 +225,7 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         Mask2Former and DETR argument), each image's result is a `SemanticSegmentationPostProcessorOutput` with the
         `segmentation` and its `segmentation_scores`, `(num_labels, height, width)`: label c's score at a pixel is
         `sum_q p(c | q) sigmoid(m_q)`, the score the label ids are the argmax of."""
+        outputs = model_outputs(outputs)
         all_class_logits = self._class_logits(outputs)
         check_sizes(target_sizes, len(all_class_logits))
         results = []
@@ -251,6 +255,7 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         and `segments_info`). For the default label set, stuff labels (not in `thing_label_ids`) are fused unless
         `label_ids_to_fuse` says otherwise; for another label set, only the labels in `label_ids_to_fuse`."""
         check_threshold("threshold", threshold)
+        outputs = model_outputs(outputs)
         all_class_logits = self._class_logits(outputs)
         check_sizes(target_sizes, len(all_class_logits))
         num_labels = all_class_logits.shape[-1] - 1
@@ -308,6 +313,7 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
                     result["segmentation"] = convert_segmentation_to_rle(result["segmentation"])
             return results
         top_k = check_top_k(top_k)
+        outputs = model_outputs(outputs)
         for name, value in (("threshold", threshold), ("mask_threshold", mask_threshold),
                             ("overlap_mask_area_threshold", overlap_mask_area_threshold)):
             check_threshold(name, value)
