@@ -55,6 +55,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import sys
 from collections import Counter, defaultdict
@@ -204,6 +205,33 @@ def _parse_color(value, where: str, problems: list[str]) -> tuple[int, int, int]
     return color
 
 
+_LABELMAP_LINE = re.compile(r"^\s*([^:#][^:]*):\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*(:.*)?$")
+"""A line of the `labelmap.txt` CVAT and Pascal VOC segmentation exports write: `name:r,g,b:parts:actions`."""
+
+
+def _refuse_labelmap(path: Path) -> None:
+    """Refuse a CVAT / Pascal VOC `labelmap.txt` given as the category table, with the table to write in its place:
+    it lists names and colours but not which classes are things, which the converter cannot guess."""
+    try:
+        lines = [line for line in _read_text(path, "category table").splitlines()
+                 if line.strip() and not line.lstrip().startswith("#")]
+    except ConversionError:
+        return  # the JSON reader names the problem
+    matches = [_LABELMAP_LINE.match(line) for line in lines]
+    if not lines or not all(matches):
+        return
+    rows = [(match[1].strip(), tuple(int(match[k]) for k in (2, 3, 4))) for match in matches]
+    table = "\n".join(["name,isthing,color"] + [f"{name},thing,{r} {g} {b}" for name, (r, g, b) in rows
+                                                 if (r, g, b) != (0, 0, 0)])
+    void = [name for name, colour in rows if colour == (0, 0, 0)]
+    raise ConversionError(
+        [f"{path}: a labelmap.txt (CVAT, Pascal VOC: name:r,g,b), which does not say which classes are things "
+         "(instances, split into connected regions) and which are stuff; give a category table instead, a CSV such "
+         f"as this one with `thing` changed to `stuff` where a class has no instances:\n{table}"
+         + (f"\n({', '.join(void)}: black, the void colour, is unlabelled and left out)" if void else "")],
+        "category table")
+
+
 def read_category_table(table: str | Path | Iterable[dict]) -> list[dict]:
     """The category table of `semantic-masks` (and of `coco-instances`' stuff maps): a CSV with a header, a JSON list
     of objects (or `{"categories": [...]}`), or the rows themselves. Each row has `name`, `isthing` (thing/stuff,
@@ -218,6 +246,7 @@ def read_category_table(table: str | Path | Iterable[dict]) -> list[dict]:
         if path.suffix.lower() == ".csv":
             rows = _read_csv(path, "category table")
         else:
+            _refuse_labelmap(path)
             data = _read_json(path, "category table")
             rows = data.get("categories") if isinstance(data, dict) else data
     else:

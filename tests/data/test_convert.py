@@ -918,3 +918,27 @@ def test_semantic_masks_with_an_alpha_channel(tmp_path, capsys):
         assert status == 0, output
         data = json.loads(coco_panoptic_paths(tmp_path / name / "out")["train"]["panoptic_json"].read_text())
         assert [(s["category_id"], s["area"]) for s in data["annotations"][0]["segments_info"]] == [(1, 512), (2, 120)]
+
+
+def test_semantic_masks_given_cvat_s_labelmap_write_the_table_to_use(tmp_path, capsys):
+    """CVAT's and Pascal VOC's segmentation exports carry a labelmap.txt (name:r,g,b:parts:actions); given as the
+    category table it failed with 'not valid JSON ... line 1 column 1'. It is named as a labelmap, which does not say
+    what is a thing, with the CSV to write in its place; that CSV, edited, converts the export."""
+    colours = np.zeros((32, 32, 3), np.uint8)
+    colours[:16] = (61, 61, 245)
+    colours[20:, :10] = (250, 50, 83)
+    _photo(tmp_path / "JPEGImages" / "x.jpg", 32, 32)
+    (tmp_path / "SegmentationClass").mkdir()
+    PIL.Image.fromarray(colours).save(tmp_path / "SegmentationClass" / "x.png")
+    (tmp_path / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\ncar:250,50,83::\n"
+                                           "road:61,61,245::\n")
+    arguments = ["semantic-masks", str(tmp_path / "JPEGImages"), str(tmp_path / "SegmentationClass")]
+    assert main([*arguments, str(tmp_path / "labelmap.txt"), str(tmp_path / "out")]) == 1
+    output = capsys.readouterr().out
+    assert f"{tmp_path / 'labelmap.txt'}: a labelmap.txt (CVAT, Pascal VOC: name:r,g,b), which does not say" in output
+    table = output[output.index("name,isthing,color"):output.index("\n(background")]
+    assert table == "name,isthing,color\ncar,thing,250 50 83\nroad,thing,61 61 245"
+    (tmp_path / "table.csv").write_text(table.replace("road,thing", "road,stuff") + "\n")
+    assert main([*arguments, str(tmp_path / "table.csv"), str(tmp_path / "out")]) == 0
+    data = json.loads(coco_panoptic_paths(tmp_path / "out")["train"]["panoptic_json"].read_text())
+    assert [(c["name"], c["isthing"]) for c in data["categories"]] == [("car", 1), ("road", 0)]
