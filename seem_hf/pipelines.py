@@ -28,7 +28,7 @@ from transformers.utils import ModelOutput
 
 from seem_hf.image_utils import image_batch, read_image
 from seem_hf.postprocessing import check_threshold, check_top_k
-from seem_hf.processing_utils import check_label_set
+from seem_hf.processing_utils import check_label_set, ordered_list
 
 SUBTASKS = (None, "panoptic", "instance", "semantic")
 # Model outputs that describe the label set, not one image: every image of a batch shares them.
@@ -526,11 +526,9 @@ class ReferringSegmentationPipeline(_AdaptedModelMixin, _ImageBatchingMixin, Pip
                 raise ValueError(str(error)) from None
         _check_fraction("mask_threshold", mask_threshold)
         if sentences is not None:
-            if isinstance(sentences, str):
-                sentences = [sentences]
-            elif not isinstance(sentences, collections.abc.Iterable) or isinstance(sentences, collections.abc.Mapping):
-                raise ValueError(f"sentences= takes a sentence or a list of sentences, got {type(sentences).__name__}.")
-            sentences = list(sentences)
+            # the results are one list per sentence, in their order: a set's order changes between processes
+            sentences = [sentences] if isinstance(sentences, str) else ordered_list(
+                sentences, "sentences", '["the red circle", "the squares"]', what="sentences")
             if any(isinstance(text, (list, tuple)) for text in sentences):
                 raise ValueError("sentences= is one list of sentences for every image of the call, not a list per "
                                  "image: call the pipeline once per set of sentences.")

@@ -188,3 +188,23 @@ def test_detr_panoptic_processor_refuses_text_and_prompts_by_name():
             call()
     with pytest.raises(ValueError, match=r"takes no sentences or visual_prompts.*use LSeg or SEEM"):
         processor(images=image, sentences=["the cat"], visual_prompts=[{"points": [(1, 1)]}])
+
+
+def test_referring_pipeline_refuses_sentences_without_an_order_of_their_own():
+    """The referring pipeline answers with one list per sentence, in the sentences' order, and an empty list for a
+    sentence with no match. A set of sentences was read in its hash order, which changes between processes, so an
+    empty answer could not be told apart from another sentence's; a set and a mapping are now refused as the
+    processor refuses them (`ordered_list`), and tuples, arrays and iterators are read in their order."""
+    referring = pipeline("referring-segmentation", model=str(FIXTURES / "tiny-random-seem"))
+    image = np.zeros((40, 60, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"sentences is a set, whose order changes .*sentences=sorted"):
+        referring(image, sentences={"the cat", "a sofa"})
+    with pytest.raises(ValueError, match=r"sentences is a mapping"):
+        referring(image, sentences={"cat": "the cat"})
+    with pytest.raises(ValueError, match=r"sentences takes a list of sentences.*got int"):
+        referring(image, sentences=3)
+    expected = referring(image, sentences=["the cat", "a sofa"], top_k=2)
+    for given in (("the cat", "a sofa"), np.array(["the cat", "a sofa"]), iter(["the cat", "a sofa"])):
+        results = referring(image, sentences=given, top_k=2)
+        assert [[(match["sentence"], match["score"]) for match in answer] for answer in results] == [
+            [(match["sentence"], match["score"]) for match in answer] for answer in expected]
