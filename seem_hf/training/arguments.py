@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 import seem_hf
@@ -204,9 +205,9 @@ def parse_arguments(dataclass_types: tuple, defaults: dict, argv: list[str] | No
 def check_training_arguments(training_args: TrainingArguments, evaluate_only: bool = False) -> None:
     """Refuse `TrainingArguments` values that torch or transformers would meet with a bare error deep in the run (a
     ZeroDivisionError for --gradient_accumulation_steps 0, torch's 'batch_size should be a positive integer') or
-    that would train nothing without a word (--max_steps 0 with --num_train_epochs 0: the untrained model saved with
-    a card), naming the argument; and a --resume_from_checkpoint that holds no checkpoint
-    (`seem_hf.training.trainer.resolve_resume_checkpoint`)."""
+    that would train nothing, or otherwise than asked, without a word (--max_steps 0 with --num_train_epochs 0: the
+    untrained model saved with a card; --fp16 on the CPU: float32), naming the argument; and a
+    --resume_from_checkpoint that holds no checkpoint (`seem_hf.training.trainer.resolve_resume_checkpoint`)."""
     from seem_hf.training.trainer import resolve_resume_checkpoint
 
     problems = [f"{name} {getattr(training_args, name.lstrip('-'))}: must be at least 1" for name in (
@@ -216,6 +217,10 @@ def check_training_arguments(training_args: TrainingArguments, evaluate_only: bo
         problems.append(f"--max_steps {training_args.max_steps} and --num_train_epochs "
                         f"{training_args.num_train_epochs} train nothing: give a positive --max_steps (or "
                         "--num_train_epochs with --max_steps -1), or --evaluate_only to evaluate the model as it is")
+    on_cpu = training_args.use_cpu or not torch.cuda.is_available()
+    if training_args.fp16 and on_cpu:
+        problems.append("--fp16 runs on a GPU: on the CPU accelerate leaves the forward in float32 without a word; "
+                        "use --bf16 (bfloat16 autocast, which the CPU runs), or drop --fp16")
     if problems:
         raise ValueError("; ".join(problems) + ".")
     resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)

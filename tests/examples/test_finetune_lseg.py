@@ -97,8 +97,9 @@ def test_training_arguments_are_honoured_or_refused_by_name(tmp_path):
     """--num_train_epochs alone trained the example's default --max_steps (300) instead; LSeg took --lr_milestones,
     --lr_gamma and --bottleneck_size and ignored them; --max_steps 0 with --num_train_epochs 0 saved the untrained
     model with a card; --gradient_accumulation_steps 0 ended in a ZeroDivisionError, a batch size of 0 in torch's
-    'batch_size should be a positive integer', '--lr_milestones 0.5,abc' in float()'s error and a negative
-    --backbone_lr_multiplier trained the backbone up the loss. Each is honoured or refused naming the argument."""
+    'batch_size should be a positive integer', '--lr_milestones 0.5,abc' in float()'s error, a negative
+    --backbone_lr_multiplier trained the backbone up the loss and --fp16 on the CPU trained in float32. Each is
+    honoured or refused naming the argument."""
     import json
 
     output = tmp_path / "epochs"
@@ -119,6 +120,7 @@ def test_training_arguments_are_honoured_or_refused_by_name(tmp_path):
         (["--lr_milestones", "0.5,abc"], "--lr_milestones '0.5,abc': give comma-separated fractions"),
         (["--lr_milestones", "0.9,0.5"], "each is a fraction of training between 0 and 1 (exclusive), increasing"),
         (["--backbone_lr_multiplier", "-1"], "--backbone_lr_multiplier -1.0: must be 0 or more"),
+        (["--fp16", "--use_cpu", "true"], "--fp16 runs on a GPU: on the CPU accelerate leaves the forward in float32"),
     ):
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
             _example().main(["--output_dir", str(tmp_path / "refused"), *TINY, *arguments])
