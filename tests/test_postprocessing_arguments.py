@@ -234,3 +234,15 @@ def test_outputs_as_a_dict_are_read_and_as_a_tuple_refused_by_name(request, fixt
     assert _same(getattr(processor, method)(dict(outputs), target_sizes=[(31, 17)], **mode), expected)
     with pytest.raises(TypeError, match=r"got a tuple \(the model was called with return_dict=False"):
         getattr(processor, method)(outputs.to_tuple(), target_sizes=[(31, 17)], **mode)
+
+
+def test_independent_sentences_outputs_as_a_dict_are_read():
+    """The processor's per-image gathering of `independent_sentences=True` outputs read them as a dict too."""
+    model = AutoModel.from_pretrained(FIXTURES / "tiny-random-seem").eval()
+    processor = AutoProcessor.from_pretrained(FIXTURES / "tiny-random-seem")
+    inputs = processor(images=[_image(), _image(seed=1)], sentences=[["the left part", "the sky"], ["the sky"]],
+                       independent_sentences=True)
+    with torch.no_grad():
+        outputs = model(**inputs)
+    expected = processor.post_process_referring_segmentation(outputs, sentences_per_image=[2, 1])
+    assert _same(processor.post_process_referring_segmentation(dict(outputs), sentences_per_image=[2, 1]), expected)

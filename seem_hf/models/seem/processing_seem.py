@@ -9,6 +9,7 @@ import torch
 from transformers import BatchFeature, ProcessorMixin
 
 from seem_hf.image_utils import image_batch, image_size
+from seem_hf.postprocessing import model_outputs
 from seem_hf.processing_utils import (
     CONTEXT_LENGTH,
     PostProcessingMixin,
@@ -247,6 +248,7 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
         with `target_sizes` per image and `sentence_index` the sentence's index in its image's list."""
         if sentences_per_image is None:
             return self.image_processor.post_process_referring_segmentation(outputs, target_sizes, *args, **kwargs)
+        outputs = model_outputs(outputs)
         counts = [int(count) for count in sentences_per_image]
         if sum(counts) != len(outputs.grounding_logits) or any(count < 1 for count in counts):
             rows = len(outputs.grounding_logits)
