@@ -17,11 +17,11 @@ or images). A dataset it passes is one `load_coco_panoptic` reads. The rules:
 - Consistency with the files: image size = JSON `height` x `width` = PNG size; images in a mode `read_image` reads
   (16-bit and float by its value rule; an EXIF orientation may turn the image to the JSON's size); RGB PNGs (id = R
   + 256 G + 256^2 B; a palette PNG, as optimisers save few-colour PNGs, is read by its colours, as the loader's
-  `convert("RGB")` reads it; JPEG data named `.png` is refused: lossy compression changes the ids); the PNG's ids =
-  `segments_info`'s; `area` = the segment's pixel count; `bbox` = the mask's box (within `BBOX_TOLERANCE` pixels,
-  for the two conventions of the box's far edge); categories exist; a grounding annotation's image, segment and
-  category exist and agree, its mask lies on its image (an RLE's runs cover its size exactly) and covers pixels (on
-  its segment, when it names one).
+  `convert("RGB")` reads it, and so is one with an opaque alpha channel; JPEG data named `.png` is refused: lossy
+  compression changes the ids); the PNG's ids = `segments_info`'s; `area` = the segment's pixel count; `bbox` = the
+  mask's box (within `BBOX_TOLERANCE` pixels, for the two conventions of the box's far edge); categories exist; a
+  grounding annotation's image, segment and category exist and agree, its mask lies on its image (an RLE's runs
+  cover its size exactly) and covers pixels (on its segment, when it names one).
 """
 
 from __future__ import annotations
@@ -316,6 +316,17 @@ def _check_files(checker: _Checker, image: dict, image_path: Path | None, png_pa
         return None
     if png.mode == "P":
         # Optimisers save few-colour RGB PNGs with a palette; the loader's convert("RGB") reads their colours exactly.
+        png = png.convert("RGB")
+    if png.mode in ("RGBA", "PA"):
+        # An opaque alpha channel (image editors, some exporters) carries nothing: the loader's convert("RGB") reads
+        # the ids. Transparent pixels are refused: whether they are void or the segment their colour says is unknown.
+        alpha = np.asarray(png.getchannel("A"))
+        transparent = int((alpha != 255).sum())
+        if transparent:
+            checker.add(f"{png_path}: image {image['id']}: panoptic PNG of mode {png.mode} has {transparent} "
+                        "transparent or translucent pixels: whether they are void or the segment their colour encodes "
+                        "cannot be told; save the id map as 8-bit RGB (void pixels black)")
+            return None
         png = png.convert("RGB")
     if png.mode != "RGB":
         checker.add(f"{png_path}: image {image['id']}: panoptic PNG must be RGB (segment id = R + 256 G + 256^2 B), "

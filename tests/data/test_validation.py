@@ -400,3 +400,23 @@ def test_a_missing_file_names_the_one_beside_it_in_another_case_or_suffix(datase
              "JSON's file_name",
              f"{png.stem.upper()}.PNG: file is missing (panoptic PNG of image 3); {png.name} is there, its name in "
              "another case")
+
+
+def test_panoptic_png_with_an_alpha_channel(dataset):
+    """A panoptic PNG saved with an opaque alpha channel (RGBA, by an image editor) was refused though its ids are
+    plain; it is read by its colours and trains as before. Transparent pixels are refused, counted."""
+    from seem_hf.data import panoptic_targets
+
+    paths, panoptic, grounding, save = dataset
+    arguments = [paths[key] for key in ("image_dir", "panoptic_dir", "panoptic_json", "grounding_json")]
+    before = [panoptic_targets(row)["masks"] for row in load_coco_panoptic(*arguments)]
+    png = paths["panoptic_dir"] / "000001.png"
+    PIL.Image.open(png).convert("RGBA").save(png)
+    assert validate_coco_panoptic(*arguments) == []
+    rows = load_coco_panoptic(*arguments)
+    assert all(np.array_equal(panoptic_targets(row)["masks"], masks) for row, masks in zip(rows, before))
+    AugmentedPanopticDataset(rows, LargeScaleJitter(64, 1.0, 1.0))[0]
+    rgba = np.asarray(PIL.Image.open(png)).copy()
+    rgba[:2, :, 3] = 0
+    PIL.Image.fromarray(rgba, "RGBA").save(png)
+    _refused(paths, "000001.png: image 1: panoptic PNG of mode RGBA has 128 transparent or translucent pixels")
