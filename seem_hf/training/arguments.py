@@ -243,6 +243,14 @@ def training_datasets(data_args: DataArguments, training_args: TrainingArguments
     if hasattr(train, "__len__") and len(train) == 0:
         raise ValueError(f"No training images: {_rows_source(data_args, 'train')} has none. Add images to it"
                          + (", or raise --max_train_samples." if data_args.max_train_samples is not None else "."))
+    global_batch = training_args.per_device_train_batch_size * training_args.world_size
+    if training_args.dataloader_drop_last and hasattr(train, "__len__") and len(train) < global_batch:
+        raise ValueError(
+            f"--dataloader_drop_last drops each epoch's incomplete batch, and {_rows_source(data_args, 'train')} has "
+            f"{len(train)} training images for a batch of {global_batch} (--per_device_train_batch_size "
+            f"{training_args.per_device_train_batch_size} x {training_args.world_size} process(es)): no step would "
+            "train. Lower --per_device_train_batch_size, or drop --dataloader_drop_last."
+        )
     if evaluation is not None and len(evaluation) == 0:
         if training_args.eval_strategy == "no":
             return train, None, vocabulary  # nothing evaluates during training

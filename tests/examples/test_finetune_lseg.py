@@ -98,8 +98,9 @@ def test_training_arguments_are_honoured_or_refused_by_name(tmp_path):
     --lr_gamma and --bottleneck_size and ignored them; --max_steps 0 with --num_train_epochs 0 saved the untrained
     model with a card; --gradient_accumulation_steps 0 ended in a ZeroDivisionError, a batch size of 0 in torch's
     'batch_size should be a positive integer', '--lr_milestones 0.5,abc' in float()'s error, a negative
-    --backbone_lr_multiplier trained the backbone up the loss and --fp16 on the CPU trained in float32. Each is
-    honoured or refused naming the argument."""
+    --backbone_lr_multiplier trained the backbone up the loss, --fp16 on the CPU trained in float32, and a batch
+    larger than the data under --dataloader_drop_last trained 0 steps and saved the model. Each is honoured or
+    refused naming the argument."""
     import json
 
     output = tmp_path / "epochs"
@@ -121,7 +122,10 @@ def test_training_arguments_are_honoured_or_refused_by_name(tmp_path):
         (["--lr_milestones", "0.9,0.5"], "each is a fraction of training between 0 and 1 (exclusive), increasing"),
         (["--backbone_lr_multiplier", "-1"], "--backbone_lr_multiplier -1.0: must be 0 or more"),
         (["--fp16", "--use_cpu", "true"], "--fp16 runs on a GPU: on the CPU accelerate leaves the forward in float32"),
+        (["--per_device_train_batch_size", "8", "--dataloader_drop_last", "true"],
+         "has 4 training images for a batch of 8 (--per_device_train_batch_size 8 x 1 process(es)): no step would "
+         "train"),
     ):
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
             _example().main(["--output_dir", str(tmp_path / "refused"), *TINY, *arguments])
-        assert not (tmp_path / "refused").exists()  # refused before anything was written
+        assert not (tmp_path / "refused" / "config.json").exists()  # refused before training: no model saved
