@@ -327,6 +327,10 @@ class ArrayImageSegmentationPipeline(_AdaptedModelMixin, _ImageBatchingMixin, Im
         if kwargs.get("subtask") not in SUBTASKS:
             raise ValueError(f"subtask must be one of {SUBTASKS}, got {kwargs['subtask']!r}.")
         for name in ("threshold", "mask_threshold", "overlap_mask_area_threshold"):
+            if name in kwargs and kwargs[name] is None:
+                # None is "not given", as for the referring pipeline: the pipeline's own value or the default applies
+                # (transformers passed the None on to post-processing, which failed on it)
+                del kwargs[name]
             _check_fraction(name, kwargs.get(name))
         if "label_ids_to_fuse" in kwargs:  # transformers' pipeline would drop it without a word
             raise ValueError(

@@ -511,3 +511,21 @@ def test_thresholds_the_results_do_not_read_are_named(shapes_images):
         warnings.simplefilter("error")
         detr(image, threshold=0.5)
         detr(image, subtask="instance", mask_threshold=0.3)
+
+
+def test_thresholds_given_as_none_are_not_given(shapes_images):
+    """`segmenter(image, threshold=None)` (a wrapper forwarding its own optional arguments does this) reached
+    post-processing as None and failed with "threshold must be a number between 0 and 1, got NoneType None" for
+    SEEM, and mask_threshold / overlap_mask_area_threshold for DETR-panoptic too. None now means not given, as in
+    the referring pipeline: the pipeline's own value, else the default, applies."""
+    from seem_hf.demo import DEFAULTS
+
+    image = shapes_images[0]
+    for name in ("seem", "detr_panoptic"):
+        segmenter = pipeline("image-segmentation", model=str(DEFAULTS[name]))
+        expected = _summary(segmenter(image))
+        assert _summary(segmenter(image, threshold=None, mask_threshold=None, overlap_mask_area_threshold=None)) == (
+            expected)
+        built = pipeline("image-segmentation", model=str(DEFAULTS[name]), threshold=0.5)
+        assert _summary(built(image, threshold=None)) == _summary(built(image)) == _summary(segmenter(image,
+                                                                                                     threshold=0.5))
