@@ -41,6 +41,11 @@ class DetrPanopticProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin
             raise ValueError("DetrPanopticProcessor needs `images`.")
         return self.image_processor(images, return_tensors=return_tensors, **kwargs)
 
+    def post_process_object_detection(self, *args, **kwargs):
+        """The image processor's (transformers' DETR rule): each query's best real class, its score and its box in
+        (x0, y0, x1, y1) pixels of `target_sizes` (normalised to [0, 1] without them)."""
+        return self.image_processor.post_process_object_detection(*args, **kwargs)
+
     @property
     def id2label(self) -> dict | None:
         return self.image_processor.id2label

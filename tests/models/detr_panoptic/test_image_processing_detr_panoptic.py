@@ -132,7 +132,8 @@ def test_vocabulary_round_trips(tmp_path):
 def test_any_array_works_or_raises_a_clear_error(height, width, channels, channels_first, dtype, as_tensor):
     """Odd sizes (1x1, thin), dtypes, channel counts and orders: a (1, 3, H', W') result or a ValueError."""
     processor = DetrPanopticImageProcessor(size={"shortest_edge": 32, "longest_edge": 64})
-    shape = (height, width) if channels is None else ((channels, height, width) if channels_first else (height, width, channels))
+    shape = (height, width) if channels is None else (
+        (channels, height, width) if channels_first else (height, width, channels))
     array = (np.random.default_rng(0).random(shape) * (255 if dtype in ("uint8", "int32") else 1)).astype(dtype)
     image = torch.from_numpy(array) if as_tensor else array
     try:
@@ -246,8 +247,8 @@ def test_exif_photo_post_processed_at_image_size_matches_the_upright_image(tmp_p
     stored.save(tmp_path / "phone.jpg", exif=exif)
     photo = PIL.Image.open(tmp_path / "phone.jpg")
     assert image_size(photo) == (80, 40) and photo.size[::-1] == (40, 80)
-    from seem_hf.testing import tiny_detr_panoptic_config
     from seem_hf import DetrPanopticForSegmentation
+    from seem_hf.testing import tiny_detr_panoptic_config
 
     model = DetrPanopticForSegmentation(tiny_detr_panoptic_config()).eval()
     processor = DetrPanopticProcessor(DetrPanopticImageProcessor(size={"shortest_edge": 64, "longest_edge": 128}))
@@ -259,8 +260,8 @@ def test_exif_photo_post_processed_at_image_size_matches_the_upright_image(tmp_p
 
 
 def test_the_processor_returns_tensors_and_the_model_names_a_list():
-    from seem_hf.testing import tiny_detr_panoptic_config
     from seem_hf import DetrPanopticForSegmentation
+    from seem_hf.testing import tiny_detr_panoptic_config
 
     processor = DetrPanopticProcessor(DetrPanopticImageProcessor(size={"shortest_edge": 64, "longest_edge": 128}))
     inputs = processor(images=np.zeros((40, 60, 3), np.uint8))
@@ -282,3 +283,26 @@ def test_label_ids_to_fuse_must_be_label_ids(fuse, error):
         with pytest.raises(error, match="label_ids_to_fuse"):
             processor.post_process_panoptic_segmentation(outputs, label_ids_to_fuse=fuse, rule=rule)
         processor.post_process_panoptic_segmentation(outputs, label_ids_to_fuse=[np.int64(3), 0], rule=rule)
+
+
+def test_the_processor_post_processes_boxes_as_transformers_detr():
+    """DETR-panoptic predicts a box per query as DETR does, and its image processor has transformers'
+    `post_process_object_detection`, but the processor (what `AutoProcessor` gives) had no such method
+    (AttributeError), while it forwards the segmentation ones. It forwards this one too: transformers' DETR
+    rule on the model's boxes, scaled to `target_sizes` (list or tensor)."""
+    from transformers import AutoModel, AutoProcessor, DetrImageProcessorPil
+
+    from seem_hf.testing import FIXTURES
+
+    folder = FIXTURES / "tiny-random-detr_panoptic"
+    model, processor = AutoModel.from_pretrained(folder).eval(), AutoProcessor.from_pretrained(folder)
+    image = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    with torch.no_grad():
+        outputs = model(**processor(images=image))
+    for sizes in ([(40, 50)], torch.tensor([[40, 50]])):
+        result = processor.post_process_object_detection(outputs, threshold=0.0, target_sizes=sizes)[0]
+        expected = DetrImageProcessorPil().post_process_object_detection(outputs, threshold=0.0,
+                                                                        target_sizes=[(40, 50)])[0]
+        assert result.keys() == expected.keys() and len(result["scores"]) == model.config.num_queries
+        for key in expected:
+            torch.testing.assert_close(result[key], expected[key])
