@@ -152,6 +152,12 @@ class DataArguments:
     )
 
 
+DATASET_NAME_OPTIONS = ("--dataset_config_name", "--train_split", "--validation_split", "--train_val_split",
+                        "--image_column", "--dataset_layout", "--annotation_column", "--max_train_samples",
+                        "--max_eval_samples", "--do_reduce_labels")
+"""`DataArguments` that only `--dataset_name` reads: given without it they are refused (they would be ignored)."""
+
+
 class ExampleTrainingArguments(TrainingArguments):
     """transformers' `TrainingArguments`, listed in their own group of the examples' `--help`."""
 
@@ -193,6 +199,17 @@ def parse_arguments(dataclass_types: tuple, defaults: dict, argv: list[str] | No
     parsed = parser.parse_args_into_dataclasses(args=argv)
     given = {argument.split("=")[0] for argument in argv if argument.startswith("--")}
     for arguments in parsed:  # before the data and the model load: a wrong value is told at once
+        if isinstance(arguments, DataArguments) and arguments.dataset_name is None:
+            ignored = [option for option in DATASET_NAME_OPTIONS if option in given]
+            if ignored:
+                source = (f"--data_dir {arguments.data_dir}" if arguments.data_dir is not None else
+                          "--stream" if arguments.stream else "the bundled dataset")
+                raise ValueError(
+                    f"{', '.join(ignored)} {'applies' if len(ignored) == 1 else 'apply'} to --dataset_name only: "
+                    f"{source} would train without {'it' if len(ignored) == 1 else 'them'}. Drop "
+                    f"{'it' if len(ignored) == 1 else 'them'}, or give the data as --dataset_name (a `datasets` "
+                    "folder or Hub name; docs/your_data.md)."
+                )
         if isinstance(arguments, TrainingArguments):
             if "--num_train_epochs" in given and "--max_steps" not in given and arguments.max_steps > 0:
                 # The example's own --max_steps default would override the epochs the user asked for.

@@ -99,8 +99,8 @@ def test_training_arguments_are_honoured_or_refused_by_name(tmp_path):
     model with a card; --gradient_accumulation_steps 0 ended in a ZeroDivisionError, a batch size of 0 in torch's
     'batch_size should be a positive integer', '--lr_milestones 0.5,abc' in float()'s error, a negative
     --backbone_lr_multiplier trained the backbone up the loss, --fp16 on the CPU trained in float32, and a batch
-    larger than the data under --dataloader_drop_last trained 0 steps and saved the model. Each is honoured or
-    refused naming the argument."""
+    larger than the data under --dataloader_drop_last trained 0 steps and saved the model; --max_train_samples and
+    --do_reduce_labels without --dataset_name were ignored. Each is honoured or refused naming the argument."""
     import json
 
     output = tmp_path / "epochs"
@@ -122,6 +122,8 @@ def test_training_arguments_are_honoured_or_refused_by_name(tmp_path):
         (["--lr_milestones", "0.9,0.5"], "each is a fraction of training between 0 and 1 (exclusive), increasing"),
         (["--backbone_lr_multiplier", "-1"], "--backbone_lr_multiplier -1.0: must be 0 or more"),
         (["--fp16", "--use_cpu", "true"], "--fp16 runs on a GPU: on the CPU accelerate leaves the forward in float32"),
+        (["--max_train_samples", "2", "--do_reduce_labels"], "--max_train_samples, --do_reduce_labels apply to "
+         "--dataset_name only: the bundled dataset would train without them"),
         (["--per_device_train_batch_size", "8", "--dataloader_drop_last", "true"],
          "has 4 training images for a batch of 8 (--per_device_train_batch_size 8 x 1 process(es)): no step would "
          "train"),
