@@ -854,8 +854,9 @@ class PanopticRows(torch.utils.data.Dataset):
                 else:
                     values = np.unique(class_map).tolist()
                 problem = self._class_problem(values, row)
-                if problem is None:
-                    problem = _size_problem(class_map.shape, _open_header(row[self.layout.image_column]))
+                image = _open_header(row[self.layout.image_column])
+                if problem is None and isinstance(image, PIL.Image.Image):
+                    problem = _size_problem(class_map.shape, image)
             except ValueError as error:
                 problem = str(error)
             if problem is not None:
