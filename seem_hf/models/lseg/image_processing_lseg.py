@@ -59,6 +59,16 @@ class LSegImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DPTImageProcessorP
                 "change its answers). Process images of different sizes one at a time, or use "
                 "pipeline('image-segmentation', model=..., batch_size=n), which batches images of one size together."
             )
+        size = kwargs.get("size", self.size)
+        if size is not None and not isinstance(size, int):
+            fields = dict(size) if isinstance(size, dict) else {key: value for key, value in vars(size).items()
+                                                                 if value is not None}
+            if fields.get("height") is None or fields.get("width") is None:
+                # DPT's resize fails on other keys with "'SizeDict' object has no attribute 'keys'"
+                raise ValueError(
+                    f"LSeg resizes towards a height and a width, keeping the aspect ratio with sides multiples of 32: "
+                    f"give size={{'height': h, 'width': w}} (or one int for both), got size={fields}."
+                )
         return_tensors = kwargs.pop("return_tensors", None)
         outputs = super().preprocess(images, segmentation_maps, return_tensors=None, **kwargs)
         sizes = [tuple(values.shape[-2:]) for values in outputs["pixel_values"]]

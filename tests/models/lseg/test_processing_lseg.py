@@ -92,3 +92,19 @@ def test_a_transposed_target_size_is_refused(processor):
     with pytest.raises(ValueError, match="transposed.*image_size"):
         processor.post_process_semantic_segmentation(outputs, target_sizes=[(300, 640)])
     assert processor.post_process_semantic_segmentation(outputs, target_sizes=[(640, 300)])[0].shape == (640, 300)
+
+
+@pytest.mark.parametrize("size", [{"shortest_edge": 128}, {"shortest_edge": 128, "longest_edge": 256}])
+def test_sizes_lseg_cannot_resize_to_are_named(processor, tmp_path, size):
+    """LSeg resizes towards a height and a width (transformers' DPT rule); a size of other keys, given to the call
+    or saved with the image processor (as DETR's and SEEM's shortest/longest edges are), failed inside DPT's resize
+    with "'SizeDict' object has no attribute 'keys'". It is refused naming the size and the form that works;
+    height and width, or one int, still resize."""
+    image = np.zeros((50, 70, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"LSeg resizes towards a height and a width.*size=\{'height': h"):
+        processor(images=image, size=size)
+    LSegImageProcessor(size=size).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"got size=\{.*'shortest_edge': 128"):
+        LSegImageProcessor.from_pretrained(tmp_path)(image)
+    assert processor(images=image, size={"height": 64, "width": 96})["pixel_values"].shape[-2:] == (64, 96)
+    assert all(side % 32 == 0 for side in processor(images=image, size=64)["pixel_values"].shape[-2:])
