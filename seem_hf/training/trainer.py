@@ -148,6 +148,25 @@ def resolve_resume_checkpoint(value, output_dir: str | Path) -> str | None:
     )
 
 
+def check_label_names(model, label_names: list[str] | None) -> None:
+    """Refuse `--label_names` that name no target the model's forward takes (transformers' `find_labels` of the
+    model, through a PEFT wrapper): the collators hand the model its targets under those names, so another name (a
+    typo, or one copied from another model's example) would be ignored without a word."""
+    if not label_names:
+        return
+    from transformers.utils import find_labels
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    accepted = find_labels(type(base))
+    wrong = [name for name in label_names if name not in accepted]
+    if wrong:
+        raise ValueError(
+            f"--label_names {' '.join(label_names)}: {wrong} {'is' if len(wrong) == 1 else 'are'} no target of "
+            f"{type(base).__name__}, whose forward takes {accepted} (the example's collator gives it those). Drop "
+            f"--label_names (the default is {accepted}), or name some of them."
+        )
+
+
 class SegmentationTrainer(Trainer):
     """`Trainer` with segmentation evaluation and the papers' optimiser recipe.
 
@@ -195,6 +214,7 @@ class SegmentationTrainer(Trainer):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        check_label_names(self.model, self.args.label_names)
         if self.train_dataset is not None:
             self.add_callback(DatasetEpochCallback(self.train_dataset))
         self.add_callback(LabelSetCallback([category["name"] for category in categories]))
@@ -392,5 +412,5 @@ class SegmentationTrainer(Trainer):
         semantic.update(pred_semantic, gt_semantic)
 
 
-__all__ = ["LabelSetCallback", "SegmentationTrainer", "check_resumed_labels", "checkpoint_labels",
+__all__ = ["LabelSetCallback", "SegmentationTrainer", "check_label_names", "check_resumed_labels", "checkpoint_labels",
            "resolve_resume_checkpoint"]

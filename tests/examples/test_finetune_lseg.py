@@ -131,3 +131,16 @@ def test_training_arguments_are_honoured_or_refused_by_name(tmp_path):
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
             _example().main(["--output_dir", str(tmp_path / "refused"), *TINY, *arguments])
         assert not (tmp_path / "refused" / "config.json").exists()  # refused before training: no model saved
+
+
+def test_label_names_must_be_targets_the_model_takes(tmp_path):
+    """--label_names naming no target of the model (a typo, or mask_labels copied from transformers' instance example)
+    was ignored without a word; refused naming the targets the model takes. Its own target trains."""
+    common = ["--max_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", *TINY]
+    with pytest.raises(ValueError, match=r"--label_names mask_labels class_labels: \['mask_labels', 'class_labels'\] "
+                                         r"are no target of LSegForSemanticSegmentation, whose forward takes "
+                                         r"\['labels'\]"):
+        _example().main(["--output_dir", str(tmp_path / "wrong"), "--label_names", "mask_labels", "class_labels",
+                         *common])
+    _example().main(["--output_dir", str(tmp_path / "right"), "--label_names", "labels", *common])
+    assert (tmp_path / "right" / "trainer_state.json").exists()
