@@ -114,7 +114,7 @@ def validate_image(image, index: int | None = None):
         return image
     if not (isinstance(image, np.ndarray) or _is_tensor(image)):
         if isinstance(image, (str, os.PathLike)):
-            hint = " (the pipelines read paths and URLs; for a processor, open the file with PIL.Image.open)"
+            hint = " (the pipelines and processors read paths and URLs; here, open the file with PIL.Image.open)"
         elif isinstance(image, (bytes, bytearray, memoryview)):
             hint = " (for the encoded bytes of an image file, PIL.Image.open(io.BytesIO(data)))"
         else:
@@ -367,17 +367,24 @@ def image_batch(images) -> list | None:
     return None
 
 
+def opened(image, timeout: float | None = None):
+    """`image` opened by `open_image` when it is a path (`str`, `os.PathLike`), URL or base64 string, else as it is:
+    what the processors do first, as transformers' image processors read paths and URLs."""
+    return open_image(image, timeout=timeout) if isinstance(image, (str, os.PathLike)) else image
+
+
 def read_images(images, input_data_format=None, unit_range: bool = False) -> list[np.ndarray]:
     """One image, or a batch (`image_batch`: a list, tuple or other sequence of them, or a 4-D array or tensor) ->
-    a list of `read_image` arrays."""
+    a list of `read_image` arrays. Paths and URLs are read too (`open_image`), as transformers' processors read
+    them."""
     items = image_batch(images)
     if items is None:
-        return [read_image(images, input_data_format, unit_range)]
+        return [read_image(images, input_data_format, unit_range, allow_paths=True)]
     if not items:
         shape = getattr(images, "shape", None)
         raise ValueError("No images given: got " + ("an empty list." if shape is None else
                                                     f"a batch of shape {tuple(shape)}."))
-    return [read_image(image, input_data_format, unit_range, index=index if len(items) > 1 else None)
+    return [read_image(image, input_data_format, unit_range, index=index if len(items) > 1 else None, allow_paths=True)
             for index, image in enumerate(items)]
 
 
@@ -427,7 +434,8 @@ class CheckedImagesMixin:
 
 
 __all__ = [
-    "CheckedImagesMixin", "image_batch", "image_size", "open_image", "read_image", "read_images", "validate_image",
+    "CheckedImagesMixin", "image_batch", "image_size", "open_image", "opened", "read_image", "read_images",
+    "validate_image",
 ]
 
 

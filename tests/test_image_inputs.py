@@ -408,3 +408,28 @@ def test_a_datasets_column_of_images_is_a_batch(segmenter):
     prompts = [{"points": [(5, 5)]}], [{"points": [(3, 3)]}]
     inputs = PROCESSORS["seem"](images=column, visual_prompts=list(prompts))
     assert inputs["spatial_positive_masks"].shape[0] == 2
+
+
+def test_processors_read_paths_as_transformers_processors_do(tmp_path):
+    """transformers' image processors read a path or URL given as an image (`DetrImageProcessorPil()(images=
+    "photo.jpg")` works); seem_hf's refused it ('Unsupported image type str'), so code written for transformers'
+    DETR or DPT failed on ours. Paths (`str`, `pathlib.Path`, alone or in a list) now read as the pipelines read them:
+    the same pixels as the opened file, EXIF-upright, and SEEM's visual prompts placed on that image; a missing
+    file is named."""
+    path = tmp_path / "turned.jpg"
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # stored 56x40 (w x h), upright 40x56
+    PIL.Image.fromarray(_photo()).save(path, exif=exif, quality=95)
+    with PIL.Image.open(path) as opened:
+        opened.load()
+    for name in NAMES:
+        expected = _pixel_values(name, opened)
+        for given in (str(path), path, [path, str(path)]):
+            pixel_values = _pixel_values(name, given)
+            torch.testing.assert_close(pixel_values, expected.expand(len(pixel_values), -1, -1, -1), rtol=0, atol=0)
+    prompts = [{"points": [(30, 50)]}]  # inside the upright 40x56 image only
+    by_path = PROCESSORS["seem"](images=str(path), visual_prompts=prompts)
+    by_image = PROCESSORS["seem"](images=opened, visual_prompts=prompts)
+    assert torch.equal(by_path["spatial_positive_masks"], by_image["spatial_positive_masks"])
+    with pytest.raises(FileNotFoundError, match=r"No image file at '.*missing\.jpg'"):
+        PROCESSORS["lseg"](images=str(tmp_path / "missing.jpg"))

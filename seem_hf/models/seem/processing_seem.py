@@ -8,7 +8,7 @@ import PIL.Image
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
-from seem_hf.image_utils import image_batch, image_size
+from seem_hf.image_utils import image_batch, image_size, opened
 from seem_hf.postprocessing import model_outputs
 from seem_hf.processing_utils import (
     CONTEXT_LENGTH,
@@ -114,7 +114,8 @@ class SeemProcessor(PostProcessingMixin, RemoteCodeMixin, ProcessorMixin):
                 f"numpy arrays (return_tensors='np'), got return_tensors={return_tensors!r}."
             )
         batch = image_batch(images)  # a list, tuple, other sequence or 4-D array or tensor of images
-        images = batch if batch is not None else images
+        # paths and URLs opened once: the pixels and the visual prompts' image sizes are read from the same image
+        images = [opened(image) for image in batch] if batch is not None else opened(images)
         if independent_sentences:
             outputs = self._independent_sentences(images, text, sentences, visual_prompts, "pt", **kwargs)
         else:

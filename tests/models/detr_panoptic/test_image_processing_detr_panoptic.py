@@ -92,7 +92,7 @@ def test_batch_is_padded_with_mask():
         (np.full((4, 4, 3), np.nan, dtype=np.float32), "NaN"),
         (torch.full((3, 4, 4), float("inf")), "NaN or infinite"),
         (np.full((4, 4, 3), "a"), "numbers or bool"),  # bool images are black and white (seem_hf.image_utils)
-        ("not an image", "Unsupported image type"),
+        (3.5, "Unsupported image type float"),  # a string is a path (tests/test_image_inputs.py)
         ([], "empty list"),
         (PIL.Image.new("RGB", (0, 0)), "Empty image"),
     ],

@@ -50,7 +50,7 @@ def test_default_labels_travel_with_the_image_processor(processor, tmp_path):
 @pytest.mark.parametrize(
     "image, message",
     [(np.zeros((2, 3, 32, 32)), "2 or 3 dimensions"), (np.zeros((0, 5, 3)), "Empty"),
-     (np.full((8, 8, 3), np.nan), "NaN"), ("not an image", "Unsupported image type")],
+     (np.full((8, 8, 3), np.nan), "NaN"), (3.5, "Unsupported image type float")],
 )
 def test_bad_images(processor, image, message):
     with pytest.raises(ValueError, match=message):
