@@ -46,7 +46,7 @@ import torch
 
 from seem_hf.data.categories import CategorySpec, LabelVocabulary
 from seem_hf.data.panoptic_format import id2rgb, rgb2id
-from seem_hf.data.transforms import keep_stored_images, open_stored_image
+from seem_hf.data.transforms import keep_stored_images, missing_row_file, open_stored_image
 from seem_hf.data.validation import read_utf8
 from seem_hf.image_utils import image_size
 
@@ -592,6 +592,8 @@ def _open_header(value):
         source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
         try:
             return PIL.Image.open(source)
+        except FileNotFoundError as error:
+            raise ValueError(missing_row_file(value["path"])) from error
         except (OSError, SyntaxError, ValueError) as error:
             raise ValueError(f"Cannot read the image {value.get('path') or '(embedded bytes)'}: {error}. Replace the "
                              "file (a broken download or export?), or drop the row.") from error

@@ -4,6 +4,7 @@ the output size, random crop, pad to a fixed square), as in SEEM, Mask2Former an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -92,6 +93,15 @@ def keep_stored_images(dataset, column: str = "image"):
     return dataset
 
 
+def missing_row_file(path) -> str:
+    """The error of a dataset row's image or annotation file that is not there: the file, the one beside it in
+    another case (`seem_hf.data.validation.missing_file`) and the ways out."""
+    from seem_hf.data.validation import missing_file
+
+    text = missing_file(Path(path), "an image of the dataset's rows", "correct the path", other_suffixes=False)
+    return text + (", or drop the row." if "is there" in text else ": correct the path, or drop the row.")
+
+
 def open_stored_image(value):
     """An image of a `keep_stored_images` row (`{"bytes", "path"}`) opened with its pixels as stored and its EXIF
     orientation kept; any other value (a PIL image, an array) unchanged."""
@@ -102,6 +112,8 @@ def open_stored_image(value):
         try:
             image = PIL.Image.open(source)
             image.load()  # one open file per row, not one per row ever read
+        except FileNotFoundError as error:
+            raise ValueError(missing_row_file(value["path"])) from error
         except (OSError, SyntaxError, ValueError) as error:
             raise ValueError(f"Cannot read the image {value.get('path') or '(embedded bytes)'}: {error}. Replace the "
                              "file (a broken download or export?), or drop the row.") from error

@@ -121,10 +121,11 @@ def near_names(path: Path) -> list[str]:
     return sorted(_FOLDER_STEMS[key].get(Path(path).stem.lower(), []))
 
 
-def missing_file(path: Path, what: str, fix: str = "correct the JSON's file_name") -> str:
+def missing_file(path: Path, what: str, fix: str = "correct the JSON's file_name", other_suffixes: bool = True) -> str:
     """The problem of a missing file (`path: file is missing (what)`), naming the files beside it that differ in case
-    or suffix (`near_names`) and the fix: rename the file or `fix`."""
-    near = near_names(path)
+    or (with `other_suffixes`: not where photos and masks share a folder and a stem) suffix (`near_names`), and the
+    fix: rename the file or `fix`."""
+    near = [name for name in near_names(path) if other_suffixes or name.lower() == Path(path).name.lower()]
     text = f"{path}: file is missing ({what})"
     if not near:
         return text

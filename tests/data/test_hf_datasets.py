@@ -612,3 +612,26 @@ def test_panoptic_rows_refuse_label_names_with_a_gap(tmp_path):
     (tmp_path / "data" / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
     splits = load_training_splits(str(tmp_path / "data"), evaluate_on=None)
     assert [splits.vocabulary.id2label[s["label"]] for s in splits.train[0]["segments"]] == ["sea", "boat"]
+
+
+def test_rows_naming_missing_files_are_listed_before_training(tmp_path):
+    """A CSV of paths whose later rows name files that are not there (one in another case, as exported on Windows)
+    failed when training reached them, with 'Cannot read the image ...: [Errno 2]' and 'Replace the file (a broken
+    download?)'. Every such row is listed when the data loads, with the file in another case where there is one."""
+    label = np.zeros((16, 16), np.uint8)
+    label[4:12, 4:12] = 1
+    (tmp_path / "data" / "files").mkdir(parents=True)
+    for index in range(3):
+        PIL.Image.new("RGB", (16, 16)).save(tmp_path / "data" / "files" / f"{index}.jpg")
+        PIL.Image.fromarray(label).save(tmp_path / "data" / "files" / f"{index}.png")
+    (tmp_path / "data" / "files" / "1.png").unlink()
+    (tmp_path / "data" / "train.csv").write_text("image,label\nfiles/0.jpg,files/0.png\nfiles/1.jpg,files/1.png\n"
+                                                 "files/2.jpg,files/2.PNG\n")
+    (tmp_path / "data" / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+    with pytest.raises(ValueError) as error:
+        load_training_splits(str(tmp_path / "data"), evaluate_on=None)
+    files = tmp_path / "data" / "files"
+    assert (f"split 'train': 2 row(s) that the run would refuse when it reached them (checked before training "
+            f"starts):\n  row 1 ({files / '1.png'}): {files / '1.png'}: file is missing (an image of the dataset's "
+            f"rows): correct the path, or drop the row.\n  row 2 ({files / '2.PNG'}): {files / '2.PNG'}: file is "
+            "missing (an image of the dataset's rows); 2.png is there, its name in another case") in str(error.value)
