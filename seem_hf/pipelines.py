@@ -27,7 +27,7 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from transformers.utils import ModelOutput
 
 from seem_hf.image_utils import image_batch, read_image
-from seem_hf.postprocessing import check_threshold, check_top_k
+from seem_hf.postprocessing import UnusedThresholdWarning, check_threshold, check_top_k
 from seem_hf.processing_utils import check_label_set, ordered_list
 
 SUBTASKS = (None, "panoptic", "instance", "semantic")
@@ -486,7 +486,11 @@ class ArrayImageSegmentationPipeline(_AdaptedModelMixin, _ImageBatchingMixin, Im
 
     def postprocess(self, model_outputs, labels=None, **kwargs):
         if labels is None:
-            return super().postprocess(model_outputs, **kwargs)
+            with warnings.catch_warnings():
+                # transformers' postprocess passes its default mask and overlap thresholds whether or not the user
+                # gave them; the ones the user gave and no rule reads were named by `_warn_unused_thresholds`
+                warnings.simplefilter("ignore", UnusedThresholdWarning)
+                return super().postprocess(model_outputs, **kwargs)
         segmentation = self.image_processor.post_process_semantic_segmentation(
             model_outputs, target_sizes=model_outputs["target_size"]
         )[0].numpy()

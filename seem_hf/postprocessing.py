@@ -58,6 +58,12 @@ DETR_PANOPTIC_SCORE_THRESHOLD = 0.85
 DETR_PANOPTIC_MIN_AREA = 4
 
 
+class UnusedThresholdWarning(UserWarning):
+    """A threshold was given to a rule that has none of that kind (DETR's own panoptic rule has no mask or overlap
+    threshold): it changed nothing. The pipelines, which always pass transformers' defaults, name the thresholds a
+    user gave in a warning of their own and silence this one."""
+
+
 def model_outputs(outputs):
     """The outputs `post_process_*` read, by field name: a `ModelOutput` as the model returns it, or a mapping of its
     fields (`dict(outputs)`, outputs gathered or saved as a dict), read as one; other objects pass as they are. A
@@ -734,6 +740,7 @@ def detr_panoptic_segmentation(
 
 
 __all__ = [
+    "UnusedThresholdWarning",
     "check_label_ids",
     "check_orientation",
     "check_outputs",

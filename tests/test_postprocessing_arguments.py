@@ -5,6 +5,7 @@ of crashing or returning empty masks as matches."""
 
 import copy
 import math
+import warnings
 
 import numpy as np
 import PIL.Image
@@ -246,3 +247,24 @@ def test_independent_sentences_outputs_as_a_dict_are_read():
         outputs = model(**inputs)
     expected = processor.post_process_referring_segmentation(outputs, sentences_per_image=[2, 1])
     assert _same(processor.post_process_referring_segmentation(dict(outputs), sentences_per_image=[2, 1]), expected)
+
+
+def test_thresholds_detr_s_own_rule_does_not_read_are_named(detr):
+    """DETR's own panoptic rule (`rule="detr"`, the `panoptic_rule` converted checkpoints ship with) has no mask or
+    overlap threshold; `post_process_panoptic_segmentation(outputs, mask_threshold=0.3)` under it returned the
+    same segments as without, without a word. Such thresholds now give an `UnusedThresholdWarning` naming them and
+    the rule that reads them; the results are unchanged, and transformers' rule still reads them silently. The
+    pipeline, which always passes transformers' defaults, warns only for the thresholds a user gave (tested in
+    tests/test_pipelines.py)."""
+    from seem_hf.postprocessing import UnusedThresholdWarning
+
+    processor, outputs = detr
+    expected = processor.post_process_panoptic_segmentation(outputs, rule="detr", target_sizes=[(50, 70)])
+    with pytest.warns(UnusedThresholdWarning, match=r"^mask_threshold and overlap_mask_area_threshold are not used"):
+        result = processor.post_process_panoptic_segmentation(outputs, rule="detr", target_sizes=[(50, 70)],
+                                                              mask_threshold=0.3, overlap_mask_area_threshold=0.9)
+    assert _same(result, expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        processor.post_process_panoptic_segmentation(outputs, rule="detr", threshold=0.5)
+        processor.post_process_panoptic_segmentation(outputs, rule="maskformer", mask_threshold=0.3)

@@ -3,6 +3,7 @@ with strict input checks, the label vocabulary, and seem_hf's vectorised post-pr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 from transformers.models.detr.image_processing_pil_detr import (
@@ -18,6 +19,7 @@ from seem_hf.postprocessing import (
     MASKFORMER_MASK_THRESHOLD,
     MASKFORMER_OVERLAP_THRESHOLD,
     MASKFORMER_SCORE_THRESHOLD,
+    UnusedThresholdWarning,
     check_orientation,
     check_sizes,
     detr_panoptic_segmentation,
@@ -125,8 +127,8 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
         self,
         outputs,
         threshold: float | None = None,
-        mask_threshold: float = MASKFORMER_MASK_THRESHOLD,
-        overlap_mask_area_threshold: float = MASKFORMER_OVERLAP_THRESHOLD,
+        mask_threshold: float | None = None,
+        overlap_mask_area_threshold: float | None = None,
         label_ids_to_fuse: Iterable[int] | None = None,
         target_sizes: list[tuple[int, int]] | None = None,
         rule: str | None = None,
@@ -135,9 +137,10 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
         """Panoptic segments per image, in transformers' format.
 
         `rule` (default: the processor's `panoptic_rule`) picks the algorithm: `"maskformer"` is transformers'
-        (score `threshold` default 0.5, `mask_threshold`, `overlap_mask_area_threshold`), `"detr"` the original
-        DETR `PostProcessPanoptic` (score `threshold` default 0.85, segments of at most 4 pixels dropped; the mask
-        and overlap thresholds do not apply; see `seem_hf.postprocessing.detr_panoptic_segmentation`).
+        (score `threshold` default 0.5, `mask_threshold` 0.5, `overlap_mask_area_threshold` 0.8), `"detr"` the
+        original DETR `PostProcessPanoptic` (score `threshold` default 0.85, segments of at most 4 pixels dropped; it
+        has no mask or overlap threshold, and one given is named in an `UnusedThresholdWarning`; see
+        `seem_hf.postprocessing.detr_panoptic_segmentation`).
         `label_ids_to_fuse` defaults to the stuff labels of the vocabulary when it is known.
 
         The DETR rule takes the per-pixel argmax at `processed_sizes`, the size of each image as the model saw it
@@ -153,6 +156,16 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
         if label_ids_to_fuse is None:
             label_ids_to_fuse = self.stuff_label_ids or ()
         if rule == "detr":
+            if unused := [name for name, value in (("mask_threshold", mask_threshold),
+                                                   ("overlap_mask_area_threshold", overlap_mask_area_threshold))
+                          if value is not None]:
+                warnings.warn(
+                    f"{' and '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used: DETR's own panoptic rule "
+                    "(rule='detr', the processor's panoptic_rule) has no mask or overlap threshold. Pass "
+                    "rule='maskformer' for transformers' rule, which reads them.",
+                    UnusedThresholdWarning,
+                    stacklevel=2,
+                )
             if processed_sizes is None and target_sizes is not None:
                 check_sizes(target_sizes, len(outputs.logits))
                 processed_sizes = [self.processed_size(*(int(v) for v in size)) for size in target_sizes]
@@ -169,8 +182,9 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
             target_sizes,
             panoptic_segmentation,
             threshold=MASKFORMER_SCORE_THRESHOLD if threshold is None else threshold,
-            mask_threshold=mask_threshold,
-            overlap_mask_area_threshold=overlap_mask_area_threshold,
+            mask_threshold=MASKFORMER_MASK_THRESHOLD if mask_threshold is None else mask_threshold,
+            overlap_mask_area_threshold=(MASKFORMER_OVERLAP_THRESHOLD if overlap_mask_area_threshold is None
+                                         else overlap_mask_area_threshold),
             label_ids_to_fuse=label_ids_to_fuse,
         )
 
