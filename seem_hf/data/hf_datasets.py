@@ -385,6 +385,30 @@ def _segment_feature(features: datasets.Features) -> dict:
     return feature[0] if isinstance(feature, list) else feature.feature
 
 
+_SEGMENT_FIELDS = ("id", "label", "isthing")
+"""Fields each segment of a panoptic-layout row must carry (`iscrowd` defaults to false; `bbox` and `area` are read
+from the PNG when left out)."""
+
+
+def _check_segment_fields(features: datasets.Features, where: str) -> None:
+    """Refuse panoptic rows whose `segments` lack a field of `_SEGMENT_FIELDS`, naming those it has."""
+    try:
+        segment = _segment_feature(features)
+    except (AttributeError, IndexError, KeyError, TypeError):
+        segment = None
+    fields = list(segment) if isinstance(segment, dict) else None
+    missing = [name for name in _SEGMENT_FIELDS if fields is None or name not in fields]
+    if missing:
+        raise ValueError(
+            f"{where}: column 'segments' must be a list of segments with {list(_SEGMENT_FIELDS)} (optional iscrowd, "
+            f"bbox, area: seem_hf.data.PANOPTIC_FEATURES); "
+            + (f"its segments have {fields}, without {missing}" if fields is not None else
+               f"it holds {type(features['segments']).__name__} values")
+            + ". `id` is the segment's id in the PNG (R + 256 G + 256^2 B), `label` its class (an index into the "
+            "label names), `isthing` whether the class has instances."
+        )
+
+
 def _class_label_names(features: datasets.Features, layout: DatasetLayout) -> list[str] | None:
     """Label names carried by a `ClassLabel` of the annotation itself, if any: `segments.label` of the panoptic
     layout, the annotation column (at any nesting) of the others. A `ClassLabel` of any other column (a scene
@@ -478,6 +502,7 @@ def dataset_vocabulary(dataset: datasets.Dataset, layout: DatasetLayout, name: s
     names come from). Raises a `ValueError` saying where label names may come from when the dataset has none."""
     where = f"{name}, split {split!r}"
     if layout.name == "panoptic":
+        _check_segment_fields(dataset.features, where)
         description = dataset.info.description
         if description:
             try:
@@ -739,7 +764,11 @@ class PanopticRows(torch.utils.data.Dataset):
         segments = []
         for segment in row["segments"]:
             segment = dict(segment)
-            label = int(segment["label"])
+            label = segment["label"]
+            if not isinstance(label, (int, np.integer)) or isinstance(label, (bool, np.bool_)):
+                raise ValueError(f"segment {segment['id']} has label {label!r}, not an integer: a label is an index "
+                                 "into the label names.")
+            label = int(label)
             if self.relabel is not None and 0 <= label < len(self.relabel):
                 segment["label"] = label = self.relabel[label]
             elif self.relabel is not None or (count is not None and not 0 <= label < count):
@@ -770,6 +799,18 @@ class PanopticRows(torch.utils.data.Dataset):
                 "same segments, each once: fix the row, or rebuild the dataset with seem_hf.data.load_coco_panoptic "
                 "from a folder that python -m seem_hf.data.validate passes."
             )
+        for segment in segments:  # what the PNG tells, where the row leaves it out (as COCO leaves iscrowd out)
+            crowd = segment.get("iscrowd")
+            if crowd is None:
+                segment["iscrowd"] = False
+            elif isinstance(crowd, (bool, np.bool_)) or (isinstance(crowd, (int, np.integer)) and crowd in (0, 1)):
+                segment["iscrowd"] = bool(crowd)
+            else:
+                raise ValueError(f"segment {segment['id']} has iscrowd {crowd!r}; give true/false (or 0/1).")
+            if segment.get("area") is None or segment.get("bbox") is None:
+                mask = ids == int(segment["id"])
+                segment["area"] = int(mask.sum()) if segment.get("area") is None else segment["area"]
+                segment["bbox"] = _bbox(mask) if segment.get("bbox") is None else segment["bbox"]
         converted = {**row, "image": image, "panoptic": panoptic, "image_id": image_id, "segments": segments,
                      "groundings": row.get("groundings") or []}
         if image_name is not None:
@@ -818,23 +859,34 @@ class PanopticRows(torch.utils.data.Dataset):
         return text
 
     def _segment_label_problems(self) -> list[str]:
-        """`check_labels` for panoptic rows: every segment's label below the label count (or in `relabel`)."""
+        """`check_labels` for panoptic rows, from the table: every segment's label an integer below the label count
+        (or in `relabel`), its `iscrowd` true/false (or 0/1) where given."""
         count = len(self.relabel) if self.relabel is not None else (
             len(self.vocabulary) if self.vocabulary is not None else None)
-        if count is None:
-            return []
         column = self.dataset.select_columns(["segments"]).with_format("arrow")[:].column("segments")
         problems = []
         for position, segments in enumerate(column.to_pylist()):
-            bad = [(segment.get("id"), segment.get("label")) for segment in segments or []
-                   if not isinstance(segment.get("label"), int) or not 0 <= segment["label"] < count]
-            if bad:
-                problems.append(
-                    f"{self._row_name(position)}: "
-                    + ", ".join(f"segment {segment_id} has label {label}" for segment_id, label in bad)
-                    + f", but the split has {count} labels (0..{count - 1}; names from {self.label_source}). Give "
-                    f"the segments a label below {count}, or add their classes to the label names."
-                )
+            texts = []
+            labels = [(segment.get("id"), segment.get("label")) for segment in segments or []]
+            text_labels = [(segment_id, label) for segment_id, label in labels
+                           if not isinstance(label, int) or isinstance(label, bool)]
+            if text_labels:
+                texts.append(", ".join(f"segment {segment_id} has label {label!r}" for segment_id, label in text_labels)
+                             + ", not an integer: a label is an index into the label names")
+            beyond = [(segment_id, label) for segment_id, label in labels if (segment_id, label) not in text_labels
+                      and count is not None and not 0 <= label < count]
+            if beyond:
+                texts.append(", ".join(f"segment {segment_id} has label {label}" for segment_id, label in beyond)
+                             + f", but the split has {count} labels (0..{count - 1}; names from {self.label_source}). "
+                             f"Give the segments a label below {count}, or add their classes to the label names")
+            crowds = [(segment.get("id"), segment.get("iscrowd")) for segment in segments or []
+                      if segment.get("iscrowd") not in (None, True, False, 0, 1)
+                      or isinstance(segment.get("iscrowd"), str)]
+            if crowds:
+                texts.append(", ".join(f"segment {segment_id} has iscrowd {crowd!r}" for segment_id, crowd in crowds)
+                             + "; give true/false (or 0/1)")
+            if texts:
+                problems.append(f"{self._row_name(position)}: " + "; ".join(texts) + ".")
         return problems
 
     def _class_id_problems(self) -> list[str]:
