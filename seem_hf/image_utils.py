@@ -359,11 +359,14 @@ def read_image(image, input_data_format=None, unit_range: bool = False, timeout:
 def image_batch(images) -> list | None:
     """`images` as a list when it is a batch, None when it is one image (or something else, for `read_image` to
     name). A batch is a list, a tuple or another sequence (a `datasets` column, `dataset["image"]`, is one since
-    datasets 4), or a 4-D array or tensor, as transformers reads it; strings and bytes are not batches."""
+    datasets 4), a one-dimensional array of objects or strings (a pandas column of images or paths), or
+    a 4-D array or tensor, as transformers reads it; strings and bytes are not batches."""
     if isinstance(images, (str, bytes, bytearray, PIL.Image.Image)):
         return None
     if isinstance(images, collections.abc.Sequence) or getattr(images, "ndim", None) == 4:
         return list(images)
+    if getattr(images, "ndim", None) == 1 and getattr(getattr(images, "dtype", None), "kind", None) in ("O", "U"):
+        return list(images)  # objects or strings (pandas' string columns are of kind "O"), not pixel values
     return None
 
 

@@ -410,6 +410,25 @@ def test_a_datasets_column_of_images_is_a_batch(segmenter):
     assert inputs["spatial_positive_masks"].shape[0] == 2
 
 
+def test_a_pandas_column_of_images_or_paths_is_a_batch(segmenter, tmp_path):
+    """`segmenter(dataframe["path"])` or `processor(images=dataframe["image"])`: a pandas column (a Series of
+    objects) was taken for one image ('Unsupported image type Series'). A one-dimensional array of objects is a
+    batch, as a list is; a one-dimensional array of numbers is still no image."""
+    import pandas
+
+    paths = []
+    for index, image in enumerate((_photo(), _photo(30, 20, seed=1))):
+        paths.append(str(tmp_path / f"{index}.png"))
+        PIL.Image.fromarray(image).save(paths[-1])
+    frame = pandas.DataFrame({"path": paths, "image": [PIL.Image.open(path) for path in paths]})
+    expected = [[segment["mask"].size for segment in result] for result in segmenter(paths)]
+    for column in (frame["path"], frame["image"], frame["path"].to_numpy()):
+        assert [[segment["mask"].size for segment in result] for result in segmenter(column)] == expected
+    torch.testing.assert_close(_pixel_values("lseg", frame["path"][:1]), _pixel_values("lseg", paths[0]))
+    with pytest.raises(ValueError, match="2 or 3 dimensions"):
+        _pixel_values("lseg", np.zeros(5))
+
+
 def test_processors_read_paths_as_transformers_processors_do(tmp_path):
     """transformers' image processors read a path or URL given as an image (`DetrImageProcessorPil()(images=
     "photo.jpg")` works); seem_hf's refused it ('Unsupported image type str'), so code written for transformers'
