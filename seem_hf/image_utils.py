@@ -210,7 +210,16 @@ def _upright(image: PIL.Image.Image) -> PIL.Image.Image:
 
 def image_size(image, input_data_format=None) -> tuple[int, int]:
     """(height, width) of one PIL image, numpy array or torch tensor as `read_image` reads it (PIL images upright by
-    their EXIF orientation; an ambiguous numpy shape is (H, W, C)), without reading the pixels."""
+    their EXIF orientation; an ambiguous numpy shape is (H, W, C)), without reading the pixels. A path, URL or
+    base64 string (which the pipelines and processors read) is opened for it: a local file's header only."""
+    if isinstance(image, (str, os.PathLike)):
+        if os.path.isfile(image):
+            try:
+                with PIL.Image.open(image) as header:  # lazy: the size and EXIF, not the pixels
+                    return image_size(header)
+            except (OSError, SyntaxError, ValueError) as error:
+                raise ValueError(f"Cannot read the image {os.fspath(image)}: {error}") from error
+        return image_size(open_image(image))
     if isinstance(image, PIL.Image.Image):
         try:
             turned = image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)

@@ -452,3 +452,20 @@ def test_processors_read_paths_as_transformers_processors_do(tmp_path):
     assert torch.equal(by_path["spatial_positive_masks"], by_image["spatial_positive_masks"])
     with pytest.raises(FileNotFoundError, match=r"No image file at '.*missing\.jpg'"):
         PROCESSORS["lseg"](images=str(tmp_path / "missing.jpg"))
+
+
+def test_image_size_of_a_path_is_its_upright_size(tmp_path):
+    """`image_size` gives the (height, width) to post-process at (`target_sizes=[image_size(image)]`, as the docs
+    show); given the path a processor now reads, it failed with "'str' object has no attribute 'shape'". A path's
+    size is read from the file's header, upright by its EXIF orientation, as the processors read its pixels."""
+    from seem_hf.image_utils import image_size
+
+    path = tmp_path / "turned.jpg"
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # stored 56x40 (w x h), upright 40x56
+    PIL.Image.fromarray(_photo()).save(path, exif=exif)
+    assert image_size(str(path)) == image_size(path) == (56, 40)
+    height, width = _pixel_values("lseg", path).shape[-2:]
+    assert height > width  # the pixels are read upright too
+    with pytest.raises(FileNotFoundError, match="No image file"):
+        image_size(str(tmp_path / "missing.jpg"))
