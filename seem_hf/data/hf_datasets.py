@@ -1017,9 +1017,17 @@ class PanopticRows(torch.utils.data.Dataset):
         return converted
 
 
-def _check_annotation_feature(features: datasets.Features, layout: DatasetLayout, name: str, hint: str = "") -> None:
+def _check_annotation_feature(features: datasets.Features, layout: DatasetLayout, name: str, hint: str = "",
+                              do_reduce_labels: bool = False) -> None:
     """Refuse an annotation column that holds no per-pixel map (a classification dataset's `label`); `hint`
-    (`_imagefolder_hint`) ends the message."""
+    (`_imagefolder_hint`) ends the message. `--do_reduce_labels` on panoptic rows, which it cannot shift, is refused
+    too."""
+    if do_reduce_labels and layout.name == "panoptic":
+        raise ValueError(
+            f"{name}: --do_reduce_labels shifts the class ids of semantic and instance maps (0, the background, "
+            "unlabelled); panoptic rows carry each segment's label and have no background class, so it would change "
+            "nothing. Drop --do_reduce_labels (void pixels are id 0 of the PNG already)."
+        )
     feature = features[layout.annotation_column]
     if not isinstance(feature, (datasets.Image, datasets.Array2D, datasets.Array3D, datasets.Sequence, list)):
         raise ValueError(  # noqa: TRY004 (bad data: a ValueError, as every other problem in a dataset)
@@ -1110,7 +1118,7 @@ def load_training_splits(
         layout = detect_layout(train.column_names, image_column, annotation_column, first, layout)
     except ValueError as error:
         raise ValueError(f"{error}{hint}") from None
-    _check_annotation_feature(train.features, layout, name, hint)
+    _check_annotation_feature(train.features, layout, name, hint, do_reduce_labels)
     labels = dataset_vocabulary(train, layout, name, folder, do_reduce_labels, split=train_split)
     evaluation, relabel, evaluation_split = None, None, "evaluation"
     if evaluate_on == "validation":

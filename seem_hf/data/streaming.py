@@ -207,7 +207,7 @@ def load_streaming_splits(
         layout = detect_layout(train.features, image_column, annotation_column, first, layout)
     except ValueError as error:
         raise ValueError(f"{error}{hint}") from None
-    _check_annotation_feature(train.features, layout, name, hint)
+    _check_annotation_feature(train.features, layout, name, hint, do_reduce_labels)
     # Every column but the images, so that label names in any feature count as they do for a map-style dataset.
     described = [column for column, feature in train.features.items()
                  if column not in (layout.image_column, layout.annotation_column)

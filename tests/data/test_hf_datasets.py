@@ -675,3 +675,11 @@ def _first_item(rows):
     from seem_hf.data import AugmentedPanopticDataset
 
     return AugmentedPanopticDataset(rows, LargeScaleJitter(64, 1.0, 1.0, flip_probability=0.0))[0]
+
+
+def test_reduce_labels_on_panoptic_rows_is_refused(layouts):
+    """--do_reduce_labels with the package's panoptic rows changed nothing without a word (they carry each segment's
+    label); refused, streamed or not, naming why."""
+    for load in (load_training_splits, load_streaming_splits):
+        with pytest.raises(ValueError, match="--do_reduce_labels shifts the class ids of semantic and instance maps"):
+            load(str(layouts["panoptic"]), evaluate_on=None, do_reduce_labels=True)
