@@ -46,7 +46,7 @@ import torch
 
 from seem_hf.data.categories import CategorySpec, LabelVocabulary
 from seem_hf.data.panoptic_format import id2rgb, rgb2id
-from seem_hf.data.transforms import keep_stored_images, missing_row_file, open_stored_image
+from seem_hf.data.transforms import keep_stored_images, open_stored_image
 from seem_hf.data.validation import read_utf8
 from seem_hf.image_utils import image_size
 
@@ -608,23 +608,6 @@ def _size_problem(map_shape: tuple[int, int], image) -> str | None:
             "resize the map to the image with nearest-neighbour sampling (interpolation blends class ids).")
 
 
-def _open_header(value):
-    """A `keep_stored_images` value (`{"bytes", "path"}`) opened without decoding its pixels (its size and EXIF
-    are read); any other value unchanged. Raises a `ValueError` naming the file when it is no image."""
-    if isinstance(value, dict) and ("bytes" in value or "path" in value):
-        import io
-
-        source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
-        try:
-            return PIL.Image.open(source)
-        except FileNotFoundError as error:
-            raise ValueError(missing_row_file(value["path"])) from error
-        except (OSError, SyntaxError, ValueError) as error:
-            raise ValueError(f"Cannot read the image {value.get('path') or '(embedded bytes)'}: {error}. Replace the "
-                             "file (a broken download or export?), or drop the row.") from error
-    return value
-
-
 class PanopticRows(torch.utils.data.Dataset):
     """A split of any recognised layout, read as `load_coco_panoptic` rows (`image`, `panoptic`, `image_id`,
     `height`, `width`, `segments`, `groundings`), decoded when read.
@@ -908,7 +891,7 @@ class PanopticRows(torch.utils.data.Dataset):
                 else:
                     values = np.unique(class_map).tolist()
                 problem = self._class_problem(values, row)
-                image = _open_header(row[self.layout.image_column])
+                image = open_stored_image(row[self.layout.image_column], decode=False)
                 if problem is None and isinstance(image, PIL.Image.Image):
                     problem = _size_problem(class_map.shape, image)
             except ValueError as error:
@@ -1017,11 +1000,18 @@ class PanopticRows(torch.utils.data.Dataset):
         return converted
 
 
-def _check_annotation_feature(features: datasets.Features, layout: DatasetLayout, name: str, hint: str = "",
-                              do_reduce_labels: bool = False) -> None:
-    """Refuse an annotation column that holds no per-pixel map (a classification dataset's `label`); `hint`
-    (`_imagefolder_hint`) ends the message. `--do_reduce_labels` on panoptic rows, which it cannot shift, is refused
-    too."""
+def _training_layout(train, columns, image_column: str | None, annotation_column: str | None, first,
+                     layout: str | None, name: str, folder: Path | None, do_reduce_labels: bool) -> DatasetLayout:
+    """The layout of the training split `train` (a map-style or streamed dataset; `columns` its column names or
+    features, `first` its first annotation or None) by `detect_layout`, with an image folder's hint
+    (`_imagefolder_hint`) ending any error; an annotation column that holds no per-pixel map (a classification
+    dataset's `label`) is refused, as is `--do_reduce_labels` on panoptic rows, which it cannot shift."""
+    hint = _imagefolder_hint(train, folder)
+    try:
+        layout = detect_layout(columns, image_column, annotation_column, first, layout)
+    except ValueError as error:
+        raise ValueError(f"{error}{hint}") from None
+    features = train.features
     if do_reduce_labels and layout.name == "panoptic":
         raise ValueError(
             f"{name}: --do_reduce_labels shifts the class ids of semantic and instance maps (0, the background, "
@@ -1035,6 +1025,7 @@ def _check_annotation_feature(features: datasets.Features, layout: DatasetLayout
             f"(a classification dataset?); the {layout.name} layout needs an image there ({LAYOUTS[layout.name]}). "
             "Name the segmentation map's column with --annotation_column." + hint
         )
+    return layout
 
 
 def find_validation_split(splits, validation_split: str | None, train_split: str) -> tuple[str | None, list[str]]:
@@ -1113,12 +1104,8 @@ def load_training_splits(
         first = _first_annotation(train, train.column_names, annotation_column)
     else:
         first = None
-    hint = _imagefolder_hint(train, folder)
-    try:
-        layout = detect_layout(train.column_names, image_column, annotation_column, first, layout)
-    except ValueError as error:
-        raise ValueError(f"{error}{hint}") from None
-    _check_annotation_feature(train.features, layout, name, hint, do_reduce_labels)
+    layout = _training_layout(train, train.column_names, image_column, annotation_column, first, layout, name, folder,
+                              do_reduce_labels)
     labels = dataset_vocabulary(train, layout, name, folder, do_reduce_labels, split=train_split)
     evaluation, relabel, evaluation_split = None, None, "evaluation"
     if evaluate_on == "validation":

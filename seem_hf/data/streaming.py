@@ -32,11 +32,9 @@ from datasets.distributed import split_dataset_by_node
 from seem_hf.data.hf_datasets import (
     PanopticRows,
     TrainingSplits,
-    _check_annotation_feature,
-    _imagefolder_hint,
+    _training_layout,
     check_evaluation_classes,
     dataset_vocabulary,
-    detect_layout,
     find_validation_split,
     read_image_files,
 )
@@ -202,12 +200,8 @@ def load_streaming_splits(
     column = next((candidate for candidate in candidates if candidate in train.features), None)
     if layout is None and column is not None and "segments" not in train.features:
         first = next(_rows(train, name, train_split, train.select_columns([column])), {}).get(column)
-    hint = _imagefolder_hint(train, folder)
-    try:
-        layout = detect_layout(train.features, image_column, annotation_column, first, layout)
-    except ValueError as error:
-        raise ValueError(f"{error}{hint}") from None
-    _check_annotation_feature(train.features, layout, name, hint, do_reduce_labels)
+    layout = _training_layout(train, train.features, image_column, annotation_column, first, layout, name, folder,
+                              do_reduce_labels)
     # Every column but the images, so that label names in any feature count as they do for a map-style dataset.
     described = [column for column, feature in train.features.items()
                  if column not in (layout.image_column, layout.annotation_column)

@@ -102,16 +102,18 @@ def missing_row_file(path) -> str:
     return text + (", or drop the row." if "is there" in text else ": correct the path, or drop the row.")
 
 
-def open_stored_image(value):
+def open_stored_image(value, decode: bool = True):
     """An image of a `keep_stored_images` row (`{"bytes", "path"}`) opened with its pixels as stored and its EXIF
-    orientation kept; any other value (a PIL image, an array) unchanged."""
+    orientation kept (with `decode=False`, its header only: size and EXIF, the pixels not read); any other value (a
+    PIL image, an array) unchanged. Raises a `ValueError` naming the file when it is missing or no image."""
     if isinstance(value, dict) and ("bytes" in value or "path" in value):
         import io
 
         source = io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
         try:
             image = PIL.Image.open(source)
-            image.load()  # one open file per row, not one per row ever read
+            if decode:
+                image.load()  # one open file per row, not one per row ever read
         except FileNotFoundError as error:
             raise ValueError(missing_row_file(value["path"])) from error
         except (OSError, SyntaxError, ValueError) as error:
