@@ -15,6 +15,17 @@ CHECKPOINT_SIGNATURES = {
     "DETR-panoptic (seem_hf.models.detr_panoptic.convert_detr_panoptic_original_to_hf)": "detr.query_embed.weight",
     "LSeg (seem_hf.models.lseg.convert_lseg_original_to_hf)": "pretrained.model.patch_embed.proj.weight",
 }
+# The same, once converted to seem_hf (a folder's model.safetensors given to a converter again).
+CONVERTED_SIGNATURES = {
+    "SEEM": "decoder.query_feat.weight",
+    "DETR-panoptic": "detr.model.query_position_embeddings.weight",
+    "LSeg": "dpt.embeddings.patch_embeddings.projection.weight",
+}
+# Where training code keeps the model's state dict inside a checkpoint (detectron2 and DETR: `model`; Lightning:
+# `state_dict`; DeepSpeed: `module`; others `model_state_dict`, `net`), and the prefixes that wrappers put on every
+# key (DDP and DeepSpeed `module.`, Lightning modules `model.` or `net.`, torch.compile `_orig_mod.`).
+STATE_DICT_ENTRIES = ("model", "state_dict", "module", "model_state_dict", "net")
+WRAPPER_PREFIXES = ("module.", "model.", "net.", "_orig_mod.")
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
@@ -77,6 +88,38 @@ def read_checkpoint(path: str | Path, expected: str, safe_globals: list | None =
         ) from error
 
 
+def unwrap_state_dict(checkpoint, path: str | Path, expected: str) -> dict[str, torch.Tensor]:
+    """The state dict inside a loaded checkpoint as people hold them: flat, or nested under one of
+    `STATE_DICT_ENTRIES` (at any depth: `{"state_dict": {"module": ...}}`), every key carrying one or more of
+    `WRAPPER_PREFIXES` (removed only when every key has it). Anything else is refused naming what the file holds."""
+    entries = []
+    while isinstance(checkpoint, dict) and not all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
+        entry = next((key for key in STATE_DICT_ENTRIES if isinstance(checkpoint.get(key), dict)), None)
+        if entry is None:
+            break
+        entries.append(entry)
+        checkpoint = checkpoint[entry]
+    where = "".join(f"[{entry!r}]" for entry in entries) or "at its top level"
+    if not isinstance(checkpoint, dict) or not checkpoint:
+        raise ValueError(
+            f"{path} holds {'an empty dict' if isinstance(checkpoint, dict) else type(checkpoint).__name__} {where}, "
+            f"not a state dict (a dict of tensors, possibly under one of {list(STATE_DICT_ENTRIES)}); expected "
+            f"{expected}."
+        )
+    others = {key: type(value).__name__ for key, value in checkpoint.items() if not isinstance(value, torch.Tensor)}
+    if others:
+        shown = dict(list(others.items())[:8])
+        raise ValueError(
+            f"{path} does not hold a state dict {where}: {len(others)} entries are not tensors ({shown}), and none "
+            f"of {list(STATE_DICT_ENTRIES)} holds the weights; expected {expected}. Save the dict of tensors alone "
+            "(torch.save(state_dict, 'weights.pth')) and convert that."
+        )
+    state_dict = dict(checkpoint)
+    while prefix := next((p for p in WRAPPER_PREFIXES if all(key.startswith(p) for key in state_dict)), None):
+        state_dict = {key[len(prefix):]: value for key, value in state_dict.items()}
+    return state_dict
+
+
 def check_checkpoint_keys(state_dict: dict, required: list[str], expected: str) -> None:
     """Raise a `ValueError` when keys that the converter reads are missing: it names the checkpoint expected, the
     missing keys, some of the keys found instead, and the converter the file seems to belong to."""
@@ -86,6 +129,10 @@ def check_checkpoint_keys(state_dict: dict, required: list[str], expected: str) 
     found = sorted(state_dict)
     belongs = [name for name, key in CHECKPOINT_SIGNATURES.items() if key in state_dict]
     hint = f" It looks like a {belongs[0]} checkpoint: use that converter." if belongs else ""
+    converted = [name for name, key in CONVERTED_SIGNATURES.items() if key in state_dict]
+    if converted:
+        hint += (f" It looks like {converted[0]} weights already converted to seem_hf (a converted folder's "
+                 "model.safetensors): load that folder with from_pretrained instead of converting it again.")
     raise ValueError(
         f"This is not {expected}: the converter needs keys that are missing ({len(missing)} of {len(required)}): "
         f"{missing[:8]}. Unexpected keys found instead ({len(found)}), e.g. {found[:8]}.{hint}"
@@ -116,4 +163,10 @@ def _first(items: list, count: int = 40) -> str:
     return str(items[:count]) + (f" and {len(items) - count} more" if len(items) > count else "")
 
 
-__all__ = ["CLIP_TEXT_LAYER_RENAMES", "check_checkpoint_keys", "load_state_dict_strictly", "read_checkpoint"]
+__all__ = [
+    "CLIP_TEXT_LAYER_RENAMES",
+    "check_checkpoint_keys",
+    "load_state_dict_strictly",
+    "read_checkpoint",
+    "unwrap_state_dict",
+]

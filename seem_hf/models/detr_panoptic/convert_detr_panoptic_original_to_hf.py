@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
-from seem_hf.conversion import check_checkpoint_keys, load_state_dict_strictly, read_checkpoint
+from seem_hf.conversion import check_checkpoint_keys, load_state_dict_strictly, read_checkpoint, unwrap_state_dict
 
 from .configuration_detr_panoptic import DetrPanopticConfig, native_resnet_config
 from .image_processing_detr_panoptic import DetrPanopticImageProcessor
@@ -128,9 +128,7 @@ def load_original_checkpoint(path: str | Path, with_arguments: bool = False):
     `with_arguments` also the `argparse.Namespace` of training arguments that DETR's training checkpoints pickle
     (None where the file has none)."""
     checkpoint = read_checkpoint(path, EXPECTED, safe_globals=[argparse.Namespace])
-    state_dict = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f"{path} does not hold a DETR state dict (expected a dict of tensors, or one under 'model').")
+    state_dict = unwrap_state_dict(checkpoint, path, EXPECTED)
     if not with_arguments:
         return state_dict
     arguments = checkpoint.get("args") if isinstance(checkpoint, dict) else None

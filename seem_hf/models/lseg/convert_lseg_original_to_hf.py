@@ -32,6 +32,7 @@ from seem_hf.conversion import (
     check_checkpoint_keys,
     load_state_dict_strictly,
     read_checkpoint,
+    unwrap_state_dict,
 )
 
 from .configuration_lseg import LSegConfig, lseg_vision_config
@@ -105,13 +106,9 @@ def convert_original_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str
 
 
 def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read an LSeg checkpoint safely (`weights_only=True`): the Lightning `state_dict` with its `net.` prefix
-    removed, or a plain state dict."""
-    checkpoint = read_checkpoint(path, EXPECTED)
-    state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f"{path} does not hold an LSeg state dict (a dict of tensors, or one under 'state_dict').")
-    return {key.removeprefix("net."): value for key, value in state_dict.items()}
+    """Read an LSeg checkpoint safely (`weights_only=True`; `.safetensors` too): the Lightning `state_dict` with
+    its `net.` prefix removed, or a plain state dict, as `seem_hf.conversion.unwrap_state_dict` finds it."""
+    return unwrap_state_dict(read_checkpoint(path, EXPECTED), path, EXPECTED)
 
 
 EXPECTED = "an original LSeg checkpoint (isl-org/lang-seg, e.g. demo_e200.ckpt: LSegNet's state dict)"

@@ -39,6 +39,7 @@ from seem_hf.conversion import (
     check_checkpoint_keys,
     load_state_dict_strictly,
     read_checkpoint,
+    unwrap_state_dict,
 )
 
 from .configuration_seem import FOCAL_L, SEEM_TEXT, SeemConfig
@@ -165,15 +166,8 @@ def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overr
 
 def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a SEEM checkpoint safely (`weights_only=True`; `.safetensors` too): a flat state dict, or one under
-    `model` or `state_dict`."""
-    checkpoint = read_checkpoint(path, EXPECTED)
-    if isinstance(checkpoint, dict):
-        for key in ("model", "state_dict"):
-            if isinstance(checkpoint.get(key), dict):
-                checkpoint = checkpoint[key]
-    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise ValueError(f"{path} does not hold a SEEM state dict (a dict of tensors).")
-    return {key.removeprefix("module."): value for key, value in checkpoint.items()}
+    `model` or `state_dict`, as `seem_hf.conversion.unwrap_state_dict` finds it."""
+    return unwrap_state_dict(read_checkpoint(path, EXPECTED), path, EXPECTED)
 
 
 def convert(checkpoint: str | Path, output_dir: str | Path, labels: list[str] | None = None,
