@@ -36,39 +36,58 @@ class PanopticQualityAccumulator:
     """
 
     def __init__(self, categories: list[dict]):
-        self.categories = {int(c["id"]): c for c in categories}
+        self.categories = {}
+        for category in categories:
+            if "id" not in category or "isthing" not in category:
+                raise ValueError(f"Each category needs `id` and `isthing` (1 for things, 0 for stuff), as in "
+                                 f"COCO-panoptic's categories; got {category}.")
+            if int(category["id"]) in self.categories:
+                raise ValueError(f"Category id {int(category['id'])} is given twice in categories; give each once.")
+            self.categories[int(category["id"])] = category
         self._index = {category_id: index for index, category_id in enumerate(self.categories)}
         # Columns: IoU sum, TP, FP, FN. float64 so that sums across processes are exact for counts.
         self.stats = torch.zeros(len(self.categories), 4, dtype=torch.float64)
 
     def update(self, gt_ids: np.ndarray, gt_segments: list[dict], pred_ids: np.ndarray, pred_segments: list[dict],
                image: str = "") -> None:
-        """Add one image: segment-id maps (H, W) and their `segments_info` (`id`, `category_id`, and for the
-        ground truth `iscrowd` and `area`, as in the JSON; prediction areas are counted from the map)."""
-        gt_ids, pred_ids = np.asarray(gt_ids, dtype=np.int64), np.asarray(pred_ids, dtype=np.int64)
+        """Add one image: segment-id maps (H, W), or a panoptic PNG's colours (H, W, 3), and their `segments_info`
+        (`id`, `category_id`, and for the ground truth `iscrowd` and `area`, as in the JSON, which default to 0 and
+        the segment's pixel count; prediction areas are counted from the map)."""
+        gt_ids, pred_ids = segment_id_map(gt_ids, "ground truth", image), segment_id_map(pred_ids, "prediction", image)
         if gt_ids.shape != pred_ids.shape:
-            raise ValueError(f"{image}: prediction {pred_ids.shape} and ground truth {gt_ids.shape} differ in size.")
-        gt_by_id = {int(s["id"]): s for s in gt_segments}
-        pred_by_id = {int(s["id"]): dict(s) for s in pred_segments}
+            raise ValueError(f"{_at(image)}prediction {pred_ids.shape} and ground truth {gt_ids.shape} differ in size.")
+        gt_by_id = _segments_by_id(gt_segments, "ground-truth", image)
+        pred_by_id = _segments_by_id(pred_segments, "predicted", image)
+        for label, segment in gt_by_id.items():
+            if segment["category_id"] not in self.categories:
+                raise KeyError(f"{_at(image)}ground-truth segment {label} has unknown category "
+                               f"{segment['category_id']}; the categories are {sorted(self.categories)}.")
+            segment["iscrowd"] = int(segment.get("iscrowd", 0))
+            if "area" not in segment:  # COCO-panoptic's JSON carries it; in memory it is the segment's pixels
+                segment["area"] = int(np.count_nonzero(gt_ids == label))
         labels, counts = np.unique(pred_ids, return_counts=True)
         for label, count in zip(labels.tolist(), counts.tolist()):
             if label == VOID:
                 continue
             if label not in pred_by_id:
-                raise KeyError(f"{image}: segment {label} is in the predicted PNG but not in its segments_info.")
+                hint = (" -1 marks the pixels transformers' post_process_panoptic_segmentation assigns to no segment:"
+                        " set them to 0 (void)." if label < 0 else "")
+                raise KeyError(
+                    f"{_at(image)}segment {label} is in the predicted PNG but not in its segments_info.{hint}")
             if pred_by_id[label]["category_id"] not in self.categories:
-                raise KeyError(f"{image}: predicted segment {label} has unknown category {pred_by_id[label]['category_id']}.")
+                raise KeyError(f"{_at(image)}predicted segment {label} has unknown category "
+                               f"{pred_by_id[label]['category_id']}; the categories are {sorted(self.categories)}.")
             pred_by_id[label]["area"] = count
         missing = [label for label, segment in pred_by_id.items() if "area" not in segment or label not in labels]
         if missing:
-            raise KeyError(f"{image}: predicted segments {missing} are in segments_info but not in the PNG.")
+            raise KeyError(f"{_at(image)}predicted segments {missing} are in segments_info but not in the PNG.")
 
         pairs, intersections = np.unique(gt_ids * _OFFSET + pred_ids, return_counts=True)
         overlap = {(int(p // _OFFSET), int(p % _OFFSET)): int(n) for p, n in zip(pairs, intersections)}
         gt_matched, pred_matched = set(), set()
         for (gt_label, pred_label), intersection in overlap.items():
             gt, pred = gt_by_id.get(gt_label), pred_by_id.get(pred_label)
-            if gt is None or pred is None or gt.get("iscrowd", 0) == 1 or gt["category_id"] != pred["category_id"]:
+            if gt is None or pred is None or gt["iscrowd"] == 1 or gt["category_id"] != pred["category_id"]:
                 continue
             union = pred["area"] + gt["area"] - intersection - overlap.get((VOID, pred_label), 0)
             iou = intersection / union
@@ -82,7 +101,7 @@ class PanopticQualityAccumulator:
         for gt_label, gt in gt_by_id.items():
             if gt_label in gt_matched:
                 continue
-            if gt.get("iscrowd", 0) == 1:
+            if gt["iscrowd"] == 1:
                 crowd_by_category[gt["category_id"]] = gt_label
                 continue
             self.stats[self._index[gt["category_id"]], 3] += 1
@@ -127,6 +146,45 @@ class PanopticQualityAccumulator:
         return results
 
 
+def _at(image: str) -> str:
+    return f"{image}: " if image else ""
+
+
+def segment_id_map(ids, which: str = "segment-id map", image: str = "") -> np.ndarray:
+    """A (H, W) int64 segment-id map from an id map or the colours of a panoptic PNG (H, W, 3: id = R + 256 G +
+    256^2 B), given as a numpy array, a tensor, a PIL image or nested lists. Ids that are not whole numbers are
+    refused rather than truncated."""
+    if hasattr(ids, "detach"):
+        ids = ids.detach().cpu().numpy()
+    array = np.asarray(ids)
+    if array.ndim == 3 and array.shape[-1] == 3:
+        array = rgb2id(array)
+    if array.ndim != 2:
+        raise ValueError(f"{_at(image)}the {which} has shape {array.shape}; give a (height, width) map of segment ids "
+                         "or a panoptic PNG's (height, width, 3) colours.")
+    if array.dtype.kind not in "biu":
+        if array.dtype.kind != "f" or not np.array_equal(array, np.round(array)):
+            raise ValueError(f"{_at(image)}the {which} holds values that are not segment ids (whole numbers), e.g. "
+                             f"{array.ravel()[np.flatnonzero(array != np.round(array))[:3]].tolist()}; a resized map "
+                             "must be resized with nearest-neighbour sampling.")
+    return array.astype(np.int64)
+
+
+def _segments_by_id(segments, which: str, image: str) -> dict[int, dict]:
+    """`segments_info` by segment id, with `id` and `category_id` as ints (tensors and numpy scalars included)."""
+    by_id = {}
+    for segment in segments:
+        missing = [key for key in ("id", "category_id") if key not in segment]
+        if missing:
+            raise KeyError(f"{_at(image)}a {which} segments_info entry lacks {missing}: {segment}.")
+        segment = {**segment, "id": int(segment["id"]), "category_id": int(segment["category_id"])}
+        if segment["id"] in by_id:
+            raise ValueError(f"{_at(image)}{which} segment id {segment['id']} is in segments_info twice; each segment "
+                             "of an image needs its own id.")
+        by_id[segment["id"]] = segment
+    return by_id
+
+
 def _read_ids(path: Path) -> np.ndarray:
     return rgb2id(np.asarray(PIL.Image.open(path).convert("RGB")))
 
@@ -155,4 +213,4 @@ def pq_compute(
     return accumulator.compute()
 
 
-__all__ = ["PanopticQualityAccumulator", "pq_compute"]
+__all__ = ["PanopticQualityAccumulator", "pq_compute", "segment_id_map"]

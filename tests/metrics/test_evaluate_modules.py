@@ -17,7 +17,6 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 import seem_hf
-
 from seem_hf import LSegForSemanticSegmentation, LSegProcessor
 from seem_hf.metrics import (
     EVALUATE_MODULES,
@@ -337,3 +336,17 @@ def test_the_lseg_example_measures_through_the_module(tmp_path, monkeypatch):
     metrics = _example().main(["--output_dir", str(tmp_path / "run"), "--evaluate_only", "true", *TINY])
     assert {name for name, _ in batches} == {"mean_iou"} and sum(size for _, size in batches) == 4  # --num_val 4
     assert 0 < metrics["eval_pixel_accuracy"] <= 100
+
+
+def test_panoptic_module_reads_png_colours_and_refuses_fractional_ids():
+    """A panoptic PNG's colours are its ids (as PanopticQualityAccumulator reads them); a map of fractional ids (a
+    bilinear resize) was truncated to int32 without a word."""
+    from seem_hf.data import id2rgb
+
+    predictions, references, kwargs, expected = CASES["panoptic_quality"]
+    metric = evaluate.load(evaluate_module_path("panoptic_quality"), keep_in_memory=True)
+    colours = [dict(p, segmentation=id2rgb(p["segmentation"])) for p in predictions]
+    _assert_same(metric.compute(predictions=colours, references=references, **kwargs), expected)
+    blurred = dict(predictions[0], segmentation=predictions[0]["segmentation"] + 0.4)
+    with pytest.raises(ValueError, match="not segment ids \\(whole numbers\\)"):
+        metric.add(prediction=blurred, reference=references[0])

@@ -28,7 +28,8 @@ def shapes(tmp_path_factory):
 
 
 def test_ground_truth_against_itself_is_perfect(shapes):
-    results = pq_compute(shapes["panoptic_json"], shapes["panoptic_dir"], shapes["panoptic_json"], shapes["panoptic_dir"])
+    results = pq_compute(shapes["panoptic_json"], shapes["panoptic_dir"], shapes["panoptic_json"],
+                         shapes["panoptic_dir"])
     for name in ("All", "Things", "Stuff"):
         assert results[name]["pq"] == pytest.approx(1.0) and results[name]["sq"] == pytest.approx(1.0)
         assert results[name]["rq"] == 1.0 and results[name]["n"] > 0
@@ -151,3 +152,52 @@ def test_bad_predictions_are_named():
         accumulator.update(gt, gt_segments, gt, [{"id": 1, "category_id": 42}])
     with pytest.raises(ValueError, match="differ in size"):
         accumulator.update(gt, gt_segments, np.ones((3, 3)), [{"id": 1, "category_id": 1}])
+
+
+def test_inputs_as_users_give_them():
+    """Panoptic PNG colours, tensors, float maps of whole ids, tensor ids in segments_info and ground truth without
+    `iscrowd`/`area` give the numbers of int64 id maps with complete JSON-style segments."""
+    gt = np.zeros((6, 6), dtype=np.int64)
+    gt[:3], gt[3:, :3], gt[3:, 3:] = 300, 70000, 5  # ids past 255: colours in two and three channels
+    pred = gt.copy()
+    pred[3:, 4:] = 0
+    gt_segments = [{"id": 300, "category_id": 1, "iscrowd": 0, "area": 18},
+                   {"id": 70000, "category_id": 2, "iscrowd": 0, "area": 9},
+                   {"id": 5, "category_id": 3, "iscrowd": 1, "area": 9}]
+    pred_segments = [{"id": 300, "category_id": 1}, {"id": 70000, "category_id": 3}, {"id": 5, "category_id": 3}]
+    expected = PanopticQualityAccumulator(CATEGORIES)
+    expected.update(gt, gt_segments, pred, pred_segments)
+    expected = expected.compute()
+    assert expected["All"]["n"] == 3  # sky matched, the car missed, a dog where the car is
+
+    given = PanopticQualityAccumulator(CATEGORIES)
+    given.update(PIL.Image.fromarray(id2rgb(gt)), [{"id": torch.tensor(300), "category_id": np.int64(1)},
+                                                   {"id": 70000, "category_id": 2},
+                                                   {"id": 5, "category_id": 3, "iscrowd": 1}],
+                 torch.tensor(pred, dtype=torch.float32), [{"id": torch.tensor(s["id"]), "category_id":
+                                                            torch.tensor(s["category_id"])} for s in pred_segments])
+    assert given.compute() == expected
+    colours = PanopticQualityAccumulator(CATEGORIES)
+    colours.update(id2rgb(gt), gt_segments, id2rgb(pred), pred_segments)
+    assert colours.compute() == expected
+
+
+def test_inputs_that_would_change_the_numbers_are_refused():
+    gt = np.ones((2, 2), dtype=np.int64)
+    segments = [{"id": 1, "category_id": 1}]
+    accumulator = PanopticQualityAccumulator(CATEGORIES)
+    with pytest.raises(ValueError, match=r"not segment ids \(whole numbers\).*nearest"):
+        accumulator.update(gt, segments, gt + 0.4, segments)  # a bilinear resize
+    with pytest.raises(ValueError, match="segment id 1 is in segments_info twice"):
+        accumulator.update(gt, segments * 2, gt, segments)
+    with pytest.raises(KeyError, match="ground-truth segment 1 has unknown category 9"):
+        accumulator.update(gt, [{"id": 1, "category_id": 9}], gt, segments)
+    with pytest.raises(KeyError, match=r"-1 marks .* set them to 0 \(void\)"):
+        accumulator.update(gt, segments, -gt, segments)
+    with pytest.raises(ValueError, match="has shape \\(1, 2, 2\\)"):
+        accumulator.update(gt[None], segments, gt[None], segments)
+    with pytest.raises(ValueError, match="`id` and `isthing`"):
+        PanopticQualityAccumulator([{"id": 1, "name": "sky"}])
+    with pytest.raises(ValueError, match="Category id 1 is given twice"):
+        PanopticQualityAccumulator([{"id": 1, "isthing": 0}, {"id": 1, "isthing": 1}])
+    assert accumulator.stats.sum() == 0  # nothing was counted by the refused images

@@ -7,6 +7,7 @@ import numpy as np
 
 from seem_hf.metrics import PanopticQualityAccumulator
 from seem_hf.metrics.evaluate_modules import common
+from seem_hf.metrics.panoptic_quality import segment_id_map
 
 _DESCRIPTION = """Panoptic quality (Kirillov et al., 2019) as panopticapi's `pq_compute`: per image, a predicted and
 a ground-truth segment of one category match when their IoU exceeds 0.5 (the union leaves out predicted pixels
@@ -17,7 +18,8 @@ that occur, for All, Things and Stuff."""
 _KWARGS_DESCRIPTION = """
 Args:
     predictions: per image, a dict with `segmentation`, a (height, width) map of segment ids (0 is void), and
-        `segments_info`, a list of `{"id", "category_id"}` (other keys are ignored).
+        `segments_info`, a list of `{"id", "category_id"}` (other keys are ignored); a panoptic PNG's (height,
+        width, 3) colours are read as its ids.
     references: per image, the same with `segments_info` entries `{"id", "category_id", "iscrowd", "area"}` as in
         COCO-panoptic JSON; `iscrowd` defaults to 0 and `area` to the segment's pixel count in the map.
     categories (`list[dict]`): COCO-panoptic categories, each with `id` and `isthing`.
@@ -48,7 +50,7 @@ _REFERENCE = {
 def _segments(example, which: str, fields: tuple) -> tuple:
     if not isinstance(example, dict) or "segmentation" not in example or "segments_info" not in example:
         raise ValueError(f"Each of the {which} is a dict with `segmentation` (segment ids) and `segments_info`.")
-    segmentation = common.as_array(example["segmentation"], np.int32)
+    segmentation = segment_id_map(example["segmentation"], f"`segmentation` among the {which}")
     for segment in example["segments_info"]:
         missing = [field for field in fields if field not in segment]
         if missing:
