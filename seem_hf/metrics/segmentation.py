@@ -23,6 +23,63 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def binary_masks(masks, name: str) -> np.ndarray:
+    """`masks` (an array, a tensor on any device or nested lists) as booleans. Values other than 0 and 1 (the
+    probabilities or logits of a mask head) are refused: casting them to bool would count every non-zero pixel."""
+    if hasattr(masks, "detach"):
+        masks = masks.detach().cpu().numpy()
+    masks = np.asarray(masks)
+    if masks.dtype == bool:
+        return masks
+    if masks.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be binary masks (booleans or 0/1); got values of type {masks.dtype}.")
+    other = masks[(masks != 0) & (masks != 1)]
+    if other.size:
+        raise ValueError(f"{name} holds values other than 0 and 1 (e.g. {other[:3].tolist()}): binarise them first, "
+                         "e.g. `probabilities > 0.5` or `logits > 0`.")
+    return masks.astype(bool)
+
+
+def _rle_masks(masks) -> np.ndarray | None:
+    """COCO run-length encodings (a dict, or a list of them, `counts` compressed or as a list) decoded to (N, H, W)
+    booleans; None when `masks` holds none."""
+    if isinstance(masks, dict):
+        masks = [masks]
+    if not isinstance(masks, (list, tuple)) or not masks or not all(isinstance(m, dict) for m in masks):
+        return None
+    decoded = []
+    for rle in masks:
+        if "counts" not in rle or "size" not in rle:
+            raise ValueError(f"A run-length encoded mask needs `size` and `counts` (COCO RLE); got keys {list(rle)}.")
+        height, width = (int(side) for side in rle["size"])
+        if isinstance(rle["counts"], list):
+            rle = mask_utils.frPyObjects(rle, height, width)
+        elif isinstance(rle["counts"], str):
+            rle = {"size": [height, width], "counts": rle["counts"].encode("ascii")}
+        decoded.append(mask_utils.decode(rle))
+    return np.stack(decoded).astype(bool)
+
+
+def _instance_masks(masks, name: str) -> np.ndarray:
+    """(N, H, W) booleans from binary masks or COCO RLEs."""
+    decoded = _rle_masks(masks)
+    masks = binary_masks(masks, name) if decoded is None else decoded
+    if masks.ndim == 2:
+        raise ValueError(f"{name} has shape {masks.shape}; give (instances, height, width), e.g. mask[None] for one.")
+    if masks.ndim != 3:
+        raise ValueError(f"{name} has shape {masks.shape}; give (instances, height, width) binary masks or COCO RLEs.")
+    return masks
+
+
+def _per_mask(values, count: int, name: str, masks_name: str) -> list:
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    values = np.asarray(values).reshape(-1).tolist()
+    if len(values) != count:
+        raise ValueError(f"{len(values)} {name} for {count} {masks_name}: give one per mask.")
+    return values
+
+
 class SemanticSegmentationAccumulator:
     """Confusion matrix over `num_labels` classes; pixels whose target is `ignore_index` are left out.
 
@@ -75,6 +132,7 @@ class MaskAPAccumulator:
         self.ground_truth: list[dict] = []
         self.detections: list[dict] = []
         self.images: list[dict] = []
+        self._image_ids: set[int] = set()
 
     @staticmethod
     def _rle(mask: np.ndarray) -> dict:
@@ -84,21 +142,39 @@ class MaskAPAccumulator:
 
     def update(self, image_id: int, gt_masks, gt_labels, pred_masks, pred_labels, pred_scores, gt_iscrowd=None):
         """Add one image: ground-truth masks (N, H, W) with labels, predicted masks (M, H, W) with labels and
-        scores. Labels are category ids among `category_ids`."""
-        gt_masks, pred_masks = np.asarray(gt_masks, dtype=bool), np.asarray(pred_masks, dtype=bool)
-        height, width = gt_masks.shape[-2:] if gt_masks.ndim == 3 else pred_masks.shape[-2:]
-        self.images.append({"id": int(image_id), "height": int(height), "width": int(width)})
-        crowd = np.zeros(len(gt_masks), bool) if gt_iscrowd is None else np.asarray(gt_iscrowd, bool)
-        for mask, label, iscrowd in zip(gt_masks, np.asarray(gt_labels).tolist(), crowd.tolist()):
+        scores. Masks are booleans (or 0/1) or COCO run-length encodings; labels are category ids among
+        `category_ids`; `image_id` is the image's own (unique across updates and processes)."""
+        image_id = int(image_id)
+        if image_id in self._image_ids:
+            raise ValueError(f"image_id {image_id} was added before: give each image its own id (e.g. its index in "
+                             "the dataset); two images of one id would be scored as one.")
+        gt_masks = _instance_masks(gt_masks, "gt_masks")
+        pred_masks = _instance_masks(pred_masks, "pred_masks")
+        if len(gt_masks) and len(pred_masks) and gt_masks.shape[1:] != pred_masks.shape[1:]:
+            raise ValueError(f"image {image_id}: predicted masks {pred_masks.shape[1:]} and ground-truth masks "
+                             f"{gt_masks.shape[1:]} differ in size; resize the predictions to the image's size.")
+        gt_labels = [int(label) for label in _per_mask(gt_labels, len(gt_masks), "gt_labels", "gt_masks")]
+        pred_labels = [int(label) for label in _per_mask(pred_labels, len(pred_masks), "pred_labels", "pred_masks")]
+        pred_scores = [float(score) for score in _per_mask(pred_scores, len(pred_masks), "pred_scores", "pred_masks")]
+        crowd = [0] * len(gt_masks) if gt_iscrowd is None else _per_mask(gt_iscrowd, len(gt_masks), "gt_iscrowd",
+                                                                          "gt_masks")
+        unknown = sorted(set(gt_labels + pred_labels) - set(self.category_ids))
+        if unknown:
+            raise ValueError(f"image {image_id}: labels {unknown} are not among category_ids {self.category_ids}; "
+                             "COCOeval would leave their masks out. Map labels to category ids, or list them.")
+        height, width = gt_masks.shape[-2:] if len(gt_masks) or not len(pred_masks) else pred_masks.shape[-2:]
+        self.images.append({"id": image_id, "height": int(height), "width": int(width)})
+        self._image_ids.add(image_id)
+        for mask, label, iscrowd in zip(gt_masks, gt_labels, crowd):
             rle = self._rle(mask)
             self.ground_truth.append({
-                "id": len(self.ground_truth) + 1, "image_id": int(image_id), "category_id": int(label),
+                "id": len(self.ground_truth) + 1, "image_id": image_id, "category_id": label,
                 "segmentation": rle, "area": float(mask.sum()), "bbox": mask_utils.toBbox(rle).tolist(),
-                "iscrowd": int(iscrowd),
+                "iscrowd": int(bool(iscrowd)),
             })
-        for mask, label, score in zip(pred_masks, np.asarray(pred_labels).tolist(), np.asarray(pred_scores).tolist()):
+        for mask, label, score in zip(pred_masks, pred_labels, pred_scores):
             self.detections.append(
-                {"image_id": int(image_id), "category_id": int(label), "segmentation": self._rle(mask), "score": float(score)}
+                {"image_id": image_id, "category_id": label, "segmentation": self._rle(mask), "score": score}
             )
 
     def sync(self) -> None:
@@ -106,6 +182,12 @@ class MaskAPAccumulator:
             gathered = [None] * torch.distributed.get_world_size()
             torch.distributed.all_gather_object(gathered, (self.images, self.ground_truth, self.detections))
             self.images = [image for part in gathered for image in part[0]]
+            ids = [image["id"] for image in self.images]
+            if len(set(ids)) != len(ids):
+                repeated = sorted({image_id for image_id in ids if ids.count(image_id) > 1})
+                raise ValueError(f"Processes added images of the same ids {repeated[:5]}: give each image an id "
+                                 "unique across processes (its index in the dataset, not in the process's share).")
+            self._image_ids = set(ids)
             ground_truth = [annotation for part in gathered for annotation in part[1]]
             self.ground_truth = [dict(a, id=index + 1) for index, a in enumerate(ground_truth)]
             self.detections = [detection for part in gathered for detection in part[2]]
@@ -143,7 +225,7 @@ class ReferringAccumulator:
 
     def update(self, prediction, target) -> None:
         """Add one sentence: predicted and target (H, W) binary masks."""
-        prediction, target = np.asarray(prediction, bool), np.asarray(target, bool)
+        prediction, target = binary_masks(prediction, "prediction"), binary_masks(target, "target")
         if prediction.shape != target.shape:
             raise ValueError(f"Prediction {prediction.shape} and target {target.shape} differ in size.")
         intersection, union = float((prediction & target).sum()), float((prediction | target).sum())

@@ -350,3 +350,14 @@ def test_panoptic_module_reads_png_colours_and_refuses_fractional_ids():
     blurred = dict(predictions[0], segmentation=predictions[0]["segmentation"] + 0.4)
     with pytest.raises(ValueError, match="not segment ids \\(whole numbers\\)"):
         metric.add(prediction=blurred, reference=references[0])
+
+
+def test_mask_modules_refuse_probabilities():
+    """Mask probabilities were cast to bool (every non-zero pixel in the mask) without a word."""
+    referring = evaluate.load(evaluate_module_path("referring_iou"), keep_in_memory=True)
+    with pytest.raises(ValueError, match="values other than 0 and 1"):
+        referring.add(prediction=np.full((2, 2), 0.3), reference=np.ones((2, 2)))
+    mask_ap = evaluate.load(evaluate_module_path("mask_ap"), keep_in_memory=True)
+    with pytest.raises(ValueError, match="values other than 0 and 1"):
+        mask_ap.add(prediction={"masks": np.full((1, 2, 2), 0.3), "labels": [1], "scores": [0.5]},
+                    reference={"masks": np.ones((1, 2, 2)), "labels": [1]})

@@ -151,3 +151,86 @@ def test_two_processes_give_the_numbers_of_one(tmp_path):
     assert merged["ap"] == pytest.approx(expected["ap"])
     for name in ("All", "Things", "Stuff"):
         assert merged["pq"][name] == pytest.approx(expected["pq"][name], abs=1e-12)
+
+
+def _coco_eval_map(gt, detections, category_ids, sizes):
+    """pycocotools' own COCOeval on hand-built COCO dicts: the reference for MaskAPAccumulator."""
+    import contextlib
+    import io
+
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def rle(mask):
+        encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        return {"size": encoded["size"], "counts": encoded["counts"].decode("ascii")}
+
+    coco = COCO()
+    coco.dataset = {"images": [{"id": i, "height": h, "width": w} for i, (h, w) in sizes.items()],
+                    "categories": [{"id": c} for c in category_ids],
+                    "annotations": [{"id": k + 1, "image_id": i, "category_id": c, "segmentation": rle(m),
+                                     "area": float(m.sum()), "bbox": mask_utils.toBbox(rle(m)).tolist(),
+                                     "iscrowd": crowd} for k, (i, m, c, crowd) in enumerate(gt)]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+        results = coco.loadRes([{"image_id": i, "category_id": c, "segmentation": rle(m), "score": s}
+                                for i, m, c, s in detections])
+        evaluation = COCOeval(coco, results, "segm")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return evaluation.stats[0]
+
+
+def test_mask_ap_inputs_as_users_give_them_equal_cocoeval():
+    """Masks as 0/1 tensors or COCO RLEs (compressed or as lists) give COCOeval's AP, crowd ground truth and a
+    category with no ground truth included."""
+    from pycocotools import mask as mask_utils
+
+    gt = [(1, _square(2, 2), 1, 0), (1, _square(20, 20), 2, 0), (1, _square(14, 2, size=10), 1, 1)]
+    detections = [(1, _square(3, 2), 1, 0.9), (1, _square(15, 3, size=9), 1, 0.8), (1, _square(20, 21), 2, 0.8),
+                  (1, _square(0, 24), 3, 0.7)]
+    expected = _coco_eval_map(gt, detections, [1, 2, 3], {1: (32, 32)})
+    assert 0 < expected < 1
+    compressed = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for _, m, _, _ in detections]
+    ground_truth_rles = [{"size": [32, 32], "counts": mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))[
+        "counts"].decode("ascii")} for _, m, _, _ in gt]
+    accumulator = MaskAPAccumulator(category_ids=[1, 2, 3])
+    accumulator.update(1, ground_truth_rles, torch.tensor([1, 2, 1]), compressed, [1, 1, 2, 3],
+                       torch.tensor([0.9, 0.8, 0.8, 0.7]), gt_iscrowd=[0, 0, 1])
+    assert accumulator.compute()["map"] == pytest.approx(expected, abs=1e-12)
+    as_01 = MaskAPAccumulator(category_ids=[1, 2, 3])
+    as_01.update(1, torch.tensor(np.stack([m for _, m, _, _ in gt]), dtype=torch.uint8), [1, 2, 1],
+                 np.stack([m for _, m, _, _ in detections]).astype(np.float32), [1, 1, 2, 3], [0.9, 0.8, 0.8, 0.7],
+                 gt_iscrowd=[0, 0, 1])
+    assert as_01.compute()["map"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_mask_ap_refuses_what_it_would_drop_or_merge():
+    square = np.stack([_square(2, 2)])
+    accumulator = MaskAPAccumulator(category_ids=[1])
+    with pytest.raises(ValueError, match="values other than 0 and 1.*probabilities > 0.5"):
+        accumulator.update(1, square, [1], square * 0.7, [1], [0.9])  # mask probabilities
+    with pytest.raises(ValueError, match="1 gt_labels for 2 gt_masks"):
+        accumulator.update(1, np.concatenate([square, square]), [1], square, [1], [0.9])
+    with pytest.raises(ValueError, match="2 pred_scores for 1 pred_masks"):
+        accumulator.update(1, square, [1], square, [1], [0.9, 0.8])
+    with pytest.raises(ValueError, match=r"labels \[2\] are not among category_ids \[1\]"):
+        accumulator.update(1, square, [1], square, [2], [0.9])
+    with pytest.raises(ValueError, match=r"predicted masks \(16, 16\) and ground-truth masks \(32, 32\) differ"):
+        accumulator.update(1, square, [1], square[:, :16, :16], [1], [0.9])
+    with pytest.raises(ValueError, match=r"\(instances, height, width\), e.g. mask\[None\]"):
+        accumulator.update(1, square[0], [1], square, [1], [0.9])
+    assert not accumulator.images  # nothing refused was kept
+    accumulator.update(1, square, [1], square, [1], [0.9])
+    with pytest.raises(ValueError, match="image_id 1 was added before"):
+        accumulator.update(1, square, [1], np.zeros_like(square), [1], [0.9])
+
+
+def test_referring_refuses_probabilities():
+    accumulator = ReferringAccumulator()
+    with pytest.raises(ValueError, match="prediction holds values other than 0 and 1"):
+        accumulator.update(np.full((2, 2), 0.3), np.ones((2, 2)))  # every pixel counted as found
+    accumulator.update(torch.ones(2, 2), np.ones((2, 2), np.uint8))  # 0/1 of any type
+    assert accumulator.compute()["ciou"] == 1.0

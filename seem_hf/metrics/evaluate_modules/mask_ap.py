@@ -8,6 +8,7 @@ from pycocotools import mask as mask_utils
 
 from seem_hf.metrics import MaskAPAccumulator
 from seem_hf.metrics.evaluate_modules import common
+from seem_hf.metrics.segmentation import binary_masks
 
 _DESCRIPTION = """COCO mask AP over a dataset: COCOeval's `segm` evaluation (IoU thresholds 0.5:0.95, up to 100
 detections per image, the COCO area ranges). Masks are stored run-length encoded (COCO RLE) between `add_batch`
@@ -41,7 +42,7 @@ def _encoded(example, which: str, fields: tuple) -> dict:
     """`size` (height, width), one RLE `counts` string per mask, and `fields` as lists."""
     if not isinstance(example, dict) or any(field not in example for field in ("masks", *fields)):
         raise ValueError(f"Each of the {which} is a dict with `masks`, {', '.join(f'`{f}`' for f in fields)}.")
-    masks = common.as_array(example["masks"], bool)
+    masks = binary_masks(example["masks"], f"`masks` among the {which}")
     if masks.size == 0:
         masks = masks.reshape((0, *masks.shape[-2:])) if masks.ndim == 3 else np.zeros((0, 0, 0), bool)
     if masks.ndim != 3:

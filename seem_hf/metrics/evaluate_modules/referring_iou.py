@@ -6,6 +6,7 @@ import evaluate
 
 from seem_hf.metrics import ReferringAccumulator
 from seem_hf.metrics.evaluate_modules import common
+from seem_hf.metrics.segmentation import binary_masks
 
 _DESCRIPTION = """Referring segmentation scores over sentences: cIoU = total intersection / total union over all
 sentences (large objects weigh more), mIoU = mean of the per-sentence IoUs (an empty target predicted empty has
@@ -36,10 +37,10 @@ class ReferringIou(common.PreparedInputsMetric):
         )
 
     def prepare_prediction(self, prediction):
-        return common.store_array(prediction, bool, 2, "A predicted mask")
+        return common.store_array(binary_masks(prediction, "A predicted mask"), bool, 2, "A predicted mask")
 
     def prepare_reference(self, reference):
-        return common.store_array(reference, bool, 2, "A reference mask")
+        return common.store_array(binary_masks(reference, "A reference mask"), bool, 2, "A reference mask")
 
     def _compute(self, predictions, references):
         accumulator = ReferringAccumulator()
