@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import pickle
+import shutil
+import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -159,6 +164,104 @@ def load_state_dict_strictly(model: nn.Module, state_dict: dict[str, torch.Tenso
     model.load_state_dict(state_dict, strict=True)
 
 
+# What a conversion writes into its folder (weights, configs, tokenizer, model card, label embeddings, remote code):
+# a folder holding only these is an earlier conversion, which converting again replaces.
+CONVERSION_FILES = (
+    "config.json", "model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json",
+    "processor_config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "vocab.json", "merges.txt", "README.md", "label_embeddings.safetensors", "*.py",
+)
+# The earlier conversion's files that a new one replaces or, where it writes none, removes (weights and what depends
+# on them: an old shard or label embeddings left beside new weights would be read with them).
+_STALE_FILES = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json",
+                "label_embeddings.safetensors")
+
+
+def write_converted(output_dir: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write a converted folder through `write(folder)` without losing or mixing anything: the output must be a
+    folder that is missing, empty or holds an earlier conversion only (`CONVERSION_FILES`); anything else there (a
+    file of the user's, another model's weights, a subfolder) is refused by name before any work. `write` fills a
+    temporary folder beside it, so a conversion that fails leaves the output as it was; its files then replace the
+    earlier conversion's, whose weight files the new one does not write are removed."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output-dir {output_dir} is a file; give a folder to write the converted model to.")
+    existing = sorted(output_dir.iterdir()) if output_dir.is_dir() else []
+    foreign = [entry.name + ("/" if entry.is_dir() else "") for entry in existing
+               if entry.is_dir() or not any(fnmatch.fnmatch(entry.name, pattern) for pattern in CONVERSION_FILES)]
+    if foreign:
+        raise ValueError(
+            f"--output-dir {output_dir} is not empty and holds what a conversion does not write: {foreign[:10]}"
+            f"{f' and {len(foreign) - 10} more' if len(foreign) > 10 else ''}. Give a new or empty folder (a folder "
+            "holding an earlier conversion only is replaced), or move those out."
+        )
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.converting-", dir=output_dir.parent))
+    try:
+        write(staging)
+        output_dir.mkdir(exist_ok=True)
+        written = {entry.name for entry in staging.iterdir()}
+        for entry in existing:
+            stale = any(fnmatch.fnmatch(entry.name, pattern) for pattern in _STALE_FILES)
+            if stale and entry.name not in written and entry.exists():
+                entry.unlink()
+        for name in sorted(written):
+            os.replace(staging / name, output_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output_dir
+
+
+def read_categories(path: str | Path) -> list[dict]:
+    """The categories of a COCO-panoptic JSON given to a converter (`--categories`): the file's `categories` list,
+    or a bare list; UTF-8 with or without a byte-order mark. Each needs an integer `id` and a non-empty `name`
+    (ids and names distinct); `isthing` (default false) and `color` ([r, g, b]) are optional. Returned as dicts of
+    exactly those four keys, `color` None where not given; every problem is a `ValueError` naming the file and
+    the category."""
+    import json
+
+    from seem_hf.data.validation import read_utf8
+
+    try:
+        data = json.loads(read_utf8(path))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--categories {path} is not valid JSON ({error}).") from error
+    if isinstance(data, dict):
+        if not isinstance(data.get("categories"), list):
+            raise ValueError(f"--categories {path} has no 'categories' list (its keys: {sorted(data)[:10]}); give a "
+                             "COCO-panoptic JSON, or a list of {'id', 'name', 'isthing', 'color'}.")
+        data = data["categories"]
+    if not isinstance(data, list) or not data:
+        raise ValueError(f"--categories {path} holds no categories: give a COCO-panoptic JSON whose 'categories' "
+                         "list has {'id', 'name', 'isthing', 'color'} for each.")
+    categories = []
+    for place, category in enumerate(data):
+        where = f"--categories {path}: category {place} ({category!r:.80})"
+        if not isinstance(category, dict):
+            raise ValueError(f"{where} is not an object with 'id' and 'name'.")
+        identifier, name = category.get("id"), category.get("name")
+        if isinstance(identifier, str) and identifier.strip().isdigit():
+            identifier = int(identifier)
+        if isinstance(identifier, bool) or not isinstance(identifier, int):
+            raise ValueError(f"{where} needs an integer 'id'; got {identifier!r}.")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{where} needs a non-empty 'name'; got {name!r}.")
+        color = category.get("color")
+        if color is not None and (not isinstance(color, (list, tuple)) or len(color) != 3
+                                  or not all(isinstance(v, int) and 0 <= v <= 255 for v in color)):
+            raise ValueError(f"{where}: 'color' must be [r, g, b] of integers 0-255; got {color!r}.")
+        isthing = category.get("isthing", False)
+        if isthing not in (0, 1, True, False):
+            raise ValueError(f"{where}: 'isthing' must be 0 or 1 (true or false); got {isthing!r}.")
+        categories.append({"id": identifier, "name": name, "isthing": bool(isthing),
+                           "color": None if color is None else [int(v) for v in color]})
+    for field in ("id", "name"):
+        values = [category[field] for category in categories]
+        if repeated := sorted({value for value in values if values.count(value) > 1}, key=str):
+            raise ValueError(f"--categories {path}: categories must have distinct {field}s; repeated: {repeated}.")
+    return categories
+
+
 def _first(items: list, count: int = 40) -> str:
     return str(items[:count]) + (f" and {len(items) - count} more" if len(items) > count else "")
 
@@ -167,6 +270,8 @@ __all__ = [
     "CLIP_TEXT_LAYER_RENAMES",
     "check_checkpoint_keys",
     "load_state_dict_strictly",
+    "read_categories",
     "read_checkpoint",
     "unwrap_state_dict",
+    "write_converted",
 ]

@@ -18,14 +18,20 @@ Not imported by the model; kept beside it, as transformers does.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
 import torch
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 
-from seem_hf.conversion import check_checkpoint_keys, load_state_dict_strictly, read_checkpoint, unwrap_state_dict
+from seem_hf.conversion import (
+    check_checkpoint_keys,
+    load_state_dict_strictly,
+    read_categories,
+    read_checkpoint,
+    unwrap_state_dict,
+    write_converted,
+)
 
 from .configuration_detr_panoptic import DetrPanopticConfig, native_resnet_config
 from .image_processing_detr_panoptic import DetrPanopticImageProcessor
@@ -162,10 +168,11 @@ def vocabulary(num_labels: int, categories: list[dict] | None = None) -> dict:
         by_id = {int(c["id"]): c for c in categories}
         unknown = [i for i in by_id if not 0 <= i < num_labels]
         if unknown:
-            raise ValueError(f"Category ids {unknown} are outside the model's {num_labels} labels.")
+            raise ValueError(f"Category ids {unknown} are outside the model's {num_labels} labels (ids 0 to "
+                             f"{num_labels - 1}: the checkpoint's classifier rows, DETR's COCO ids, not renumbered).")
         id2label = {i: by_id[i]["name"] if i in by_id else f"LABEL_{i}" for i in range(num_labels)}
         things = [i for i, c in by_id.items() if c.get("isthing")]
-        colors = {i: list(c["color"]) for i, c in by_id.items() if "color" in c}
+        colors = {i: list(c["color"]) for i, c in by_id.items() if c.get("color") is not None}
         return {"id2label": id2label, "thing_label_ids": things, "label_colors": colors or None}
     return {
         "id2label": {i: f"LABEL_{i}" for i in range(num_labels)},
@@ -191,17 +198,19 @@ def convert(
         config = config_from_original_state_dict(state_dict, dilation=dilation)
     elif dilation is not None and bool(dilation) != config.dilation:
         raise ValueError(f"dilation={dilation} was given, but the given config has dilation={config.dilation}.")
-    category_list = json.loads(Path(categories).read_text())["categories"] if categories else None
+    category_list = read_categories(categories) if categories else None
     labels = vocabulary(config.num_labels, category_list)
     config.id2label = labels["id2label"]
     config.label2id = {name: i for i, name in labels["id2label"].items()}
     model = DetrPanopticForSegmentation(config).eval()
     load_converted(model, convert_original_state_dict(state_dict))
-    output_dir = Path(output_dir)
-    model.save_pretrained(output_dir)
     processor = DetrPanopticProcessor(DetrPanopticImageProcessor(panoptic_rule="detr", **labels))
-    processor.save_pretrained(output_dir)
-    return output_dir
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+
+    return write_converted(output_dir, write)
 
 
 def main(argv: list[str] | None = None) -> None:

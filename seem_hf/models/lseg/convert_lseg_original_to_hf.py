@@ -33,6 +33,7 @@ from seem_hf.conversion import (
     load_state_dict_strictly,
     read_checkpoint,
     unwrap_state_dict,
+    write_converted,
 )
 
 from .configuration_lseg import LSegConfig, lseg_vision_config
@@ -141,22 +142,26 @@ def convert(
     tokenizer and the default `labels`, code). The architecture is read off the weights unless `config` is
     given."""
     from seem_hf.clip_tokenizer import clip_tokenizer
+    from seem_hf.processing_utils import check_label_set
+    from seem_hf.text_utils import clean_text
 
+    labels = check_label_set(["other"] if labels is None else labels, clean_text, name="labels")
     state_dict = load_original_checkpoint(checkpoint)
     check_checkpoint_keys(state_dict, REQUIRED_KEYS, EXPECTED)
-    labels = labels or ["other"]
     if config is None:
         config = config_from_original_state_dict(state_dict, **config_overrides)
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: index for index, label in enumerate(labels)}
     model = LSegForSemanticSegmentation(config).eval()
     load_state_dict_strictly(model, convert_original_state_dict(state_dict))
-    output_dir = Path(output_dir)
-    model.save_pretrained(output_dir)
     processor = LSegProcessor(LSegImageProcessor(), clip_tokenizer())
     processor.set_default_labels(labels)
-    processor.save_pretrained(output_dir)
-    return output_dir
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+
+    return write_converted(output_dir, write)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,6 +40,7 @@ from seem_hf.conversion import (
     load_state_dict_strictly,
     read_checkpoint,
     unwrap_state_dict,
+    write_converted,
 )
 
 from .configuration_seem import FOCAL_L, SEEM_TEXT, SeemConfig
@@ -175,7 +176,18 @@ def convert(checkpoint: str | Path, output_dir: str | Path, labels: list[str] | 
     """Convert `checkpoint` and write a complete folder (config, safetensors weights, processor with CLIP's
     tokenizer and the default label set, code)."""
     from seem_hf.clip_tokenizer import clip_tokenizer
+    from seem_hf.processing_utils import check_label_set
+    from seem_hf.text_utils import clean_text
 
+    if labels is not None:
+        labels = check_label_set(labels, clean_text, name="labels")
+    if thing_label_ids is not None:
+        if labels is None:
+            raise ValueError("thing_label_ids were given without labels: they index the labels (--categories gives "
+                             "both).")
+        if outside := sorted({i for i in thing_label_ids if not 0 <= int(i) < len(labels)}):
+            raise ValueError(f"thing_label_ids {outside} index no label: there are {len(labels)} labels "
+                             f"(ids 0 to {len(labels) - 1}).")
     state_dict = load_original_checkpoint(checkpoint)
     check_checkpoint_keys(state_dict, REQUIRED_KEYS, EXPECTED)
     config = config or config_from_original_state_dict(state_dict)
@@ -184,12 +196,15 @@ def convert(checkpoint: str | Path, output_dir: str | Path, labels: list[str] | 
         config.label2id = {label: index for index, label in enumerate(labels)}
     model = SeemForUniversalSegmentation(config).eval()
     load_state_dict_strictly(model, convert_original_state_dict(state_dict))
-    output_dir = Path(output_dir)
-    model.save_pretrained(output_dir)
     image_processor = SeemImageProcessor(id2label=dict(enumerate(labels)) if labels else None,
                                          thing_label_ids=thing_label_ids)
-    SeemProcessor(image_processor, clip_tokenizer()).save_pretrained(output_dir)
-    return output_dir
+    processor = SeemProcessor(image_processor, clip_tokenizer())
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+
+    return write_converted(output_dir, write)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -201,16 +216,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--labels", help="comma-separated default label set (all stuff), instead of --categories")
     arguments = parser.parse_args(argv)
     labels = things = None
+    if arguments.categories and arguments.labels:
+        parser.error("give --categories or --labels, not both (--categories names the labels and their things)")
     if arguments.categories:
-        import json
+        from seem_hf.conversion import read_categories
 
-        from seem_hf.data.categories import LabelVocabulary
-
-        categories = json.loads(Path(arguments.categories).read_text(encoding="utf-8"))
-        vocabulary = LabelVocabulary.from_coco(categories.get("categories", categories)
-                                               if isinstance(categories, dict) else categories)[0]
-        labels = [vocabulary.id2label[index] for index in sorted(vocabulary.id2label)]
-        things = list(vocabulary.thing_label_ids)
+        categories = sorted(read_categories(arguments.categories), key=lambda category: category["id"])
+        labels = [category["name"] for category in categories]
+        things = [index for index, category in enumerate(categories) if category["isthing"]]
     elif arguments.labels:
         labels = [label.strip() for label in arguments.labels.split(",")]
     print(f"Wrote {convert(arguments.checkpoint, arguments.output_dir, labels, things)}")
