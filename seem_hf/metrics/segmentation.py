@@ -84,23 +84,50 @@ class SemanticSegmentationAccumulator:
     """Confusion matrix over `num_labels` classes; pixels whose target is `ignore_index` are left out.
 
     mIoU averages IoU = TP / (TP + FP + FN) over the classes that occur in the targets or predictions
-    (union > 0); pixel accuracy is the fraction of counted pixels labelled right."""
+    (union > 0), as `evaluate`'s mean_iou (its NaN-mean); pixel accuracy is the fraction of counted pixels labelled
+    right (mean_iou's `overall_accuracy`), mean accuracy the mean over classes in the targets of TP / (TP + FN).
+    With `reduce_labels`, targets are shifted down by one and their 0 (background) is ignored, as mean_iou's
+    `reduce_labels=True` and the image processors' `do_reduce_labels` do; predictions are taken as given."""
 
-    def __init__(self, num_labels: int, ignore_index: int = 255):
-        self.num_labels, self.ignore_index = num_labels, ignore_index
-        self.confusion = torch.zeros(num_labels, num_labels, dtype=torch.int64)
+    def __init__(self, num_labels: int, ignore_index: int = 255, reduce_labels: bool = False):
+        if isinstance(num_labels, bool) or not isinstance(num_labels, (int, np.integer)) or num_labels < 1:
+            raise ValueError(f"num_labels must be a positive int (the number of classes), got {num_labels!r}.")
+        self.num_labels, self.ignore_index, self.reduce_labels = int(num_labels), int(ignore_index), reduce_labels
+        self.confusion = torch.zeros(self.num_labels, self.num_labels, dtype=torch.int64)
+
+    @staticmethod
+    def _labels(labels, name: str) -> torch.Tensor:
+        if hasattr(labels, "detach"):
+            labels = labels.detach().cpu().numpy()
+        labels = np.asarray(labels)
+        if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
+            raise ValueError(f"The {name} holds values that are not label ids (whole numbers), e.g. "
+                             f"{labels[labels != np.round(labels)][:3].tolist()}: give label maps (argmax over the "
+                             "classes of logits; resize a label map with nearest-neighbour sampling).")
+        if labels.dtype.kind not in "biuf":
+            raise ValueError(f"The {name} must be a label map of ints; got values of type {labels.dtype}.")
+        return torch.as_tensor(labels.astype(np.int64))
 
     def update(self, prediction, target) -> None:
-        """Add one (H, W) predicted label map and its target (tensors or arrays)."""
-        prediction, target = torch.as_tensor(np.asarray(prediction)), torch.as_tensor(np.asarray(target))
+        """Add one (H, W) predicted label map and its target (tensors, arrays or nested lists)."""
+        prediction, target = self._labels(prediction, "prediction"), self._labels(target, "target")
         if prediction.shape != target.shape:
             raise ValueError(f"Prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in size.")
+        if self.reduce_labels:
+            ignored = (target == 0) | (target == self.ignore_index)
+            target = torch.where(ignored, torch.full_like(target, self.ignore_index), target - 1)
         counted = target != self.ignore_index
-        prediction, target = prediction[counted].long(), target[counted].long()
-        if len(target) and (target.min() < 0 or target.max() >= self.num_labels):
-            raise ValueError(f"Target labels must lie in [0, {self.num_labels}) or be {self.ignore_index}.")
-        if len(prediction) and (prediction.min() < 0 or prediction.max() >= self.num_labels):
-            raise ValueError(f"Predicted labels must lie in [0, {self.num_labels}).")
+        prediction, target = prediction[counted], target[counted]
+        for name, labels in (("Target", target), ("Predicted", prediction)):
+            outside = labels[(labels < 0) | (labels >= self.num_labels)]
+            if len(outside):
+                extra = f" or be the ignore_index {self.ignore_index}" if name == "Target" else ""
+                shifted = " (after reduce_labels' shift)" if name == "Target" and self.reduce_labels else ""
+                found = sorted(set(outside.tolist()))[:5]
+                raise ValueError(
+                    f"{name} labels must lie in [0, {self.num_labels}){extra}; found {found}{shifted}. Give "
+                    "num_labels to cover every class, or mark unlabelled target pixels with "
+                    "ignore_index.")
         self.confusion += torch.bincount(target * self.num_labels + prediction, minlength=self.num_labels**2).view(
             self.num_labels, self.num_labels
         )
@@ -110,17 +137,23 @@ class SemanticSegmentationAccumulator:
             torch.distributed.all_reduce(self.confusion)
 
     def compute(self) -> dict:
-        """`mean_iou`, `pixel_accuracy`, and `per_class_iou` (NaN for classes that never occur)."""
+        """`mean_iou`, `pixel_accuracy`, `mean_accuracy`, and `per_class_iou` and `per_class_accuracy` (NaN for
+        classes that never occur, as `evaluate`'s mean_iou)."""
         confusion = self.confusion.double()
         true_positive = confusion.diag()
-        union = confusion.sum(0) + confusion.sum(1) - true_positive
-        iou = torch.where(union > 0, true_positive / union.clamp(min=1), torch.full_like(union, float("nan")))
+        in_target = confusion.sum(1)
+        union = confusion.sum(0) + in_target - true_positive
+        nan = torch.full_like(union, float("nan"))
+        iou = torch.where(union > 0, true_positive / union.clamp(min=1), nan)
+        accuracy = torch.where(in_target > 0, true_positive / in_target.clamp(min=1), nan)
         present = union > 0
         total = confusion.sum()
         return {
             "mean_iou": float(iou[present].mean()) if present.any() else 0.0,
             "pixel_accuracy": float(true_positive.sum() / total) if total > 0 else 0.0,
+            "mean_accuracy": float(accuracy[in_target > 0].mean()) if (in_target > 0).any() else 0.0,
             "per_class_iou": iou.tolist(),
+            "per_class_accuracy": accuracy.tolist(),
         }
 
 

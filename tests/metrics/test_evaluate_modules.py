@@ -361,3 +361,13 @@ def test_mask_modules_refuse_probabilities():
     with pytest.raises(ValueError, match="values other than 0 and 1"):
         mask_ap.add(prediction={"masks": np.full((1, 2, 2), 0.3), "labels": [1], "scores": [0.5]},
                     reference={"masks": np.ones((1, 2, 2)), "labels": [1]})
+
+
+def test_mean_iou_module_takes_reduce_labels_and_refuses_fractional_maps():
+    """evaluate's mean_iou takes reduce_labels=True (it was a TypeError here); fractional labels were truncated."""
+    metric = evaluate.load(evaluate_module_path("mean_iou"), keep_in_memory=True)
+    reference = np.array([[0, 1], [2, 2]], dtype=np.uint8)  # 0 is background, dropped by reduce_labels
+    scores = metric.compute(predictions=[[[1, 0], [1, 0]]], references=[reference], num_labels=2, reduce_labels=True)
+    assert scores["pixel_accuracy"] == pytest.approx(2 / 3) and scores["mean_iou"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="not label ids"):
+        metric.add(prediction=np.array([[0.5, 1.0]]), reference=np.array([[0, 1]]))

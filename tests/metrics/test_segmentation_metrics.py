@@ -234,3 +234,65 @@ def test_referring_refuses_probabilities():
         accumulator.update(np.full((2, 2), 0.3), np.ones((2, 2)))  # every pixel counted as found
     accumulator.update(torch.ones(2, 2), np.ones((2, 2), np.uint8))  # 0/1 of any type
     assert accumulator.compute()["ciou"] == 1.0
+
+
+def _evaluate_mean_iou(predictions, references, num_labels, ignore_index, reduce_labels=False):
+    """evaluate's mean_iou (huggingface/evaluate metrics/mean_iou) as published: histograms per image, summed."""
+    intersect_sum, union_sum, label_sum = (np.zeros(num_labels) for _ in range(3))
+    for prediction, label in zip(predictions, references):
+        prediction, label = np.array(prediction), np.array(label)
+        if reduce_labels:
+            label[label == 0] = 255
+            label = label - 1
+            label[label == 254] = 255
+        mask = label != ignore_index
+        prediction, label = prediction[mask], label[mask]
+        intersect = prediction[prediction == label]
+        bins = {"bins": num_labels, "range": (0, num_labels - 1)}
+        area_intersect = np.histogram(intersect, **bins)[0]
+        area_pred, area_label = np.histogram(prediction, **bins)[0], np.histogram(label, **bins)[0]
+        intersect_sum += area_intersect
+        union_sum += area_pred + area_label - area_intersect
+        label_sum += area_label
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou, accuracy = intersect_sum / union_sum, intersect_sum / label_sum
+    return {"mean_iou": np.nanmean(iou), "mean_accuracy": np.nanmean(accuracy),
+            "overall_accuracy": intersect_sum.sum() / label_sum.sum(), "per_category_iou": iou,
+            "per_category_accuracy": accuracy}
+
+
+@pytest.mark.parametrize("reduce_labels", [False, True])
+def test_mean_iou_equals_evaluate_mean_iou(reduce_labels):
+    """Side by side with evaluate's mean_iou: ignore_index, reduce_labels (targets 1.. become 0.., 0 ignored), classes
+    absent from targets and predictions (NaN, left out of the means), uint8 maps as images store them."""
+    rng = np.random.default_rng(3)
+    num_labels = 6  # class 5 never occurs
+    references = [rng.integers(0, 5 + reduce_labels, (12, 10)).astype(np.uint8) for _ in range(3)]
+    for reference in references:
+        reference[0, :4] = 255
+    predictions = [np.where(rng.random(r.shape) < 0.7, np.minimum(r.astype(int) - reduce_labels, 4).clip(0), 3)
+                   for r in references]
+    expected = _evaluate_mean_iou(predictions, references, num_labels, 255, reduce_labels)
+    accumulator = SemanticSegmentationAccumulator(num_labels, ignore_index=255, reduce_labels=reduce_labels)
+    for prediction, reference in zip(predictions, references):
+        accumulator.update(prediction, reference)
+    result = accumulator.compute()
+    assert result["mean_iou"] == pytest.approx(expected["mean_iou"])
+    assert result["mean_accuracy"] == pytest.approx(expected["mean_accuracy"])
+    assert result["pixel_accuracy"] == pytest.approx(expected["overall_accuracy"])
+    np.testing.assert_allclose(result["per_class_iou"], expected["per_category_iou"])  # NaN where NaN
+    np.testing.assert_allclose(result["per_class_accuracy"], expected["per_category_accuracy"])
+    assert np.isnan(result["per_class_iou"][5])
+
+
+def test_label_maps_that_are_not_label_ids_are_refused():
+    accumulator = SemanticSegmentationAccumulator(num_labels=3)
+    with pytest.raises(ValueError, match=r"not label ids \(whole numbers\), e.g. \[1.7\].*nearest"):
+        accumulator.update(np.array([[0.0, 1.7]]), np.array([[0, 1]]))  # truncated to 1 before
+    with pytest.raises(ValueError, match=r"Predicted labels must lie in \[0, 3\); found \[5\]. Give num_labels"):
+        accumulator.update(np.array([[0, 5]]), np.array([[0, 1]]))
+    with pytest.raises(ValueError, match=r"found \[7\]. Give num_labels .* ignore_index"):
+        accumulator.update(np.array([[0, 1]]), np.array([[0, 7]]))
+    with pytest.raises(ValueError, match="num_labels must be a positive int"):
+        SemanticSegmentationAccumulator(num_labels=0)
+    assert accumulator.confusion.sum() == 0

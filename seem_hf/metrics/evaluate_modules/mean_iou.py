@@ -18,10 +18,13 @@ Args:
     references: target label maps of the same sizes.
     num_labels (`int`): the number of labels (label ids are 0 .. num_labels - 1).
     ignore_index (`int`, default 255): target value of pixels that are not counted.
+    reduce_labels (`bool`, default False): shift the references down by one and ignore their 0 (background), as
+        `evaluate`'s mean_iou and the image processors' `do_reduce_labels`; predictions are taken as given.
 Returns:
     mean_iou: IoU averaged over the labels present (union > 0).
-    pixel_accuracy: the fraction of counted pixels labelled right.
-    per_class_iou: IoU per label, NaN for labels that occur nowhere.
+    pixel_accuracy: the fraction of counted pixels labelled right (mean_iou's `overall_accuracy`).
+    mean_accuracy: per-label accuracy (TP / reference pixels) averaged over the labels in the references.
+    per_class_iou, per_class_accuracy: per label, NaN for labels that occur nowhere.
 Examples:
     >>> metric = evaluate.load(seem_hf.metrics.evaluate_module_path("mean_iou"))
     >>> metric.compute(predictions=[[[0, 1], [1, 1]]], references=[[[0, 1], [255, 0]]], num_labels=2)["pixel_accuracy"]
@@ -41,13 +44,16 @@ class MeanIou(common.PreparedInputsMetric):
         )
 
     def prepare_prediction(self, prediction):
-        return common.store_array(prediction, np.int32, 2, "A predicted label map")
+        labels = SemanticSegmentationAccumulator._labels(prediction, "predicted label map")
+        return common.store_array(labels, np.int32, 2, "A predicted label map")
 
     def prepare_reference(self, reference):
-        return common.store_array(reference, np.int32, 2, "A reference label map")
+        labels = SemanticSegmentationAccumulator._labels(reference, "reference label map")
+        return common.store_array(labels, np.int32, 2, "A reference label map")
 
-    def _compute(self, predictions, references, num_labels: int, ignore_index: int = 255):
-        accumulator = SemanticSegmentationAccumulator(num_labels, ignore_index=ignore_index)
+    def _compute(self, predictions, references, num_labels: int, ignore_index: int = 255, reduce_labels: bool = False):
+        accumulator = SemanticSegmentationAccumulator(num_labels, ignore_index=ignore_index,
+                                                      reduce_labels=reduce_labels)
         for prediction, reference in zip(predictions, references):
             accumulator.update(common.load_array(prediction, np.int32), common.load_array(reference, np.int32))
         return accumulator.compute()
