@@ -250,7 +250,8 @@ class MaskAPAccumulator:
 
 class ReferringAccumulator:
     """Referring segmentation: cIoU = total intersection / total union over all sentences, mIoU = mean of
-    per-sentence IoUs, and the fraction of sentences with IoU above 0.5, 0.7 and 0.9."""
+    per-sentence IoUs, and the fraction of sentences with IoU of at least 0.5, 0.7 and 0.9 (`precision@t`: IoU >= t, as
+    SEEM's and X-Decoder's GroundingEvaluator and LAVT count them)."""
 
     def __init__(self):
         # Columns: intersection, union, IoU; one row per sentence.
@@ -277,7 +278,7 @@ class ReferringAccumulator:
         intersection, union, iou = self.rows.T
         results = {"ciou": float(intersection.sum() / union.sum().clamp(min=1)), "miou": float(iou.mean())}
         for threshold in (0.5, 0.7, 0.9):
-            results[f"precision@{threshold}"] = float((iou > threshold).double().mean())
+            results[f"precision@{threshold}"] = float((iou >= threshold).double().mean())
         return results
 
 

@@ -296,3 +296,20 @@ def test_label_maps_that_are_not_label_ids_are_refused():
     with pytest.raises(ValueError, match="num_labels must be a positive int"):
         SemanticSegmentationAccumulator(num_labels=0)
     assert accumulator.confusion.sum() == 0
+
+
+def test_referring_precision_counts_an_iou_equal_to_the_threshold():
+    """SEEM's (X-Decoder's) GroundingEvaluator counts a sentence at precision@t when IoU >= t: a mask covering half
+    of its target has IoU 0.5 exactly and is a hit at 0.5 there."""
+    target = np.zeros((4, 4), bool)
+    target[:2] = True  # 8 pixels
+    half = np.zeros((4, 4), bool)
+    half[0] = True  # 4 of them: IoU 4 / 8
+    accumulator = ReferringAccumulator()
+    accumulator.update(half, target)
+    accumulator.update(target, target)
+    ious = np.array([0.5, 1.0])
+    result = accumulator.compute()
+    for threshold in (0.5, 0.7, 0.9):  # the GroundingEvaluator's rule
+        assert result[f"precision@{threshold}"] == float(np.mean(ious >= threshold))
+    assert result["precision@0.5"] == 1.0 and result["precision@0.7"] == 0.5

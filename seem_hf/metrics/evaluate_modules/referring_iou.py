@@ -10,7 +10,7 @@ from seem_hf.metrics.segmentation import binary_masks
 
 _DESCRIPTION = """Referring segmentation scores over sentences: cIoU = total intersection / total union over all
 sentences (large objects weigh more), mIoU = mean of the per-sentence IoUs (an empty target predicted empty has
-IoU 1), precision@t = fraction of sentences with IoU above t."""
+IoU 1), precision@t = fraction of sentences with IoU of at least t (as SEEM's GroundingEvaluator counts them)."""
 
 _KWARGS_DESCRIPTION = """
 Args:
