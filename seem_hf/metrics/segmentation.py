@@ -285,18 +285,31 @@ class ReferringAccumulator:
 def number_of_clicks(ious_per_click: Sequence[Sequence[float]], thresholds=(0.85, 0.9), max_clicks: int = 20) -> dict:
     """NoC@t: for each object, the number of clicks after which its IoU first reaches t (`max_clicks` when it
     never does within `max_clicks`), averaged over objects. `ious_per_click[i][k]` is object i's IoU after
-    click k + 1."""
-    if not ious_per_click:
+    click k + 1 (a fraction in [0, 1]); thresholds are fractions in (0, 1], named `noc@<100 t>`."""
+    if isinstance(max_clicks, bool) or not isinstance(max_clicks, (int, np.integer)) or max_clicks < 1:
+        raise ValueError(f"max_clicks must be a positive int, got {max_clicks!r}.")
+    if isinstance(thresholds, (int, float)):
+        thresholds = (thresholds,)
+    thresholds = tuple(float(threshold) for threshold in thresholds)
+    if not thresholds or any(not 0 < threshold <= 1 for threshold in thresholds):
+        raise ValueError(f"thresholds {thresholds} must be IoUs in (0, 1], e.g. (0.85, 0.9) for NoC@85 and NoC@90.")
+    names = [f"noc@{round(threshold * 100, 6):g}" for threshold in thresholds]
+    if len(set(names)) != len(names):
+        raise ValueError(f"thresholds {thresholds} repeat a threshold; give each once.")
+    if not len(ious_per_click):
         raise ValueError("number_of_clicks needs at least one object.")
+    rows = []
+    for index, ious in enumerate(ious_per_click):
+        ious = np.asarray(ious.detach().cpu() if hasattr(ious, "detach") else ious, dtype=np.float64).reshape(-1)
+        if np.isnan(ious).any() or (ious < 0).any() or (ious > 1).any():
+            raise ValueError(f"Object {index}'s IoUs {ious.tolist()[:5]} are not all fractions in [0, 1] (NaN or a "
+                             "percentage?); give each click's IoU as a fraction.")
+        rows.append(ious[:max_clicks])
     results = {}
-    for threshold in thresholds:
-        clicks = []
-        for ious in ious_per_click:
-            reached = [k + 1 for k, iou in enumerate(list(ious)[:max_clicks]) if iou >= threshold]
-            clicks.append(reached[0] if reached else max_clicks)
-        results[f"noc@{round(threshold * 100)}"] = float(np.mean(clicks))
+    for name, threshold in zip(names, thresholds):
+        clicks = [int(np.argmax(ious >= threshold)) + 1 if (ious >= threshold).any() else max_clicks for ious in rows]
+        results[name] = float(np.mean(clicks))
     return results
-
 
 __all__ = [
     "MaskAPAccumulator",

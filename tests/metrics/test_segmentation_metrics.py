@@ -313,3 +313,18 @@ def test_referring_precision_counts_an_iou_equal_to_the_threshold():
     for threshold in (0.5, 0.7, 0.9):  # the GroundingEvaluator's rule
         assert result[f"precision@{threshold}"] == float(np.mean(ious >= threshold))
     assert result["precision@0.5"] == 1.0 and result["precision@0.7"] == 0.5
+
+
+def test_number_of_clicks_refuses_percentages_and_nan():
+    """thresholds=(85, 90) (the names' numbers) gave {'noc@8500': 20.0}; IoUs in percent reached every threshold at
+    click 1; a NaN IoU was passed over; two thresholds rounding to one name kept the last."""
+    with pytest.raises(ValueError, match=r"must be IoUs in \(0, 1\], e.g. \(0.85, 0.9\)"):
+        number_of_clicks([[0.9]], thresholds=(85, 90))
+    with pytest.raises(ValueError, match="not all fractions in \\[0, 1\\].*percentage"):
+        number_of_clicks([[50.0, 95.0]])
+    with pytest.raises(ValueError, match="Object 0's IoUs"):
+        number_of_clicks([[0.5, float("nan"), 0.95]])
+    with pytest.raises(ValueError, match="max_clicks must be a positive int"):
+        number_of_clicks([[0.9]], max_clicks=0)
+    assert number_of_clicks([[0.5, 0.851, 0.86]], thresholds=(0.85, 0.855)) == {"noc@85": 2.0, "noc@85.5": 3.0}
+    assert number_of_clicks(torch.tensor([[0.2, 0.95]]), thresholds=0.9) == {"noc@90": 2.0}
