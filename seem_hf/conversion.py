@@ -45,11 +45,12 @@ CLIP_TEXT_LAYER_RENAMES = [
 ]
 
 
-def read_checkpoint(path: str | Path, expected: str, safe_globals: list | None = None):
+def read_checkpoint(path: str | Path, expected: str, safe_globals: list | None = None, entry: str = "model"):
     """Load a checkpoint file safely (`torch.load(weights_only=True)`, or safetensors) with errors that say what is
     wrong: the file is missing, is a folder, is empty, is not a PyTorch checkpoint at all (another format, or a
     truncated file), or pickles Python objects besides tensors. `expected` names the checkpoint the converter
-    wants, for the messages; `safe_globals` are classes the checkpoint may pickle besides tensors."""
+    wants, for the messages; `safe_globals` are classes the checkpoint may pickle besides tensors; `entry` is where
+    the model's training code keeps the state dict (for the way out of a file that pickles objects)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found (expected {expected}).")
@@ -84,8 +85,10 @@ def read_checkpoint(path: str | Path, expected: str, safe_globals: list | None =
         objects = [line.strip() for line in str(error).splitlines() if "Unsupported global" in line]
         raise ValueError(
             f"{path} pickles Python objects besides tensors, which are not loaded for safety "
-            f"({objects[0] if objects else 'weights_only=True refused it'}); expected {expected}. Save its state "
-            "dict alone (torch.save(checkpoint['model'], 'weights.pth')) and convert that."
+            f"({objects[0] if objects else 'weights_only=True refused it'}); expected {expected}. If you trust the "
+            "file, save its state dict alone once, where the classes it names are importable: "
+            f"checkpoint = torch.load({str(path)!r}, weights_only=False); torch.save(checkpoint[{entry!r}], "
+            "'weights.pth') (or torch.save(checkpoint, ...) if it is the state dict itself), and convert weights.pth."
         ) from error
     except Exception as error:
         raise ValueError(

@@ -73,3 +73,22 @@ def test_another_models_checkpoint_is_refused_by_name(converter, other, tmp_path
     assert SIGNATURES[converter] in message  # a missing key the converter needs
     assert "something.else" in message  # an unexpected key found instead
     assert CONVERTERS[other][0] in message  # the converter the file belongs to
+
+
+@pytest.mark.parametrize("converter, entry", [("lseg", "state_dict"), ("detr", "model"), ("seem", "model")])
+def test_a_checkpoint_pickling_objects_names_the_way_out_that_works(converter, entry, tmp_path):
+    """A training checkpoint whose extras pickle a class (Lightning's hyper-parameters, a trainer's config) is
+    refused; the message tells where its state dict is (Lightning's `state_dict` for LSeg), and doing what it says
+    gives a file the converter reads."""
+    module = importlib.import_module(CONVERTERS[converter][0])
+    path = tmp_path / "trained.ckpt"
+    torch.save({entry: {SIGNATURES[converter]: torch.zeros(2, 2)}, "hyper_parameters": Pickled()}, path)
+    with pytest.raises(ValueError, match="pickles Python objects besides tensors") as raised:
+        module.load_original_checkpoint(path)
+    message = str(raised.value)
+    assert f"torch.save(checkpoint[{entry!r}], 'weights.pth')" in message and "If you trust the file" in message
+    assert f"torch.load({str(path)!r}, weights_only=False)" in message
+    checkpoint = torch.load(path, weights_only=False)
+    torch.save(checkpoint[entry], tmp_path / "weights.pth")
+    read = module.load_original_checkpoint(tmp_path / "weights.pth")
+    assert set(read[0] if isinstance(read, tuple) else read) == {SIGNATURES[converter]}

@@ -109,7 +109,7 @@ def convert_original_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str
 def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an LSeg checkpoint safely (`weights_only=True`; `.safetensors` too): the Lightning `state_dict` with
     its `net.` prefix removed, or a plain state dict, as `seem_hf.conversion.unwrap_state_dict` finds it."""
-    return unwrap_state_dict(read_checkpoint(path, EXPECTED), path, EXPECTED)
+    return unwrap_state_dict(read_checkpoint(path, EXPECTED, entry="state_dict"), path, EXPECTED)
 
 
 EXPECTED = "an original LSeg checkpoint (isl-org/lang-seg, e.g. demo_e200.ckpt: LSegNet's state dict)"
