@@ -185,7 +185,8 @@ def write_converted(output_dir: str | Path, write: Callable[[Path], None]) -> Pa
     folder that is missing, empty or holds an earlier conversion only (`CONVERSION_FILES`); anything else there (a
     file of the user's, another model's weights, a subfolder) is refused by name before any work. `write` fills a
     temporary folder beside it, so a conversion that fails leaves the output as it was; its files then replace the
-    earlier conversion's, whose weight files the new one does not write are removed."""
+    earlier conversion's, whose weight files the new one does not write are removed. A README.md that is not
+    seem_hf's card is kept, as `save_pretrained` keeps it."""
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output-dir {output_dir} is a file; give a folder to write the converted model to.")
@@ -209,6 +210,8 @@ def write_converted(output_dir: str | Path, write: Callable[[Path], None]) -> Pa
             if stale and entry.name not in written and entry.exists():
                 entry.unlink()
         for name in sorted(written):
+            if name == "README.md" and _users_card(output_dir / name):
+                continue  # a card of the user's own is never overwritten (as save_pretrained keeps it)
             os.replace(staging / name, output_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -263,6 +266,15 @@ def read_categories(path: str | Path) -> list[dict]:
         if repeated := sorted({value for value in values if values.count(value) > 1}, key=str):
             raise ValueError(f"--categories {path}: categories must have distinct {field}s; repeated: {repeated}.")
     return categories
+
+
+def _users_card(path: Path) -> bool:
+    """Whether `path` is a README written by someone, not the card seem_hf writes (tagged `seem_hf`)."""
+    if not path.is_file():
+        return False
+    text = path.read_text(encoding="utf-8", errors="replace")
+    front = text.split("---", 2)[1] if text.startswith("---") and text.count("---") >= 2 else ""
+    return "\n- seem_hf\n" not in front
 
 
 def _first(items: list, count: int = 40) -> str:

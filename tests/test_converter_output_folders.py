@@ -60,6 +60,11 @@ def test_converting_twice_replaces_the_earlier_conversion(model, checkpoints, tm
     second = _convert(model, checkpoints, output)
     assert second == output and sorted(path.name for path in output.iterdir()) == names
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
+    card = (output / "README.md").read_text()
+    assert "- seem_hf\n" in card  # seem_hf's card, replaced by the new conversion's
+    (output / "README.md").write_text("# My notes on this model\n")
+    _convert(model, checkpoints, output)
+    assert (output / "README.md").read_text() == "# My notes on this model\n"  # the user's own card is kept
     loaded = AutoModel.from_pretrained(output).state_dict()
     fresh = AutoModel.from_pretrained(_convert(model, checkpoints, tmp_path / "fresh")).state_dict()
     assert all(torch.equal(loaded[key], fresh[key]) for key in fresh)
