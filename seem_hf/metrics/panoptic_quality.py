@@ -9,8 +9,9 @@ SQ = sum(IoU) / TP and RQ = TP / (TP + FP/2 + FN/2); the averages are over categ
 FN > 0), separately for All, Things and Stuff.
 
 `pq_compute` reads the standard results format (a JSON with `annotations[].segments_info` and a folder of
-PNGs) and returns panopticapi's dictionary. `PanopticQualityAccumulator` does the same in memory, one image
-at a time, and sums its statistics across processes.
+PNGs, RGB-encoded as COCO-panoptic's or one-channel id maps) and returns panopticapi's dictionary.
+`PanopticQualityAccumulator` does the same in memory, one image at a time, and sums its statistics across
+processes.
 """
 
 from __future__ import annotations
@@ -186,7 +187,15 @@ def _segments_by_id(segments, which: str, image: str) -> dict[int, dict]:
 
 
 def _read_ids(path: Path) -> np.ndarray:
-    return rgb2id(np.asarray(PIL.Image.open(path).convert("RGB")))
+    """A PNG's segment ids: an RGB (or palette, or opaque RGBA) panoptic PNG by its colours, id = R + 256 G +
+    256^2 B; a one-channel PNG (8 or 16 bit grey, 32-bit int) holds the ids themselves."""
+    with PIL.Image.open(path) as image:
+        if image.mode in ("L", "I", "I;16", "I;16B", "I;16L"):
+            return segment_id_map(np.asarray(image), "segment-id PNG", str(path))
+        if image.mode in ("RGBA", "LA", "PA") and np.asarray(image.getchannel("A")).min() < 255:
+            raise ValueError(f"{path}: the panoptic PNG has transparent pixels; its ids are its RGB colours, "
+                             "save it without transparency (void is black, 0).")
+        return rgb2id(np.asarray(image.convert("RGB")))
 
 
 def pq_compute(

@@ -201,3 +201,18 @@ def test_inputs_that_would_change_the_numbers_are_refused():
     with pytest.raises(ValueError, match="Category id 1 is given twice"):
         PanopticQualityAccumulator([{"id": 1, "isthing": 0}, {"id": 1, "isthing": 1}])
     assert accumulator.stats.sum() == 0  # nothing was counted by the refused images
+
+
+def test_pq_compute_reads_one_channel_id_pngs(shapes, tmp_path):
+    """Predictions saved as 16-bit or 8-bit id maps (not RGB-encoded) were read through convert('RGB') as grey
+    colours: id v became v * 65793, and the images failed as 'segment 65793 is in the predicted PNG'."""
+    gt_json = json.loads(shapes["panoptic_json"].read_text())
+    for mode, dtype in (("I;16", np.uint16), ("L", np.uint8)):
+        folder = tmp_path / mode.replace(";", "")
+        folder.mkdir()
+        for annotation in gt_json["annotations"]:
+            ids = rgb2id(np.asarray(PIL.Image.open(shapes["panoptic_dir"] / annotation["file_name"])))
+            PIL.Image.fromarray(ids.astype(dtype)).save(folder / annotation["file_name"])
+            assert PIL.Image.open(folder / annotation["file_name"]).mode == mode
+        results = pq_compute(shapes["panoptic_json"], shapes["panoptic_dir"], shapes["panoptic_json"], folder)
+        assert results["All"]["pq"] == pytest.approx(1.0) and results["All"]["n"] > 0
