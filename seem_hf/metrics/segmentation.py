@@ -258,13 +258,19 @@ class ReferringAccumulator:
         self.rows = torch.zeros(0, 3, dtype=torch.float64)
 
     def update(self, prediction, target) -> None:
-        """Add one sentence: predicted and target (H, W) binary masks."""
+        """Add one sentence, predicted and target (H, W) binary masks, or several: (sentences, H, W) each."""
         prediction, target = binary_masks(prediction, "prediction"), binary_masks(target, "target")
         if prediction.shape != target.shape:
             raise ValueError(f"Prediction {prediction.shape} and target {target.shape} differ in size.")
-        intersection, union = float((prediction & target).sum()), float((prediction | target).sum())
-        iou = intersection / union if union else 1.0  # an empty target found empty is right
-        self.rows = torch.cat([self.rows, torch.tensor([[intersection, union, iou]], dtype=torch.float64)])
+        if prediction.ndim not in (2, 3):
+            raise ValueError(f"Masks of shape {prediction.shape}: give one sentence's (height, width) mask or "
+                             "(sentences, height, width).")
+        prediction, target = prediction.reshape(-1, *prediction.shape[-2:]), target.reshape(-1, *target.shape[-2:])
+        intersection = (prediction & target).reshape(len(target), -1).sum(1).astype(np.float64)
+        union = (prediction | target).reshape(len(target), -1).sum(1).astype(np.float64)
+        iou = np.where(union > 0, intersection / np.maximum(union, 1), 1.0)  # an empty target found empty is right
+        rows = torch.from_numpy(np.stack([intersection, union, iou], axis=1))
+        self.rows = torch.cat([self.rows, rows])
 
     def sync(self) -> None:
         if _distributed():

@@ -328,3 +328,18 @@ def test_number_of_clicks_refuses_percentages_and_nan():
         number_of_clicks([[0.9]], max_clicks=0)
     assert number_of_clicks([[0.5, 0.851, 0.86]], thresholds=(0.85, 0.855)) == {"noc@85": 2.0, "noc@85.5": 3.0}
     assert number_of_clicks(torch.tensor([[0.2, 0.95]]), thresholds=0.9) == {"noc@90": 2.0}
+
+
+def test_referring_update_with_a_sentence_per_mask():
+    """(sentences, H, W) masks were scored as one sentence (one IoU over all of them): mIoU and precision@t of three
+    sentences became those of one."""
+    targets = np.stack([_square(2, 2), _square(20, 20), _square(10, 10)])
+    predictions = np.stack([_square(2, 2), _square(24, 24), np.zeros((32, 32), bool)])
+    together, one_by_one = ReferringAccumulator(), ReferringAccumulator()
+    together.update(torch.from_numpy(predictions), targets)
+    for prediction, target in zip(predictions, targets):
+        one_by_one.update(prediction, target)
+    assert together.compute() == one_by_one.compute()
+    assert together.compute()["precision@0.5"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="one sentence's \\(height, width\\) mask or \\(sentences, height, width\\)"):
+        together.update(predictions[None], targets[None])
