@@ -47,7 +47,8 @@ class PanopticQualityAccumulator:
             self.categories[int(category["id"])] = category
         self._index = {category_id: index for index, category_id in enumerate(self.categories)}
         # Columns: IoU sum, TP, FP, FN. float64 so that sums across processes are exact for counts.
-        self.stats = torch.zeros(len(self.categories), 4, dtype=torch.float64)
+        self.stats = torch.zeros(len(self.categories), 4, dtype=torch.float64)  # this process's
+        self._synced = None  # every process's, from the last sync() (updates since clear it)
 
     def update(self, gt_ids: np.ndarray, gt_segments: list[dict], pred_ids: np.ndarray, pred_segments: list[dict],
                image: str = "") -> None:
@@ -83,6 +84,7 @@ class PanopticQualityAccumulator:
         if missing:
             raise KeyError(f"{_at(image)}predicted segments {missing} are in segments_info but not in the PNG.")
 
+        self._synced = None
         pairs, intersections = np.unique(gt_ids * _OFFSET + pred_ids, return_counts=True)
         overlap = {(int(p // _OFFSET), int(p % _OFFSET)): int(n) for p, n in zip(pairs, intersections)}
         gt_matched, pred_matched = set(), set()
@@ -117,14 +119,17 @@ class PanopticQualityAccumulator:
             self.stats[self._index[pred["category_id"]], 2] += 1
 
     def sync(self) -> None:
-        """Sum the statistics of every process (a no-op outside `torch.distributed`)."""
+        """Make `compute` sum the statistics of every process (a no-op outside `torch.distributed`); calling it
+        again counts none twice."""
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(self.stats)
+            self._synced = self.stats.clone()
+            torch.distributed.all_reduce(self._synced)
 
     def compute(self) -> dict:
         """panopticapi's result dictionary: `All`, `Things`, `Stuff` (each `pq`, `sq`, `rq`, `n`) and
         `per_class` (category id -> `pq`, `sq`, `rq`). With no category present, the averages are 0 and `n`
         is 0 (panopticapi divides by zero there)."""
+        stats = self.stats if self._synced is None else self._synced
         results = {}
         for name, isthing in (("All", None), ("Things", True), ("Stuff", False)):
             totals, per_class = np.zeros(3), {}
@@ -132,7 +137,7 @@ class PanopticQualityAccumulator:
             for category_id, category in self.categories.items():
                 if isthing is not None and bool(category["isthing"]) != isthing:
                     continue
-                iou, tp, fp, fn = self.stats[self._index[category_id]].tolist()
+                iou, tp, fp, fn = stats[self._index[category_id]].tolist()
                 if tp + fp + fn == 0:
                     per_class[category_id] = {"pq": 0.0, "sq": 0.0, "rq": 0.0}
                     continue

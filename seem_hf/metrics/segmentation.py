@@ -93,7 +93,8 @@ class SemanticSegmentationAccumulator:
         if isinstance(num_labels, bool) or not isinstance(num_labels, (int, np.integer)) or num_labels < 1:
             raise ValueError(f"num_labels must be a positive int (the number of classes), got {num_labels!r}.")
         self.num_labels, self.ignore_index, self.reduce_labels = int(num_labels), int(ignore_index), reduce_labels
-        self.confusion = torch.zeros(self.num_labels, self.num_labels, dtype=torch.int64)
+        self.confusion = torch.zeros(self.num_labels, self.num_labels, dtype=torch.int64)  # this process's
+        self._synced = None  # every process's, from the last sync() (updates since clear it)
 
     @staticmethod
     def _labels(labels, name: str) -> torch.Tensor:
@@ -128,18 +129,21 @@ class SemanticSegmentationAccumulator:
                     f"{name} labels must lie in [0, {self.num_labels}){extra}; found {found}{shifted}. Give "
                     "num_labels to cover every class, or mark unlabelled target pixels with "
                     "ignore_index.")
+        self._synced = None
         self.confusion += torch.bincount(target * self.num_labels + prediction, minlength=self.num_labels**2).view(
             self.num_labels, self.num_labels
         )
 
     def sync(self) -> None:
+        """Make `compute` count every process's pixels; calling it again counts none twice."""
         if _distributed():
-            torch.distributed.all_reduce(self.confusion)
+            self._synced = self.confusion.clone()
+            torch.distributed.all_reduce(self._synced)
 
     def compute(self) -> dict:
         """`mean_iou`, `pixel_accuracy`, `mean_accuracy`, and `per_class_iou` and `per_class_accuracy` (NaN for
         classes that never occur, as `evaluate`'s mean_iou)."""
-        confusion = self.confusion.double()
+        confusion = (self.confusion if self._synced is None else self._synced).double()
         true_positive = confusion.diag()
         in_target = confusion.sum(1)
         union = confusion.sum(0) + in_target - true_positive
@@ -166,6 +170,7 @@ class MaskAPAccumulator:
         self.detections: list[dict] = []
         self.images: list[dict] = []
         self._image_ids: set[int] = set()
+        self._synced = None  # every process's (images, ground truth, detections), from the last sync()
 
     @staticmethod
     def _rle(mask: np.ndarray) -> dict:
@@ -196,6 +201,7 @@ class MaskAPAccumulator:
             raise ValueError(f"image {image_id}: labels {unknown} are not among category_ids {self.category_ids}; "
                              "COCOeval would leave their masks out. Map labels to category ids, or list them.")
         height, width = gt_masks.shape[-2:] if len(gt_masks) or not len(pred_masks) else pred_masks.shape[-2:]
+        self._synced = None
         self.images.append({"id": image_id, "height": int(height), "width": int(width)})
         self._image_ids.add(image_id)
         for mask, label, iscrowd in zip(gt_masks, gt_labels, crowd):
@@ -211,37 +217,37 @@ class MaskAPAccumulator:
             )
 
     def sync(self) -> None:
+        """Make `compute` score every process's images; calling it again counts none twice."""
         if _distributed():
             gathered = [None] * torch.distributed.get_world_size()
             torch.distributed.all_gather_object(gathered, (self.images, self.ground_truth, self.detections))
-            self.images = [image for part in gathered for image in part[0]]
-            ids = [image["id"] for image in self.images]
+            images = [image for part in gathered for image in part[0]]
+            ids = [image["id"] for image in images]
             if len(set(ids)) != len(ids):
                 repeated = sorted({image_id for image_id in ids if ids.count(image_id) > 1})
                 raise ValueError(f"Processes added images of the same ids {repeated[:5]}: give each image an id "
                                  "unique across processes (its index in the dataset, not in the process's share).")
-            self._image_ids = set(ids)
             ground_truth = [annotation for part in gathered for annotation in part[1]]
-            self.ground_truth = [dict(a, id=index + 1) for index, a in enumerate(ground_truth)]
-            self.detections = [detection for part in gathered for detection in part[2]]
+            ground_truth = [dict(a, id=index + 1) for index, a in enumerate(ground_truth)]
+            self._synced = (images, ground_truth, [detection for part in gathered for detection in part[2]])
 
     def compute(self) -> dict:
         """`map`, `map_50`, `map_75`, `map_small`, `map_medium`, `map_large` (COCOeval's first six numbers)."""
         names = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
-        if not self.ground_truth:
+        images, ground_truth, detections = self._synced or (self.images, self.ground_truth, self.detections)
+        if not ground_truth:
             return dict.fromkeys(names, 0.0)
         coco = COCO()
         coco.dataset = {
-            "images": sorted(self.images, key=lambda image: image["id"]),
-            "annotations": self.ground_truth,
+            "images": sorted(images, key=lambda image: image["id"]),
+            "annotations": ground_truth,
             "categories": [{"id": c} for c in self.category_ids],
         }
         with contextlib.redirect_stdout(io.StringIO()):
             coco.createIndex()
-            detections = coco.loadRes(self.detections) if self.detections else COCO()
-            if not self.detections:
+            if not detections:
                 return dict.fromkeys(names, 0.0)
-            evaluation = COCOeval(coco, detections, "segm")
+            evaluation = COCOeval(coco, coco.loadRes(detections), "segm")
             evaluation.evaluate()
             evaluation.accumulate()
             evaluation.summarize()
@@ -256,6 +262,7 @@ class ReferringAccumulator:
     def __init__(self):
         # Columns: intersection, union, IoU; one row per sentence.
         self.rows = torch.zeros(0, 3, dtype=torch.float64)
+        self._synced = None  # every process's rows, from the last sync()
 
     def update(self, prediction, target) -> None:
         """Add one sentence, predicted and target (H, W) binary masks, or several: (sentences, H, W) each."""
@@ -271,17 +278,20 @@ class ReferringAccumulator:
         iou = np.where(union > 0, intersection / np.maximum(union, 1), 1.0)  # an empty target found empty is right
         rows = torch.from_numpy(np.stack([intersection, union, iou], axis=1))
         self.rows = torch.cat([self.rows, rows])
+        self._synced = None
 
     def sync(self) -> None:
+        """Make `compute` count every process's sentences; calling it again counts none twice."""
         if _distributed():
             gathered = [None] * torch.distributed.get_world_size()
             torch.distributed.all_gather_object(gathered, self.rows)
-            self.rows = torch.cat(gathered)
+            self._synced = torch.cat(gathered)
 
     def compute(self) -> dict:
-        if len(self.rows) == 0:
+        rows = self.rows if self._synced is None else self._synced
+        if len(rows) == 0:
             return {"ciou": 0.0, "miou": 0.0, "precision@0.5": 0.0, "precision@0.7": 0.0, "precision@0.9": 0.0}
-        intersection, union, iou = self.rows.T
+        intersection, union, iou = rows.T
         results = {"ciou": float(intersection.sum() / union.sum().clamp(min=1)), "miou": float(iou.mean())}
         for threshold in (0.5, 0.7, 0.9):
             results[f"precision@{threshold}"] = float((iou >= threshold).double().mean())

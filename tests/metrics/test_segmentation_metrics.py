@@ -130,12 +130,17 @@ def _results(accumulators):
 def _worker(rank, world_size, init_file, out_file):
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     accumulators = _fresh()
-    _all_updates(*accumulators, indices=range(rank, 6, world_size))
+    _all_updates(*accumulators, indices=range(rank, 4, world_size))
+    for accumulator in accumulators:
+        accumulator.sync()  # an evaluation midway (a logging callback), then the rest of the images
+    halfway = _results(accumulators)
+    _all_updates(*accumulators, indices=range(4 + rank, 6, world_size))
     for accumulator in accumulators:
         accumulator.sync()
+        accumulator.sync()  # twice: nothing counted twice
     if rank == 0:
         with open(out_file, "w") as handle:
-            json.dump(_results(accumulators), handle)
+            json.dump({"halfway": halfway, **_results(accumulators)}, handle)
     torch.distributed.destroy_process_group()
 
 
@@ -146,6 +151,9 @@ def test_two_processes_give_the_numbers_of_one(tmp_path):
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "out.json")), nprocs=2, join=True)
     merged = json.loads((tmp_path / "out.json").read_text())
+    halfway = _fresh()
+    _all_updates(*halfway, indices=range(4))
+    assert merged["halfway"]["referring"] == pytest.approx(_results(halfway)["referring"])
     assert merged["semantic"] == expected["semantic"]
     assert merged["referring"] == pytest.approx(expected["referring"])
     assert merged["ap"] == pytest.approx(expected["ap"])
