@@ -18,9 +18,9 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
-import tempfile
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 PACKAGE = "seem_hf"
@@ -182,8 +182,9 @@ class RemoteCodeMixin:
         checkpoint; PEFT is needed)."""
         if peft_model_id is None or not getattr(self, "_adapter_targets", None):
             return super().load_adapter(peft_model_id, adapter_name=adapter_name, peft_config=peft_config, **kwargs)
-        from seem_hf.adapters.strategies import adapter_config_for, quiet_peft
+        from seem_hf.adapters.strategies import adapter_config_for, apply_adapter_labels, quiet_peft
 
+        apply_adapter_labels(self, peft_model_id)  # the label set the adapter was trained for (its classifier rows)
         with quiet_peft():
             peft_config = peft_config or adapter_config_for(self, peft_model_id)
             return super().load_adapter(peft_model_id, adapter_name=adapter_name, peft_config=peft_config, **kwargs)

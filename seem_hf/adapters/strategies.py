@@ -13,7 +13,8 @@ the same four strategies apply to every model in the package:
 | `full`                        | trains              | trains                                                    |
 
 A language encoder (`frozen`) never trains; parts a model's recipe keeps at their pretrained weights
-(`pretrained_frozen`: SEEM's pixel decoder) are frozen in the four strategies and train only under `full`. Adapted strategies return a `peft.PeftModel`, whose
+(`pretrained_frozen`: SEEM's pixel decoder) are frozen in the four strategies and train only under `full`.
+Adapted strategies return a `peft.PeftModel`, whose
 `save_pretrained` writes only what trained; `load_adapter` reloads it (PEFT does not store the custom bottleneck
 layer mapping, so `PeftModel.from_pretrained` alone cannot).
 """
@@ -192,6 +193,62 @@ def _refuse_merging_bottlenecks(peft_model: PeftModel) -> PeftModel:
     return peft_model
 
 
+ADAPTER_LABELS_NAME = "adapter_labels.json"
+
+
+def _carry_labels(peft_model: PeftModel) -> PeftModel:
+    """Make `save_pretrained` write the model's label set (`config.id2label`) beside the adapter
+    (`adapter_labels.json`): PEFT saves no `config.json`, so the labels an adapter was trained for (a classifier
+    resized to the data's labels by `set_label_set`, trained in the adapter's `modules_to_save`) were lost, and the
+    folder loaded onto the base under the base's labels. `apply_adapter_labels` reads them back."""
+    original_save = peft_model.save_pretrained
+
+    def save_pretrained(save_directory, *args, **kwargs):
+        result = original_save(save_directory, *args, **kwargs)
+        config = getattr(peft_model.get_base_model(), "config", None)
+        id2label = getattr(config, "id2label", None)
+        if kwargs.get("is_main_process", True) and id2label:
+            import json
+            from pathlib import Path
+
+            labels = {"model_type": getattr(config, "model_type", None),
+                      "id2label": {str(index): name for index, name in sorted(id2label.items())}}
+            path = Path(save_directory) / ADAPTER_LABELS_NAME
+            path.write_text(json.dumps(labels, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return result
+
+    peft_model.save_pretrained = save_pretrained
+    return peft_model
+
+
+def adapter_labels(adapter_path) -> dict[int, str] | None:
+    """The label set an adapter folder was saved with (`adapter_labels.json`), or None (no such file, or not a
+    local folder)."""
+    import json
+    from pathlib import Path
+
+    path = Path(str(adapter_path)) / ADAPTER_LABELS_NAME
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    return {int(index): name for index, name in saved["id2label"].items()}
+
+
+def apply_adapter_labels(model: nn.Module, adapter_path) -> str:
+    """Give `model` the label set the adapter at `adapter_path` was trained for, before its weights load: a model
+    with `set_label_set` (DETR-panoptic: the classifier's rows follow the labels) is relabelled by it, others
+    (SEEM, LSeg: labels are text) take the `id2label`. Returns what changed ('' when nothing did)."""
+    id2label = adapter_labels(adapter_path)
+    config = getattr(model, "config", None)
+    if id2label is None or config is None or id2label == dict(config.id2label):
+        return ""
+    if hasattr(model, "set_label_set"):
+        return model.set_label_set(id2label)
+    config.id2label = dict(id2label)
+    config.label2id = {name: index for index, name in id2label.items()}
+    return f"Labels set to the adapter's {len(id2label)}: {list(id2label.values())[:10]}"
+
+
 def prepare_for_fine_tuning(
     model: nn.Module,
     strategy: FineTuningStrategy | str,
@@ -261,7 +318,7 @@ def prepare_for_fine_tuning(
     if sequential or parallel:
         config._register_custom_module(_bottleneck_mapping(model, sequential, parallel))
     with quiet_peft():
-        return _refuse_merging_bottlenecks(get_peft_model(model, config))
+        return _carry_labels(_refuse_merging_bottlenecks(get_peft_model(model, config)))
 
 
 def lora_by_pattern(
@@ -288,7 +345,7 @@ def lora_by_pattern(
         bias="none",
     )
     with quiet_peft():
-        return get_peft_model(model, config)
+        return _carry_labels(get_peft_model(model, config))
 
 
 def adapter_config_for(model: nn.Module, adapter_path: str, **kwargs) -> LoraConfig:
@@ -318,10 +375,11 @@ def load_adapter(model: nn.Module, adapter_path: str, is_trainable: bool = False
     transformers' own route works too: `AutoModel.from_pretrained(adapter_folder)` or `model.load_adapter(folder)`
     (seem_hf models register the bottleneck layers themselves), also as remote code without seem_hf."""
     config = adapter_config_for(model, adapter_path)
+    apply_adapter_labels(model, adapter_path)
     with quiet_peft():
-        return _refuse_merging_bottlenecks(
+        return _carry_labels(_refuse_merging_bottlenecks(
             PeftModel.from_pretrained(model, adapter_path, config=config, is_trainable=is_trainable, **kwargs)
-        )
+        ))
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
@@ -348,10 +406,13 @@ def describe_parameters(model: nn.Module) -> str:
 
 
 __all__ = [
+    "ADAPTER_LABELS_NAME",
     "AdapterTargets",
     "FineTuningStrategy",
     "adapter_config_for",
+    "adapter_labels",
     "adapter_targets_of",
+    "apply_adapter_labels",
     "count_parameters",
     "describe_parameters",
     "load_adapter",
