@@ -216,3 +216,109 @@ def test_pq_compute_reads_one_channel_id_pngs(shapes, tmp_path):
             assert PIL.Image.open(folder / annotation["file_name"]).mode == mode
         results = pq_compute(shapes["panoptic_json"], shapes["panoptic_dir"], shapes["panoptic_json"], folder)
         assert results["All"]["pq"] == pytest.approx(1.0) and results["All"]["n"] > 0
+
+
+def _panopticapi(images, categories):
+    """panopticapi's pq_compute_single_core and PQStat.pq_average as published (cocodataset/panopticapi,
+    evaluation.py), on (gt ids, gt segments_info, pred ids, pred segments_info) per image."""
+    offset, void = 256 * 256 * 256, 0
+    stat = {c["id"]: [0.0, 0, 0, 0] for c in categories}  # iou, tp, fp, fn
+    for pan_gt, gt_info, pan_pred, pred_info in images:
+        gt_segms = {el["id"]: dict(el) for el in gt_info}
+        pred_segms = {el["id"]: dict(el) for el in pred_info}
+        labels, counts = np.unique(pan_pred, return_counts=True)
+        for label, count in zip(labels, counts):
+            if label in pred_segms:
+                pred_segms[label]["area"] = count
+        gt_pred_map = {}
+        labels, counts = np.unique(pan_gt.astype(np.uint64) * offset + pan_pred.astype(np.uint64), return_counts=True)
+        for label, intersection in zip(labels, counts):
+            gt_pred_map[(int(label // offset), int(label % offset))] = intersection
+        gt_matched, pred_matched = set(), set()
+        for (gt_label, pred_label), intersection in gt_pred_map.items():
+            if gt_label not in gt_segms or pred_label not in pred_segms or gt_segms[gt_label]["iscrowd"] == 1:
+                continue
+            if gt_segms[gt_label]["category_id"] != pred_segms[pred_label]["category_id"]:
+                continue
+            union = (pred_segms[pred_label]["area"] + gt_segms[gt_label]["area"] - intersection
+                     - gt_pred_map.get((void, pred_label), 0))
+            iou = intersection / union
+            if iou > 0.5:
+                stat[gt_segms[gt_label]["category_id"]][0] += iou
+                stat[gt_segms[gt_label]["category_id"]][1] += 1
+                gt_matched.add(gt_label)
+                pred_matched.add(pred_label)
+        crowd_labels_dict = {}
+        for gt_label, gt_info_ in gt_segms.items():
+            if gt_label in gt_matched:
+                continue
+            if gt_info_["iscrowd"] == 1:
+                crowd_labels_dict[gt_info_["category_id"]] = gt_label
+                continue
+            stat[gt_info_["category_id"]][3] += 1
+        for pred_label, pred_info_ in pred_segms.items():
+            if pred_label in pred_matched:
+                continue
+            intersection = gt_pred_map.get((void, pred_label), 0)
+            if pred_info_["category_id"] in crowd_labels_dict:
+                intersection += gt_pred_map.get((crowd_labels_dict[pred_info_["category_id"]], pred_label), 0)
+            if intersection / pred_info_["area"] > 0.5:
+                continue
+            stat[pred_info_["category_id"]][2] += 1
+    results = {}
+    for name, isthing in (("All", None), ("Things", True), ("Stuff", False)):
+        pq = sq = rq = n = 0
+        per_class = {}
+        for category in categories:
+            if isthing is not None and (category["isthing"] == 1) != isthing:
+                continue
+            iou, tp, fp, fn = stat[category["id"]]
+            if tp + fp + fn == 0:
+                per_class[category["id"]] = {"pq": 0.0, "sq": 0.0, "rq": 0.0}
+                continue
+            n += 1
+            scores = iou / (tp + 0.5 * fp + 0.5 * fn), iou / tp if tp != 0 else 0, tp / (tp + 0.5 * fp + 0.5 * fn)
+            per_class[category["id"]] = dict(zip(("pq", "sq", "rq"), scores))
+            pq, sq, rq = pq + scores[0], sq + scores[1], rq + scores[2]
+        results[name] = {"pq": pq / n, "sq": sq / n, "rq": rq / n, "n": n}
+        if name == "All":
+            results["per_class"] = per_class
+    return results
+
+
+def test_equals_panopticapi_on_void_crowd_and_iou_one_half():
+    """Side by side with panopticapi's rules: void predictions, crowd ground truth absorbing a prediction of its
+    category, unlabelled ground-truth pixels (in the PNG, not in segments_info), an IoU of exactly 0.5 (no match),
+    an image without prediction and one without ground truth, a category found nowhere (left out of the averages)."""
+    categories = CATEGORIES + [{"id": 4, "name": "cat", "isthing": 1}]
+    rng = np.random.default_rng(5)
+    images = []
+    gt = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+    gt_info = [{"id": 1, "category_id": 1, "iscrowd": 0, "area": 8}, {"id": 2, "category_id": 2, "iscrowd": 0,
+               "area": 4}, {"id": 3, "category_id": 3, "iscrowd": 1, "area": 4}]
+    pred = np.array([[1, 1, 1, 1], [0, 0, 1, 1], [5, 5, 7, 7], [6, 6, 7, 7]])  # car halves: IoU 2/4 each
+    images.append((gt, gt_info, pred, [{"id": 1, "category_id": 1}, {"id": 5, "category_id": 2},
+                                       {"id": 6, "category_id": 2}, {"id": 7, "category_id": 3}]))
+    images.append((gt, gt_info, np.zeros_like(gt), []))  # no prediction
+    images.append((np.zeros_like(gt), [], gt, [{"id": 1, "category_id": 1}, {"id": 2, "category_id": 2},
+                                               {"id": 3, "category_id": 3}]))  # no ground truth
+    for _ in range(4):
+        gt = rng.integers(0, 5, (16, 16))  # id 4: unlabelled pixels (not in segments_info)
+        gt_info = [{"id": i, "category_id": int(rng.integers(1, 4)), "iscrowd": int(rng.random() < 0.3),
+                    "area": int((gt == i).sum())} for i in (1, 2, 3)]
+        pred = np.where(rng.random(gt.shape) < 0.75, gt, rng.integers(0, 4, gt.shape))
+        pred_info = [{"id": i, "category_id": s["category_id"] if rng.random() < 0.8 else 3}
+                     for i, s in zip((1, 2, 3, 4), gt_info + [{"category_id": 1}]) if (pred == i).any()]
+        images.append((gt, gt_info, pred, pred_info))
+    expected = _panopticapi(images, categories)
+    accumulator = PanopticQualityAccumulator(categories)
+    for image in images:
+        accumulator.update(*image)
+    results = accumulator.compute()
+    assert expected["per_class"][4] == {"pq": 0.0, "sq": 0.0, "rq": 0.0} and expected["All"]["n"] == 3
+    assert 0.1 < expected["All"]["pq"] < 0.9
+    for name in ("All", "Things", "Stuff"):
+        assert results[name] == pytest.approx(expected[name], abs=1e-12)
+    assert results["per_class"].keys() == expected["per_class"].keys()
+    for category_id, scores in expected["per_class"].items():
+        assert results["per_class"][category_id] == pytest.approx(scores, abs=1e-12)
