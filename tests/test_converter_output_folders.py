@@ -129,3 +129,21 @@ def test_seem_cli_categories_without_colours_and_with_labels(checkpoints, tmp_pa
         seem_converter.main(["--checkpoint", str(checkpoints / "seem.pth"), "--output-dir", str(tmp_path / "two"),
                              "--categories", str(path), "--labels", "a,b"])
     assert not (tmp_path / "two").exists()
+
+
+def test_lseg_settings_given_with_a_config_are_not_dropped(checkpoints, tmp_path):
+    """--arch-option / --block-depth / --activation given with --config were ignored without a word (the config
+    won); they must agree with it. Errors about the architecture name the command-line option."""
+    from seem_hf.models.lseg import convert_lseg_original_to_hf as lseg_converter
+
+    config_file = tmp_path / "config.json"
+    _config("lseg").to_json_file(config_file)
+    arguments = ["--checkpoint", str(checkpoints / "lseg.pth"), "--output-dir", str(tmp_path / "out"),
+                 "--config", str(config_file)]
+    held = _config("lseg").arch_option
+    with pytest.raises(ValueError, match=rf"arch_option=2 \(the config has {held!r}\).*Set them in the config JSON"):
+        lseg_converter.main(arguments + ["--arch-option", "2", "--activation", _config("lseg").activation])
+    assert not (tmp_path / "out").exists()
+    lseg_converter.main(arguments + ["--activation", _config("lseg").activation])  # agreeing settings are fine
+    with pytest.raises(ValueError, match=r"--config, config="):
+        lseg_converter.main(["--checkpoint", str(checkpoints / "lseg.pth"), "--output-dir", str(tmp_path / "two")])

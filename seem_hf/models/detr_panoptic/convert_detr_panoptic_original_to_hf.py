@@ -109,7 +109,8 @@ def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overr
     blocks_in_layer3 = count(r"^detr\.backbone\.0\.body\.layer3\.(\d+)\.")
     backbone_name = {6: "resnet50", 23: "resnet101"}.get(blocks_in_layer3)
     if backbone_name is None:
-        raise ValueError(f"Unrecognised backbone: layer3 has {blocks_in_layer3} blocks (ResNet-50 has 6, -101 has 23).")
+        raise ValueError(f"Unrecognised backbone: layer3 has {blocks_in_layer3} blocks (ResNet-50 has 6, -101 has 23); "
+                         "give its architecture as a DetrPanopticConfig JSON (--config, config=).")
     d_model = state_dict["detr.query_embed.weight"].shape[1]
     # The mask head reads the projected features concatenated with one attention map per head.
     heads = state_dict["mask_head.lay1.weight"].shape[1] - d_model

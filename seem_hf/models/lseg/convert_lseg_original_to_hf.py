@@ -122,11 +122,16 @@ def config_from_original_state_dict(state_dict: dict[str, torch.Tensor], **overr
     patch = state_dict["pretrained.model.patch_embed.proj.weight"]
     variant = {(1024, 16): "vit_l16", (768, 32): "vit_b32"}.get((patch.shape[0], patch.shape[-1]))
     if variant is None:
-        raise ValueError(f"Unrecognised LSeg image encoder: width {patch.shape[0]}, patch {patch.shape[-1]}.")
+        raise ValueError(
+            f"Unrecognised LSeg image encoder: width {patch.shape[0]}, patch {patch.shape[-1]} (the released ViT-L/16 "
+            "has 1024 and 16, ViT-B/32 768 and 32); give its architecture as an LSegConfig JSON (--config, "
+            "config=)."
+        )
     if "scratch.head_block.depthwise.depthwise.weight" in state_dict and "arch_option" not in overrides:
         raise ValueError(
-            "This checkpoint has spatial regularisation blocks; pass arch_option (1 bottleneck, 2 depthwise), "
-            "block_depth and activation as it was trained with (they leave no trace in the weights)."
+            "This checkpoint has spatial regularisation blocks; pass --arch-option (arch_option=: 1 bottleneck, "
+            "2 depthwise), --block-depth and --activation as it was trained with (they leave no trace in the "
+            "weights)."
         )
     return LSegConfig(vision_config=lseg_vision_config(variant), **overrides)
 
@@ -150,6 +155,13 @@ def convert(
     check_checkpoint_keys(state_dict, REQUIRED_KEYS, EXPECTED)
     if config is None:
         config = config_from_original_state_dict(state_dict, **config_overrides)
+    elif differing := {name: (value, getattr(config, name, None)) for name, value in config_overrides.items()
+                       if getattr(config, name, None) != value}:
+        raise ValueError(
+            "Both a config and settings that disagree with it were given: "
+            + ", ".join(f"{name}={given!r} (the config has {held!r})" for name, (given, held) in differing.items())
+            + ". Set them in the config JSON, or leave --config out to read the architecture off the weights."
+        )
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: index for index, label in enumerate(labels)}
     model = LSegForSemanticSegmentation(config).eval()
