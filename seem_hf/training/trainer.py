@@ -304,7 +304,7 @@ class SegmentationTrainer(Trainer):
         was_training = model.training
         model.eval()
         panoptic = PanopticQualityAccumulator(self.categories)
-        semantic = SemanticSegmentationAccumulator(len(self.categories))
+        semantic = SemanticSegmentationAccumulator(len(self.categories), ignore_index=self._semantic_ignore_index())
         loss_sum = torch.zeros(2, dtype=torch.float64, device=self.args.device)  # sum of losses, images
         semantic_only = False
         for index, batch in zip(indices, dataloader):
@@ -354,9 +354,18 @@ class SegmentationTrainer(Trainer):
         model.train(was_training)
         return metrics
 
+    def _semantic_ignore_index(self) -> int:
+        """The label of unlabelled pixels in semantic batches: the evaluation collator's `ignore_index` (what it
+        fills them with, as SemanticCollator), else the model config's, else 255."""
+        for owner in (self.eval_data_collator, getattr(self.accelerator.unwrap_model(self.model), "config", None)):
+            if isinstance(getattr(owner, "ignore_index", None), int):
+                return owner.ignore_index
+        return 255
+
     def _semantic_metric_scores(self) -> dict:
         """`semantic_metric`'s numbers on every process (evaluate returns them on process 0 only)."""
-        scores = [self.semantic_metric.compute(num_labels=len(self.categories))]
+        scores = [self.semantic_metric.compute(num_labels=len(self.categories),
+                                               ignore_index=self._semantic_ignore_index())]
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.broadcast_object_list(scores, src=0)
         return scores[0]
@@ -404,7 +413,8 @@ class SegmentationTrainer(Trainer):
         ]
         panoptic.update(gt_ids, gt_segments, pred_ids, pred_segments)
         # Unlabelled target pixels are ignored; unassigned predicted pixels count as label 0.
-        gt_semantic = semantic_from_panoptic(gt_ids, {s["id"]: s["category_id"] - 1 for s in gt_segments}, 255)
+        gt_semantic = semantic_from_panoptic(gt_ids, {s["id"]: s["category_id"] - 1 for s in gt_segments},
+                                             semantic.ignore_index)
         if semantic_map is None:
             pred_semantic = semantic_from_panoptic(pred_ids, {s["id"]: s["category_id"] - 1 for s in pred_segments}, 0)
         else:

@@ -371,3 +371,20 @@ def test_mean_iou_module_takes_reduce_labels_and_refuses_fractional_maps():
     assert scores["pixel_accuracy"] == pytest.approx(2 / 3) and scores["mean_iou"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="not label ids"):
         metric.add(prediction=np.array([[0.5, 1.0]]), reference=np.array([[0, 1]]))
+
+
+def test_segmentation_trainer_reads_the_collators_ignore_index(lseg, tmp_path):
+    """A SemanticCollator filling unlabelled pixels with another ignore_index than 255 (LSegConfig(ignore_index=...)
+    as examples/finetune_lseg.py passes it) failed the evaluation with 'Target labels must lie in [0, 3) or be 255'
+    (the accumulator and the mean_iou module were given 255); both now read the collator's."""
+    _, processor, _ = lseg
+    reference = _segmentation_trainer(lseg, tmp_path).evaluate()
+    model = LSegForSemanticSegmentation.from_pretrained(FIXTURES / "tiny-random-lseg", ignore_index=254)
+    other = (model, processor, SemanticCollator(processor, LABELS, ignore_index=model.config.ignore_index))
+    assert (other[2]([_rows()[0]])["labels"] == 254).any()  # the rows have unlabelled pixels
+    ours = _segmentation_trainer(other, tmp_path).evaluate()
+    assert ours["eval_miou"] == pytest.approx(reference["eval_miou"], abs=1e-9)
+    assert ours["eval_loss"] == pytest.approx(reference["eval_loss"], rel=1e-6)
+    metric = evaluate.load(evaluate_module_path("mean_iou"), experiment_id="ignore", cache_dir=str(tmp_path))
+    through_module = _segmentation_trainer(other, tmp_path, semantic_metric=metric).evaluate()
+    assert through_module["eval_miou"] == pytest.approx(reference["eval_miou"], abs=1e-9)
