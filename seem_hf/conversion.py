@@ -182,8 +182,9 @@ _STALE_FILES = ("model.safetensors", "model-*-of-*.safetensors", "model.safetens
 
 def write_converted(output_dir: str | Path, write: Callable[[Path], None]) -> Path:
     """Write a converted folder through `write(folder)` without losing or mixing anything: the output must be a
-    folder that is missing, empty or holds an earlier conversion only (`CONVERSION_FILES`); anything else there (a
-    file of the user's, another model's weights, a subfolder) is refused by name before any work. `write` fills a
+    folder that is missing, empty or holds an earlier conversion only (`CONVERSION_FILES`; hidden entries such as a
+    Hub clone's .git and .gitattributes are left alone); anything else there (a file of the user's, another model's
+    weights, a subfolder) is refused by name before any work. `write` fills a
     temporary folder beside it, so a conversion that fails leaves the output as it was; its files then replace the
     earlier conversion's, whose weight files the new one does not write are removed. A README.md that is not
     seem_hf's card is kept, as `save_pretrained` keeps it."""
@@ -191,8 +192,8 @@ def write_converted(output_dir: str | Path, write: Callable[[Path], None]) -> Pa
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output-dir {output_dir} is a file; give a folder to write the converted model to.")
     existing = sorted(output_dir.iterdir()) if output_dir.is_dir() else []
-    foreign = [entry.name + ("/" if entry.is_dir() else "") for entry in existing
-               if entry.is_dir() or not any(fnmatch.fnmatch(entry.name, pattern) for pattern in CONVERSION_FILES)]
+    foreign = [entry.name + ("/" if entry.is_dir() else "") for entry in existing if not entry.name.startswith(".")
+               and (entry.is_dir() or not any(fnmatch.fnmatch(entry.name, pattern) for pattern in CONVERSION_FILES))]
     if foreign:
         raise ValueError(
             f"--output-dir {output_dir} is not empty and holds what a conversion does not write: {foreign[:10]}"

@@ -52,8 +52,11 @@ def test_an_output_folder_holding_other_files_is_refused_and_kept(model, checkpo
 @pytest.mark.parametrize("model", ORIGINALS)
 def test_converting_twice_replaces_the_earlier_conversion(model, checkpoints, tmp_path):
     output = tmp_path / "out"
+    (output / ".git").mkdir(parents=True)  # a clone of the model's Hub repository, converted into and pushed
+    (output / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
     first = _convert(model, checkpoints, output)
     names = sorted(path.name for path in first.iterdir())
+    assert ".git" in names and ".gitattributes" in names
     # what a later save of the earlier conversion may have added: label embeddings and a sharded copy of weights
     (output / "label_embeddings.safetensors").write_bytes(b"stale")
     (output / "model-00002-of-00002.safetensors").write_bytes(b"stale")
