@@ -292,7 +292,9 @@ class ReferringAccumulator:
         if len(rows) == 0:
             return {"ciou": 0.0, "miou": 0.0, "precision@0.5": 0.0, "precision@0.7": 0.0, "precision@0.9": 0.0}
         intersection, union, iou = rows.T
-        results = {"ciou": float(intersection.sum() / union.sum().clamp(min=1)), "miou": float(iou.mean())}
+        # Every target and answer empty (sentences naming nothing, found empty): right, as a sentence's IoU says.
+        ciou = float(intersection.sum() / union.sum()) if union.sum() > 0 else 1.0
+        results = {"ciou": ciou, "miou": float(iou.mean())}
         for threshold in (0.5, 0.7, 0.9):
             results[f"precision@{threshold}"] = float((iou >= threshold).double().mean())
         return results

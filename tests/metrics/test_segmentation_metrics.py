@@ -351,3 +351,14 @@ def test_referring_update_with_a_sentence_per_mask():
     assert together.compute()["precision@0.5"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="one sentence's \\(height, width\\) mask or \\(sentences, height, width\\)"):
         together.update(predictions[None], targets[None])
+
+
+def test_referring_ciou_of_empty_targets_found_empty():
+    """Sentences naming nothing (gRefCOCO's no-target expressions) answered with empty masks: each IoU is 1 and
+    precision 1, but cIoU was 0 (0 / max(0, 1)); it is 1, and a wrong answer among them still lowers it to 0."""
+    accumulator = ReferringAccumulator()
+    accumulator.update(np.zeros((2, 4, 4), bool), np.zeros((2, 4, 4), bool))
+    assert accumulator.compute() == {"ciou": 1.0, "miou": 1.0, "precision@0.5": 1.0, "precision@0.7": 1.0,
+                                     "precision@0.9": 1.0}
+    accumulator.update(np.ones((4, 4), bool), np.zeros((4, 4), bool))
+    assert accumulator.compute()["ciou"] == 0.0 and accumulator.compute()["miou"] == pytest.approx(2 / 3)
