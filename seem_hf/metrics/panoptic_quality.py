@@ -37,9 +37,12 @@ class PanopticQualityAccumulator:
     """
 
     def __init__(self, categories: list[dict]):
+        if isinstance(categories, dict) or isinstance(categories, (str, bytes)):
+            raise ValueError("categories is a list of COCO-panoptic categories, e.g. [{'id': 1, 'name': 'sky', "
+                             f"'isthing': 0}}, ...]; got {type(categories).__name__} {str(categories)[:80]}.")
         self.categories = {}
         for category in categories:
-            if "id" not in category or "isthing" not in category:
+            if not isinstance(category, dict) or "id" not in category or "isthing" not in category:
                 raise ValueError(f"Each category needs `id` and `isthing` (1 for things, 0 for stuff), as in "
                                  f"COCO-panoptic's categories; got {category}.")
             if int(category["id"]) in self.categories:
@@ -184,6 +187,9 @@ def _segments_by_id(segments, which: str, image: str) -> dict[int, dict]:
         if missing:
             raise KeyError(f"{_at(image)}a {which} segments_info entry lacks {missing}: {segment}.")
         segment = {**segment, "id": int(segment["id"]), "category_id": int(segment["category_id"])}
+        if segment["id"] == VOID:
+            raise ValueError(f"{_at(image)}a {which} segment has id 0, which marks void pixels in the map; number "
+                             "segments from 1.")
         if segment["id"] in by_id:
             raise ValueError(f"{_at(image)}{which} segment id {segment['id']} is in segments_info twice; each segment "
                              "of an image needs its own id.")

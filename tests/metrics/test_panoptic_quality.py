@@ -322,3 +322,14 @@ def test_equals_panopticapi_on_void_crowd_and_iou_one_half():
     assert results["per_class"].keys() == expected["per_class"].keys()
     for category_id, scores in expected["per_class"].items():
         assert results["per_class"][category_id] == pytest.approx(scores, abs=1e-12)
+
+
+def test_void_id_and_categories_not_as_a_list_are_named():
+    """A segment of id 0 (void's id) failed as 'segments [0] are in segments_info but not in the PNG' though the map
+    held void; categories given as an id2label mapping failed with "argument of type 'int' is not iterable"."""
+    gt = np.array([[0, 1], [1, 1]])
+    segments = [{"id": 0, "category_id": 1}, {"id": 1, "category_id": 2}]
+    with pytest.raises(ValueError, match="segment has id 0, which marks void pixels"):
+        PanopticQualityAccumulator(CATEGORIES).update(gt, segments[1:], gt, segments)
+    with pytest.raises(ValueError, match="categories is a list of COCO-panoptic categories"):
+        PanopticQualityAccumulator({1: "sky", 2: "car"})
