@@ -40,7 +40,7 @@ def binary_masks(masks, name: str) -> np.ndarray:
     return masks.astype(bool)
 
 
-def _rle_masks(masks) -> np.ndarray | None:
+def rle_masks(masks) -> np.ndarray | None:
     """COCO run-length encodings (a dict, or a list of them, `counts` compressed or as a list) decoded to (N, H, W)
     booleans; None when `masks` holds none."""
     if isinstance(masks, dict):
@@ -62,7 +62,7 @@ def _rle_masks(masks) -> np.ndarray | None:
 
 def _instance_masks(masks, name: str) -> np.ndarray:
     """(N, H, W) booleans from binary masks or COCO RLEs."""
-    decoded = _rle_masks(masks)
+    decoded = rle_masks(masks)
     masks = binary_masks(masks, name) if decoded is None else decoded
     if masks.ndim == 2:
         raise ValueError(f"{name} has shape {masks.shape}; give (instances, height, width), e.g. mask[None] for one.")

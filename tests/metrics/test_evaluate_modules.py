@@ -388,3 +388,19 @@ def test_segmentation_trainer_reads_the_collators_ignore_index(lseg, tmp_path):
     metric = evaluate.load(evaluate_module_path("mean_iou"), experiment_id="ignore", cache_dir=str(tmp_path))
     through_module = _segmentation_trainer(other, tmp_path, semantic_metric=metric).evaluate()
     assert through_module["eval_miou"] == pytest.approx(reference["eval_miou"], abs=1e-9)
+
+
+def test_mask_ap_module_reads_coco_run_length_encodings():
+    """Masks as COCO RLEs (`{"size", "counts"}`, as a COCO results file holds them) were refused as values of type
+    object; they give the numbers of the same masks as booleans."""
+    from pycocotools import mask as mask_utils
+
+    predictions, references, kwargs, expected = CASES["mask_ap"]
+
+    def encoded(example):
+        rles = [mask_utils.encode(np.asfortranarray(np.asarray(mask, np.uint8))) for mask in example["masks"]]
+        return dict(example, masks=[{"size": rle["size"], "counts": rle["counts"].decode()} for rle in rles])
+
+    metric = evaluate.load(evaluate_module_path("mask_ap"), keep_in_memory=True)
+    result = metric.compute(predictions=[encoded(p) for p in predictions], references=references, **kwargs)
+    _assert_same(result, expected)

@@ -8,7 +8,7 @@ from pycocotools import mask as mask_utils
 
 from seem_hf.metrics import MaskAPAccumulator
 from seem_hf.metrics.evaluate_modules import common
-from seem_hf.metrics.segmentation import binary_masks
+from seem_hf.metrics.segmentation import binary_masks, rle_masks
 
 _DESCRIPTION = """COCO mask AP over a dataset: COCOeval's `segm` evaluation (IoU thresholds 0.5:0.95, up to 100
 detections per image, the COCO area ranges). Masks are stored run-length encoded (COCO RLE) between `add_batch`
@@ -16,8 +16,8 @@ and `compute`, so the cache holds a few bytes per mask rather than a pixel each.
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions: per image, a dict with `masks` (instances, height, width) booleans, `labels` (category ids) and
-        `scores`.
+    predictions: per image, a dict with `masks` (instances, height, width) booleans or 0/1, or a list of COCO
+        run-length encodings (`{"size", "counts"}`), `labels` (category ids) and `scores`.
     references: per image, a dict with `masks` and `labels`, and optionally `iscrowd` (0 or 1 per mask; default 0).
     category_ids (`list[int]`): the category ids evaluated.
 Returns:
@@ -42,7 +42,9 @@ def _encoded(example, which: str, fields: tuple) -> dict:
     """`size` (height, width), one RLE `counts` string per mask, and `fields` as lists."""
     if not isinstance(example, dict) or any(field not in example for field in ("masks", *fields)):
         raise ValueError(f"Each of the {which} is a dict with `masks`, {', '.join(f'`{f}`' for f in fields)}.")
-    masks = binary_masks(example["masks"], f"`masks` among the {which}")
+    masks = rle_masks(example["masks"])  # COCO run-length encodings (a COCO results file, pycocotools)
+    if masks is None:
+        masks = binary_masks(example["masks"], f"`masks` among the {which}")
     if masks.size == 0:
         masks = masks.reshape((0, *masks.shape[-2:])) if masks.ndim == 3 else np.zeros((0, 0, 0), bool)
     if masks.ndim != 3:
