@@ -64,6 +64,8 @@ def _instance_masks(masks, name: str) -> np.ndarray:
     """(N, H, W) booleans from binary masks or COCO RLEs."""
     decoded = rle_masks(masks)
     masks = binary_masks(masks, name) if decoded is None else decoded
+    if masks.size == 0 and masks.ndim != 3:  # no instance in the image, e.g. []
+        return np.zeros((0, 0, 0), bool)
     if masks.ndim == 2:
         raise ValueError(f"{name} has shape {masks.shape}; give (instances, height, width), e.g. mask[None] for one.")
     if masks.ndim != 3:

@@ -404,3 +404,12 @@ def test_mask_ap_module_reads_coco_run_length_encodings():
     metric = evaluate.load(evaluate_module_path("mask_ap"), keep_in_memory=True)
     result = metric.compute(predictions=[encoded(p) for p in predictions], references=references, **kwargs)
     _assert_same(result, expected)
+
+
+@pytest.mark.parametrize("name", EVALUATE_MODULES)
+def test_compute_with_nothing_added_says_so(name):
+    """compute() before any add / add_batch failed inside evaluate with "'NoneType' object has no attribute
+    'getvalue'"."""
+    metric = evaluate.load(evaluate_module_path(name), keep_in_memory=True)
+    with pytest.raises(ValueError, match="nothing to compute; add examples with add\\(\\) or add_batch\\(\\)"):
+        metric.compute()

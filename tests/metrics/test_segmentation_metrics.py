@@ -362,3 +362,13 @@ def test_referring_ciou_of_empty_targets_found_empty():
                                      "precision@0.9": 1.0}
     accumulator.update(np.ones((4, 4), bool), np.zeros((4, 4), bool))
     assert accumulator.compute()["ciou"] == 0.0 and accumulator.compute()["miou"] == pytest.approx(2 / 3)
+
+
+def test_mask_ap_image_without_instances():
+    """An image with no ground truth and no prediction given as empty lists was refused as 'gt_masks has shape
+    (0,)'; it counts nothing, as COCOeval's image without annotations."""
+    square = np.stack([_square(2, 2)])
+    accumulator = MaskAPAccumulator(category_ids=[1])
+    accumulator.update(1, [], [], [], [], [])
+    accumulator.update(2, square, [1], square, [1], [0.9])
+    assert accumulator.compute()["map"] == pytest.approx(1.0)

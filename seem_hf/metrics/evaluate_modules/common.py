@@ -60,6 +60,16 @@ class PreparedInputsMetric(evaluate.Metric):
         predictions, references = self._prepared(predictions, references)
         return super().add_batch(predictions=predictions, references=references, **kwargs)
 
+    def compute(self, *, predictions=None, references=None, **kwargs):
+        """The metric over the inputs added (or given here); with nothing added, an error saying so (evaluate's own
+        is an AttributeError about 'getvalue')."""
+        if predictions is None and references is None and self.writer is None and self.num_process == 1:
+            raise ValueError(f"{self.name}: nothing to compute; add examples with add() or add_batch() first, or pass "
+                             "predictions= and references= to compute().")
+        if predictions is None and references is None:
+            return super().compute(**kwargs)
+        return super().compute(predictions=predictions, references=references, **kwargs)  # through add_batch
+
     def add(self, *, prediction=None, reference=None, **kwargs):
         """Add one prediction and its reference."""
         prediction = None if prediction is None else self.prepare_prediction(prediction)
