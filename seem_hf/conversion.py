@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import zipfile
@@ -83,12 +84,16 @@ def read_checkpoint(path: str | Path, expected: str, safe_globals: list | None =
         if "Weights only load failed" not in str(error):
             raise ValueError(f"{path} is not a readable PyTorch checkpoint (corrupt?): {error}") from error
         objects = [line.strip() for line in str(error).splitlines() if "Unsupported global" in line]
+        # Still weights_only=True: the classes the file names are allowed one by one, nothing else is unpickled.
+        names = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(error)))) or ["<the class named above>"]
         raise ValueError(
             f"{path} pickles Python objects besides tensors, which are not loaded for safety "
             f"({objects[0] if objects else 'weights_only=True refused it'}); expected {expected}. If you trust the "
-            "file, save its state dict alone once, where the classes it names are importable: "
-            f"checkpoint = torch.load({str(path)!r}, weights_only=False); torch.save(checkpoint[{entry!r}], "
-            "'weights.pth') (or torch.save(checkpoint, ...) if it is the state dict itself), and convert weights.pth."
+            "file, save its state dict alone once, where the classes it names are importable: import "
+            f"{', '.join(name.rpartition('.')[0] or name for name in names)}; with torch.serialization.safe_globals("
+            f"[{', '.join(names)}]): checkpoint = torch.load({str(path)!r}, weights_only=True); then "
+            f"torch.save(checkpoint[{entry!r}], 'weights.pth') (or torch.save(checkpoint, ...) if it is the state dict "
+            "itself), and convert weights.pth."
         ) from error
     except Exception as error:
         raise ValueError(

@@ -87,8 +87,10 @@ def test_a_checkpoint_pickling_objects_names_the_way_out_that_works(converter, e
         module.load_original_checkpoint(path)
     message = str(raised.value)
     assert f"torch.save(checkpoint[{entry!r}], 'weights.pth')" in message and "If you trust the file" in message
-    assert f"torch.load({str(path)!r}, weights_only=False)" in message
-    checkpoint = torch.load(path, weights_only=False)
+    assert f"torch.load({str(path)!r}, weights_only=True)" in message and "weights_only=False" not in message
+    assert f"safe_globals([{__name__}.Pickled])" in message
+    with torch.serialization.safe_globals([Pickled]):  # what the message says: this class allowed, nothing else
+        checkpoint = torch.load(path, weights_only=True)
     torch.save(checkpoint[entry], tmp_path / "weights.pth")
     read = module.load_original_checkpoint(tmp_path / "weights.pth")
     assert set(read[0] if isinstance(read, tuple) else read) == {SIGNATURES[converter]}
