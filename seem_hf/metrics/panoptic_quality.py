@@ -60,7 +60,8 @@ class PanopticQualityAccumulator:
         the segment's pixel count; prediction areas are counted from the map)."""
         gt_ids, pred_ids = segment_id_map(gt_ids, "ground truth", image), segment_id_map(pred_ids, "prediction", image)
         if gt_ids.shape != pred_ids.shape:
-            raise ValueError(f"{_at(image)}prediction {pred_ids.shape} and ground truth {gt_ids.shape} differ in size.")
+            raise ValueError(f"{_at(image)}prediction {pred_ids.shape} and ground truth {gt_ids.shape} differ in size; "
+                             f"post-process at the ground truth's size (target_sizes=[{gt_ids.shape}]).")
         gt_by_id = _segments_by_id(gt_segments, "ground-truth", image)
         pred_by_id = _segments_by_id(pred_segments, "predicted", image)
         for label, segment in gt_by_id.items():

@@ -115,7 +115,8 @@ class SemanticSegmentationAccumulator:
         """Add one (H, W) predicted label map and its target (tensors, arrays or nested lists)."""
         prediction, target = self._labels(prediction, "prediction"), self._labels(target, "target")
         if prediction.shape != target.shape:
-            raise ValueError(f"Prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in size.")
+            raise ValueError(f"Prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in size; "
+                             f"post-process at the target's size (target_sizes=[{tuple(target.shape)}]).")
         if self.reduce_labels:
             ignored = (target == 0) | (target == self.ignore_index)
             target = torch.where(ignored, torch.full_like(target, self.ignore_index), target - 1)
@@ -192,7 +193,8 @@ class MaskAPAccumulator:
         pred_masks = _instance_masks(pred_masks, "pred_masks")
         if len(gt_masks) and len(pred_masks) and gt_masks.shape[1:] != pred_masks.shape[1:]:
             raise ValueError(f"image {image_id}: predicted masks {pred_masks.shape[1:]} and ground-truth masks "
-                             f"{gt_masks.shape[1:]} differ in size; resize the predictions to the image's size.")
+                             f"{gt_masks.shape[1:]} differ in size; post-process at the image's size "
+                             f"(target_sizes=[{gt_masks.shape[1:]}]).")
         gt_labels = [int(label) for label in _per_mask(gt_labels, len(gt_masks), "gt_labels", "gt_masks")]
         pred_labels = [int(label) for label in _per_mask(pred_labels, len(pred_masks), "pred_labels", "pred_masks")]
         pred_scores = [float(score) for score in _per_mask(pred_scores, len(pred_masks), "pred_scores", "pred_masks")]
@@ -270,7 +272,8 @@ class ReferringAccumulator:
         """Add one sentence, predicted and target (H, W) binary masks, or several: (sentences, H, W) each."""
         prediction, target = binary_masks(prediction, "prediction"), binary_masks(target, "target")
         if prediction.shape != target.shape:
-            raise ValueError(f"Prediction {prediction.shape} and target {target.shape} differ in size.")
+            raise ValueError(f"Prediction {prediction.shape} and target {target.shape} differ in size; post-process at "
+                             f"the target's size (target_sizes=[{target.shape[-2:]}]).")
         if prediction.ndim not in (2, 3):
             raise ValueError(f"Masks of shape {prediction.shape}: give one sentence's (height, width) mask or "
                              "(sentences, height, width).")

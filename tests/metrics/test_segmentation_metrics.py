@@ -372,3 +372,16 @@ def test_mask_ap_image_without_instances():
     accumulator.update(1, [], [], [], [], [])
     accumulator.update(2, square, [1], square, [1], [0.9])
     assert accumulator.compute()["map"] == pytest.approx(1.0)
+
+
+def test_size_mismatches_name_the_size_to_post_process_at():
+    """Every accumulator's size error says the size a post-processor's target_sizes should give (it named the two
+    sizes only)."""
+    big, small = np.zeros((4, 6), np.int64), np.zeros((2, 3), np.int64)
+    for update in (SemanticSegmentationAccumulator(2).update, ReferringAccumulator().update):
+        with pytest.raises(ValueError, match=r"target_sizes=\[\(4, 6\)\]"):
+            update(small, big)
+    with pytest.raises(ValueError, match=r"target_sizes=\[\(4, 6\)\]"):
+        PanopticQualityAccumulator(CATEGORIES).update(big, [], small, [])
+    with pytest.raises(ValueError, match=r"target_sizes=\[\(4, 6\)\]"):
+        MaskAPAccumulator([1]).update(1, big[None] == 0, [1], small[None] == 0, [1], [0.5])
