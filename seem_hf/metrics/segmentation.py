@@ -73,6 +73,13 @@ def _instance_masks(masks, name: str) -> np.ndarray:
     return masks
 
 
+def _category_ids(values: list, name: str) -> list[int]:
+    ids = [int(value) for value in values]
+    if any(value != int_value for value, int_value in zip(values, ids)):
+        raise ValueError(f"{name} {values[:5]} hold values that are not category ids (whole numbers).")
+    return ids
+
+
 def _per_mask(values, count: int, name: str, masks_name: str) -> list:
     if hasattr(values, "detach"):
         values = values.detach().cpu().numpy()
@@ -195,9 +202,12 @@ class MaskAPAccumulator:
             raise ValueError(f"image {image_id}: predicted masks {pred_masks.shape[1:]} and ground-truth masks "
                              f"{gt_masks.shape[1:]} differ in size; post-process at the image's size "
                              f"(target_sizes=[{gt_masks.shape[1:]}]).")
-        gt_labels = [int(label) for label in _per_mask(gt_labels, len(gt_masks), "gt_labels", "gt_masks")]
-        pred_labels = [int(label) for label in _per_mask(pred_labels, len(pred_masks), "pred_labels", "pred_masks")]
+        gt_labels = _category_ids(_per_mask(gt_labels, len(gt_masks), "gt_labels", "gt_masks"), "gt_labels")
+        pred_labels = _category_ids(_per_mask(pred_labels, len(pred_masks), "pred_labels", "pred_masks"),
+                                    "pred_labels")
         pred_scores = [float(score) for score in _per_mask(pred_scores, len(pred_masks), "pred_scores", "pred_masks")]
+        if any(np.isnan(score) for score in pred_scores):
+            raise ValueError(f"image {image_id}: pred_scores hold NaN; COCOeval ranks detections by score.")
         crowd = [0] * len(gt_masks) if gt_iscrowd is None else _per_mask(gt_iscrowd, len(gt_masks), "gt_iscrowd",
                                                                           "gt_masks")
         unknown = sorted(set(gt_labels + pred_labels) - set(self.category_ids))

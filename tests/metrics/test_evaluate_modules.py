@@ -413,3 +413,10 @@ def test_compute_with_nothing_added_says_so(name):
     metric = evaluate.load(evaluate_module_path(name), keep_in_memory=True)
     with pytest.raises(ValueError, match="nothing to compute; add examples with add\\(\\) or add_batch\\(\\)"):
         metric.compute()
+
+
+def test_mask_ap_module_refuses_fractional_labels():
+    metric = evaluate.load(evaluate_module_path("mask_ap"), keep_in_memory=True)
+    with pytest.raises(ValueError, match="`labels` among the predictions hold values that are not whole numbers"):
+        metric.add(prediction={"masks": np.ones((1, 2, 2)), "labels": [1.6], "scores": [0.5]},
+                   reference={"masks": np.ones((1, 2, 2)), "labels": [1]})

@@ -385,3 +385,15 @@ def test_size_mismatches_name_the_size_to_post_process_at():
         PanopticQualityAccumulator(CATEGORIES).update(big, [], small, [])
     with pytest.raises(ValueError, match=r"target_sizes=\[\(4, 6\)\]"):
         MaskAPAccumulator([1]).update(1, big[None] == 0, [1], small[None] == 0, [1], [0.5])
+
+
+def test_mask_ap_refuses_fractional_labels_and_nan_scores():
+    """Labels 1.6 were truncated to category 1, and NaN scores ranked by COCOeval's sort, without a word."""
+    square = np.stack([_square(2, 2)])
+    accumulator = MaskAPAccumulator(category_ids=[1, 2])
+    with pytest.raises(ValueError, match=r"pred_labels \[1.6\] hold values that are not category ids"):
+        accumulator.update(1, square, [1], square, [1.6], [0.9])
+    with pytest.raises(ValueError, match="pred_scores hold NaN"):
+        accumulator.update(1, square, [1], square, [1], [float("nan")])
+    accumulator.update(1, square, np.array([1.0]), square, torch.tensor([1]), [0.9])  # whole floats are ids
+    assert accumulator.compute()["map"] == pytest.approx(1.0)

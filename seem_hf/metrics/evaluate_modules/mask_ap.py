@@ -56,6 +56,8 @@ def _encoded(example, which: str, fields: tuple) -> dict:
         values = common.as_array(example[field], float).reshape(-1).tolist()
         if len(values) != len(masks):
             raise ValueError(f"{len(values)} `{field}` for {len(masks)} masks among the {which}; give one per mask.")
+        if field != "scores" and any(value != int(value) for value in values):
+            raise ValueError(f"`{field}` among the {which} hold values that are not whole numbers: {values[:5]}.")
         encoded[field] = values if field == "scores" else [int(value) for value in values]
     return encoded
 
