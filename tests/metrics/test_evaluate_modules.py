@@ -33,6 +33,8 @@ from seem_hf.training import SegmentationTrainer, SemanticCollator
 # The modules hand their inputs, stored exactly (integer maps, booleans or COCO RLE, float64 scores), to the same
 # accumulator: the only room for a difference is the order of floating-point sums, far below 1e-12.
 SAME = 1e-12
+# evaluate's mean_iou names for numbers the mean_iou module also gives under seem_hf's (a drop-in replacement)
+MEAN_IOU_ALIASES = {"overall_accuracy", "per_category_iou", "per_category_accuracy"}
 CATEGORIES = [{"id": 1, "isthing": 1, "name": "disc"}, {"id": 2, "isthing": 1, "name": "square"},
               {"id": 3, "isthing": 0, "name": "sky"}]
 
@@ -110,7 +112,7 @@ CASES = _cases()
 
 
 def _assert_same(result, expected):
-    assert result.keys() == expected.keys()
+    assert result.keys() - MEAN_IOU_ALIASES == expected.keys()
     for key, value in expected.items():
         if isinstance(value, dict):
             _assert_same(result[key], value)
@@ -420,3 +422,18 @@ def test_mask_ap_module_refuses_fractional_labels():
     with pytest.raises(ValueError, match="`labels` among the predictions hold values that are not whole numbers"):
         metric.add(prediction={"masks": np.ones((1, 2, 2)), "labels": [1.6], "scores": [0.5]},
                    reference={"masks": np.ones((1, 2, 2)), "labels": [1]})
+
+
+def test_mean_iou_module_replaces_evaluates_mean_iou():
+    """evaluate's mean_iou arguments (label_map, nan_to_num) were TypeErrors and its result names
+    (overall_accuracy, per_category_iou, per_category_accuracy) KeyErrors; the same numbers under both names."""
+    metric = evaluate.load(evaluate_module_path("mean_iou"), keep_in_memory=True)
+    reference = np.array([[5, 5], [1, 255]])
+    scores = metric.compute(predictions=[[[0, 1], [1, 2]]], references=[reference], num_labels=4,
+                            label_map={5: 0}, nan_to_num=-1)
+    assert scores["overall_accuracy"] == scores["pixel_accuracy"] == pytest.approx(2 / 3)
+    # 2 is predicted on an ignored pixel only, 3 nowhere: NaN, given as -1
+    np.testing.assert_allclose(scores["per_category_iou"], [0.5, 0.5, -1.0, -1.0])
+    assert scores["per_class_iou"] == [0.5, 0.5, -1.0, -1.0]
+    np.testing.assert_allclose(scores["per_category_accuracy"], [0.5, 1.0, -1.0, -1.0])
+    assert scores["mean_iou"] == pytest.approx(0.5)  # over the labels that occur

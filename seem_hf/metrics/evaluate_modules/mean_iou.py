@@ -20,11 +20,16 @@ Args:
     ignore_index (`int`, default 255): target value of pixels that are not counted.
     reduce_labels (`bool`, default False): shift the references down by one and ignore their 0 (background), as
         `evaluate`'s mean_iou and the image processors' `do_reduce_labels`; predictions are taken as given.
+    label_map (`dict`, optional): old reference id -> new id, applied to the references (before reduce_labels), all
+        ids at once.
+    nan_to_num (`float`, optional): the value given in place of NaN (labels that occur nowhere).
 Returns:
     mean_iou: IoU averaged over the labels present (union > 0).
     pixel_accuracy: the fraction of counted pixels labelled right (mean_iou's `overall_accuracy`).
     mean_accuracy: per-label accuracy (TP / reference pixels) averaged over the labels in the references.
     per_class_iou, per_class_accuracy: per label, NaN for labels that occur nowhere.
+    overall_accuracy, per_category_iou, per_category_accuracy: the same numbers under evaluate's mean_iou names
+        (`pixel_accuracy`, and the per-label lists as numpy arrays).
 Examples:
     >>> metric = evaluate.load(seem_hf.metrics.evaluate_module_path("mean_iou"))
     >>> metric.compute(predictions=[[[0, 1], [1, 1]]], references=[[[0, 1], [255, 0]]], num_labels=2)["pixel_accuracy"]
@@ -51,9 +56,27 @@ class MeanIou(common.PreparedInputsMetric):
         labels = SemanticSegmentationAccumulator._labels(reference, "reference label map")
         return common.store_array(labels, np.int32, 2, "A reference label map")
 
-    def _compute(self, predictions, references, num_labels: int, ignore_index: int = 255, reduce_labels: bool = False):
+    def _compute(self, predictions, references, num_labels: int, ignore_index: int = 255, reduce_labels: bool = False,
+                 label_map: dict | None = None, nan_to_num: float | None = None):
         accumulator = SemanticSegmentationAccumulator(num_labels, ignore_index=ignore_index,
                                                       reduce_labels=reduce_labels)
+        lookup = None
+        if label_map:  # every old id to its new one at once (a chain such as {1: 2, 2: 3} moves each id one step)
+            old_ids = np.array(sorted(int(old) for old in label_map), dtype=np.int64)
+            new_ids = np.array([int(label_map[old]) for old in sorted(label_map, key=int)], dtype=np.int64)
+            lookup = old_ids, new_ids
         for prediction, reference in zip(predictions, references):
-            accumulator.update(common.load_array(prediction, np.int32), common.load_array(reference, np.int32))
-        return accumulator.compute()
+            reference = common.load_array(reference, np.int32).astype(np.int64)
+            if lookup is not None:
+                position = np.searchsorted(lookup[0], reference).clip(max=len(lookup[0]) - 1)
+                reference = np.where(lookup[0][position] == reference, lookup[1][position], reference)
+            accumulator.update(common.load_array(prediction, np.int32), reference)
+        scores = accumulator.compute()
+        # evaluate's mean_iou names, so that this module replaces it as is (same values).
+        scores.update(overall_accuracy=scores["pixel_accuracy"], per_category_iou=np.array(scores["per_class_iou"]),
+                      per_category_accuracy=np.array(scores["per_class_accuracy"]))
+        if nan_to_num is not None:
+            for name, value in scores.items():
+                replaced = np.nan_to_num(np.asarray(value, dtype=float), nan=nan_to_num)
+                scores[name] = replaced.tolist() if isinstance(value, (list, float)) else replaced
+        return scores
