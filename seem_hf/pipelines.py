@@ -28,7 +28,7 @@ from transformers.utils import ModelOutput
 
 from seem_hf.image_utils import image_batch, read_image
 from seem_hf.postprocessing import UnusedThresholdWarning, check_threshold, check_top_k
-from seem_hf.processing_utils import check_label_set, ordered_list
+from seem_hf.processing_utils import check_label_set, ordered_list, placeholder_label_set
 
 SUBTASKS = (None, "panoptic", "instance", "semantic")
 # Model outputs that describe the label set, not one image: every image of a batch shares them.
@@ -411,6 +411,14 @@ class ArrayImageSegmentationPipeline(_AdaptedModelMixin, _ImageBatchingMixin, Im
         id, so the two must be one set."""
         theirs = getattr(self.image_processor, "id2label", None)
         ours = self.model.config.id2label
+        if not theirs and placeholder_label_set(ours):
+            raise ValueError(
+                f"{type(self.model).__name__} has no default label set: its config.id2label holds transformers' "
+                f"placeholders ({', '.join(ours[i] for i in sorted(ours))}), which would be read as the labels. Give "
+                "the call its labels, e.g. segmenter(image, labels=['cat', 'dog']), or save a default set with "
+                "processor.set_default_labels(labels, model=model) (a converted checkpoint: convert with "
+                "--categories or --labels)."
+            )
         if not theirs or [theirs[i] for i in sorted(theirs)] == [ours[i] for i in sorted(ours)]:
             return
 

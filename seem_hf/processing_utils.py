@@ -67,6 +67,13 @@ def check_label_set(labels, clean=None, name: str = "labels") -> list[str]:
     return labels
 
 
+def placeholder_label_set(id2label) -> bool:
+    """Whether `id2label` is transformers' placeholder (`PretrainedConfig`'s `{0: "LABEL_0", 1: "LABEL_1"}`, or
+    any `LABEL_<id>` names): a model saved without a label set of its own. Read as text prompts, such names would
+    segment every image into classes named "LABEL_0"... without a word."""
+    return bool(id2label) and all(str(name) == f"LABEL_{int(index)}" for index, name in id2label.items())
+
+
 def tokenize_to_context(tokenizer, texts: list[str], return_tensors="pt"):
     """`texts` tokenised, padded and cut to CLIP's context (`CONTEXT_LENGTH` tokens), as SEEM and LSeg read text;
     returns the encoding and the indices of the texts that were longer, whose ends the model does not read."""
@@ -127,6 +134,7 @@ __all__ = [
     "check_cut_labels",
     "check_label_set",
     "ordered_list",
+    "placeholder_label_set",
     "tokenize_to_context",
     "warn_cut_texts",
 ]

@@ -270,6 +270,31 @@ def test_processor_and_model_label_sets_must_agree(name, image):
     assert {r["label"] for r in segmenter(image, subtask="semantic")} <= set(labels)
 
 
+@pytest.mark.parametrize("name", ["lseg", "seem"])
+def test_a_model_without_a_label_set_is_not_prompted_with_placeholders(name, image, tmp_path):
+    """A model saved with no label set of its own (a SEEM conversion without --labels: transformers' config
+    placeholders {0: 'LABEL_0', 1: 'LABEL_1'}) was prompted with those names, so every image came back as
+    'LABEL_0' (or, panoptic, as nothing) without a word; the call now asks for labels, and labels given work."""
+    from transformers import AutoModel, PretrainedConfig
+
+    from seem_hf.testing import FIXTURES
+
+    folder = FIXTURES / f"tiny-random-{name}"
+    model, processor = AutoModel.from_pretrained(folder), AutoProcessor.from_pretrained(folder)
+    placeholders = PretrainedConfig().id2label
+    model.config.id2label = placeholders
+    model.config.label2id = {label: index for index, label in placeholders.items()}
+    processor = type(processor)(type(processor.image_processor)(), processor.tokenizer)  # no default label set
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    segmenter = pipeline("image-segmentation", model=str(tmp_path))
+    for subtask in ("semantic", None):
+        with pytest.raises(ValueError, match=r"has no default label set.*LABEL_0, LABEL_1.*labels=\['cat', 'dog'\]"):
+            segmenter(image, subtask=subtask)
+    assert {segment["label"] for segment in segmenter(image, subtask="semantic", labels=["cat", "dog"])} <= {
+        "cat", "dog"}
+
+
 def test_referring_arguments_and_init_defaults(image):
     """Referring segmentation: a pipeline built with sentences= keeps them for calls that give none (a call's
     unset arguments used to override them with None); empty sentences, top_k=0 and mask_threshold=1.5 are named."""

@@ -227,6 +227,10 @@ def main(argv: list[str] | None = None) -> None:
     elif arguments.labels:
         labels = [label.strip() for label in arguments.labels.split(",")]
     print(f"Wrote {convert(arguments.checkpoint, arguments.output_dir, labels, things)}")
+    if labels is None:
+        print("It has no default label set (no --categories or --labels): give each call its labels, e.g. "
+              "segmenter(image, labels=['cat', 'dog']), or convert again with --categories (COCO's 133 for the "
+              "released model).")
 
 
 if __name__ == "__main__":
