@@ -246,26 +246,29 @@ class MaskAPAccumulator:
             self._synced = (images, ground_truth, [detection for part in gathered for detection in part[2]])
 
     def compute(self) -> dict:
-        """`map`, `map_50`, `map_75`, `map_small`, `map_medium`, `map_large` (COCOeval's first six numbers)."""
+        """`map`, `map_50`, `map_75`, `map_small`, `map_medium`, `map_large`: COCOeval's first six numbers as it
+        gives them, -1 where it has no value (no ground truth to score: an area range with no object in it, or
+        no object at all), as COCOeval and torchmetrics report it; predictions with no ground truth to meet score
+        0 where there is some."""
         names = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
         images, ground_truth, detections = self._synced or (self.images, self.ground_truth, self.detections)
-        if not ground_truth:
-            return dict.fromkeys(names, 0.0)
+        categories = [{"id": c} for c in self.category_ids]
         coco = COCO()
-        coco.dataset = {
-            "images": sorted(images, key=lambda image: image["id"]),
-            "annotations": ground_truth,
-            "categories": [{"id": c} for c in self.category_ids],
-        }
+        coco.dataset = {"images": sorted(images, key=lambda image: image["id"]), "annotations": ground_truth,
+                        "categories": categories}
         with contextlib.redirect_stdout(io.StringIO()):
             coco.createIndex()
-            if not detections:
-                return dict.fromkeys(names, 0.0)
-            evaluation = COCOeval(coco, coco.loadRes(detections), "segm")
+            if detections:
+                results = coco.loadRes(detections)
+            else:  # pycocotools' loadRes fails on an empty list; an empty result set is what it means
+                results = COCO()
+                results.dataset = {"images": coco.dataset["images"], "annotations": [], "categories": categories}
+                results.createIndex()
+            evaluation = COCOeval(coco, results, "segm")
             evaluation.evaluate()
             evaluation.accumulate()
             evaluation.summarize()
-        return {name: max(float(value), 0.0) for name, value in zip(names, evaluation.stats[:6])}
+        return {name: float(value) for name, value in zip(names, evaluation.stats[:6])}
 
 
 class ReferringAccumulator:

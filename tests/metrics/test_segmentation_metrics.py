@@ -76,7 +76,60 @@ def test_mask_ap_hand_cases():
     ranked_right = MaskAPAccumulator(category_ids=[1])
     ranked_right.update(1, [_square(2, 2)], [1], [_square(20, 20), _square(2, 2)], [1, 1], [0.5, 0.9])
     assert ranked_right.compute()["map"] == pytest.approx(1.0)
-    assert MaskAPAccumulator(category_ids=[1]).compute()["map"] == 0.0
+    assert MaskAPAccumulator(category_ids=[1]).compute()["map"] == -1.0  # nothing to score: COCOeval's "no value"
+
+
+def _cocoeval_stats(ground_truth, predictions, category_ids):
+    """COCOeval's six segm numbers, straight from pycocotools: `ground_truth` and `predictions` are per image
+    (masks, labels) and (masks, labels, scores)."""
+    import contextlib
+    import io
+
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def encoded(mask):
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        return rle, float(mask_utils.area(rle))
+
+    images, annotations, detections = [], [], []
+    for image_id, ((masks, labels), (pred_masks, pred_labels, scores)) in enumerate(zip(ground_truth, predictions)):
+        images.append({"id": image_id, "height": 32, "width": 32})
+        for mask, label in zip(masks, labels):
+            rle, area = encoded(mask)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label,
+                                "segmentation": rle, "area": area, "iscrowd": 0, "bbox": list(mask_utils.toBbox(rle))})
+        for mask, label, score in zip(pred_masks, pred_labels, scores):
+            detections.append({"image_id": image_id, "category_id": label, "segmentation": encoded(mask)[0],
+                               "score": score})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in category_ids]}
+        coco.createIndex()
+        evaluation = COCOeval(coco, coco.loadRes(detections), "segm")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return evaluation.stats[:6].tolist()
+
+
+def test_mask_ap_gives_cocoeval_s_numbers_where_an_area_range_is_empty():
+    """Small objects only (8x8 squares): COCOeval has no value for the medium and large ranges (-1), which the
+    accumulator used to report as 0.0 (an AP of nothing found); it now gives COCOeval's six numbers as they are,
+    and a prediction-free image scores 0 where there is ground truth to find."""
+    ground_truth = [([_square(2, 2), _square(20, 20)], [1, 2]), ([_square(10, 4)], [1])]
+    predictions = [([_square(2, 2), _square(19, 21)], [1, 2], [0.9, 0.6]), ([_square(10, 5)], [2], [0.7])]
+    accumulator = MaskAPAccumulator(category_ids=[1, 2])
+    for image_id, ((masks, labels), (pred_masks, pred_labels, scores)) in enumerate(zip(ground_truth, predictions)):
+        accumulator.update(image_id, masks, labels, pred_masks, pred_labels, scores)
+    expected = _cocoeval_stats(ground_truth, predictions, [1, 2])
+    assert expected[4] == expected[5] == -1 and expected[0] > 0
+    assert list(accumulator.compute().values()) == pytest.approx(expected, abs=1e-12)
+    nothing_found = MaskAPAccumulator(category_ids=[1, 2])
+    nothing_found.update(0, [_square(2, 2)], [1], [], [], [])
+    assert nothing_found.compute() == {"map": 0.0, "map_50": 0.0, "map_75": 0.0, "map_small": 0.0,
+                                       "map_medium": -1.0, "map_large": -1.0}
 
 
 def test_referring_hand_case():

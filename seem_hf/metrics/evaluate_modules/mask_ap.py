@@ -21,8 +21,8 @@ Args:
     references: per image, a dict with `masks` and `labels`, and optionally `iscrowd` (0 or 1 per mask; default 0).
     category_ids (`list[int]`): the category ids evaluated.
 Returns:
-    map, map_50, map_75, map_small, map_medium, map_large (COCOeval's first six numbers, fractions; 0 where
-    COCOeval has no value).
+    map, map_50, map_75, map_small, map_medium, map_large (COCOeval's first six numbers, fractions; -1 where
+    COCOeval has no value: no ground truth in that area range).
 Examples:
     >>> metric = evaluate.load(seem_hf.metrics.evaluate_module_path("mask_ap"))
     >>> square = [[[True, True], [True, True]]]
