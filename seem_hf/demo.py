@@ -126,7 +126,8 @@ def run_seem(examples, output_dir: Path, folder: Path):
         matched = len(referring["scores"]) > 0
         rows.append(("SEEM", index, "referring", repr(example["sentence"]), "-" if matched else "no match",
                      float(referring["scores"][0]) if matched else None, int(referring["masks"].sum())))
-        written.append(save_overlay(overlay_masks(image, referring["masks"], [example["sentence"]]),
+        named = [example["sentence"]] if matched else None
+        written.append(save_overlay(overlay_masks(image, referring["masks"], named),
                                     output_dir / f"seem_{index}_referring.png"))
         interactive = processor.post_process_interactive_segmentation(outputs, target_sizes=size)[0]
         x, y = example["click"]

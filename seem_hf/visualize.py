@@ -83,6 +83,9 @@ def overlay_masks(
     pixels = read_image(image).astype(np.float32)  # as the model saw it: EXIF-upright, 16-bit by the value rule
     if masks.ndim != 3 or masks.shape[1:] != pixels.shape[:2]:
         raise ValueError(f"Masks {masks.shape} must be (N, {pixels.shape[0]}, {pixels.shape[1]}).")
+    if names is not None and len(names) != len(masks):
+        raise ValueError(f"overlay_masks got {len(masks)} masks and {len(names)} names: give one name per mask (or "
+                         "names=None for none).")
     tinted = pixels.copy()
     for index, mask in enumerate(masks):
         tinted[mask] = (1 - alpha) * tinted[mask] + alpha * np.array(label_color(index))

@@ -40,6 +40,19 @@ def test_overlays_read_the_image_as_the_models_do():
     assert overlay_masks(sideways, np.zeros((1, 60, 80), bool)).size == (80, 60)
 
 
+def test_overlay_masks_takes_one_name_per_mask():
+    """Two masks and one name ended in an IndexError (and one mask with two names dropped the second without a
+    word); the count is now checked, naming both numbers."""
+    from seem_hf.visualize import overlay_masks
+
+    image = PIL.Image.new("RGB", (40, 30))
+    masks = np.ones((2, 30, 40), bool)
+    for names in (["cat"], ["cat", "dog", "sofa"]):
+        with pytest.raises(ValueError, match=rf"2 masks and {len(names)} names: give one name per mask"):
+            overlay_masks(image, masks, names)
+    assert overlay_masks(image, masks, ["cat", "dog"]).size == (40, 30)
+
+
 def _saved(image, exif):
     import io
 
