@@ -9,7 +9,6 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -185,13 +184,13 @@ _STALE_FILES = ("model.safetensors", "model-*-of-*.safetensors", "model.safetens
                 "label_embeddings.safetensors")
 
 
-def write_converted(output_dir: str | Path, write: Callable[[Path], None]) -> Path:
-    """Write a converted folder through `write(folder)` without losing or mixing anything: the output must be a
-    folder that is missing, empty or holds an earlier conversion only (`CONVERSION_FILES`; hidden entries such as a
-    Hub clone's .git and .gitattributes are left alone); anything else there (a file of the user's, another model's
-    weights, a subfolder) is refused by name before any work. `write` fills a
-    temporary folder beside it, so a conversion that fails leaves the output as it was; its files then replace the
-    earlier conversion's, whose weight files the new one does not write are removed. A README.md that is not
+def write_converted(output_dir: str | Path, *parts) -> Path:
+    """Write a converted folder, each of `parts` (the model, its processor) by its `save_pretrained`, without losing
+    or mixing anything: the output must be a folder that is missing, empty or holds an earlier conversion only
+    (`CONVERSION_FILES`; hidden entries such as a Hub clone's .git and .gitattributes are left alone); anything else
+    there (a file of the user's, another model's weights, a subfolder) is refused by name before any work. The parts
+    fill a temporary folder beside it, so a conversion that fails leaves the output as it was; its files then replace
+    the earlier conversion's, whose weight files the new one does not write are removed. A README.md that is not
     seem_hf's card is kept, as `save_pretrained` keeps it."""
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -208,7 +207,8 @@ def write_converted(output_dir: str | Path, write: Callable[[Path], None]) -> Pa
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.converting-", dir=output_dir.parent))
     try:
-        write(staging)
+        for part in parts:
+            part.save_pretrained(staging)
         output_dir.mkdir(exist_ok=True)
         written = {entry.name for entry in staging.iterdir()}
         for entry in existing:

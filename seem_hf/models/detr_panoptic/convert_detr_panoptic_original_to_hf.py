@@ -206,12 +206,7 @@ def convert(
     model = DetrPanopticForSegmentation(config).eval()
     load_converted(model, convert_original_state_dict(state_dict))
     processor = DetrPanopticProcessor(DetrPanopticImageProcessor(panoptic_rule="detr", **labels))
-
-    def write(folder: Path) -> None:
-        model.save_pretrained(folder)
-        processor.save_pretrained(folder)
-
-    return write_converted(output_dir, write)
+    return write_converted(output_dir, model, processor)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -168,12 +168,7 @@ def convert(
     load_state_dict_strictly(model, convert_original_state_dict(state_dict))
     processor = LSegProcessor(LSegImageProcessor(), clip_tokenizer())
     processor.set_default_labels(labels)
-
-    def write(folder: Path) -> None:
-        model.save_pretrained(folder)
-        processor.save_pretrained(folder)
-
-    return write_converted(output_dir, write)
+    return write_converted(output_dir, model, processor)
 
 
 def main(argv: list[str] | None = None) -> None:

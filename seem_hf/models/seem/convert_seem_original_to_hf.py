@@ -199,12 +199,7 @@ def convert(checkpoint: str | Path, output_dir: str | Path, labels: list[str] | 
     image_processor = SeemImageProcessor(id2label=dict(enumerate(labels)) if labels else None,
                                          thing_label_ids=thing_label_ids)
     processor = SeemProcessor(image_processor, clip_tokenizer())
-
-    def write(folder: Path) -> None:
-        model.save_pretrained(folder)
-        processor.save_pretrained(folder)
-
-    return write_converted(output_dir, write)
+    return write_converted(output_dir, model, processor)
 
 
 def main(argv: list[str] | None = None) -> None:
