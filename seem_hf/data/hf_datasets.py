@@ -303,10 +303,11 @@ def _id2label_path(folder: Path | None, name: str) -> Path | None:
         return None
 
 
-def _id2label_file(folder: Path | None, name: str) -> dict[int, str] | None:
-    """`id2label.json` of the dataset's folder or Hub repository, as {int: name}; None when there is none."""
+def _id2label_file(folder: Path | None, name: str) -> tuple[Path | None, dict[int, str] | None]:
+    """(path, {int: name}) of the `id2label.json` of the dataset's folder or Hub repository; (None, None) when there
+    is none."""
     path = _id2label_path(folder, name)
-    return None if path is None else read_id2label(path)
+    return (None, None) if path is None else (path, read_id2label(path))
 
 
 def _check_ignore_index(id2class: dict[int, str], source: str, where: str, do_reduce_labels: bool) -> None:
@@ -515,8 +516,7 @@ def dataset_vocabulary(dataset: datasets.Dataset, layout: DatasetLayout, name: s
         names = _class_label_names(dataset.features, layout)
         source = "the ClassLabel of segments.label"
         if names is None:
-            path = _id2label_path(folder, name)
-            id2label = None if path is None else read_id2label(path)
+            path, id2label = _id2label_file(folder, name)
             if id2label is not None and sorted(id2label) != list(range(len(id2label))):
                 missing = sorted(set(range(max(id2label) + 1)) - set(id2label))
                 raise ValueError(
@@ -545,8 +545,7 @@ def dataset_vocabulary(dataset: datasets.Dataset, layout: DatasetLayout, name: s
             id2class = {class_id: label for label, class_id in class_to_id.items()}
             source = f"the semantic_class_to_id column (union of {len(dataset)} rows)"
     if not id2class:
-        path = _id2label_path(folder, name)
-        id2class = None if path is None else read_id2label(path)
+        path, id2class = _id2label_file(folder, name)
         source = "id2label.json"
         if id2class:
             _check_ignore_index(id2class, str(path), where, do_reduce_labels)
