@@ -709,15 +709,15 @@ class PanopticRows(torch.utils.data.Dataset):
 
     def _labels(self, class_map: np.ndarray, row: dict) -> np.ndarray:
         """(H, W) contiguous label per pixel from class ids (-1: unlabelled)."""
-        problem = self._class_problem(np.unique(class_map).tolist(), row)
+        stored = np.unique(class_map)  # once per map: the check and the lookup read the same ids
+        problem = self._class_problem(stored.tolist(), row)
         if problem is not None:
             raise ValueError(problem)
         label_of, _ = self._row_labels(row)
-        class_map = self._reduced_ids(class_map)
         labels = np.full(class_map.shape, -1, dtype=np.int64)
-        for value in np.unique(class_map).tolist():
-            if value in label_of:
-                labels[class_map == value] = label_of[value]
+        for value, reduced in zip(stored.tolist(), self._reduced_ids(stored).tolist()):
+            if reduced in label_of:
+                labels[class_map == value] = label_of[reduced]
         return labels
 
     def _image_id(self, row: dict, index: int) -> tuple[int, str | None]:
