@@ -24,7 +24,8 @@ first line says which. The evaluation split is read in the training split's labe
 class it has that the training split lacks is refused before training.
 
 Images and annotations may be `datasets.Image` features, undeclared `{"bytes", "path"}` structs or file paths
-(`read_image_files`).
+(`read_image_files`). A local folder laid out as ADE20K's (`images/training/*.jpg` beside
+`annotations/training/*.png`) is read as splits of image + label pairs (`paired_image_folders`).
 
 The layout is decided from the data where the columns leave it open: a single-channel annotation is a semantic
 map, three channels whose third is zero are transformers' instance annotation; the column's name decides only
@@ -47,7 +48,7 @@ import torch
 from seem_hf.data.categories import CategorySpec, LabelVocabulary
 from seem_hf.data.panoptic_format import id2rgb, rgb2id
 from seem_hf.data.transforms import keep_stored_images, open_stored_image
-from seem_hf.data.validation import read_utf8
+from seem_hf.data.validation import plural, read_utf8
 from seem_hf.image_utils import image_size
 
 IGNORE_INDEX = 255
@@ -244,8 +245,89 @@ def _imagefolder_hint(dataset, folder: Path | None) -> str:
     return (f" load_dataset read {folder} as an image folder without a metadata file: every picture in it, label "
             "maps included, became a row of column 'image' (and the folders' names a ClassLabel 'label'). Pair "
             "each image with its map in a metadata.csv in each split folder (`file_name,label_file_name` then one "
-            "line per image, e.g. `images/1.jpg,masks/1.png`), as datasets' imagefolder reads it, keep id2label.json "
-            "in the dataset's folder, or save the pairs with save_to_disk (docs/your_data.md).")
+            "line per image, e.g. `images/1.jpg,masks/1.png`), as datasets' imagefolder reads it, or lay them out as "
+            "ADE20K does (images/training/1.jpg beside annotations/training/1.png), keep id2label.json in the "
+            "dataset's folder, or save the pairs with save_to_disk (docs/your_data.md).")
+
+
+_LABEL_FOLDERS = ("annotations", "labels", "masks")
+"""Folders of label maps beside `images/` that `paired_image_folders` reads (ADEChallengeData2016's `annotations`)."""
+
+
+def _split_name(folder_name: str) -> str | None:
+    """The split a folder of this name holds, as `load_dataset` names it (`training` is `train`, `val`
+    `validation`); None for a name that is no split's."""
+    from datasets.data_files import SPLIT_KEYWORDS
+
+    return next((str(split) for split, keywords in SPLIT_KEYWORDS.items() if folder_name.lower() in keywords), None)
+
+
+def paired_image_folders(folder: Path, max_listed: int = 20) -> datasets.DatasetDict | None:
+    """The splits of a folder laid out as ADEChallengeData2016 and many semantic segmentation datasets on disk are:
+    `images/<split>/<name>.jpg` beside `annotations/<split>/<name>.png` (or `labels/`, `masks/`; any image suffix),
+    each image paired with the label map of the same path below its split folder, as columns `image` and `label`
+    (files, read when a row is). Split folders are named as `load_dataset` names them (`training` is split `train`,
+    `val` is `validation`, another name is a split of that name); without split folders the pairs are one `train`
+    split. An image split folder without its label folder (a test set) is no split. None when the folder is not so
+    laid out (no `images/` beside a label folder) or holds an imagefolder metadata file, which `load_dataset`
+    reads. Raises a `ValueError` listing, by file, the images without a label map, the label maps without an image
+    and files that share a name."""
+    from seem_hf.data.convert import _files_by_stem
+
+    folder = Path(folder)
+    images = folder / "images"
+    labels = [folder / name for name in _LABEL_FOLDERS if (folder / name).is_dir()]
+    if not images.is_dir() or not labels or any(next(folder.glob(f"**/{name}"), None) is not None
+                                                for name in _METADATA_FILES):
+        return None
+    if len(labels) > 1:
+        raise ValueError(f"{folder}: {' and '.join(f'{label.name}/' for label in labels)} both sit beside images/; "
+                         "keep the folder of label maps to pair with the images, and move the other out.")
+    labels = labels[0]
+    named = sorted({child.name for root in (images, labels) for child in root.iterdir()
+                    if child.is_dir() and not child.name.startswith(".")})
+    if any(_split_name(name) for name in named):
+        loose = [path for root in (images, labels) for path in sorted(root.iterdir())
+                 if path.is_file() and path.suffix.lower() in _IMAGE_FILE_SUFFIXES]
+        if loose:
+            raise ValueError(f"{folder}: images/ and {labels.name}/ hold split folders ({', '.join(named)}) and "
+                             f"{plural(len(loose), 'image file')} beside them (such as "
+                             f"{loose[0].relative_to(folder)}), which would be in no split: move them into a split "
+                             "folder.")
+        pairs = [(_split_name(name) or name, images / name, labels / name) for name in named
+                 if (labels / name).is_dir()]
+    else:
+        pairs = [("train", images, labels)]
+    splits: dict[str, datasets.Dataset] = {}
+    problems = []
+    for split, image_dir, label_dir in pairs:
+        if split in splits:
+            problems.append(f"{image_dir.relative_to(folder)}: a second folder of split {split!r}; merge the two")
+            continue
+        image_files = _files_by_stem(image_dir, _IMAGE_FILE_SUFFIXES) if image_dir.is_dir() else {}
+        label_files = _files_by_stem(label_dir, _IMAGE_FILE_SUFFIXES)
+        problems += [" and ".join(str(path.relative_to(folder)) for path in paths) + " share one name: keep one"
+                     for paths in (*image_files.values(), *label_files.values()) if len(paths) > 1]
+        for stem in sorted(set(image_files) ^ set(label_files)):
+            found, other, lacking = ((image_files, label_dir, "label map") if stem in image_files else
+                                     (label_files, image_dir, "image"))
+            problems.append(f"{found[stem][0].relative_to(folder)} has no {lacking} "
+                            f"({(other / stem).relative_to(folder)}.*)")
+        stems = sorted(set(image_files) & set(label_files))
+        splits[split] = datasets.Dataset.from_dict(
+            {"image": [str(image_files[stem][0].absolute()) for stem in stems],
+             "label": [str(label_files[stem][0].absolute()) for stem in stems]},
+            features=datasets.Features({"image": datasets.Image(), "label": datasets.Image()}),
+        )
+    if problems:
+        listed = "\n".join(f"  {problem}" for problem in problems[:max_listed])
+        more = f"\n  ... and {len(problems) - max_listed} more" if len(problems) > max_listed else ""
+        raise ValueError(
+            f"{folder}: images/ and {labels.name}/ pair each image with the label map of the same name in the same "
+            f"split folder; {plural(len(problems), 'problem')}:\n{listed}{more}\nAdd the missing files, or move "
+            "the unpaired ones out of the folder."
+        )
+    return datasets.DatasetDict(splits)
 
 
 def _first_annotation(dataset: datasets.Dataset, column_names: list[str], annotation_column: str | None):
@@ -267,7 +349,9 @@ def load_dataset_dict(name: str, config_name: str | None = None) -> tuple[datase
         if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
             loaded = datasets.load_from_disk(str(path))
         else:
-            loaded = datasets.load_dataset(str(path), config_name)
+            loaded = paired_image_folders(path) if path.is_dir() else None
+            if loaded is None:
+                loaded = datasets.load_dataset(str(path), config_name)
         folder = path
     else:
         try:
@@ -1178,5 +1262,6 @@ __all__ = [
     "for_the_hub",
     "load_dataset_dict",
     "load_training_splits",
+    "paired_image_folders",
     "union_class_to_id",
 ]

@@ -36,6 +36,7 @@ from seem_hf.data.hf_datasets import (
     check_evaluation_classes,
     dataset_vocabulary,
     find_validation_split,
+    paired_image_folders,
     read_image_files,
 )
 from seem_hf.data.transforms import LargeScaleJitter, augment_panoptic_row
@@ -51,11 +52,14 @@ SAVED_SHARDS = 64
 
 def stream_dataset_dict(name: str, config_name: str | None = None) -> tuple[datasets.IterableDatasetDict, Path | None]:
     """Dataset `name` as an `IterableDatasetDict`, and its local folder (None for a Hub dataset): a `save_to_disk`
-    folder is read in `SAVED_SHARDS` shards (`to_iterable_dataset`), other folders and Hub names through
-    `load_dataset(..., streaming=True)` (one shard per file)."""
+    folder and a folder of images paired with label maps (`paired_image_folders`) are read in `SAVED_SHARDS` shards
+    (`to_iterable_dataset`), other folders and Hub names through `load_dataset(..., streaming=True)` (one shard per
+    file)."""
     path = Path(name).expanduser()
-    if path.exists() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
-        loaded = datasets.load_from_disk(str(path))
+    saved = path.exists() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists())
+    paired = paired_image_folders(path) if path.is_dir() and not saved else None
+    if saved or paired is not None:
+        loaded = paired if paired is not None else datasets.load_from_disk(str(path))
         if isinstance(loaded, datasets.Dataset):
             loaded = datasets.DatasetDict({"train": loaded})
         streams = datasets.IterableDatasetDict()

@@ -115,3 +115,41 @@ def test_image_folders_as_transformers_semantic_example_reads_them(tmp_path):
         _example("finetune_lseg").main(["--dataset_name", folder("bare", None, None), *arguments])
     assert "as an image folder without a metadata file: every picture in it, label maps included, became a row of " \
            "column 'image'" in str(error.value) and "file_name,label_file_name" in str(error.value), str(error.value)
+
+
+def test_an_ade20k_folder_tree_trains_with_its_validation_split(tmp_path):
+    """ADEChallengeData2016's layout, images/training/*.jpg beside annotations/training/*.png (and validation), was
+    read by load_dataset as a classification image folder (every map one more image, 'training' and 'validation'
+    a ClassLabel) and refused. It is read as splits train and validation of image + label pairs, streamed or not;
+    an image without a label map and a label map without an image are listed by file before anything trains."""
+    from seem_hf.data.hf_datasets import load_training_splits
+    from seem_hf.data.streaming import load_streaming_splits
+
+    label = np.zeros((64, 64), np.uint8)
+    label[16:48, 16:48] = 1
+    root = tmp_path / "ADEChallengeData2016"
+    for folder, names in (("training", ["ADE_train_1", "ADE_train_2", "ADE_train_3"]),
+                          ("validation", ["ADE_val_1", "ADE_val_2"])):
+        (root / "images" / folder).mkdir(parents=True)
+        (root / "annotations" / folder).mkdir(parents=True)
+        for name in names:
+            PIL.Image.new("RGB", (64, 64), (30, 90, 160)).save(root / "images" / folder / f"{name}.jpg")
+            PIL.Image.fromarray(label).save(root / "annotations" / folder / f"{name}.png")
+    (root / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+    splits = load_training_splits(str(root))
+    assert splits.layout.name == "semantic" and (len(splits.train), len(splits.evaluation)) == (3, 2)
+    assert [s["label"] for s in splits.train[0]["segments"]] == [0, 1]
+    assert load_streaming_splits(str(root)).train.dataset.n_shards == 3
+    metrics = _example("finetune_lseg").main(["--dataset_name", str(root), "--output_dir", str(tmp_path / "run"),
+                                              "--max_steps", "1", "--eval_steps", "1", *_tiny("finetune_lseg")])
+    assert "eval_miou" in metrics
+
+    (root / "annotations" / "training" / "ADE_train_2.png").rename(root / "annotations" / "training" / "extra.png")
+    with pytest.raises(ValueError) as error:
+        _example("finetune_lseg").main(["--dataset_name", str(root), "--output_dir", str(tmp_path / "again"),
+                                        "--max_steps", "1", "--eval_strategy", "no", *_tiny("finetune_lseg")])
+    assert (f"{root}: images/ and annotations/ pair each image with the label map of the same name in the same split "
+            "folder; 2 problems:\n"
+            "  images/training/ADE_train_2.jpg has no label map (annotations/training/ADE_train_2.*)\n"
+            "  annotations/training/extra.png has no image (images/training/extra.*)\n"
+            "Add the missing files, or move the unpaired ones out of the folder.") in str(error.value), str(error.value)
