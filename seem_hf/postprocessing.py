@@ -33,7 +33,8 @@ benchmark). The work is vectorised: the argmax over queries and the thresholded 
 of the low-resolution masks, and only boundary pixels are interpolated (see `_resized_argmax`); for semantic
 maps, only the labels that can win somewhere are considered (see `_labels_that_can_win`).
 
-Every threshold argument is checked (a number in [0, 1], `top_k` a whole number >= 1) with an error that names it.
+Every threshold argument is checked (a number in [0, 1], `top_k` a whole number >= 1) with an error that names it;
+a threshold given as None is not given: the rule's default applies (`check_threshold`'s `default`).
 """
 
 from __future__ import annotations
@@ -81,9 +82,13 @@ def model_outputs(outputs):
     return outputs
 
 
-def check_threshold(name: str, value, low: float = 0.0, high: float = 1.0) -> float:
+def check_threshold(name: str, value, low: float = 0.0, high: float = 1.0, default: float | None = None) -> float:
     """`value` as a float, or an error naming the argument `name` when it is not a real number in [low, high]
-    (every threshold of post-processing is a probability or a fraction of an area)."""
+    (every threshold of post-processing is a probability or a fraction of an area). None is "not given" where the
+    rule has a `default`, which is returned: a wrapper that forwards its own optional arguments passes None, as
+    transformers' pipelines do."""
+    if value is None and default is not None:
+        value = default
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -547,17 +552,18 @@ def _segment_each_image(class_logits, mask_logits, threshold, target_sizes, segm
 def panoptic_segmentation(
     class_logits: torch.Tensor,
     mask_logits: torch.Tensor,
-    threshold: float = MASKFORMER_SCORE_THRESHOLD,
-    mask_threshold: float = MASKFORMER_MASK_THRESHOLD,
-    overlap_mask_area_threshold: float = MASKFORMER_OVERLAP_THRESHOLD,
+    threshold: float | None = MASKFORMER_SCORE_THRESHOLD,
+    mask_threshold: float | None = MASKFORMER_MASK_THRESHOLD,
+    overlap_mask_area_threshold: float | None = MASKFORMER_OVERLAP_THRESHOLD,
     label_ids_to_fuse: Iterable[int] | None = None,
     target_sizes: Sequence[tuple[int, int]] | None = None,
 ) -> list[dict]:
     """Panoptic (or, with no labels to fuse, instance) segmentation by the MaskFormer rule; see the module
     docstring. Equal to transformers' `post_process_panoptic_segmentation` of DETR and MaskFormer."""
-    check_threshold("threshold", threshold)
-    check_threshold("mask_threshold", mask_threshold)
-    check_threshold("overlap_mask_area_threshold", overlap_mask_area_threshold)
+    threshold = check_threshold("threshold", threshold, default=MASKFORMER_SCORE_THRESHOLD)
+    mask_threshold = check_threshold("mask_threshold", mask_threshold, default=MASKFORMER_MASK_THRESHOLD)
+    overlap_mask_area_threshold = check_threshold("overlap_mask_area_threshold", overlap_mask_area_threshold,
+                                                  default=MASKFORMER_OVERLAP_THRESHOLD)
     label_ids_to_fuse = check_label_ids(label_ids_to_fuse, class_logits.shape[-1] - 1)
 
     def segment_image(scores, labels, masks, size):
@@ -633,9 +639,9 @@ def semantic_segmentation_at_full_size(mask_logits: torch.Tensor, probabilities:
 def instance_segmentation(
     class_logits: torch.Tensor,
     mask_logits: torch.Tensor,
-    threshold: float = MASKFORMER_SCORE_THRESHOLD,
-    mask_threshold: float = MASKFORMER_MASK_THRESHOLD,
-    overlap_mask_area_threshold: float = MASKFORMER_OVERLAP_THRESHOLD,
+    threshold: float | None = MASKFORMER_SCORE_THRESHOLD,
+    mask_threshold: float | None = MASKFORMER_MASK_THRESHOLD,
+    overlap_mask_area_threshold: float | None = MASKFORMER_OVERLAP_THRESHOLD,
     target_sizes: Sequence[tuple[int, int]] | None = None,
 ) -> list[dict]:
     """Instance segmentation: the panoptic MaskFormer rule with no label fused, as transformers' DETR does."""
@@ -657,7 +663,7 @@ def _nearest_resize_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
 def detr_panoptic_segmentation(
     class_logits: torch.Tensor,
     mask_logits: torch.Tensor,
-    threshold: float = DETR_PANOPTIC_SCORE_THRESHOLD,
+    threshold: float | None = DETR_PANOPTIC_SCORE_THRESHOLD,
     label_ids_to_fuse: Iterable[int] | None = None,
     target_sizes: Sequence[tuple[int, int]] | None = None,
     min_area: int = DETR_PANOPTIC_MIN_AREA,
@@ -686,7 +692,7 @@ def detr_panoptic_segmentation(
     """
     _check_outputs(class_logits, mask_logits, target_sizes)
     check_sizes(processed_sizes, class_logits.shape[0], "processed_sizes")
-    check_threshold("threshold", threshold)
+    threshold = check_threshold("threshold", threshold, default=DETR_PANOPTIC_SCORE_THRESHOLD)
     if isinstance(min_area, bool) or not isinstance(min_area, numbers.Integral) or min_area < 0:
         raise ValueError(f"min_area must be a whole number of pixels >= 0, got {min_area!r}.")
     label_ids_to_fuse = check_label_ids(label_ids_to_fuse, class_logits.shape[-1] - 1)

@@ -268,3 +268,41 @@ def test_thresholds_detr_s_own_rule_does_not_read_are_named(detr):
         warnings.simplefilter("error")
         processor.post_process_panoptic_segmentation(outputs, rule="detr", threshold=0.5)
         processor.post_process_panoptic_segmentation(outputs, rule="maskformer", mask_threshold=0.3)
+
+
+def _striped(outputs, scores=(0.9, 0.65)):
+    """SEEM outputs whose query q owns the q-th vertical stripe of the image (mask logits +-20) with label q, scored
+    alternately `scores`: by default above SEEM's score threshold (0.8) and between it and transformers' (0.5), so
+    that which threshold applies decides which segments there are."""
+    outputs = copy.copy(outputs)
+    _, queries, height, width = outputs.masks_queries_logits.shape
+    num_labels = outputs.class_queries_logits.shape[-1] - 1
+    stripe = torch.arange(width) * queries // width
+    outputs.masks_queries_logits = torch.where(stripe == torch.arange(queries)[:, None, None], 20.0, -20.0).expand(
+        1, queries, height, width).clone()
+    logits = torch.zeros(1, queries, num_labels + 1)
+    for query in range(queries):
+        score = scores[query % len(scores)]
+        logits[0, query, query % num_labels] = math.log(score / (1 - score) * num_labels)  # softmax gives `score`
+    outputs.class_queries_logits = logits
+    return outputs
+
+
+@pytest.mark.parametrize("fixture, method, mode, names", THRESHOLDS)
+def test_thresholds_given_as_none_are_the_defaults(request, fixture, method, mode, names):
+    """`threshold=None` (or `mask_threshold=None`, `overlap_mask_area_threshold=None`; a wrapper that forwards its own
+    optional arguments passes them so) failed SEEM's `post_process_*` with "threshold must be a number between 0 and
+    1, got NoneType None", and DETR-panoptic's instance segmentation too, where DETR-panoptic's panoptic
+    segmentation read None as its default. Every processor now reads None as not given, through the shared
+    `check_threshold(..., default=)`: SEEM's own thresholds (score 0.8), not transformers' (0.5)."""
+    processor, outputs = request.getfixturevalue(fixture)
+    if fixture == "seem_generic":  # the random model's segments are decided by no threshold
+        outputs = _striped(outputs)
+    post_process = getattr(processor, method)
+    expected = post_process(outputs, **mode)
+    for name in names:
+        assert _same(post_process(outputs, **mode, **{name: None}), expected), name
+    assert _same(post_process(outputs, **mode, **dict.fromkeys(names)), expected)
+    if fixture == "seem_generic":
+        assert expected[0]["segments_info"]
+        assert not _same(post_process(outputs, **mode, threshold=0.5), expected)

@@ -15,7 +15,6 @@ from transformers.models.detr.image_processing_pil_detr import (
 
 from seem_hf.image_utils import CheckedImagesMixin
 from seem_hf.postprocessing import (
-    DETR_PANOPTIC_SCORE_THRESHOLD,
     MASKFORMER_MASK_THRESHOLD,
     MASKFORMER_OVERLAP_THRESHOLD,
     MASKFORMER_SCORE_THRESHOLD,
@@ -106,14 +105,15 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
     def post_process_instance_segmentation(
         self,
         outputs,
-        threshold: float = MASKFORMER_SCORE_THRESHOLD,
-        mask_threshold: float = MASKFORMER_MASK_THRESHOLD,
-        overlap_mask_area_threshold: float = MASKFORMER_OVERLAP_THRESHOLD,
+        threshold: float | None = MASKFORMER_SCORE_THRESHOLD,
+        mask_threshold: float | None = MASKFORMER_MASK_THRESHOLD,
+        overlap_mask_area_threshold: float | None = MASKFORMER_OVERLAP_THRESHOLD,
         target_sizes: list[tuple[int, int]] | None = None,
         return_coco_annotation: bool = False,
     ) -> list[dict]:
         """Instance segments per image (`segmentation` ids and `segments_info`), transformers' format and
-        results; with `return_coco_annotation`, the segmentation is run-length encoded."""
+        results; with `return_coco_annotation`, the segmentation is run-length encoded. A threshold given as None
+        is the default."""
         results = self._each_image(
             model_outputs(outputs), target_sizes, instance_segmentation, threshold=threshold,
             mask_threshold=mask_threshold, overlap_mask_area_threshold=overlap_mask_area_threshold,
@@ -173,7 +173,7 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
                 outputs,
                 target_sizes,
                 detr_panoptic_segmentation,
-                threshold=DETR_PANOPTIC_SCORE_THRESHOLD if threshold is None else threshold,
+                threshold=threshold,
                 label_ids_to_fuse=label_ids_to_fuse,
                 processed_sizes=processed_sizes,
             )
@@ -181,10 +181,9 @@ class DetrPanopticImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageP
             outputs,
             target_sizes,
             panoptic_segmentation,
-            threshold=MASKFORMER_SCORE_THRESHOLD if threshold is None else threshold,
-            mask_threshold=MASKFORMER_MASK_THRESHOLD if mask_threshold is None else mask_threshold,
-            overlap_mask_area_threshold=(MASKFORMER_OVERLAP_THRESHOLD if overlap_mask_area_threshold is None
-                                         else overlap_mask_area_threshold),
+            threshold=threshold,
+            mask_threshold=mask_threshold,
+            overlap_mask_area_threshold=overlap_mask_area_threshold,
             label_ids_to_fuse=label_ids_to_fuse,
         )
 

@@ -31,6 +31,7 @@ from seem_hf.remote_code import RemoteCodeMixin
 
 SEEM_SCORE_THRESHOLD = 0.8  # MODEL.DECODER.TEST.OBJECT_MASK_THRESHOLD
 SEEM_OVERLAP_THRESHOLD = 0.8  # MODEL.DECODER.TEST.OVERLAP_THRESHOLD
+SEEM_MASK_THRESHOLD = 0.5  # a mask is its pixels of probability above one half
 SIZE_DIVISIBILITY = 32
 # the default label set's tokens as a tensor, built once per processor (10,854 prompts for COCO's labels)
 _LABEL_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -148,18 +149,18 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         return crop_and_resize_masks(mask_logits, padded, image_size, target_size, mode)
 
     def post_process_referring_segmentation(
-        self, outputs, target_sizes=None, top_k: int = 1, mask_threshold: float = 0.5
+        self, outputs, target_sizes=None, top_k: int = 1, mask_threshold: float | None = None
     ) -> list[list[dict]]:
         """Per image, per real sentence: `masks` `(matches, height, width)` bool, `scores` `(matches,)` and
         `query_indices`. The grounding queries are ranked by their similarity with the sentence (SEEM answers with
         the best one, `top_k=1`; a larger `top_k` returns the next-best queries too, e.g. every car for "cars");
-        `scores` are the softmax over queries. A query whose mask has no pixel above `mask_threshold` is not a
-        match: `matches` is at most `top_k`, and 0 when even the best query's mask is empty."""
+        `scores` are the softmax over queries. A query whose mask has no pixel above `mask_threshold` (default
+        0.5) is not a match: `matches` is at most `top_k`, and 0 when even the best query's mask is empty."""
         outputs = model_outputs(outputs)
         if getattr(outputs, "grounding_logits", None) is None:
             raise ValueError("These outputs have no referring results: call the model with grounding_input_ids.")
         top_k = check_top_k(top_k)
-        check_threshold("mask_threshold", mask_threshold)
+        mask_threshold = check_threshold("mask_threshold", mask_threshold, default=SEEM_MASK_THRESHOLD)
         check_sizes(target_sizes, len(outputs.grounding_logits))
         results = []
         for index, (logits, real) in enumerate(zip(outputs.grounding_logits, outputs.grounding_sentence_mask)):
@@ -177,11 +178,11 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         return results
 
     def post_process_interactive_segmentation(
-        self, outputs, target_sizes=None, mask_threshold: float = 0.5
+        self, outputs, target_sizes=None, mask_threshold: float | None = None
     ) -> list[dict]:
         """Per image: `masks` `(num_prompts, height, width)` bool, one per visual prompt given for that image
-        (bilinear resize, then sigmoid > `mask_threshold`, as SEEM), and, when the model was given a label set, each
-        mask's `labels` and `scores` (its query's class probability, background excluded).
+        (bilinear resize, then sigmoid > `mask_threshold`, default 0.5, as SEEM), and, when the model was given a
+        label set, each mask's `labels` and `scores` (its query's class probability, background excluded).
 
         In a batch whose images have different numbers of prompts, the prompt slots an image does not use (empty
         prompt masks: the outputs' `spatial_prompt_mask` is False there) are left out, so each image gets exactly
@@ -189,7 +190,7 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         outputs = model_outputs(outputs)
         if getattr(outputs, "interactive_masks_logits", None) is None:
             raise ValueError("These outputs have no interactive results: call the model with spatial prompts.")
-        check_threshold("mask_threshold", mask_threshold)
+        mask_threshold = check_threshold("mask_threshold", mask_threshold, default=SEEM_MASK_THRESHOLD)
         check_sizes(target_sizes, len(outputs.interactive_masks_logits))
         prompt_mask = getattr(outputs, "spatial_prompt_mask", None)
         results = []
@@ -218,6 +219,15 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
             )
         return class_logits
 
+    @staticmethod
+    def _thresholds(threshold, mask_threshold, overlap_mask_area_threshold) -> tuple[float, float, float]:
+        """The panoptic and instance rules' thresholds, checked; one given as None is SEEM's value."""
+        return (
+            check_threshold("threshold", threshold, default=SEEM_SCORE_THRESHOLD),
+            check_threshold("mask_threshold", mask_threshold, default=SEEM_MASK_THRESHOLD),
+            check_threshold("overlap_mask_area_threshold", overlap_mask_area_threshold, default=SEEM_OVERLAP_THRESHOLD),
+        )
+
     def post_process_semantic_segmentation(
         self, outputs, target_sizes=None, return_segmentation_scores: bool = False
     ) -> list[torch.Tensor] | list[SemanticSegmentationPostProcessorOutput]:
@@ -245,16 +255,19 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
     def post_process_panoptic_segmentation(
         self,
         outputs,
-        threshold: float = SEEM_SCORE_THRESHOLD,
-        mask_threshold: float = 0.5,
-        overlap_mask_area_threshold: float = SEEM_OVERLAP_THRESHOLD,
+        threshold: float | None = None,
+        mask_threshold: float | None = None,
+        overlap_mask_area_threshold: float | None = None,
         label_ids_to_fuse=None,
         target_sizes=None,
     ) -> list[dict]:
         """Panoptic segments per image in transformers' format (`segmentation` ids, -1 where nothing is kept,
-        and `segments_info`). For the default label set, stuff labels (not in `thing_label_ids`) are fused unless
-        `label_ids_to_fuse` says otherwise; for another label set, only the labels in `label_ids_to_fuse`."""
-        check_threshold("threshold", threshold)
+        and `segments_info`), by the Mask2Former rule with SEEM's thresholds: class score `threshold` 0.8,
+        `mask_threshold` 0.5, `overlap_mask_area_threshold` 0.8 (the defaults, also for one given as None). For the
+        default label set, stuff labels (not in `thing_label_ids`) are fused unless `label_ids_to_fuse` says
+        otherwise; for another label set, only the labels in `label_ids_to_fuse`."""
+        threshold, mask_threshold, overlap_mask_area_threshold = self._thresholds(
+            threshold, mask_threshold, overlap_mask_area_threshold)
         outputs = model_outputs(outputs)
         all_class_logits = self._class_logits(outputs)
         check_sizes(target_sizes, len(all_class_logits))
@@ -263,9 +276,6 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
         if label_ids_to_fuse is None and self.thing_label_ids is not None and len(self.id2label or ()) == num_labels:
             label_ids_to_fuse = [label for label in range(num_labels) if label not in self.thing_label_ids]
         label_ids_to_fuse = check_label_ids(label_ids_to_fuse, num_labels)
-        for name, value in (("mask_threshold", mask_threshold),
-                            ("overlap_mask_area_threshold", overlap_mask_area_threshold)):
-            check_threshold(name, value)
         results = []
         for index, class_logits in enumerate(all_class_logits):
             check_outputs(class_logits[None], outputs.masks_queries_logits[index, None], None)
@@ -282,15 +292,16 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
     def post_process_instance_segmentation(
         self,
         outputs,
-        threshold: float = SEEM_SCORE_THRESHOLD,
-        mask_threshold: float = 0.5,
-        overlap_mask_area_threshold: float = SEEM_OVERLAP_THRESHOLD,
+        threshold: float | None = None,
+        mask_threshold: float | None = None,
+        overlap_mask_area_threshold: float | None = None,
         target_sizes=None,
         return_coco_annotation: bool = False,
         return_binary_maps: bool = False,
         top_k: int = 100,
     ) -> list[dict]:
-        """Instance segments per image.
+        """Instance segments per image; thresholds not given (or None) are the panoptic rule's (score 0.8, mask
+        0.5, overlap 0.8).
 
         By default the panoptic rule with no label fused (transformers' format, one id per pixel, as the pipeline
         needs); with `return_coco_annotation=True`, that `segmentation` run-length encoded as transformers'
@@ -314,9 +325,7 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
             return results
         top_k = check_top_k(top_k)
         outputs = model_outputs(outputs)
-        for name, value in (("threshold", threshold), ("mask_threshold", mask_threshold),
-                            ("overlap_mask_area_threshold", overlap_mask_area_threshold)):
-            check_threshold(name, value)
+        threshold = self._thresholds(threshold, mask_threshold, overlap_mask_area_threshold)[0]
         all_class_logits = self._class_logits(outputs)
         check_sizes(target_sizes, len(all_class_logits))
         num_labels = all_class_logits.shape[-1] - 1
@@ -354,4 +363,4 @@ class SeemImageProcessor(CheckedImagesMixin, RemoteCodeMixin, DetrImageProcessor
 
 SeemImageProcessor.register_for_auto_class("AutoImageProcessor")
 
-__all__ = ["SEEM_OVERLAP_THRESHOLD", "SEEM_SCORE_THRESHOLD", "SeemImageProcessor"]
+__all__ = ["SEEM_MASK_THRESHOLD", "SEEM_OVERLAP_THRESHOLD", "SEEM_SCORE_THRESHOLD", "SeemImageProcessor"]
