@@ -102,10 +102,36 @@ def missing_row_file(path) -> str:
     return text + (", or drop the row." if "is there" in text else ": correct the path, or drop the row.")
 
 
+_END_MARKERS = {"JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+"""What a whole JPEG (its end-of-image marker) and a whole PNG (its IEND chunk) hold after their image data."""
+
+
+def _cut_short(image: PIL.Image.Image) -> bool:
+    """Whether the file of `image`, just opened and not decoded, ends before its image data do, found without
+    decoding: a JPEG or PNG lacks its end marker (`_END_MARKERS`) after the data (the last bytes are read; only a file
+    with more after its marker, as phones append, is read whole). Other formats are decoded (PIL's WebP reader has
+    read the whole file already). Data damaged within a file of whole length is not found here."""
+    marker = _END_MARKERS.get(image.format)
+    if marker is None:
+        image.load()  # raises for a file cut short
+        return False
+    file, start = image.fp, image.fp.tell()  # after the header: a JPEG thumbnail's own marker lies before
+    try:
+        size = file.seek(0, 2)
+        file.seek(max(start, size - len(marker)))
+        if file.read() == marker:
+            return False
+        file.seek(start)
+        return marker not in file.read()
+    finally:
+        file.seek(start)
+
+
 def open_stored_image(value, decode: bool = True):
     """An image of a `keep_stored_images` row (`{"bytes", "path"}`) opened with its pixels as stored and its EXIF
-    orientation kept (with `decode=False`, its header only: size and EXIF, the pixels not read); any other value (a
-    PIL image, an array) unchanged. Raises a `ValueError` naming the file when it is missing or no image."""
+    orientation kept (with `decode=False`, its header only: size and EXIF, the pixels not read, the file's end checked
+    by `_cut_short`); any other value (a PIL image, an array) unchanged. Raises a `ValueError` naming the file when it
+    is missing, no image or cut short."""
     if isinstance(value, dict) and ("bytes" in value or "path" in value):
         import io
 
@@ -114,6 +140,9 @@ def open_stored_image(value, decode: bool = True):
             image = PIL.Image.open(source)
             if decode:
                 image.load()  # one open file per row, not one per row ever read
+            elif _cut_short(image):
+                raise OSError(f"the file ends before its {image.format} data do (cut short, as by an interrupted "
+                              "download or copy)")
         except FileNotFoundError as error:
             raise ValueError(missing_row_file(value["path"])) from error
         except (OSError, SyntaxError, ValueError) as error:

@@ -683,3 +683,52 @@ def test_reduce_labels_on_panoptic_rows_is_refused(layouts):
     for load in (load_training_splits, load_streaming_splits):
         with pytest.raises(ValueError, match="--do_reduce_labels shifts the class ids of semantic and instance maps"):
             load(str(layouts["panoptic"]), evaluate_on=None, do_reduce_labels=True)
+
+
+def test_images_cut_short_are_listed_before_training(tmp_path):
+    """A JPEG or PNG image cut short (an interrupted download or copy) failed only when training reached its row
+    ('image file is truncated', possibly hours in): the rows' images were opened for their size alone. Each file's
+    end is now read (a JPEG's end-of-image marker, a PNG's IEND chunk) when the data loads, without decoding, and
+    every such row is listed with a WebP cut short (PIL's WebP reader reads the whole file when it opens one); a JPEG
+    followed by appended data (as phones write) is whole; embedded bytes are read the same way."""
+    rng = np.random.default_rng(0)
+    label = np.zeros((48, 64), np.uint8)
+    label[8:40, 8:56] = 1
+    (tmp_path / "data" / "files").mkdir(parents=True)
+    picture = PIL.Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    lines = ["image,label"]
+    for index, suffix in enumerate(["jpg", "jpg", "png", "jpg", "webp"]):
+        path = tmp_path / "data" / "files" / f"{index}.{suffix}"
+        picture.save(path)
+        PIL.Image.fromarray(label).save(tmp_path / "data" / "files" / f"{index}_label.png")
+        lines.append(f"files/{index}.{suffix},files/{index}_label.png")
+    for index in (1, 2, 4):
+        path = next((tmp_path / "data" / "files").glob(f"{index}.*"))
+        path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    with open(tmp_path / "data" / "files" / "3.jpg", "ab") as file:
+        file.write(b"\x00" * 16 + b"appended by a phone camera: not image data")
+    (tmp_path / "data" / "train.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "data" / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+    with pytest.raises(ValueError) as error:
+        load_training_splits(str(tmp_path / "data"), evaluate_on=None)
+    files = tmp_path / "data" / "files"
+    text = str(error.value)
+    assert "split 'train': 3 row(s) that the run would refuse when it reached them (checked before training" in text
+    for index, kind in ((1, "JPEG"), (2, "PNG")):
+        suffix = {"JPEG": "jpg", "PNG": "png"}[kind]
+        assert (f"\n  row {index} ({files / f'{index}_label.png'}): Cannot read the image {files / f'{index}.{suffix}'}"
+                f": the file ends before its {kind} data do (cut short, as by an interrupted download or copy). "
+                "Replace the file (a broken download or export?), or drop the row.") in text, text
+    assert f"\n  row 4 ({files / '4_label.png'}): Cannot read the image {files / '4.webp'}: " in text  # PIL reads it
+    assert "row 3" not in text and "row 0" not in text
+
+    whole = (files / "0.jpg").read_bytes()
+    rows = datasets.Dataset.from_dict({
+        "image": [{"bytes": whole, "path": None}, {"bytes": whole[:-200], "path": None}],
+        "label": [PIL.Image.fromarray(label)] * 2,
+    }).cast_column("image", datasets.Image()).cast_column("label", datasets.Image())
+    rows.save_to_disk(tmp_path / "embedded")
+    (tmp_path / "embedded" / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+    with pytest.raises(ValueError, match=r"1 row\(s\) .*\n  row 1: Cannot read the image \(embedded bytes\): the file "
+                                         r"ends before its JPEG data do"):
+        load_training_splits(str(tmp_path / "embedded"), evaluate_on=None)
