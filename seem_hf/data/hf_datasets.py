@@ -729,6 +729,13 @@ class PanopticRows(torch.utils.data.Dataset):
         except ValueError as error:
             raise ValueError(f"{self.name}, split {self.split!r}, row {index}: {error}") from error
 
+    def _value(self, row: dict, column: str):
+        """The row's image or annotation in `column`, refused when the row has none (a missing value)."""
+        if row.get(column) is None:
+            what = "image" if column == self.layout.image_column else "annotation"
+            raise ValueError(f"column {column!r} is empty in this row: give the row its {what}, or drop the row.")
+        return row[column]
+
     def _row_labels(self, row: dict) -> tuple[dict[int, int], dict[int, str]]:
         """(class id -> label, class id -> name of a class the labels lack) for one row: the split's `class_ids`,
         or, for an instance row with its own `semantic_class_to_id`, that mapping read by name."""
@@ -845,7 +852,7 @@ class PanopticRows(torch.utils.data.Dataset):
                     "the label names."
                 )
             segments.append(segment)
-        panoptic = open_stored_image(row[column])
+        panoptic = open_stored_image(self._value(row, column))
         ids = rgb2id(np.asarray(panoptic.convert("RGB")))
         present, areas = np.unique(ids, return_counts=True)
         area_of = dict(zip(present.tolist(), areas.tolist()))
@@ -968,13 +975,13 @@ class PanopticRows(torch.utils.data.Dataset):
                                             disable=len(annotations) < 500)):
             stored = row[self.layout.annotation_column]
             try:
-                class_map, _ = self._class_map(open_stored_image(stored))
+                class_map, _ = self._class_map(open_stored_image(self._value(row, self.layout.annotation_column)))
                 if class_map.dtype == np.uint8:
                     values = np.flatnonzero(np.bincount(class_map.ravel(), minlength=256)).tolist()
                 else:
                     values = np.unique(class_map).tolist()
                 problem = self._class_problem(values, row)
-                image = open_stored_image(row[self.layout.image_column], decode=False)
+                image = open_stored_image(self._value(row, self.layout.image_column), decode=False)
                 if problem is None and isinstance(image, PIL.Image.Image):
                     problem = _size_problem(class_map.shape, image)
             except ValueError as error:
@@ -1056,11 +1063,11 @@ class PanopticRows(torch.utils.data.Dataset):
 
     def _convert(self, row: dict, index: int) -> dict:
         layout = self.layout
-        image = open_stored_image(row[layout.image_column])
+        image = open_stored_image(self._value(row, layout.image_column))
         image_id, image_name = self._image_id(row, index)
         if layout.name == "panoptic":
             return self._panoptic(row, image, image_id, image_name)
-        class_map, instances = self._class_map(open_stored_image(row[layout.annotation_column]))
+        class_map, instances = self._class_map(open_stored_image(self._value(row, layout.annotation_column)))
         labels = self._labels(class_map, row)
         problem = _size_problem(labels.shape, image)
         if problem is not None:

@@ -732,3 +732,34 @@ def test_images_cut_short_are_listed_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"1 row\(s\) .*\n  row 1: Cannot read the image \(embedded bytes\): the file "
                                          r"ends before its JPEG data do"):
         load_training_splits(str(tmp_path / "embedded"), evaluate_on=None)
+
+
+def test_rows_without_an_image_or_a_map_are_named(tmp_path):
+    """A row whose label map is empty (None: a CSV line without its mask path, a missing value in parquet) failed the
+    load with numpy's bare 'too many indices for array: array is 0-dimensional'; one whose image is empty loaded and
+    failed when training reached it with "'NoneType' object has no attribute 'height'". Both are listed before
+    training, naming the row and the column; a panoptic row without its image is named when read."""
+    label = np.zeros((16, 16), np.uint8)
+    label[4:12, 4:12] = 1
+    rows = datasets.Dataset.from_dict({
+        "image": [PIL.Image.new("RGB", (16, 16)), None, PIL.Image.new("RGB", (16, 16))],
+        "label": [PIL.Image.fromarray(label), PIL.Image.fromarray(label), None],
+    }).cast_column("image", datasets.Image()).cast_column("label", datasets.Image())
+    rows.save_to_disk(tmp_path / "semantic")
+    (tmp_path / "semantic" / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+    with pytest.raises(ValueError) as error:
+        load_training_splits(str(tmp_path / "semantic"), evaluate_on=None)
+    assert ("split 'train': 2 row(s) that the run would refuse when it reached them (checked before training starts):\n"
+            "  row 1: column 'image' is empty in this row: give the row its image, or drop the row.\n"
+            "  row 2: column 'label' is empty in this row: give the row its annotation, or drop the row."
+            ) in str(error.value), str(error.value)
+
+    panoptic = _splits(tmp_path / "shapes")["train"]
+    image = panoptic.features["image"]
+    panoptic = panoptic.map(lambda row, index: {"image": None if index == 1 else row["image"]}, with_indices=True,
+                            features=panoptic.features).cast_column("image", image)
+    datasets.DatasetDict({"train": panoptic}).save_to_disk(tmp_path / "panoptic")
+    splits = load_training_splits(str(tmp_path / "panoptic"), evaluate_on=None)
+    with pytest.raises(ValueError, match=r"split 'train', row 1: column 'image' is empty in this row: give the row its "
+                                         r"image, or drop the row\."):
+        splits.train[1]
