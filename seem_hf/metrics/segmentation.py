@@ -151,21 +151,18 @@ class SemanticSegmentationAccumulator:
             torch.distributed.all_reduce(self._synced)
 
     def compute(self) -> dict:
-        """`mean_iou`, `pixel_accuracy`, `mean_accuracy`, and `per_class_iou` and `per_class_accuracy` (NaN for
-        classes that never occur, as `evaluate`'s mean_iou)."""
+        """`mean_iou`, `pixel_accuracy`, `mean_accuracy`, and `per_class_iou` and `per_class_accuracy`, as
+        `evaluate`'s mean_iou gives them: a class that never occurs has NaN IoU (and one absent from the targets NaN
+        accuracy), the means leave NaN out, and with no pixel counted every number is NaN (0 / 0), not 0."""
         confusion = (self.confusion if self._synced is None else self._synced).double()
         true_positive = confusion.diag()
         in_target = confusion.sum(1)
         union = confusion.sum(0) + in_target - true_positive
-        nan = torch.full_like(union, float("nan"))
-        iou = torch.where(union > 0, true_positive / union.clamp(min=1), nan)
-        accuracy = torch.where(in_target > 0, true_positive / in_target.clamp(min=1), nan)
-        present = union > 0
-        total = confusion.sum()
+        iou, accuracy = true_positive / union, true_positive / in_target  # 0 / 0 is NaN
         return {
-            "mean_iou": float(iou[present].mean()) if present.any() else 0.0,
-            "pixel_accuracy": float(true_positive.sum() / total) if total > 0 else 0.0,
-            "mean_accuracy": float(accuracy[in_target > 0].mean()) if (in_target > 0).any() else 0.0,
+            "mean_iou": float(iou.nanmean()),
+            "pixel_accuracy": float(true_positive.sum() / confusion.sum()),
+            "mean_accuracy": float(accuracy.nanmean()),
             "per_class_iou": iou.tolist(),
             "per_class_accuracy": accuracy.tolist(),
         }

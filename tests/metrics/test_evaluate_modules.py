@@ -437,3 +437,56 @@ def test_mean_iou_module_replaces_evaluates_mean_iou():
     assert scores["per_class_iou"] == [0.5, 0.5, -1.0, -1.0]
     np.testing.assert_allclose(scores["per_category_accuracy"], [0.5, 1.0, -1.0, -1.0])
     assert scores["mean_iou"] == pytest.approx(0.5)  # over the labels that occur
+
+
+@pytest.fixture(scope="module", params=["transcription", "evaluate"])
+def evaluate_mean_iou(request):
+    """evaluate's mean_iou as `compute(predictions, references, **arguments)`: the transcription of its published
+    script in tests/metrics/test_segmentation_metrics.py, and `evaluate.load("mean_iou")` itself where it loads (from
+    the Hub, or evaluate's cache); without either, that case is skipped (the script is not shipped here)."""
+    if request.param == "transcription":
+        from tests.metrics.test_segmentation_metrics import _evaluate_mean_iou
+
+        return lambda predictions, references, **arguments: _evaluate_mean_iou(predictions, references, **arguments)
+    try:
+        module = evaluate.load("mean_iou", keep_in_memory=True)
+    except (FileNotFoundError, ConnectionError, OSError) as error:
+        pytest.skip(f"evaluate.load('mean_iou') cannot load here (no network and nothing cached): {error}")
+    return lambda predictions, references, **arguments: module.compute(predictions=predictions, references=references,
+                                                                       **arguments)
+
+
+_IGNORED = np.full((4, 5), 255, np.uint8)
+_SOME = (np.array([[0, 1, 3], [2, 2, 0]], np.uint8), np.array([[0, 0, 255], [2, 5, 0]], np.uint8))
+MEAN_IOU_CASES = {
+    "no pixel counted": ([np.zeros((4, 5), np.uint8)], [_IGNORED], {}),
+    "no pixel counted, nan_to_num": ([np.zeros((4, 5), np.uint8)], [_IGNORED], {"nan_to_num": -1}),
+    "only background under reduce_labels": ([np.ones((4, 5), np.uint8)], [np.zeros((4, 5), np.uint8)],
+                                            {"reduce_labels": True}),
+    "every id mapped to ignore_index": ([np.zeros((2, 3), np.uint8)], [_SOME[1]], {"label_map": {0: 255, 2: 255,
+                                                                                                  5: 255}}),
+    # 1 predicted only, 3 predicted on an ignored pixel only, 4 nowhere; 5 becomes 1
+    "labels absent, predicted only": ([_SOME[0]], [_SOME[1]], {"label_map": {5: 1}}),
+    "labels absent, nan_to_num": ([_SOME[0]], [_SOME[1]], {"label_map": {5: 1}, "nan_to_num": 0}),
+}
+
+
+@pytest.mark.parametrize("case", MEAN_IOU_CASES)
+def test_mean_iou_module_equals_evaluates_mean_iou_where_nothing_is_counted(evaluate_mean_iou, case):
+    """Side by side with evaluate's mean_iou. Where nothing was counted (every reference pixel ignored, or left after
+    reduce_labels or a label_map) evaluate gives NaN for mean_iou, mean_accuracy and overall_accuracy (0 / 0, a
+    NaN-mean of NaNs), which nan_to_num replaces; seem_hf's module and accumulator gave 0.0, nan_to_num or not. They
+    now give evaluate's numbers, NaN per label where it gives NaN, in every case."""
+    predictions, references, arguments = MEAN_IOU_CASES[case]
+    arguments = {"num_labels": 5, "ignore_index": 255, **arguments}
+    expected = evaluate_mean_iou(predictions, references, **arguments)
+    ours = evaluate.load(evaluate_module_path("mean_iou"), keep_in_memory=True).compute(
+        predictions=predictions, references=references, **arguments)
+    assert set(expected) == {"mean_iou", "mean_accuracy", "overall_accuracy", "per_category_iou",
+                             "per_category_accuracy"}
+    for name, value in expected.items():
+        np.testing.assert_allclose(np.asarray(ours[name], dtype=float), value, rtol=1e-12, err_msg=name)  # NaN as NaN
+    assert ours["pixel_accuracy"] == ours["overall_accuracy"] or np.isnan(ours["pixel_accuracy"]) and np.isnan(
+        ours["overall_accuracy"])
+    if "nan_to_num" not in arguments and case.startswith("no pixel"):
+        assert all(np.isnan(ours[name]) for name in ("mean_iou", "mean_accuracy", "pixel_accuracy"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -297,11 +298,17 @@ def test_referring_refuses_probabilities():
     assert accumulator.compute()["ciou"] == 1.0
 
 
-def _evaluate_mean_iou(predictions, references, num_labels, ignore_index, reduce_labels=False):
-    """evaluate's mean_iou (huggingface/evaluate metrics/mean_iou) as published: histograms per image, summed."""
+def _evaluate_mean_iou(predictions, references, num_labels, ignore_index, reduce_labels=False, label_map=None,
+                       nan_to_num=None):
+    """evaluate's mean_iou (huggingface/evaluate metrics/mean_iou) as published: histograms per image, summed; 0 / 0
+    is NaN, and the means are NaN-means."""
     intersect_sum, union_sum, label_sum = (np.zeros(num_labels) for _ in range(3))
     for prediction, label in zip(predictions, references):
         prediction, label = np.array(prediction), np.array(label)
+        if label_map is not None:
+            original = label.copy()
+            for old_id, new_id in label_map.items():
+                label[original == old_id] = new_id
         if reduce_labels:
             label[label == 0] = 255
             label = label - 1
@@ -315,11 +322,15 @@ def _evaluate_mean_iou(predictions, references, num_labels, ignore_index, reduce
         intersect_sum += area_intersect
         union_sum += area_pred + area_label - area_intersect
         label_sum += area_label
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the NaN-mean of nothing but NaN
         iou, accuracy = intersect_sum / union_sum, intersect_sum / label_sum
-    return {"mean_iou": np.nanmean(iou), "mean_accuracy": np.nanmean(accuracy),
-            "overall_accuracy": intersect_sum.sum() / label_sum.sum(), "per_category_iou": iou,
-            "per_category_accuracy": accuracy}
+        metrics = {"mean_iou": np.nanmean(iou), "mean_accuracy": np.nanmean(accuracy),
+                   "overall_accuracy": intersect_sum.sum() / label_sum.sum(), "per_category_iou": iou,
+                   "per_category_accuracy": accuracy}
+    if nan_to_num is not None:
+        metrics = {name: np.nan_to_num(value, nan=nan_to_num) for name, value in metrics.items()}
+    return metrics
 
 
 @pytest.mark.parametrize("reduce_labels", [False, True])

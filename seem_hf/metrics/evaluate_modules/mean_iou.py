@@ -22,14 +22,17 @@ Args:
         `evaluate`'s mean_iou and the image processors' `do_reduce_labels`; predictions are taken as given.
     label_map (`dict`, optional): old reference id -> new id, applied to the references (before reduce_labels), all
         ids at once.
-    nan_to_num (`float`, optional): the value given in place of NaN (labels that occur nowhere).
+    nan_to_num (`float`, optional): the value given in place of NaN (labels that occur nowhere, and every number
+        when no pixel is counted), in every result.
 Returns:
     mean_iou: IoU averaged over the labels present (union > 0).
     pixel_accuracy: the fraction of counted pixels labelled right (mean_iou's `overall_accuracy`).
     mean_accuracy: per-label accuracy (TP / reference pixels) averaged over the labels in the references.
-    per_class_iou, per_class_accuracy: per label, NaN for labels that occur nowhere.
+    per_class_iou, per_class_accuracy: per label, NaN for labels that occur nowhere (accuracy: nowhere in the
+        references).
     overall_accuracy, per_category_iou, per_category_accuracy: the same numbers under evaluate's mean_iou names
         (`pixel_accuracy`, and the per-label lists as numpy arrays).
+    With no pixel counted (every reference pixel ignored), all of them are NaN, as evaluate's mean_iou gives them.
 Examples:
     >>> metric = evaluate.load(seem_hf.metrics.evaluate_module_path("mean_iou"))
     >>> metric.compute(predictions=[[[0, 1], [1, 1]]], references=[[[0, 1], [255, 0]]], num_labels=2)["pixel_accuracy"]
