@@ -270,8 +270,10 @@ class MaskAPAccumulator:
 
 class ReferringAccumulator:
     """Referring segmentation: cIoU = total intersection / total union over all sentences, mIoU = mean of
-    per-sentence IoUs, and the fraction of sentences with IoU of at least 0.5, 0.7 and 0.9 (`precision@t`: IoU >= t, as
-    SEEM's and X-Decoder's GroundingEvaluator and LAVT count them)."""
+    per-sentence IoUs, and the fraction of sentences with IoU of at least 0.5, 0.6, 0.7, 0.8 and 0.9 (`precision@t`:
+    IoU >= t, the thresholds SEEM's and X-Decoder's GroundingEvaluator report, and as they and LAVT count them)."""
+
+    precision_thresholds = (0.5, 0.6, 0.7, 0.8, 0.9)
 
     def __init__(self):
         # Columns: intersection, union, IoU; one row per sentence.
@@ -305,12 +307,13 @@ class ReferringAccumulator:
     def compute(self) -> dict:
         rows = self.rows if self._synced is None else self._synced
         if len(rows) == 0:
-            return {"ciou": 0.0, "miou": 0.0, "precision@0.5": 0.0, "precision@0.7": 0.0, "precision@0.9": 0.0}
+            return {"ciou": 0.0, "miou": 0.0,
+                    **{f"precision@{threshold}": 0.0 for threshold in self.precision_thresholds}}
         intersection, union, iou = rows.T
         # Every target and answer empty (sentences naming nothing, found empty): right, as a sentence's IoU says.
         ciou = float(intersection.sum() / union.sum()) if union.sum() > 0 else 1.0
         results = {"ciou": ciou, "miou": float(iou.mean())}
-        for threshold in (0.5, 0.7, 0.9):
+        for threshold in self.precision_thresholds:
             results[f"precision@{threshold}"] = float((iou >= threshold).double().mean())
         return results
 

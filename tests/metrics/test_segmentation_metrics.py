@@ -382,9 +382,27 @@ def test_referring_precision_counts_an_iou_equal_to_the_threshold():
     accumulator.update(target, target)
     ious = np.array([0.5, 1.0])
     result = accumulator.compute()
-    for threshold in (0.5, 0.7, 0.9):  # the GroundingEvaluator's rule
+    for threshold in (0.5, 0.6, 0.7, 0.8, 0.9):  # the GroundingEvaluator's rule
         assert result[f"precision@{threshold}"] == float(np.mean(ious >= threshold))
     assert result["precision@0.5"] == 1.0 and result["precision@0.7"] == 0.5
+
+
+def test_referring_precision_at_seem_s_five_thresholds():
+    """SEEM's GroundingEvaluator reports precision@0.5, 0.6, 0.7, 0.8 and 0.9; the accumulator (and so the
+    referring_iou module, SEEM's evaluate_referring and the examples' eval_referring_* metrics) reported 0.5, 0.7 and
+    0.9 only. All five now, each IoU >= t, also before anything is added."""
+    target = np.zeros((1, 10), bool)
+    target[0, :] = True
+    accumulator = ReferringAccumulator()
+    for found in (4, 5, 6, 7, 8, 9, 10):  # IoU found / 10: 0.4 ... 1.0, each threshold hit exactly once
+        prediction = np.zeros((1, 10), bool)
+        prediction[0, :found] = True
+        accumulator.update(prediction, target)
+    keys = ["ciou", "miou", "precision@0.5", "precision@0.6", "precision@0.7", "precision@0.8", "precision@0.9"]
+    result = accumulator.compute()
+    assert list(result) == keys
+    assert [result[key] for key in keys[2:]] == pytest.approx([6 / 7, 5 / 7, 4 / 7, 3 / 7, 2 / 7])
+    assert list(ReferringAccumulator().compute()) == keys
 
 
 def test_number_of_clicks_refuses_percentages_and_nan():
@@ -422,8 +440,8 @@ def test_referring_ciou_of_empty_targets_found_empty():
     precision 1, but cIoU was 0 (0 / max(0, 1)); it is 1, and a wrong answer among them still lowers it to 0."""
     accumulator = ReferringAccumulator()
     accumulator.update(np.zeros((2, 4, 4), bool), np.zeros((2, 4, 4), bool))
-    assert accumulator.compute() == {"ciou": 1.0, "miou": 1.0, "precision@0.5": 1.0, "precision@0.7": 1.0,
-                                     "precision@0.9": 1.0}
+    assert accumulator.compute() == {"ciou": 1.0, "miou": 1.0, "precision@0.5": 1.0, "precision@0.6": 1.0,
+                                     "precision@0.7": 1.0, "precision@0.8": 1.0, "precision@0.9": 1.0}
     accumulator.update(np.ones((4, 4), bool), np.zeros((4, 4), bool))
     assert accumulator.compute()["ciou"] == 0.0 and accumulator.compute()["miou"] == pytest.approx(2 / 3)
 

@@ -1,5 +1,5 @@
-"""Referring segmentation: cIoU, mean IoU and precision at 0.5 / 0.7 / 0.9 of one binary mask per sentence, as an
-`evaluate` metric (seem_hf's `ReferringAccumulator`)."""
+"""Referring segmentation: cIoU, mean IoU and precision at 0.5 / 0.6 / 0.7 / 0.8 / 0.9 of one binary mask per
+sentence, as an `evaluate` metric (seem_hf's `ReferringAccumulator`)."""
 
 import datasets
 import evaluate
@@ -17,7 +17,7 @@ Args:
     predictions: predicted binary masks, one (height, width) array, tensor or nested list per sentence.
     references: target binary masks of the same sizes.
 Returns:
-    ciou, miou, precision@0.5, precision@0.7, precision@0.9 (fractions).
+    ciou, miou, precision@0.5, precision@0.6, precision@0.7, precision@0.8, precision@0.9 (fractions).
 Examples:
     >>> metric = evaluate.load(seem_hf.metrics.evaluate_module_path("referring_iou"))
     >>> metric.compute(predictions=[[[1, 1], [0, 0]]], references=[[[1, 0], [0, 0]]])["ciou"]

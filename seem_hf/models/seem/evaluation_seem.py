@@ -38,8 +38,8 @@ def _padded(mask, size):
 
 @torch.no_grad()
 def evaluate_referring(model, processor, items) -> dict:
-    """cIoU, mIoU and precision@0.5/0.7/0.9 over every item's grounding sentences (the first sentence of each
-    referring annotation, as SEEM's RefCOCOg evaluation reads them)."""
+    """cIoU, mIoU and precision@0.5/0.6/0.7/0.8/0.9 over every item's grounding sentences (the first sentence of
+    each referring annotation, as SEEM's RefCOCOg evaluation reads them)."""
     accumulator = ReferringAccumulator()
     device, dtype = model.device, model.dtype
     for item in _shard(items):
