@@ -12,9 +12,11 @@ What a map-style dataset gives from its whole table comes from the first rows he
 description or `ClassLabel` features as usual, and from the first `HEAD_ROWS` training rows (read without their
 images) which labels are things (panoptic rows without a stored vocabulary) and the union of the rows'
 `semantic_class_to_id` (instance layout): a class that no row of those names is refused, naming it, when a later
-row's pixels use it. A shard that cannot be read (a truncated download) is named in the error. The evaluation
-split is streamed too and its first `--max_eval_samples` rows (`DEFAULT_EVAL_ROWS` if not given) are kept on disk for
-the run's evaluations.
+row's pixels use it. The first `CHECKED_ROWS` training rows, images and maps included, are checked before training
+as a map-style split's rows are (`PanopticRows.check_labels`); the stream is read again from its start to train, and
+later rows are checked as they are read. A shard that cannot be read (a truncated download) is named in the error.
+The evaluation split is streamed too and its first `--max_eval_samples` rows (`DEFAULT_EVAL_ROWS` if not given) are
+kept on disk for the run's evaluations.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from seem_hf.data.transforms import LargeScaleJitter, augment_panoptic_row
 HEAD_ROWS = 1000
 """Training rows read (without images) for what a stream's first rows tell: the thing labels of panoptic rows that
 carry no vocabulary, the classes the instance layout's `semantic_class_to_id` names."""
+CHECKED_ROWS = 100
+"""Training rows of a stream read before training, images and maps included, and checked as a map-style split's
+rows are (`PanopticRows.check_labels`); later rows are checked as training reads them."""
 DEFAULT_EVAL_ROWS = 500
 """Evaluation rows kept when `--max_eval_samples` is not given."""
 SAVED_SHARDS = 64
@@ -145,22 +150,28 @@ def check_shards(stream: datasets.IterableDataset, name: str, split: str) -> Non
 
 def _head(stream: datasets.IterableDataset, columns: list[str], count: int, name: str = "dataset",
           split: str = "train") -> datasets.Dataset:
-    """The first `count` rows of `stream`'s `columns` (no image among them) as a small in-memory `Dataset` with
-    the stream's features and description: what `dataset_vocabulary` reads."""
+    """The first `count` rows of `stream`'s `columns` (images among them left encoded: `_undecoded`) as a small
+    in-memory `Dataset` with the stream's features and description: what `dataset_vocabulary` and the check of the
+    first rows read."""
     features = datasets.Features({column: stream.features[column] for column in columns})
     rows = list(itertools.islice(_rows(stream, name, split, stream.select_columns(columns)), count)) if columns else []
     return datasets.Dataset.from_list(rows, features=features,
                                       info=datasets.DatasetInfo(description=stream.info.description, features=features))
 
 
+def _undecoded(stream: datasets.IterableDataset) -> datasets.IterableDataset:
+    """`stream` with its image columns left encoded (`{"bytes", "path"}`)."""
+    for column, feature in stream.features.items():
+        if isinstance(feature, datasets.Image):
+            stream = stream.cast_column(column, datasets.Image(decode=False))
+    return stream
+
+
 def _kept_rows(stream: datasets.IterableDataset, count: int, name: str = "dataset",
                split: str = "evaluation") -> datasets.Dataset:
     """The first `count` rows of `stream`, written to the `datasets` cache (images stay encoded: memory is flat)."""
     features = stream.features
-    undecoded = stream
-    for column, feature in features.items():
-        if isinstance(feature, datasets.Image):
-            undecoded = undecoded.cast_column(column, datasets.Image(decode=False))
+    undecoded = _undecoded(stream)
 
     def rows():
         yield from itertools.islice(_rows(stream, name, split, undecoded), count)
@@ -190,7 +201,8 @@ def load_streaming_splits(
     split among processes: `StreamedPanopticDataset` does that), `evaluation` the first rows of the evaluation
     split (or of the training split, `evaluate_on="train"`) as `PanopticRows`, read in the training split's labels
     by name. `layout` forces one of the layouts (`--dataset_layout`); by default the columns and the first row's
-    annotation decide."""
+    annotation decide. The first `CHECKED_ROWS` training rows are checked before training (`PanopticRows.check_labels`);
+    a `ValueError` lists the bad ones."""
     splits, folder = stream_dataset_dict(name, config_name)
     if train_split not in splits:
         raise ValueError(f"{name} has no split {train_split!r} (it has {sorted(splits)}); pick one with --train_split.")
@@ -214,6 +226,17 @@ def load_streaming_splits(
     labels = dataset_vocabulary(head, layout, name, folder, do_reduce_labels, split=train_split)
     if "union of" in labels.source:
         labels = dataclasses.replace(labels, source=labels.source.replace("union of", "union of the first"))
+
+    def rows(dataset, split, relabel=None):
+        return PanopticRows(dataset, layout, labels.class_ids, do_reduce_labels, name=name, split=split,
+                            vocabulary=labels.vocabulary, relabel=relabel, label_source=labels.source)
+
+    first_rows = _head(_undecoded(train), list(train.features), CHECKED_ROWS, name, train_split)
+    try:  # a stream can be read again: training starts at its first row
+        rows(first_rows, train_split).check_labels()
+    except ValueError as error:
+        raise ValueError(f"{error}\nOnly the stream's first {CHECKED_ROWS} rows were checked before training; later "
+                         "rows are checked as training reads them.") from None
     evaluation, relabel, evaluation_split = None, None, "evaluation"
     if evaluate_on == "validation":
         found, candidates = find_validation_split(splits, validation_split, train_split)
@@ -236,11 +259,6 @@ def load_streaming_splits(
         if evaluate_on == "validation":
             relabel = check_evaluation_classes(labels, kept, layout, name, folder, train_split, evaluation_split,
                                                do_reduce_labels)
-
-    def rows(dataset, split, relabel=None):
-        return PanopticRows(dataset, layout, labels.class_ids, do_reduce_labels, name=name, split=split,
-                            vocabulary=labels.vocabulary, relabel=relabel, label_source=labels.source)
-
     evaluation_rows = None if kept is None else rows(kept, evaluation_split, relabel)
     if evaluation_rows is not None:
         evaluation_rows.check_labels()  # the kept rows are on disk: read them now, not at the first evaluation

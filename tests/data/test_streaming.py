@@ -135,7 +135,8 @@ def test_a_truncated_shard_is_named(shards, tmp_path):
 
 def test_a_streamed_instance_split_names_a_class_its_first_rows_lack(tmp_path, monkeypatch):
     """The instance layout's label names come from the union of the first HEAD_ROWS rows' semantic_class_to_id; a
-    later row whose pixels use a class none of them names is refused naming it and HEAD_ROWS."""
+    later row whose pixels use a class none of them names is refused naming it and HEAD_ROWS: before training when
+    it is one of the first CHECKED_ROWS rows, otherwise when training reads it."""
     import PIL.Image
 
     from seem_hf.data import streaming
@@ -152,8 +153,59 @@ def test_a_streamed_instance_split_names_a_class_its_first_rows_lack(tmp_path, m
     }).cast_column("image", datasets.Image()).cast_column("annotation", datasets.Image())
     rows.to_parquet(tmp_path / "data" / "train.parquet")
     monkeypatch.setattr(streaming, "HEAD_ROWS", 2)
+    with pytest.raises(ValueError, match=r"row 2: this row's semantic_class_to_id names classes 'truck' \(id 4\)"):
+        load_streaming_splits(str(tmp_path), evaluate_on=None)  # one of the rows read before training
+    monkeypatch.setattr(streaming, "CHECKED_ROWS", 2)
     splits = load_streaming_splits(str(tmp_path), evaluate_on=None)
     assert splits.vocabulary.id2label == {0: "road", 1: "car", 2: "bike"} and "first 2 rows" in splits.describe()
     stream = StreamedPanopticDataset(splits.train, LargeScaleJitter(64, 1.0, 1.0))
     with pytest.raises(ValueError, match=r"row 2: this row's semantic_class_to_id names classes 'truck' \(id 4\)"):
         list(itertools.islice(iter(stream), 3))
+
+
+def test_the_first_streamed_rows_are_checked_before_training(tmp_path, monkeypatch):
+    """A streamed training split was not checked before training: a class id no label names, or a row without its
+    map, failed the run when a batch reached the row. Its first CHECKED_ROWS rows are now read before training with
+    the checks of a map-style split (PanopticRows.check_labels), and the error says later rows are checked as they
+    are read. The check reads the stream without consuming it: training starts at its first row."""
+    import PIL.Image
+
+    from seem_hf.data import streaming
+
+    label = np.zeros((64, 64), np.uint8)
+    label[16:48, 16:48] = 1
+    stray = label.copy()
+    stray[:4] = 7
+
+    def write(folder, labels):
+        rows = datasets.Dataset.from_dict({
+            "image": [PIL.Image.new("RGB", (64, 64), (30, 90, 160))] * len(labels),
+            "label": [None if value is None else PIL.Image.fromarray(value) for value in labels],
+            "image_id": list(range(100, 100 + len(labels))),
+        }).cast_column("image", datasets.Image()).cast_column("label", datasets.Image())
+        (folder / "data").mkdir(parents=True)
+        for index in range(2):
+            rows.shard(2, index, contiguous=True).to_parquet(folder / "data" / f"train-{index:05d}-of-00002.parquet")
+        (folder / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+        return str(folder)
+
+    bad = write(tmp_path / "bad", [label, label, stray, label, None, label])
+    with pytest.raises(ValueError) as error:
+        load_example("finetune_lseg").main(["--dataset_name", bad, "--streaming", "true", "--output_dir",
+                                            str(tmp_path / "run"), "--max_steps", "1", "--eval_strategy", "no",
+                                            *_tiny("finetune_lseg")])
+    assert ("split 'train': 2 row(s) that the run would refuse when it reached them (checked before training starts):"
+            "\n  row 2: class ids [7] in column 'label' are no label (labels: ids 0 'sea', 1 'boat', from "
+            "id2label.json; 255 is unlabelled)") in str(error.value), str(error.value)
+    assert ("\n  row 4: column 'label' is empty in this row: give the row its annotation, or drop the row.\n"
+            f"Only the stream's first {streaming.CHECKED_ROWS} rows were checked before training; later rows are "
+            "checked as training reads them.") in str(error.value), str(error.value)
+    assert not (tmp_path / "run" / "trainer_state.json").exists()
+
+    monkeypatch.setattr(streaming, "CHECKED_ROWS", 2)
+    splits = load_streaming_splits(bad, evaluate_on=None)
+    stream = StreamedPanopticDataset(splits.train, LargeScaleJitter(64, 1.0, 1.0))
+    items = iter(stream)
+    assert [next(items)["image_id"] for _ in range(2)] == [100, 101]  # the check consumed nothing
+    with pytest.raises(ValueError, match=r"split 'train', row 2: class ids \[7\] in column 'label' are no label"):
+        next(items)  # past the rows checked: named as it is read
