@@ -139,12 +139,31 @@ def _rows(stream: datasets.IterableDataset, name: str, split: str, source=None) 
 
 
 def check_shards(stream: datasets.IterableDataset, name: str, split: str) -> None:
-    """Refuse, before training, a split whose local parquet shards cannot be opened (footers only are read)."""
-    broken = _unreadable(shard_files(stream))
+    """Refuse, before training, a split whose local parquet shards cannot be opened, or hold other columns than the
+    split's features (which `datasets` would fail to cast when training reached them); footers only are read."""
+    import pyarrow.parquet as pq
+
+    files = shard_files(stream)
+    broken = _unreadable(files)
     if broken:
         raise ValueError(
             f"{name}, split {split!r}: cannot read " + "; ".join(broken) + ". A shard cut short by an interrupted "
             "download or copy: write it again, or move it out of the folder."
+        )
+    columns = set(stream.features or ())
+    differing = []
+    for file in files:
+        if columns and file.endswith(".parquet") and Path(file).exists():
+            names = set(pq.read_schema(file).names)
+            if names != columns:
+                parts = [f"{word} {sorted(extra)}" for word, extra in (("without", columns - names),
+                                                                      ("with", names - columns)) if extra]
+                differing.append(f"{file} ({', '.join(parts)})")
+    if differing:
+        raise ValueError(
+            f"{name}, split {split!r}: shards whose columns are not the split's {sorted(columns)}: "
+            + "; ".join(differing) + ". Every shard of a split is read with the same columns: rename or add the "
+            "columns of these (datasets' rename_column, then to_parquet), or move them out of the folder."
         )
 
 

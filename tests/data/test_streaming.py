@@ -209,3 +209,25 @@ def test_the_first_streamed_rows_are_checked_before_training(tmp_path, monkeypat
     assert [next(items)["image_id"] for _ in range(2)] == [100, 101]  # the check consumed nothing
     with pytest.raises(ValueError, match=r"split 'train', row 2: class ids \[7\] in column 'label' are no label"):
         next(items)  # past the rows checked: named as it is read
+
+
+def test_a_shard_whose_columns_differ_is_named_before_training(tmp_path):
+    """Local parquet shards of one split whose columns differ (a later shard's map column named 'mask', not 'label')
+    failed when training reached that shard, with datasets' "CastError: Couldn't cast ... because column names don't
+    match"; the footers are read before training and the shard is named with the columns it lacks and has."""
+    import PIL.Image
+
+    label = np.zeros((64, 64), np.uint8)
+    label[16:48, 16:48] = 1
+    rows = datasets.Dataset.from_dict({"image": [PIL.Image.new("RGB", (64, 64))] * 2,
+                                       "label": [PIL.Image.fromarray(label)] * 2})
+    rows = rows.cast_column("image", datasets.Image()).cast_column("label", datasets.Image())
+    (tmp_path / "data").mkdir()
+    rows.to_parquet(tmp_path / "data" / "train-00000-of-00002.parquet")
+    rows.rename_column("label", "mask").to_parquet(tmp_path / "data" / "train-00001-of-00002.parquet")
+    (tmp_path / "id2label.json").write_text(json.dumps({"0": "sea", "1": "boat"}))
+    with pytest.raises(ValueError) as error:
+        load_streaming_splits(str(tmp_path), evaluate_on=None)
+    shard = tmp_path / "data" / "train-00001-of-00002.parquet"
+    assert (f"split 'train': shards whose columns are not the split's ['image', 'label']: {shard} (without ['label'], "
+            "with ['mask'])") in str(error.value), str(error.value)
